@@ -1,0 +1,9 @@
+/**
+ * executor — runs a Plan against the databases: refuses stale or foreign saved
+ * plans, takes an advisory lock per node, re-checks each action's
+ * precondition, runs it, and reports progress through hooks. Every action is
+ * safe to repeat, so a killed apply is finished by running it again.
+ *
+ * Must not import: render, commands, daemons, `@oclif/core`, `chalk`.
+ */
+export {};

@@ -1,0 +1,12 @@
+/**
+ * kernel — the small shared vocabulary every other module may use: diagnostics
+ * (problems with a code, a position and a fix hint), secret masking for DSNs,
+ * and duration parsing. It owns no domain logic and performs no I/O.
+ *
+ * Must not import: any other src/ module (it is the bottom of the graph), `pg`,
+ * `@oclif/core`, `chalk`.
+ */
+export * from './diagnostics.js';
+export * from './secrets.js';
+export * from './duration.js';
+export * from './suggest.js';

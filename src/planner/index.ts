@@ -1,0 +1,9 @@
+/**
+ * planner — a pure function from (DesiredState, catalogs) to a Plan: checks
+ * (errors and warnings with codes and hints) and ordered actions with ids,
+ * reasons and dependencies. Deterministic, unit-tested on plain data.
+ *
+ * Must not import: `pg`, `node:fs`, `node:net` or any I/O; catalog (other
+ * than its types), executor, engine, daemons, render, commands, db.
+ */
+export {};

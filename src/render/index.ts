@@ -1,0 +1,10 @@
+/**
+ * render — everything a person or a script reads: diagnostics, summaries,
+ * plans, status and compare results, as text (chalk) or JSON. Pure functions
+ * from data to strings.
+ *
+ * Must not import: catalog, executor, engine, daemons, commands, db, `pg`,
+ * `@oclif/core`. (It may read the types of config and planner.)
+ */
+export * from './diagnostics.js';
+export * from './desired-state.js';
