@@ -53,7 +53,7 @@ function parseUrlDsn(dsn: string): ConnectionSpec {
   try {
     url = new URL(dsn);
   } catch {
-    throw new DsnError(`the DSN ${maskDsn(dsn)} is not a valid URL`, 'write postgres://user@host:5432/dbname, percent-encoding special characters in the password');
+    throw new DsnError(`the DSN ${maskDsn(dsn)} is not a valid URL`, 'write postgres://user@host:5432/dbname and percent-encode special characters in the user and password (or give the password in the separate `password:` field)');
   }
   const spec: ConnectionSpec = {};
   if (url.hostname) spec.host = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, ''));

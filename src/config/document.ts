@@ -30,7 +30,7 @@ export function parseSource(file: string, text: string): { source: SourceDocumen
       hint: duplicate
         ? 'remove or rename one of the two entries (names of databases, queues and nodes must be unique)'
         : 'fix the YAML syntax at this position (check indentation, colons and quotes)',
-      position: positionAt(source, err.pos[0]),
+      position: positionAt(source, errorOffset(text, err.code, err.message, err.pos[0])),
     });
   }
   for (const warn of doc.warnings) {
@@ -42,6 +42,18 @@ export function parseSource(file: string, text: string): { source: SourceDocumen
     });
   }
   return { source, diagnostics };
+}
+
+/** An unterminated quote is reported by yaml at the end of input; point at the quote that opened it instead. */
+function errorOffset(text: string, code: string, message: string, offset: number): number {
+  if (code === 'MISSING_CHAR') {
+    const quote = /closing "quote/.test(message) ? '"' : /closing 'quote/.test(message) ? "'" : undefined;
+    if (quote) {
+      const opened = text.lastIndexOf(quote, offset - 1);
+      if (opened >= 0) return opened;
+    }
+  }
+  return offset;
 }
 
 function firstLine(message: string): string {

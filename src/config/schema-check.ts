@@ -82,15 +82,27 @@ const TYPE_WORDS: Record<string, string> = {
 
 /** A value short and safe enough to quote in a message (never a password or DSN). */
 function quotable(path: DocPath, value: unknown): string | undefined {
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   const last = String(path[path.length - 1] ?? '');
   if (/password|dsn/i.test(last) || path.includes('databases')) return undefined;
   if (typeof value === 'string' && value.length <= 60) return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return undefined;
 }
 
 function toDiagnostic(source: SourceDocument, e: ErrorObject): Diagnostic {
   const path = pathOf(e.instancePath);
+  if (e.propertyName !== undefined) {
+    // A key that breaks propertyNames (names of databases, queues, nodes).
+    const keyPath = [...path, e.propertyName];
+    return {
+      severity: 'error',
+      path: formatPath(keyPath),
+      code: 'invalid_name',
+      message: `"${e.propertyName}" in ${formatPath(path)} is not a valid name`,
+      hint: 'names use letters, digits, _ and -, start with a letter or _, and have at most 63 characters',
+      position: locate(source, keyPath, 'key'),
+    };
+  }
   const where = formatPath(path) || 'the top level';
   const base = { severity: 'error' as const, path: formatPath(path) };
   const schemaRef = String((e.parentSchema as { $ref?: string } | undefined)?.$ref ?? '');
@@ -121,6 +133,15 @@ function toDiagnostic(source: SourceDocument, e: ErrorObject): Diagnostic {
       };
     }
     case 'type': {
+      if (isDurationSchema) {
+        return {
+          ...base,
+          code: 'invalid_duration',
+          message: `${where} is ${quotable(path, e.data) ?? 'not a string'}, which has no unit`,
+          hint: 'write a number with a unit: ms, s, min or h (e.g. 500ms, 2s, 1min)',
+          position: locate(source, path),
+        };
+      }
       const expected = String((e.params as { type: string | string[] }).type)
         .split(',')
         .map((t) => TYPE_WORDS[t] ?? t)

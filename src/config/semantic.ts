@@ -101,7 +101,9 @@ function checkNodes(queueName: string, queue: Obj, databaseNames: string[], repo
     if (node.type === 'root' && hasProvider) {
       report('root_with_provider', [...base(name), 'provider'], `root node "${name}" has a provider`, 'remove `provider:` from the root; only branch and leaf nodes have one', 'key');
     }
-    if ((node.type === 'leaf' || node.type === 'branch') && !hasProvider) {
+    // A misspelled `provider` key is reported as unknown_key; do not also call the provider missing.
+    const misspelledProvider = Object.keys(node).some((k) => k !== 'provider' && closest(k, ['provider']) === 'provider');
+    if ((node.type === 'leaf' || node.type === 'branch') && !hasProvider && !misspelledProvider) {
       report('missing_provider', base(name), `${String(node.type)} node "${name}" has no provider`, `add \`provider:\` naming the node it replicates from, e.g. ${roots[0]?.[0] ?? 'the root'}`, 'key');
     }
     if (hasProvider && typeof node.provider === 'string' && node.type !== 'root') {
@@ -157,8 +159,10 @@ function checkSelection(path: DocPath, selection: unknown, isTables: boolean, re
     }
   }
   if (isTables) {
+    // Only when the selection is well-formed: a misspelled or mistyped key is reported on its own.
+    const wellFormed = Object.keys(selection).every((k) => ['include', 'exclude', 'entries'].includes(k)) && (selection.include === undefined || Array.isArray(selection.include));
     const include = Array.isArray(selection.include) ? selection.include : [];
-    if (include.length === 0 && Object.keys(entries).length === 0) {
+    if (wellFormed && include.length === 0 && Object.keys(entries).length === 0) {
       report('empty_table_selection', path, `${formatPath(path)} selects no tables`, 'add include: ["public.*"] (globs) or entries: naming tables, so the queue has something to replicate', 'key');
     }
   }

@@ -9,8 +9,9 @@ export const MASK = '***';
 /** Masks the password of a DSN in either `postgres://u:pw@h/db?password=pw` or `password=pw` form. */
 export function maskDsn(dsn: string): string {
   let out = dsn;
-  // URL userinfo: scheme://user:password@host
-  out = out.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@?#]*):([^@/?#]*)@/i, (_m, head: string) => `${head}:${MASK}@`);
+  // URL userinfo: scheme://user:password@host — the password runs to the last "@", since an
+  // unencoded password may itself contain "@", "/", "?" or "#" (over-masking is safe).
+  out = out.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@?#]*):(.*)@(?=[^@]*$)/i, (_m, head: string) => `${head}:${MASK}@`);
   // URL query parameter password=…
   out = out.replace(/([?&]password=)[^&#]*/gi, `$1${MASK}`);
   // key=value form: password = 'quoted \' value' | bare
@@ -18,9 +19,14 @@ export function maskDsn(dsn: string): string {
   return out;
 }
 
-/** Replaces every occurrence of each secret (longer first) in `text` by the mask. */
+/**
+ * Replaces every occurrence of each secret (longer first) in `text` by the mask.
+ * A defence in depth: messages are built never to contain a password at all.
+ * Secrets shorter than 4 characters are skipped, as scrubbing them would
+ * mangle ordinary words.
+ */
 export function scrubSecrets(text: string, secrets: Iterable<string>): string {
-  const list = [...new Set(secrets)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+  const list = [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
   let out = text;
   for (const secret of list) out = out.split(secret).join(MASK);
   return out;

@@ -1,0 +1,62 @@
+/**
+ * The dependency rules of docs/architecture.md, checked: each src/ module may
+ * import only what its header allows. Fails naming the offending import.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+/** Module → the src/ modules and packages it must not import. */
+const FORBIDDEN: Record<string, string[]> = {
+  kernel: ['config', 'catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', 'embedded', 'pg', '@oclif/core', 'chalk'],
+  config: ['catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', 'embedded', 'pg', '@oclif/core', 'chalk'],
+  planner: ['catalog/introspect', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', 'embedded', 'pg', 'node:fs', 'node:fs/promises', 'node:net', '@oclif/core', 'chalk'],
+  catalog: ['planner', 'executor', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
+  executor: ['render', 'commands', 'daemons', 'embedded', '@oclif/core', 'chalk'],
+  engine: ['config', 'catalog', 'planner', 'executor', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
+  daemons: ['planner', 'executor', 'commands', 'embedded', '@oclif/core'],
+  render: ['catalog/introspect', 'executor', 'engine', 'daemons', 'commands', 'db', 'embedded', 'pg', '@oclif/core'],
+  db: ['catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
+  embedded: ['kernel', 'config', 'catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', '@oclif/core', 'chalk'],
+};
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gm), ...text.matchAll(/import\('([^']+)'\)/g)].map((m) => m[1]!);
+}
+
+/** `../planner/plan.js` from src/render/x.ts → `planner/plan`; a package stays as is. */
+function target(file: string, spec: string): string {
+  if (!spec.startsWith('.')) return spec;
+  return relative('src', join(file, '..', spec)).replace(/\.js$/, '');
+}
+
+describe('module boundaries', () => {
+  it('every src/ module has a header index.ts', () => {
+    for (const mod of Object.keys(FORBIDDEN)) {
+      const index = readFileSync(join('src', mod, 'index.ts'), 'utf8');
+      expect(index.startsWith('/**'), `src/${mod}/index.ts starts with a header comment`).toBe(true);
+      expect(index).toMatch(/Must not/);
+    }
+  });
+
+  it('no module imports what its header forbids', () => {
+    const violations: string[] = [];
+    for (const [mod, forbidden] of Object.entries(FORBIDDEN)) {
+      for (const file of files(join('src', mod))) {
+        for (const spec of importsOf(file)) {
+          const t = target(file, spec);
+          if (forbidden.some((f) => t === f || t.startsWith(`${f}/`))) violations.push(`${file} imports ${spec}`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+});
