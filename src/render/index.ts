@@ -8,3 +8,4 @@
  */
 export * from './diagnostics.js';
 export * from './desired-state.js';
+export * from './schema-reference.js';
