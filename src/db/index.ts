@@ -6,4 +6,4 @@
  *
  * Must not import: any src/ module other than kernel and config's types.
  */
-export {};
+export * from './connect.js';

@@ -1,10 +1,12 @@
 /**
  * engine — the replication machinery: versioned SQL/PL/pgSQL installed into a
- * `pgconvey` schema on each node (queue, event tables, ticks, capture
- * triggers, consumers), and the TypeScript that drives it (ticker, copier,
- * applier). The engine knows nothing of YAML files or plans.
+ * `pgconvey` schema on each node (queue, rotating event tables, ticks,
+ * generated capture triggers, consumers, subscriber positions), and the
+ * TypeScript that drives it (ticker, apply worker). The engine knows nothing
+ * of YAML files or plans.
  *
- * Must not import: config, catalog, planner, executor, daemons, render,
- * commands, `@oclif/core`, `chalk`.
+ * Must not import: config (other than connection types), catalog, planner,
+ * executor, daemons, render, commands, `@oclif/core`, `chalk`.
  */
-export {};
+export * from './install.js';
+export * from './snapshot.js';

@@ -1,0 +1,82 @@
+/**
+ * Opening connections: a ConnectionSpec (from the desired state, or a DSN on
+ * the command line) becomes a connected `pg.Client` with an application_name
+ * that names the pgconvey role (`pgconvey:worker`…), and connection failures
+ * become messages that say what to fix — never with a password in them.
+ */
+import pg from 'pg';
+import { maskDsn } from '../kernel/index.js';
+import type { ConnectionSpec } from '../config/connection.js';
+
+export type PgClient = pg.Client;
+
+export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfig {
+  return {
+    host: spec.host,
+    port: spec.port,
+    user: spec.user,
+    password: spec.password,
+    database: spec.dbname,
+    application_name: spec.application_name ?? `pgconvey:${role}`,
+    connectionTimeoutMillis: spec.connect_timeout_ms ?? 10_000,
+    ...(spec.sslmode && spec.sslmode !== 'disable' && spec.sslmode !== 'allow' && spec.sslmode !== 'prefer'
+      ? { ssl: spec.sslmode === 'require' ? { rejectUnauthorized: false } : true }
+      : {}),
+  };
+}
+
+/** A short, password-free name for a connection in messages: `user@host:port/db`. */
+export function describeSpec(spec: ConnectionSpec): string {
+  return `${spec.user ? `${spec.user}@` : ''}${spec.host ?? 'localhost'}${spec.port ? `:${spec.port}` : ''}/${spec.dbname ?? ''}`;
+}
+
+export class ConnectionError extends Error {
+  constructor(
+    message: string,
+    readonly hint: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'ConnectionError';
+  }
+}
+
+/** Connects, translating the usual failures into a ConnectionError with a hint. */
+export async function connect(spec: ConnectionSpec, role: string): Promise<PgClient> {
+  const client = new pg.Client(clientConfig(spec, role));
+  // An idle client whose server goes away emits 'error'; without a listener that would crash the process.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw translateConnectError(err, spec);
+  }
+  return client;
+}
+
+export function translateConnectError(err: unknown, spec: ConnectionSpec): ConnectionError {
+  const where = describeSpec(spec);
+  const e = err as { code?: string; message?: string };
+  const message = maskDsn(String(e.message ?? err));
+  switch (e.code) {
+    case 'ECONNREFUSED':
+      return new ConnectionError(`cannot connect to ${where}: connection refused`, 'check that the server is running and listening on that host and port', 'connection_refused');
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConnectionError(`cannot connect to ${where}: unknown host`, 'check the host name', 'unknown_host');
+    case 'ETIMEDOUT':
+      return new ConnectionError(`cannot connect to ${where}: timed out`, 'check the host, port and firewall, or raise connect_timeout', 'connection_timeout');
+    case '28P01':
+      return new ConnectionError(`cannot connect to ${where}: password authentication failed`, 'check the password (and the variable it comes from)', 'wrong_password');
+    case '28000':
+      return new ConnectionError(`cannot connect to ${where}: ${message}`, 'allow this user and host in pg_hba.conf, or use another user', 'not_authorized');
+    case '3D000':
+      return new ConnectionError(`cannot connect to ${where}: the database does not exist`, 'check dbname, or create the database first', 'unknown_database');
+    default:
+      if (/timeout/i.test(message)) {
+        return new ConnectionError(`cannot connect to ${where}: timed out`, 'check the host, port and firewall, or raise connect_timeout', 'connection_timeout');
+      }
+      return new ConnectionError(`cannot connect to ${where}: ${message}`, 'check the connection settings', 'connection_failed');
+  }
+}

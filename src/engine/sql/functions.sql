@@ -1,0 +1,575 @@
+-- pgconvey engine functions. Re-applied (CREATE OR REPLACE) by every install or
+-- upgrade, after the migrations. PL/pgSQL and SQL only; works on PostgreSQL 10
+-- to 18 (txid_* functions, no pg_current_snapshot()).
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.event_table(queue_id, n) → the n-th event table of a queue.
+CREATE OR REPLACE FUNCTION pgconvey.event_table(p_queue_id integer, p_n integer)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT format('pgconvey.%I', 'event_' || p_queue_id || '_' || p_n)
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.event_seq_value(queue_id) → the last event id handed out
+-- (without consuming one). The ticker compares it with the last tick's value.
+CREATE OR REPLACE FUNCTION pgconvey.event_seq_value(p_queue_id integer)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v bigint;
+BEGIN
+  EXECUTE format('SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgconvey.%I',
+                 'event_' || p_queue_id || '_seq') INTO v;
+  RETURN v;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.create_queue(name) → queue_id. Idempotent: an existing
+-- queue's id is returned unchanged. Creates the event sequence, three event
+-- tables (insert-only, emptied by TRUNCATE, indexed on the transaction id) and
+-- the first tick.
+CREATE OR REPLACE FUNCTION pgconvey.create_queue(p_queue text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  v_id integer;
+  i integer;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue;
+  IF FOUND THEN
+    RETURN v_id;
+  END IF;
+  INSERT INTO pgconvey.queue (queue_name) VALUES (p_queue) RETURNING queue_id INTO v_id;
+  EXECUTE format('CREATE SEQUENCE pgconvey.%I', 'event_' || v_id || '_seq');
+  FOR i IN 0..2 LOOP
+    EXECUTE format(
+      'CREATE TABLE %s ('
+      '  ev_id bigint NOT NULL DEFAULT nextval(%L),'
+      '  ev_txid bigint NOT NULL DEFAULT txid_current(),'
+      '  ev_table integer NOT NULL,'
+      '  ev_op "char" NOT NULL,'
+      '  ev_key text,'
+      '  ev_data json'
+      ') WITH (fillfactor = 100, autovacuum_enabled = false, toast.autovacuum_enabled = false)',
+      pgconvey.event_table(v_id, i), 'pgconvey.event_' || v_id || '_seq');
+    EXECUTE format('CREATE INDEX %I ON %s (ev_txid)', 'event_' || v_id || '_' || i || '_txid', pgconvey.event_table(v_id, i));
+  END LOOP;
+  INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq) VALUES (v_id, 1, 0);
+  RETURN v_id;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.drop_queue(name) → true if it existed. Removes capture
+-- triggers of its tables, its event tables and sequence, ticks and consumers.
+CREATE OR REPLACE FUNCTION pgconvey.drop_queue(p_queue text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  v_id integer;
+  t record;
+  i integer;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  FOR t IN SELECT table_schema, table_name FROM pgconvey.captured_table WHERE queue_id = v_id LOOP
+    PERFORM pgconvey.remove_table(p_queue, t.table_schema, t.table_name);
+  END LOOP;
+  FOR i IN 0..2 LOOP
+    EXECUTE 'DROP TABLE IF EXISTS ' || pgconvey.event_table(v_id, i);
+  END LOOP;
+  EXECUTE format('DROP SEQUENCE IF EXISTS pgconvey.%I', 'event_' || v_id || '_seq');
+  DELETE FROM pgconvey.queue WHERE queue_id = v_id;
+  RETURN true;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.set_queue_config(name, param, value). Params:
+-- ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_period, tick_retention.
+CREATE OR REPLACE FUNCTION pgconvey.set_queue_config(p_queue text, p_param text, p_value text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_param NOT IN ('ticker_max_count', 'ticker_max_lag', 'ticker_idle_period', 'rotation_period', 'tick_retention') THEN
+    RAISE EXCEPTION 'unknown queue setting "%"', p_param
+      USING HINT = 'settable: ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_period, tick_retention';
+  END IF;
+  EXECUTE format('UPDATE pgconvey.queue SET %I = $1::%s WHERE queue_name = $2',
+                 p_param, CASE WHEN p_param = 'ticker_max_count' THEN 'integer' ELSE 'interval' END)
+    USING p_value, p_queue;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.insert_tick(queue_id) → the new tick id. Callers hold the
+-- queue row lock (FOR UPDATE), taken in an earlier statement, so this
+-- statement's snapshot is newer than every earlier tick's: ticks are ordered.
+CREATE OR REPLACE FUNCTION pgconvey.insert_tick(p_queue_id integer)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v_tick bigint;
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'pgconvey ticks must be taken in a READ COMMITTED transaction';
+  END IF;
+  INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq)
+  SELECT p_queue_id, max(tick_id) + 1, pgconvey.event_seq_value(p_queue_id)
+    FROM pgconvey.tick WHERE queue_id = p_queue_id
+  RETURNING tick_id INTO v_tick;
+  PERFORM pg_notify('pgconvey_tick', p_queue_id::text);
+  RETURN v_tick;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.ticker(name) → the new tick id, or NULL when no tick was
+-- due. Ticks when ticker_max_count events wait, when events wait and
+-- ticker_max_lag has passed since the last tick, or after ticker_idle_period.
+CREATE OR REPLACE FUNCTION pgconvey.ticker(p_queue text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  v_last pgconvey.tick%ROWTYPE;
+  v_new bigint;
+  v_age interval;
+BEGIN
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
+  v_new := pgconvey.event_seq_value(q.queue_id) - v_last.tick_event_seq;
+  v_age := clock_timestamp() - v_last.tick_time;
+  IF v_new >= q.ticker_max_count
+     OR (v_new > 0 AND v_age >= q.ticker_max_lag)
+     OR v_age >= q.ticker_idle_period THEN
+    RETURN pgconvey.insert_tick(q.queue_id);
+  END IF;
+  RETURN NULL;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.force_tick(name) → the new tick id, unconditionally.
+-- Call it in its own transaction: the tick is taken in the caller's transaction.
+CREATE OR REPLACE FUNCTION pgconvey.force_tick(p_queue text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v_id integer;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  RETURN pgconvey.insert_tick(v_id);
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.register_consumer(queue, consumer) → the consumer's
+-- position (last finished tick). A new consumer starts at the latest tick; an
+-- existing one keeps its position.
+CREATE OR REPLACE FUNCTION pgconvey.register_consumer(p_queue text, p_consumer text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v_id integer;
+  v_pos bigint;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  INSERT INTO pgconvey.consumer (queue_id, consumer_name, last_tick)
+  SELECT v_id, p_consumer, max(tick_id) FROM pgconvey.tick WHERE queue_id = v_id
+  ON CONFLICT (queue_id, consumer_name) DO NOTHING;
+  SELECT last_tick INTO v_pos FROM pgconvey.consumer WHERE queue_id = v_id AND consumer_name = p_consumer;
+  RETURN v_pos;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.unregister_consumer(queue, consumer) → true if it was
+-- registered. Releases the events it held back from rotation.
+CREATE OR REPLACE FUNCTION pgconvey.unregister_consumer(p_queue text, p_consumer text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM pgconvey.consumer c USING pgconvey.queue q
+   WHERE q.queue_name = p_queue AND c.queue_id = q.queue_id AND c.consumer_name = p_consumer;
+  RETURN FOUND;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.next_batch(queue, consumer, max_events) → the consumer's
+-- next batch (no row when no new tick exists). An open batch is returned again
+-- (after a crash). When the consumer is behind, several ticks are merged into
+-- one batch of at most about max_events events (at least one tick).
+CREATE OR REPLACE FUNCTION pgconvey.next_batch(p_queue text, p_consumer text, p_max_events bigint DEFAULT 50000)
+RETURNS TABLE (queue_id integer, start_tick bigint, end_tick bigint,
+               start_snapshot text, end_snapshot text,
+               start_time timestamptz, end_time timestamptz, event_estimate bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+  c pgconvey.consumer%ROWTYPE;
+  v_start pgconvey.tick%ROWTYPE;
+  v_end bigint;
+  v_first bigint;
+BEGIN
+  SELECT co.* INTO c FROM pgconvey.consumer co JOIN pgconvey.queue q USING (queue_id)
+   WHERE q.queue_name = p_queue AND co.consumer_name = p_consumer FOR UPDATE OF co;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'consumer "%" is not registered on queue "%"', p_consumer, p_queue;
+  END IF;
+  SELECT * INTO v_start FROM pgconvey.tick t WHERE t.queue_id = c.queue_id AND t.tick_id = c.last_tick;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the position of consumer "%" (tick %) is gone from queue "%"', p_consumer, c.last_tick, p_queue;
+  END IF;
+  v_end := c.batch_end_tick;
+  IF v_end IS NULL THEN
+    SELECT min(t.tick_id) INTO v_first FROM pgconvey.tick t WHERE t.queue_id = c.queue_id AND t.tick_id > c.last_tick;
+    IF v_first IS NULL THEN
+      RETURN;
+    END IF;
+    SELECT max(t.tick_id) INTO v_end FROM pgconvey.tick t
+     WHERE t.queue_id = c.queue_id AND t.tick_id > c.last_tick
+       AND t.tick_event_seq - v_start.tick_event_seq <= p_max_events;
+    v_end := greatest(v_first, coalesce(v_end, v_first));
+    UPDATE pgconvey.consumer co SET batch_end_tick = v_end, active_at = now()
+     WHERE co.queue_id = c.queue_id AND co.consumer_name = p_consumer;
+  END IF;
+  RETURN QUERY
+    SELECT c.queue_id, v_start.tick_id, e.tick_id, v_start.tick_snapshot::text, e.tick_snapshot::text,
+           v_start.tick_time, e.tick_time, e.tick_event_seq - v_start.tick_event_seq
+      FROM pgconvey.tick e WHERE e.queue_id = c.queue_id AND e.tick_id = v_end;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.finish_batch(queue, consumer, end_tick) → true when the
+-- open batch ending at end_tick was closed (false when it was not open, e.g.
+-- already finished before a crash).
+CREATE OR REPLACE FUNCTION pgconvey.finish_batch(p_queue text, p_consumer text, p_end_tick bigint)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE pgconvey.consumer co SET last_tick = co.batch_end_tick, batch_end_tick = NULL, active_at = now()
+    FROM pgconvey.queue q
+   WHERE q.queue_name = p_queue AND co.queue_id = q.queue_id AND co.consumer_name = p_consumer
+     AND co.batch_end_tick = p_end_tick;
+  RETURN FOUND;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.capture_value_sql(ref, type_oid) → an SQL expression
+-- giving the column value as text in a form that does not depend on the
+-- writing session's settings: date/time values go through JSON (ISO 8601
+-- whatever DateStyle is).
+CREATE OR REPLACE FUNCTION pgconvey.capture_value_sql(p_ref text, p_type oid)
+RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT CASE
+    WHEN p_type IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)
+      THEN format('pg_catalog.to_json(%s) OPERATOR(pg_catalog.#>>) ''{}''', p_ref)
+    ELSE format('%s::pg_catalog.text', p_ref)
+  END
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.capture_settings_sql(table) → SET clauses the capture
+-- function needs for this table's column types: output of arrays, ranges and
+-- composites of date/time types depends on DateStyle, intervals on
+-- IntervalStyle, floats on extra_float_digits. Tables of plain types need none.
+CREATE OR REPLACE FUNCTION pgconvey.capture_settings_sql(p_rel regclass)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  -- Types whose text output depends on no setting.
+  v_plain oid[] := ARRAY['int2', 'int4', 'int8', 'numeric', 'text', 'varchar', 'bpchar', 'bool', 'uuid',
+                         'json', 'jsonb', 'bytea', 'inet', 'cidr', 'macaddr', 'oid', 'name', 'char', 'bit',
+                         'varbit', 'xml', 'tsvector', 'tsquery', 'money', 'time', 'timetz']::regtype[]::oid[];
+  -- Captured through JSON when they are the column's own type (see capture_value_sql).
+  v_datetime oid[] := ARRAY['date', 'timestamp', 'timestamptz']::regtype[]::oid[];
+  v_float boolean := false;
+  v_interval boolean := false;
+  v_other boolean := false;
+  c record;
+BEGIN
+  FOR c IN
+    SELECT a.atttypid AS own, ty.typtype, ty.typcategory, ty.typelem, coalesce(el.typtype, '') AS eltyptype
+      FROM pg_attribute a
+      JOIN pg_type ty ON ty.oid = a.atttypid
+      LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
+     WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
+  LOOP
+    IF c.own = ANY (v_plain) OR c.own = ANY (v_datetime) OR c.typtype = 'e' THEN
+      CONTINUE;
+    ELSIF c.own IN ('float4'::regtype, 'float8'::regtype) THEN
+      v_float := true;
+    ELSIF c.own = 'interval'::regtype THEN
+      v_interval := true;
+    ELSIF c.typcategory = 'A' AND (c.typelem = ANY (v_plain) OR c.eltyptype = 'e') THEN
+      CONTINUE;
+    ELSIF c.typcategory = 'A' AND c.typelem IN ('float4'::regtype, 'float8'::regtype) THEN
+      v_float := true;
+    ELSE
+      v_other := true;  -- arrays of date/time, composites, ranges, domains, other types: pin everything
+    END IF;
+  END LOOP;
+  RETURN CASE WHEN v_float OR v_other THEN ' SET extra_float_digits = 3' ELSE '' END
+      || CASE WHEN v_interval OR v_other THEN ' SET IntervalStyle = ''postgres''' ELSE '' END
+      || CASE WHEN v_other THEN ' SET DateStyle = ''ISO, MDY''' ELSE '' END;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.add_table(queue, schema, table, key_columns) → table_id.
+-- Starts capturing the table's changes into the queue: generates a capture
+-- function for exactly this table's columns and creates its row and TRUNCATE
+-- triggers. Without key_columns the primary key is used; a table with neither
+-- is refused. Idempotent: running it again regenerates the function (e.g.
+-- after the table gained a column).
+CREATE OR REPLACE FUNCTION pgconvey.add_table(p_queue text, p_schema text, p_table text, p_key_columns text[] DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  v_queue_id integer;
+  v_rel regclass;
+  v_table_id integer;
+  v_keys text[];
+  v_cols text[];
+  v_types oid[];
+  v_nullable text[];
+  v_missing text[];
+  v_gen_filter text;
+  v_data text;
+  v_newkey text;
+  v_oldkey text;
+  v_keychanged text;
+  v_parts text[];
+  v_fn text;
+  v_route_tpl text;
+  v_body text;
+  i integer;
+BEGIN
+  SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  SELECT c.oid INTO v_rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = p_schema AND c.relname = p_table AND c.relkind IN ('r', 'p');
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'table %.% does not exist', quote_ident(p_schema), quote_ident(p_table)
+      USING HINT = 'check the name; unquoted names are lower case';
+  END IF;
+
+  -- Shipped columns: not dropped, not generated (attgenerated exists from PG 12).
+  v_gen_filter := CASE WHEN current_setting('server_version_num')::integer >= 120000
+                       THEN ' AND a.attgenerated = '''''  ELSE '' END;
+  EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.atttypid ORDER BY a.attnum)
+             FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped' || v_gen_filter
+    INTO v_cols, v_types USING v_rel;
+
+  IF p_key_columns IS NULL THEN
+    SELECT array_agg(a.attname::text ORDER BY k.ord) INTO v_keys
+      FROM pg_index x
+      CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+     WHERE x.indrelid = v_rel AND x.indisprimary;
+    IF v_keys IS NULL THEN
+      RAISE EXCEPTION 'table %.% has no primary key', quote_ident(p_schema), quote_ident(p_table)
+        USING HINT = 'add a primary key, or give key columns that are NOT NULL and unique';
+    END IF;
+  ELSE
+    v_keys := p_key_columns;
+    SELECT array_agg(k) INTO v_missing FROM unnest(v_keys) k WHERE NOT (k = ANY (v_cols));
+    IF v_missing IS NOT NULL THEN
+      RAISE EXCEPTION 'table %.% has no column(s) % for the key', quote_ident(p_schema), quote_ident(p_table), array_to_string(v_missing, ', ');
+    END IF;
+    SELECT array_agg(a.attname::text) INTO v_nullable FROM pg_attribute a
+     WHERE a.attrelid = v_rel AND a.attname = ANY (v_keys) AND NOT a.attnotnull;
+    IF v_nullable IS NOT NULL THEN
+      RAISE EXCEPTION 'key column(s) % of %.% may be NULL', array_to_string(v_nullable, ', '), quote_ident(p_schema), quote_ident(p_table)
+        USING HINT = 'key columns must be NOT NULL (ALTER TABLE ... ALTER COLUMN ... SET NOT NULL)';
+    END IF;
+  END IF;
+
+  INSERT INTO pgconvey.captured_table (queue_id, table_schema, table_name, key_columns, columns)
+  VALUES (v_queue_id, p_schema, p_table, v_keys, v_cols)
+  ON CONFLICT (queue_id, table_schema, table_name)
+  DO UPDATE SET key_columns = EXCLUDED.key_columns, columns = EXCLUDED.columns
+  RETURNING table_id INTO v_table_id;
+
+  -- Row image: json object of text values, built in pieces of 50 columns
+  -- (json_build_object takes at most 100 arguments).
+  v_parts := ARRAY[]::text[];
+  FOR i IN 1..coalesce(array_length(v_cols, 1), 0) LOOP
+    IF (i - 1) % 50 = 0 THEN
+      v_parts := v_parts || ''::text;
+    ELSE
+      v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)] || ', ';
+    END IF;
+    v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)]
+      || format('%L, %s', v_cols[i], pgconvey.capture_value_sql('NEW.' || quote_ident(v_cols[i]), v_types[i]));
+  END LOOP;
+  IF array_length(v_parts, 1) = 1 THEN
+    v_data := format('pg_catalog.json_build_object(%s)', v_parts[1]);
+  ELSE
+    SELECT '(' || string_agg(format('pg_catalog.json_build_object(%s)::pg_catalog.jsonb', p), ' OPERATOR(pg_catalog.||) ') || ')::pg_catalog.json'
+      INTO v_data FROM unnest(v_parts) p;
+  END IF;
+
+  SELECT format('pg_catalog.json_build_array(%s)::pg_catalog.text',
+                string_agg(pgconvey.capture_value_sql('NEW.' || quote_ident(k), v_types[array_position(v_cols, k)]), ', ')),
+         format('pg_catalog.json_build_array(%s)::pg_catalog.text',
+                string_agg(pgconvey.capture_value_sql('OLD.' || quote_ident(k), v_types[array_position(v_cols, k)]), ', ')),
+         string_agg(format('%s IS DISTINCT FROM %s',
+                           pgconvey.capture_value_sql('NEW.' || quote_ident(k), v_types[array_position(v_cols, k)]),
+                           pgconvey.capture_value_sql('OLD.' || quote_ident(k), v_types[array_position(v_cols, k)])), ' OR ')
+    INTO v_newkey, v_oldkey, v_keychanged
+    FROM unnest(v_keys) k;
+
+  -- Insert into the queue's current event table ($OP, $KEY, $DATA are filled in).
+  v_route_tpl := format(
+    'IF v_cur = 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
+    ' ELSIF v_cur = 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
+    ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA); END IF;',
+    pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
+
+  v_body := 'DECLARE v_cur integer; BEGIN '
+    || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id = %s; ', v_queue_id)
+    || 'IF TG_OP = ''INSERT'' THEN '
+    ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', v_newkey), '$DATA', v_data)
+    || ' ELSIF TG_OP = ''UPDATE'' THEN IF ' || v_keychanged || ' THEN '
+    ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
+    ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', v_newkey), '$DATA', v_data)
+    ||   ' ELSE '
+    ||   replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', v_newkey), '$DATA', v_data)
+    ||   ' END IF;'
+    || ' ELSE '
+    ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
+    || ' END IF; RETURN NULL; END';
+
+  v_fn := format('pgconvey.%I', 'capture_' || v_table_id);
+  EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
+                 ' SET search_path = pg_catalog, pg_temp%s AS %L',
+                 v_fn, pgconvey.capture_settings_sql(v_rel), v_body);
+  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
+                 ' SET search_path = pg_catalog, pg_temp AS %L',
+                 'capture_truncate_' || v_table_id,
+                 'DECLARE v_cur integer; BEGIN '
+                 || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id = %s; ', v_queue_id)
+                 || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
+                 || ' RETURN NULL; END');
+
+  EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
+  EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
+  EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE %s()',
+                 'pgconvey_capture_' || v_queue_id, v_rel, v_fn);
+  EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
+                 'pgconvey_truncate_' || v_queue_id, v_rel, 'capture_truncate_' || v_table_id);
+  RETURN v_table_id;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.remove_table(queue, schema, table) → true if it was
+-- captured. Drops its triggers and capture functions.
+CREATE OR REPLACE FUNCTION pgconvey.remove_table(p_queue text, p_schema text, p_table text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  v_queue_id integer;
+  v_table_id integer;
+  v_rel regclass;
+BEGIN
+  SELECT t.queue_id, t.table_id INTO v_queue_id, v_table_id
+    FROM pgconvey.captured_table t JOIN pgconvey.queue q USING (queue_id)
+   WHERE q.queue_name = p_queue AND t.table_schema = p_schema AND t.table_name = p_table;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  SELECT c.oid INTO v_rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = p_schema AND c.relname = p_table;
+  IF v_rel IS NOT NULL THEN
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
+  END IF;
+  EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_' || v_table_id);
+  EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_truncate_' || v_table_id);
+  DELETE FROM pgconvey.captured_table WHERE table_id = v_table_id;
+  RETURN true;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.maint_rotate(queue) → 1 when the event tables rotated.
+-- Once rotation_period has passed, the next table is emptied with TRUNCATE and
+-- becomes current — but only when the slowest consumer has every event in it:
+-- with the table locked (no writer can be inside), its newest transaction id
+-- must be below the xmin of the slowest consumer's tick snapshot. Readers scan
+-- all tables, so which table a writer picked never matters for correctness.
+CREATE OR REPLACE FUNCTION pgconvey.maint_rotate(p_queue text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  v_next integer;
+  v_table text;
+  v_max bigint;
+  v_slowest bigint;
+BEGIN
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF clock_timestamp() - q.switch_time < q.rotation_period THEN
+    RETURN 0;
+  END IF;
+  v_next := (q.cur_table + 1) % q.ntables;
+  v_table := pgconvey.event_table(q.queue_id, v_next);
+  BEGIN
+    EXECUTE 'LOCK TABLE ' || v_table || ' IN ACCESS EXCLUSIVE MODE NOWAIT';
+  EXCEPTION WHEN lock_not_available THEN
+    RETURN 0;
+  END;
+  EXECUTE 'SELECT max(ev_txid) FROM ' || v_table INTO v_max;
+  IF v_max IS NOT NULL THEN
+    SELECT min(txid_snapshot_xmin(t.tick_snapshot)) INTO v_slowest
+      FROM pgconvey.consumer c JOIN pgconvey.tick t ON t.queue_id = c.queue_id AND t.tick_id = c.last_tick
+     WHERE c.queue_id = q.queue_id;
+    IF v_slowest IS NOT NULL AND v_max >= v_slowest THEN
+      RETURN 0;
+    END IF;
+  END IF;
+  EXECUTE 'TRUNCATE ' || v_table;
+  UPDATE pgconvey.queue SET cur_table = v_next, switch_time = clock_timestamp() WHERE queue_id = q.queue_id;
+  RETURN 1;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.maint_ticks(queue) → ticks deleted. Keeps the latest
+-- tick, every consumer's position and what follows it, and anything younger
+-- than tick_retention.
+CREATE OR REPLACE FUNCTION pgconvey.maint_ticks(p_queue text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  v_keep bigint;
+  v_count integer;
+BEGIN
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  SELECT least((SELECT min(last_tick) FROM pgconvey.consumer WHERE queue_id = q.queue_id),
+               (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = q.queue_id))
+    INTO v_keep;
+  DELETE FROM pgconvey.tick
+   WHERE queue_id = q.queue_id AND tick_id < v_keep AND tick_time < clock_timestamp() - q.tick_retention;
+  GET DIAGNOSTICS v_count = ROW_COUNT;
+  RETURN v_count;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.queue_status(queue) → one row per consumer (or one row
+-- with consumer NULL when there is none): the queue's last tick and pending
+-- events, and each consumer's position and lag.
+CREATE OR REPLACE FUNCTION pgconvey.queue_status(p_queue text)
+RETURNS TABLE (queue_name text, last_tick bigint, last_tick_time timestamptz, events_since_tick bigint,
+               consumer_name text, consumer_tick bigint, consumer_lag interval, consumer_pending_events bigint,
+               batch_open boolean, consumer_active_at timestamptz)
+LANGUAGE sql STABLE AS $$
+  SELECT q.queue_name, lt.tick_id, lt.tick_time, pgconvey.event_seq_value(q.queue_id) - lt.tick_event_seq,
+         c.consumer_name, c.last_tick, clock_timestamp() - ct.tick_time,
+         pgconvey.event_seq_value(q.queue_id) - ct.tick_event_seq, c.batch_end_tick IS NOT NULL, c.active_at
+    FROM pgconvey.queue q
+    CROSS JOIN LATERAL (SELECT * FROM pgconvey.tick t WHERE t.queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1) lt
+    LEFT JOIN pgconvey.consumer c ON c.queue_id = q.queue_id
+    LEFT JOIN pgconvey.tick ct ON ct.queue_id = c.queue_id AND ct.tick_id = c.last_tick
+   WHERE q.queue_name = p_queue
+   ORDER BY c.consumer_name
+$$;
