@@ -10,3 +10,8 @@
  */
 export * from './install.js';
 export * from './snapshot.js';
+export * from './api.js';
+export * from './apply.js';
+export * from './batch-reader.js';
+export * from './worker.js';
+export * from './ticker.js';

@@ -1,0 +1,154 @@
+/**
+ * The engine's programmatic API: thin, typed calls of the engine's SQL
+ * functions on one connection. Every call is idempotent where the function
+ * is (create_queue, add_table, register_consumer, subscribe).
+ */
+import type pg from 'pg';
+
+export interface QueueSettings {
+  tickerMaxCount: number;
+  tickerMaxLagMs: number;
+  tickerIdlePeriodMs: number;
+  rotationPeriodMs: number;
+  tickRetentionMs: number;
+}
+
+const SETTING_COLUMNS: Record<keyof QueueSettings, string> = {
+  tickerMaxCount: 'ticker_max_count',
+  tickerMaxLagMs: 'ticker_max_lag',
+  tickerIdlePeriodMs: 'ticker_idle_period',
+  rotationPeriodMs: 'rotation_period',
+  tickRetentionMs: 'tick_retention',
+};
+
+/** Creates the queue if missing; returns its id. */
+export async function createQueue(client: pg.Client, queue: string, settings: Partial<QueueSettings> = {}): Promise<number> {
+  const { rows } = await client.query<{ id: number }>('SELECT pgconvey.create_queue($1) AS id', [queue]);
+  await configureQueue(client, queue, settings);
+  return rows[0]!.id;
+}
+
+export async function configureQueue(client: pg.Client, queue: string, settings: Partial<QueueSettings>): Promise<void> {
+  for (const [key, value] of Object.entries(settings) as Array<[keyof QueueSettings, number | undefined]>) {
+    if (value === undefined) continue;
+    const text = key === 'tickerMaxCount' ? String(value) : `${value} milliseconds`;
+    await client.query('SELECT pgconvey.set_queue_config($1, $2, $3)', [queue, SETTING_COLUMNS[key], text]);
+  }
+}
+
+export async function dropQueue(client: pg.Client, queue: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pgconvey.drop_queue($1) AS ok', [queue]);
+  return rows[0]!.ok;
+}
+
+/** Starts capturing a table's changes; returns its table id. */
+export async function addTable(client: pg.Client, queue: string, schema: string, table: string, keyColumns?: string[]): Promise<number> {
+  const { rows } = await client.query<{ id: number }>('SELECT pgconvey.add_table($1, $2, $3, $4) AS id', [queue, schema, table, keyColumns ?? null]);
+  return rows[0]!.id;
+}
+
+export async function removeTable(client: pg.Client, queue: string, schema: string, table: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pgconvey.remove_table($1, $2, $3) AS ok', [queue, schema, table]);
+  return rows[0]!.ok;
+}
+
+/** Registers a consumer (at the latest tick if new); returns its position. */
+export async function registerConsumer(client: pg.Client, queue: string, consumer: string): Promise<string> {
+  const { rows } = await client.query<{ pos: string }>('SELECT pgconvey.register_consumer($1, $2) AS pos', [queue, consumer]);
+  return rows[0]!.pos;
+}
+
+export async function unregisterConsumer(client: pg.Client, queue: string, consumer: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pgconvey.unregister_consumer($1, $2) AS ok', [queue, consumer]);
+  return rows[0]!.ok;
+}
+
+/** Ticks when a tick is due (by event count, lag or idle period); returns the tick id or null. */
+export async function tick(client: pg.Client, queue: string): Promise<string | null> {
+  const { rows } = await client.query<{ id: string | null }>('SELECT pgconvey.ticker($1) AS id', [queue]);
+  return rows[0]!.id;
+}
+
+/** Ticks now. Must run outside any transaction that wrote events. */
+export async function forceTick(client: pg.Client, queue: string): Promise<string> {
+  const { rows } = await client.query<{ id: string }>('SELECT pgconvey.force_tick($1) AS id', [queue]);
+  return rows[0]!.id;
+}
+
+export interface MaintenanceResult {
+  rotated: boolean;
+  ticksDeleted: number;
+}
+
+/** Rotation of event tables (when due and safe) and removal of old ticks; two transactions. */
+export async function maintainQueue(client: pg.Client, queue: string): Promise<MaintenanceResult> {
+  const rotated = (await client.query<{ r: number }>('SELECT pgconvey.maint_rotate($1) AS r', [queue])).rows[0]!.r === 1;
+  const ticksDeleted = (await client.query<{ n: number }>('SELECT pgconvey.maint_ticks($1) AS n', [queue])).rows[0]!.n;
+  return { rotated, ticksDeleted };
+}
+
+/**
+ * Subscribes a database to a queue: registers the consumer on the provider and
+ * records its position on the subscriber, so the first batch applied is the
+ * one that follows it. Re-running keeps both positions.
+ */
+export async function subscribe(provider: pg.Client, subscriber: pg.Client, queue: string, consumer: string): Promise<string> {
+  const position = await registerConsumer(provider, queue, consumer);
+  await subscriber.query(
+    `INSERT INTO pgconvey.subscription (queue_name, consumer_name, completed_tick) VALUES ($1, $2, $3)
+     ON CONFLICT (queue_name, consumer_name) DO NOTHING`,
+    [queue, consumer, position],
+  );
+  return position;
+}
+
+/** Marks a table as applied by a subscription (state 'ok': its events apply with every batch). */
+export async function addSubscriberTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string, state = 'ok'): Promise<void> {
+  await subscriber.query(
+    `INSERT INTO pgconvey.subscriber_table (queue_name, consumer_name, table_schema, table_name, state) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (queue_name, consumer_name, table_schema, table_name) DO UPDATE SET state = EXCLUDED.state, state_since = now()
+     WHERE pgconvey.subscriber_table.state IS DISTINCT FROM EXCLUDED.state`,
+    [queue, consumer, schema, table, state],
+  );
+}
+
+export async function removeSubscriberTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string): Promise<void> {
+  await subscriber.query('DELETE FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4', [
+    queue,
+    consumer,
+    schema,
+    table,
+  ]);
+}
+
+export interface ConsumerStatus {
+  queue: string;
+  lastTick: string;
+  lastTickTime: Date;
+  eventsSinceTick: string;
+  consumer: string | null;
+  consumerTick: string | null;
+  lagMs: number | null;
+  pendingEvents: string | null;
+  batchOpen: boolean | null;
+}
+
+export async function queueStatus(client: pg.Client, queue: string): Promise<ConsumerStatus[]> {
+  const { rows } = await client.query(
+    `SELECT queue_name, last_tick, last_tick_time, events_since_tick, consumer_name, consumer_tick,
+            extract(epoch FROM consumer_lag) * 1000 AS lag_ms, consumer_pending_events, batch_open
+       FROM pgconvey.queue_status($1)`,
+    [queue],
+  );
+  return rows.map((r) => ({
+    queue: r.queue_name,
+    lastTick: r.last_tick,
+    lastTickTime: r.last_tick_time,
+    eventsSinceTick: r.events_since_tick,
+    consumer: r.consumer_name,
+    consumerTick: r.consumer_tick,
+    lagMs: r.lag_ms === null ? null : Number(r.lag_ms),
+    pendingEvents: r.consumer_pending_events,
+    batchOpen: r.batch_open,
+  }));
+}

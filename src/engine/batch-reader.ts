@@ -1,0 +1,134 @@
+/**
+ * Reading one batch from the provider: the events whose transaction is
+ * visible in the end tick's snapshot and not in the start tick's — an index
+ * range on the transaction id from the start's xmax to the end's xmax, plus
+ * the exact list of transactions that were running at the start and had
+ * finished by the end — from every event table of the queue, in event order,
+ * through a cursor fetched in chunks so memory stays bounded however large
+ * the batch (or one transaction in it) is.
+ */
+import format from 'pg-format';
+import type pg from 'pg';
+import { lateTransactions, parseSnapshot } from './snapshot.js';
+
+export interface BatchInfo {
+  queueId: number;
+  startTick: string;
+  endTick: string;
+  startSnapshot: string;
+  endSnapshot: string;
+  startTime: Date;
+  endTime: Date;
+  eventEstimate: string;
+}
+
+export type EventOp = 'I' | 'U' | 'D' | 'T';
+
+export interface QueueEvent {
+  id: string;
+  txid: string;
+  table: number;
+  op: EventOp;
+  /** JSON array text of the key values as text (I, U: the new key; D: the old key). */
+  key: string | null;
+  /** JSON object text of the row, values as text (I, U). */
+  data: string | null;
+}
+
+export async function nextBatch(provider: pg.Client, queue: string, consumer: string, maxEvents: number): Promise<BatchInfo | null> {
+  const { rows } = await provider.query('SELECT * FROM pgconvey.next_batch($1, $2, $3)', [queue, consumer, maxEvents]);
+  const r = rows[0];
+  if (!r) return null;
+  return {
+    queueId: r.queue_id,
+    startTick: r.start_tick,
+    endTick: r.end_tick,
+    startSnapshot: r.start_snapshot,
+    endSnapshot: r.end_snapshot,
+    startTime: r.start_time,
+    endTime: r.end_time,
+    eventEstimate: r.event_estimate,
+  };
+}
+
+export async function finishBatch(provider: pg.Client, queue: string, consumer: string, endTick: string): Promise<boolean> {
+  const { rows } = await provider.query<{ ok: boolean }>('SELECT pgconvey.finish_batch($1, $2, $3) AS ok', [queue, consumer, endTick]);
+  return rows[0]!.ok;
+}
+
+/** The SELECT returning a batch's events, with every value inlined as a literal (for DECLARE CURSOR). */
+export function batchEventsSql(batch: BatchInfo, tableIds: readonly number[] | null): string {
+  const start = parseSnapshot(batch.startSnapshot);
+  const end = parseSnapshot(batch.endSnapshot);
+  const late = lateTransactions(start, end).map(String);
+  const tableFilter = tableIds === null ? '' : tableIds.length === 0 ? ' AND false' : format(' AND ev_table IN (%s)', tableIds.map(String));
+  const parts: string[] = [];
+  for (let n = 0; n < 3; n++) {
+    const table = format('pgconvey.%I', `event_${batch.queueId}_${n}`);
+    parts.push(
+      format(
+        'SELECT ev_id, ev_txid, ev_table, ev_op, ev_key, ev_data FROM %s WHERE ev_txid >= %L AND ev_txid < %L AND txid_visible_in_snapshot(ev_txid, %L)%s',
+        table,
+        String(start.xmax),
+        String(end.xmax),
+        batch.endSnapshot,
+        tableFilter,
+      ),
+    );
+    if (late.length) parts.push(format('SELECT ev_id, ev_txid, ev_table, ev_op, ev_key, ev_data FROM %s WHERE ev_txid IN (%s)%s', table, late, tableFilter));
+  }
+  return `SELECT ev_id, ev_txid, ev_table, ev_op, ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e ORDER BY ev_id`;
+}
+
+const CURSOR = 'pgconvey_batch';
+
+/**
+ * Streams a batch's events in chunks to `onChunk`, inside a provider
+ * transaction that is closed afterwards. The chunk size adapts to the size of
+ * the rows so that a chunk stays near `chunkBytes`.
+ */
+export async function readBatch(
+  provider: pg.Client,
+  batch: BatchInfo,
+  tableIds: readonly number[] | null,
+  onChunk: (events: QueueEvent[]) => Promise<void>,
+  options: { maxRows?: number; chunkBytes?: number } = {},
+): Promise<number> {
+  const maxRows = options.maxRows ?? 5000;
+  const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
+  let fetchRows = Math.min(500, maxRows);
+  let total = 0;
+  const toEvent = (r: Record<string, unknown>): QueueEvent => ({
+    id: r.ev_id as string,
+    txid: r.ev_txid as string,
+    table: r.ev_table as number,
+    op: r.ev_op as EventOp,
+    key: r.ev_key as string | null,
+    data: r.ev_data as string | null,
+  });
+  try {
+    // One round trip opens the transaction, declares the cursor and fetches the first chunk.
+    const results = (await provider.query(
+      `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tableIds)}; FETCH ${fetchRows} FROM ${CURSOR}`,
+    )) as unknown as pg.QueryResult[];
+    let rows = results[2]!.rows;
+    let requested = fetchRows;
+    for (;;) {
+      if (rows.length) {
+        const events = rows.map(toEvent);
+        total += events.length;
+        await onChunk(events);
+        const widest = events.reduce((m, e) => Math.max(m, (e.data?.length ?? 0) + (e.key?.length ?? 0) + 64), 1);
+        fetchRows = Math.max(1, Math.min(maxRows, Math.floor(chunkBytes / widest)));
+      }
+      if (rows.length < requested) break;
+      requested = fetchRows;
+      rows = (await provider.query(`FETCH ${requested} FROM ${CURSOR}`)).rows;
+    }
+    await provider.query('COMMIT');
+  } catch (err) {
+    await provider.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+  return total;
+}
