@@ -7,4 +7,6 @@
  * Must not import: planner, executor, render (except log line formatting),
  * commands, `@oclif/core`.
  */
-export {};
+export * from './log.js';
+export * from './loop.js';
+export * from './engine-daemons.js';

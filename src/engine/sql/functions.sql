@@ -86,6 +86,8 @@ END $$;
 -- ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_period, tick_retention.
 CREATE OR REPLACE FUNCTION pgconvey.set_queue_config(p_queue text, p_param text, p_value text)
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  v_count integer;
 BEGIN
   IF p_param NOT IN ('ticker_max_count', 'ticker_max_lag', 'ticker_idle_period', 'rotation_period', 'tick_retention') THEN
     RAISE EXCEPTION 'unknown queue setting "%"', p_param
@@ -94,7 +96,8 @@ BEGIN
   EXECUTE format('UPDATE pgconvey.queue SET %I = $1::%s WHERE queue_name = $2',
                  p_param, CASE WHEN p_param = 'ticker_max_count' THEN 'integer' ELSE 'interval' END)
     USING p_value, p_queue;
-  IF NOT FOUND THEN
+  GET DIAGNOSTICS v_count = ROW_COUNT;  -- EXECUTE does not set FOUND
+  IF v_count = 0 THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue;
   END IF;
 END $$;

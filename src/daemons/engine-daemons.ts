@@ -1,0 +1,113 @@
+/**
+ * The engine's ticker and apply worker as daemons: each wraps the engine
+ * object in the shared run loop, with its own connections, structured logs,
+ * and the errors that should stop it rather than be retried.
+ */
+import type pg from 'pg';
+import type { ConnectionSpec } from '../config/connection.js';
+import { connect } from '../db/index.js';
+import { ApplyWorker, LostPositionError, NotSubscribedError, SubscriberSchemaError, Ticker } from '../engine/index.js';
+import type { Logger } from './log.js';
+import { runLoop } from './loop.js';
+
+export interface TickerDaemonOptions {
+  provider: ConnectionSpec;
+  queue: string;
+  /** How often the ticker asks whether a tick is due. */
+  pollMs?: number;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export async function runTickerDaemon(options: TickerDaemonOptions): Promise<void> {
+  const log = options.log.child('ticker');
+  const pollMs = options.pollMs ?? 20;
+  await runLoop<{ client: pg.Client; ticker: Ticker }>({
+    log,
+    signal: options.signal,
+    async connect() {
+      const client = await connect(options.provider, 'ticker');
+      const ticker = new Ticker(client, options.queue);
+      try {
+        await ticker.start();
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        throw err;
+      }
+      log.info('ticking', { queue: options.queue });
+      return { client, ticker };
+    },
+    async step({ ticker }) {
+      const r = await ticker.step();
+      if (r.maintenance?.rotated) log.info('rotated event tables', { queue: options.queue });
+      if (r.maintenance?.ticksDeleted) log.debug('deleted old ticks', { queue: options.queue, count: r.maintenance.ticksDeleted });
+      return pollMs;
+    },
+    close: async ({ client }) => client.end(),
+  });
+}
+
+export interface WorkerDaemonOptions {
+  provider: ConnectionSpec;
+  subscriber: ConnectionSpec;
+  queue: string;
+  consumer: string;
+  pollMs?: number;
+  maxBatchEvents?: number;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export function isFatalWorkerError(err: unknown): boolean {
+  return err instanceof LostPositionError || err instanceof NotSubscribedError || err instanceof SubscriberSchemaError;
+}
+
+export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<void> {
+  const log = options.log.child('worker');
+  const pollMs = options.pollMs ?? 50;
+  await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
+    log,
+    signal: options.signal,
+    isFatal: isFatalWorkerError,
+    async connect() {
+      const provider = await connect(options.provider, 'worker');
+      let subscriber: pg.Client | undefined;
+      try {
+        subscriber = await connect(options.subscriber, 'worker');
+        const worker = new ApplyWorker(provider, subscriber, { queue: options.queue, consumer: options.consumer, maxBatchEvents: options.maxBatchEvents });
+        await worker.start();
+        log.info('applying', { queue: options.queue, consumer: options.consumer });
+        return { provider, subscriber, worker };
+      } catch (err) {
+        await provider.end().catch(() => undefined);
+        await subscriber?.end().catch(() => undefined);
+        throw err;
+      }
+    },
+    async step({ worker }) {
+      const r = await worker.step();
+      if (r.kind === 'idle') return pollMs;
+      if (r.kind === 'skipped') {
+        log.info('batch was already applied; finished it', { start_tick: r.batch.startTick, end_tick: r.batch.endTick });
+        return 0;
+      }
+      if (r.stats.events > 0) {
+        log.info('applied batch', {
+          start_tick: r.batch.startTick,
+          end_tick: r.batch.endTick,
+          events: r.stats.events,
+          deleted: r.stats.rowsDeleted,
+          inserted: r.stats.rowsInserted,
+          truncated: r.stats.truncates,
+          ms: r.durationMs,
+          lag_ms: r.lagMs,
+        });
+      }
+      return 0;
+    },
+    wait: ({ worker }, ms) => worker.waitForTick(ms),
+    close: async ({ provider, subscriber }) => {
+      await Promise.all([provider.end(), subscriber.end()]);
+    },
+  });
+}

@@ -1,0 +1,87 @@
+/**
+ * The run loop every daemon shares: connect, step, wait, repeat; on an error,
+ * log it, drop the connections, back off (doubling up to a ceiling) and
+ * connect again; on abort (SIGTERM/SIGINT), let the current step finish, close
+ * and return. Errors a retry cannot fix end the loop.
+ */
+import type { Logger } from './log.js';
+
+export interface LoopOptions<C> {
+  log: Logger;
+  signal: AbortSignal;
+  /** Opens connections and anything else a step needs. */
+  connect: () => Promise<C>;
+  /** One unit of work; returns how long to wait before the next (0: go on at once). */
+  step: (ctx: C) => Promise<number>;
+  /** Waits up to `ms` (may return early, e.g. on a NOTIFY). Default: a plain timer. */
+  wait?: (ctx: C, ms: number) => Promise<void>;
+  close: (ctx: C) => Promise<void>;
+  retryDelayMs?: number;
+  maxRetryDelayMs?: number;
+  /** Errors that retrying cannot fix: the loop rethrows them. */
+  isFatal?: (err: unknown) => boolean;
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
+  const { log, signal } = options;
+  const baseDelay = options.retryDelayMs ?? 1000;
+  const maxDelay = options.maxRetryDelayMs ?? 60_000;
+  let delay = baseDelay;
+  while (!signal.aborted) {
+    let ctx: C | undefined;
+    try {
+      ctx = await options.connect();
+      delay = baseDelay;
+      while (!signal.aborted) {
+        const waitMs = await options.step(ctx);
+        if (waitMs > 0 && !signal.aborted) {
+          if (options.wait) await Promise.race([options.wait(ctx, waitMs), sleep(waitMs + 50, signal)]);
+          else await sleep(waitMs, signal);
+        }
+      }
+    } catch (err) {
+      if (options.isFatal?.(err)) {
+        log.error('stopping: this cannot be fixed by retrying', { error: errorText(err) });
+        if (ctx !== undefined) await options.close(ctx).catch(() => undefined);
+        throw err;
+      }
+      log.warn('error; will reconnect', { error: errorText(err), retry_in_ms: delay });
+    }
+    if (ctx !== undefined) await options.close(ctx).catch(() => undefined);
+    if (signal.aborted) break;
+    await sleep(delay, signal);
+    delay = Math.min(maxDelay, delay * 2);
+  }
+  log.info('stopped');
+}
+
+export function errorText(err: unknown): string {
+  const e = err as { message?: string; code?: string };
+  return `${e.message ?? String(err)}${e.code && /^[0-9A-Z]{5}$/.test(e.code) ? ` (SQLSTATE ${e.code})` : ''}`;
+}
+
+/** An AbortSignal fired by the first SIGTERM or SIGINT. */
+export function shutdownSignal(log: Logger): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (name: string) => {
+    if (controller.signal.aborted) return;
+    log.info('shutting down', { signal: name });
+    controller.abort();
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  return controller.signal;
+}
