@@ -51,8 +51,12 @@ export class WorkerBusyError extends Error {
   }
 }
 
-/** Settings of the subscriber session that make text input unambiguous. */
-const SUBSCRIBER_SESSION_SQL = "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET search_path = pg_catalog, pg_temp";
+/**
+ * Session settings of both connections, whatever the server, database or
+ * environment (PGOPTIONS, PGDATESTYLE) default to: text input and output are
+ * unambiguous, and only qualified names resolve.
+ */
+const SESSION_SQL = "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET search_path = pg_catalog, pg_temp";
 
 export class ApplyWorker {
   private statements = new Map<string, TableStatements>();
@@ -71,7 +75,8 @@ export class ApplyWorker {
       this.options.consumer,
     ]);
     if (!rows[0]!.ok) throw new WorkerBusyError(this.options.queue, this.options.consumer);
-    await this.subscriber.query(SUBSCRIBER_SESSION_SQL);
+    await this.subscriber.query(SESSION_SQL);
+    await this.provider.query(SESSION_SQL);
     this.provider.on('notification', () => {
       const wake = this.notified;
       this.notified = undefined;
