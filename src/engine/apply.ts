@@ -2,8 +2,9 @@
  * Set-based apply of events on a subscriber. Events are taken in order; for
  * each table, the net effect per key is kept (the last row image, or deleted)
  * and flushed with two statements per table: one DELETE of every key that
- * existed before, one INSERT of every final row — values travel as one JSON
- * parameter and are cast to the subscriber's column types. A TRUNCATE flushes
+ * existed before, one INSERT of every final row — rows travel as one JSON
+ * array parameter, read back into the subscriber's column types by
+ * json_to_recordset (the inverse of the provider's to_json). A TRUNCATE flushes
  * what came before it and runs in its place, so its order relative to row
  * changes is kept. The caller owns the transaction.
  */
@@ -41,14 +42,58 @@ export function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
   };
 }
 
-/** The two statements that apply one table, prepared once per shape. */
-export interface TableStatements {
-  table: CapturedTable;
-  qualified: string;
-  deleteSql: string;
-  insertSql: string;
-  deleteName: string;
-  insertName: string;
+/**
+ * How one table is applied on the subscriber: its key DELETE, and an INSERT
+ * per set of shipped columns (normally one; another after the provider's table
+ * gained a column), each a named prepared statement.
+ */
+export class TableStatements {
+  readonly qualified: string;
+  readonly deleteSql: string;
+  readonly deleteName: string;
+  private inserts = new Map<string, { name: string; text: string }>();
+
+  constructor(
+    readonly table: CapturedTable,
+    private readonly columns: ReadonlyMap<string, SubscriberColumn>,
+  ) {
+    this.qualified = format('%I.%I', table.schema, table.name);
+    const keyTypes = table.keyColumns.map((k) => {
+      const col = columns.get(k);
+      if (!col) throw new SubscriberSchemaError(`table ${this.qualified} on the subscriber lacks the key column ${k}`, 'make the subscriber table match the provider');
+      return format('%I %s', k, col.type);
+    });
+    const match = table.keyColumns.map((k) => format('t.%I = k.%I', k, k)).join(' AND ');
+    this.deleteSql = `DELETE FROM ${this.qualified} t USING pg_catalog.json_to_recordset($1::pg_catalog.json) AS k(${keyTypes.join(', ')}) WHERE ${match}`;
+    this.deleteName = statementName('d', this.deleteSql);
+  }
+
+  /** The INSERT for rows carrying exactly `shipped` columns (from the row JSON). */
+  insertFor(shipped: readonly string[]): { name: string; text: string } {
+    const cacheKey = shipped.join('\u0000');
+    let st = this.inserts.get(cacheKey);
+    if (!st) {
+      const missing = shipped.filter((c) => !this.columns.has(c));
+      if (missing.length) {
+        throw new SubscriberSchemaError(
+          `table ${this.qualified} on the subscriber lacks the column(s) ${missing.join(', ')} that the provider ships`,
+          'add the missing columns on the subscriber (ALTER TABLE … ADD COLUMN); the worker retries',
+        );
+      }
+      const cols = shipped.filter((c) => !this.columns.get(c)!.generated);
+      const list = cols.map((c) => format('%I', c)).join(', ');
+      const text =
+        `INSERT INTO ${this.qualified} (${list}) SELECT ${list} ` +
+        `FROM pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${cols.map((c) => format('%I %s', c, this.columns.get(c)!.type)).join(', ')})`;
+      st = { name: statementName('i', text), text };
+      this.inserts.set(cacheKey, st);
+    }
+    return st;
+  }
+}
+
+function statementName(kind: string, text: string): string {
+  return `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
 }
 
 export class SubscriberSchemaError extends Error {
@@ -63,16 +108,17 @@ export class SubscriberSchemaError extends Error {
 
 interface SubscriberColumn {
   name: string;
+  /** The column's type with its modifier, as SQL (e.g. `character varying(20)`). */
   type: string;
   generated: boolean;
 }
 
-/** Reads the subscriber's columns of a table and builds its apply statements. */
+/** Reads the subscriber's columns of a table and makes its statements. */
 export async function prepareTable(subscriber: pg.Client, table: CapturedTable): Promise<TableStatements> {
   const qualified = format('%I.%I', table.schema, table.name);
   const generatedExpr = (await subscriber.query<{ n: number }>("SELECT current_setting('server_version_num')::int AS n")).rows[0]!.n >= 120000 ? "a.attgenerated <> ''" : 'false';
   const { rows } = await subscriber.query<SubscriberColumn>(
-    `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, NULL) AS type, ${generatedExpr} AS generated
+    `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, ${generatedExpr} AS generated
        FROM pg_catalog.pg_attribute a
       WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
@@ -81,23 +127,7 @@ export async function prepareTable(subscriber: pg.Client, table: CapturedTable):
   if (rows.length === 0) {
     throw new SubscriberSchemaError(`table ${qualified} does not exist on the subscriber`, 'create it (or let `prepare.schema: copy` create it) before applying');
   }
-  const byName = new Map(rows.map((c) => [c.name, c]));
-  const missing = table.columns.filter((c) => !byName.has(c));
-  if (missing.length) {
-    throw new SubscriberSchemaError(
-      `table ${qualified} on the subscriber lacks the column(s) ${missing.join(', ')} that the provider ships`,
-      'add the missing columns on the subscriber (ALTER TABLE … ADD COLUMN) and restart the worker',
-    );
-  }
-  const insertable = table.columns.filter((c) => !byName.get(c)!.generated);
-  const keyMatch = table.keyColumns.map((k, i) => format('t.%I = (k.value OPERATOR(pg_catalog.->>) %s)::%s', k, i, byName.get(k)!.type)).join(' AND ');
-  const deleteSql = `DELETE FROM ${qualified} t USING pg_catalog.json_array_elements($1::pg_catalog.json) k WHERE ${keyMatch}`;
-  const insertSql =
-    `INSERT INTO ${qualified} (${insertable.map((c) => format('%I', c)).join(', ')}) ` +
-    `SELECT ${insertable.map((c) => format('r.%I::%s', c, byName.get(c)!.type)).join(', ')} ` +
-    `FROM pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${insertable.map((c) => format('%I pg_catalog.text', c)).join(', ')})`;
-  const hash = (s: string) => createHash('sha1').update(s).digest('hex').slice(0, 16);
-  return { table, qualified, deleteSql, insertSql, deleteName: `pgc_d_${hash(deleteSql)}`, insertName: `pgc_i_${hash(insertSql)}` };
+  return new TableStatements(table, new Map(rows.map((c) => [c.name, c])));
 }
 
 interface KeyState {
@@ -162,7 +192,9 @@ export class EventApplier {
         this.stats.rowsDeleted += r.rowCount ?? 0;
       }
       if (rows.length) {
-        const r = await this.subscriber.query({ name: st.insertName, text: st.insertSql, values: [`[${rows.join(',')}]`] });
+        // Rows of one flush share their columns; read them off the first row.
+        const insert = st.insertFor(Object.keys(JSON.parse(rows[0]!) as object));
+        const r = await this.subscriber.query({ name: insert.name, text: insert.text, values: [`[${rows.join(',')}]`] });
         this.stats.rowsInserted += r.rowCount ?? 0;
       }
     }

@@ -53,10 +53,10 @@ export class WorkerBusyError extends Error {
 
 /**
  * Session settings of both connections, whatever the server, database or
- * environment (PGOPTIONS, PGDATESTYLE) default to: text input and output are
- * unambiguous, and only qualified names resolve.
+ * environment (PGOPTIONS, PGDATESTYLE) default to, so text input and output
+ * are unambiguous.
  */
-const SESSION_SQL = "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET search_path = pg_catalog, pg_temp";
+const SESSION_SQL = "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
 
 export class ApplyWorker {
   private statements = new Map<string, TableStatements>();

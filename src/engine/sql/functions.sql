@@ -255,57 +255,42 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
--- Function: pgconvey.capture_value_sql(ref, type_oid) → an SQL expression
--- giving the column value as text in a form that does not depend on the
--- writing session's settings: date/time values go through JSON (ISO 8601
--- whatever DateStyle is).
-CREATE OR REPLACE FUNCTION pgconvey.capture_value_sql(p_ref text, p_type oid)
-RETURNS text LANGUAGE sql STABLE AS $$
-  SELECT CASE
-    WHEN p_type IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)
-      THEN format('pg_catalog.to_json(%s) OPERATOR(pg_catalog.#>>) ''{}''', p_ref)
-    ELSE format('%s::pg_catalog.text', p_ref)
-  END
-$$;
-
-------------------------------------------------------------------------------
 -- Function: pgconvey.capture_settings_sql(table) → SET clauses the capture
--- function needs for this table's column types: output of arrays, ranges and
--- composites of date/time types depends on DateStyle, intervals on
--- IntervalStyle, floats on extra_float_digits. Tables of plain types need none.
+-- function needs for this table's column types. Rows are captured with
+-- to_json(), which writes numbers, booleans, date/time values (ISO 8601),
+-- arrays and composites independently of session settings; the text of a few
+-- types still depends on one: intervals on IntervalStyle, floats on
+-- extra_float_digits, ranges and other types on DateStyle. Tables of plain
+-- types get no SET clause, so their capture stays cheap.
 CREATE OR REPLACE FUNCTION pgconvey.capture_settings_sql(p_rel regclass)
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
-  -- Types whose text output depends on no setting.
+  -- Types whose JSON form depends on no setting.
   v_plain oid[] := ARRAY['int2', 'int4', 'int8', 'numeric', 'text', 'varchar', 'bpchar', 'bool', 'uuid',
                          'json', 'jsonb', 'bytea', 'inet', 'cidr', 'macaddr', 'oid', 'name', 'char', 'bit',
-                         'varbit', 'xml', 'tsvector', 'tsquery', 'money', 'time', 'timetz']::regtype[]::oid[];
-  -- Captured through JSON when they are the column's own type (see capture_value_sql).
-  v_datetime oid[] := ARRAY['date', 'timestamp', 'timestamptz']::regtype[]::oid[];
+                         'varbit', 'xml', 'tsvector', 'tsquery', 'money', 'time', 'timetz',
+                         'date', 'timestamp', 'timestamptz']::regtype[]::oid[];
   v_float boolean := false;
   v_interval boolean := false;
   v_other boolean := false;
   c record;
 BEGIN
   FOR c IN
-    SELECT a.atttypid AS own, ty.typtype, ty.typcategory, ty.typelem, coalesce(el.typtype, '') AS eltyptype
+    SELECT CASE WHEN ty.typcategory = 'A' THEN ty.typelem ELSE ty.oid END AS base,
+           CASE WHEN ty.typcategory = 'A' THEN el.typtype ELSE ty.typtype END AS basetyptype
       FROM pg_attribute a
       JOIN pg_type ty ON ty.oid = a.atttypid
-      LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A'
+      LEFT JOIN pg_type el ON el.oid = ty.typelem
      WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
   LOOP
-    IF c.own = ANY (v_plain) OR c.own = ANY (v_datetime) OR c.typtype = 'e' THEN
+    IF c.base = ANY (v_plain) OR c.basetyptype = 'e' THEN
       CONTINUE;
-    ELSIF c.own IN ('float4'::regtype, 'float8'::regtype) THEN
+    ELSIF c.base IN ('float4'::regtype, 'float8'::regtype) THEN
       v_float := true;
-    ELSIF c.own = 'interval'::regtype THEN
+    ELSIF c.base = 'interval'::regtype THEN
       v_interval := true;
-    ELSIF c.typcategory = 'A' AND (c.typelem = ANY (v_plain) OR c.eltyptype = 'e') THEN
-      CONTINUE;
-    ELSIF c.typcategory = 'A' AND c.typelem IN ('float4'::regtype, 'float8'::regtype) THEN
-      v_float := true;
     ELSE
-      v_other := true;  -- arrays of date/time, composites, ranges, domains, other types: pin everything
+      v_other := true;  -- composites, ranges, domains, other types: pin every setting
     END IF;
   END LOOP;
   RETURN CASE WHEN v_float OR v_other THEN ' SET extra_float_digits = 3' ELSE '' END
@@ -316,10 +301,16 @@ END $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.add_table(queue, schema, table, key_columns) → table_id.
 -- Starts capturing the table's changes into the queue: generates a capture
--- function for exactly this table's columns and creates its row and TRUNCATE
--- triggers. Without key_columns the primary key is used; a table with neither
--- is refused. Idempotent: running it again regenerates the function (e.g.
--- after the table gained a column).
+-- function for exactly this table and creates its row and TRUNCATE triggers.
+-- Without key_columns the primary key is used; a table with neither is
+-- refused. Idempotent: running it again regenerates the function (e.g. after
+-- the table gained a column or its key changed).
+--
+-- An event carries the row as to_json(NEW) (generated columns left out) and
+-- the key as a JSON object. An UPDATE that changes the key is captured as a
+-- DELETE of the old key and an INSERT of the new row. The capture functions
+-- are SECURITY DEFINER (writers need no rights on the queue) and, as such,
+-- name every operator, function and type with its schema.
 CREATE OR REPLACE FUNCTION pgconvey.add_table(p_queue text, p_schema text, p_table text, p_key_columns text[] DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -328,16 +319,11 @@ DECLARE
   v_table_id integer;
   v_keys text[];
   v_cols text[];
-  v_types oid[];
+  v_generated text[];
   v_nullable text[];
   v_missing text[];
-  v_gen_filter text;
   v_data text;
-  v_newkey text;
-  v_oldkey text;
-  v_keychanged text;
   v_parts text[];
-  v_fn text;
   v_route_tpl text;
   v_body text;
   i integer;
@@ -354,11 +340,12 @@ BEGIN
   END IF;
 
   -- Shipped columns: not dropped, not generated (attgenerated exists from PG 12).
-  v_gen_filter := CASE WHEN current_setting('server_version_num')::integer >= 120000
-                       THEN ' AND a.attgenerated = '''''  ELSE '' END;
-  EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.atttypid ORDER BY a.attnum)
-             FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped' || v_gen_filter
-    INTO v_cols, v_types USING v_rel;
+  EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE NOT g),
+                  array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE g)
+             FROM pg_attribute a CROSS JOIN LATERAL (SELECT '
+          || CASE WHEN current_setting('server_version_num')::integer >= 120000 THEN 'a.attgenerated <> ''''' ELSE 'false' END
+          || ' AS g) x WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
+    INTO v_cols, v_generated USING v_rel;
 
   IF p_key_columns IS NULL THEN
     SELECT array_agg(a.attname::text ORDER BY k.ord) INTO v_keys
@@ -390,72 +377,70 @@ BEGIN
   DO UPDATE SET key_columns = EXCLUDED.key_columns, columns = EXCLUDED.columns
   RETURNING table_id INTO v_table_id;
 
-  -- Row image: json object of text values, built in pieces of 50 columns
-  -- (json_build_object takes at most 100 arguments).
-  v_parts := ARRAY[]::text[];
-  FOR i IN 1..coalesce(array_length(v_cols, 1), 0) LOOP
-    IF (i - 1) % 50 = 0 THEN
-      v_parts := v_parts || ''::text;
-    ELSE
-      v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)] || ', ';
-    END IF;
-    v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)]
-      || format('%L, %s', v_cols[i], pgconvey.capture_value_sql('NEW.' || quote_ident(v_cols[i]), v_types[i]));
-  END LOOP;
-  IF array_length(v_parts, 1) = 1 THEN
-    v_data := format('pg_catalog.json_build_object(%s)', v_parts[1]);
+  -- The row image: to_json(NEW), or, when the table has generated columns,
+  -- json_build_object of the other columns in pieces of 50 (it takes at most
+  -- 100 arguments) — the same JSON form either way.
+  IF v_generated IS NULL THEN
+    v_data := 'pg_catalog.to_json(NEW)';
   ELSE
-    SELECT '(' || string_agg(format('pg_catalog.json_build_object(%s)::pg_catalog.jsonb', p), ' OPERATOR(pg_catalog.||) ') || ')::pg_catalog.json'
-      INTO v_data FROM unnest(v_parts) p;
+    v_parts := ARRAY[]::text[];
+    FOR i IN 1..array_length(v_cols, 1) LOOP
+      IF (i - 1) % 50 = 0 THEN
+        v_parts := v_parts || ''::text;
+      ELSE
+        v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)] || ', ';
+      END IF;
+      v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)] || format('%L::pg_catalog.text, NEW.%I', v_cols[i], v_cols[i]);
+    END LOOP;
+    IF array_length(v_parts, 1) = 1 THEN
+      v_data := format('pg_catalog.json_build_object(%s)', v_parts[1]);
+    ELSE
+      SELECT '(' || string_agg(format('pg_catalog.json_build_object(%s)::pg_catalog.jsonb', p), ' OPERATOR(pg_catalog.||) ') || ')::pg_catalog.json'
+        INTO v_data FROM unnest(v_parts) p;
+    END IF;
   END IF;
-
-  SELECT format('pg_catalog.json_build_array(%s)::pg_catalog.text',
-                string_agg(pgconvey.capture_value_sql('NEW.' || quote_ident(k), v_types[array_position(v_cols, k)]), ', ')),
-         format('pg_catalog.json_build_array(%s)::pg_catalog.text',
-                string_agg(pgconvey.capture_value_sql('OLD.' || quote_ident(k), v_types[array_position(v_cols, k)]), ', ')),
-         string_agg(format('%s IS DISTINCT FROM %s',
-                           pgconvey.capture_value_sql('NEW.' || quote_ident(k), v_types[array_position(v_cols, k)]),
-                           pgconvey.capture_value_sql('OLD.' || quote_ident(k), v_types[array_position(v_cols, k)])), ' OR ')
-    INTO v_newkey, v_oldkey, v_keychanged
-    FROM unnest(v_keys) k;
 
   -- Insert into the queue's current event table ($OP, $KEY, $DATA are filled in).
   v_route_tpl := format(
-    'IF v_cur = 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
-    ' ELSIF v_cur = 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
+    'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
+    ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
     ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
-  v_body := 'DECLARE v_cur integer; BEGIN '
-    || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id = %s; ', v_queue_id)
-    || 'IF TG_OP = ''INSERT'' THEN '
-    ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', v_newkey), '$DATA', v_data)
-    || ' ELSIF TG_OP = ''UPDATE'' THEN IF ' || v_keychanged || ' THEN '
-    ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
-    ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', v_newkey), '$DATA', v_data)
-    ||   ' ELSE '
-    ||   replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', v_newkey), '$DATA', v_data)
-    ||   ' END IF;'
-    || ' ELSE '
-    ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
-    || ' END IF; RETURN NULL; END';
+  SELECT 'DECLARE v_cur integer; v_key pg_catalog.text; v_old pg_catalog.text; BEGIN '
+      || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id OPERATOR(pg_catalog.=) %s; ', v_queue_id)
+      || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
+      ||   format('v_key := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, NEW.%I', k, k), ', '))
+      ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'v_key'), '$DATA', v_data)
+      || ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
+      ||   format('v_key := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, NEW.%I', k, k), ', '))
+      ||   format('v_old := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, OLD.%I', k, k), ', '))
+      ||   'IF v_old OPERATOR(pg_catalog.<>) v_key THEN '
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', 'v_old'), '$DATA', 'NULL')
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'v_key'), '$DATA', v_data)
+      ||   ' ELSE '
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'v_key'), '$DATA', v_data)
+      ||   ' END IF;'
+      || ' ELSE '
+      ||   format('v_old := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, OLD.%I', k, k), ', '))
+      ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', 'v_old'), '$DATA', 'NULL')
+      || ' END IF; RETURN NULL; END'
+    INTO v_body
+    FROM unnest(v_keys) k;
 
-  v_fn := format('pgconvey.%I', 'capture_' || v_table_id);
-  EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
-                 ' SET search_path = pg_catalog, pg_temp%s AS %L',
-                 v_fn, pgconvey.capture_settings_sql(v_rel), v_body);
-  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER'
-                 ' SET search_path = pg_catalog, pg_temp AS %L',
+  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L',
+                 'capture_' || v_table_id, pgconvey.capture_settings_sql(v_rel), v_body);
+  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS %L',
                  'capture_truncate_' || v_table_id,
                  'DECLARE v_cur integer; BEGIN '
-                 || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id = %s; ', v_queue_id)
+                 || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id OPERATOR(pg_catalog.=) %s; ', v_queue_id)
                  || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
                  || ' RETURN NULL; END');
 
   EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
   EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
-  EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE %s()',
-                 'pgconvey_capture_' || v_queue_id, v_rel, v_fn);
+  EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
+                 'pgconvey_capture_' || v_queue_id, v_rel, 'capture_' || v_table_id);
   EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
                  'pgconvey_truncate_' || v_queue_id, v_rel, 'capture_truncate_' || v_table_id);
   RETURN v_table_id;
