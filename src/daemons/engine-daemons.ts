@@ -97,7 +97,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
           end_tick: r.batch.endTick,
           events: r.stats.events,
           deleted: r.stats.rowsDeleted,
-          inserted: r.stats.rowsInserted,
+          written: r.stats.rowsWritten,
           truncated: r.stats.truncates,
           ms: r.durationMs,
           lag_ms: r.lagMs,

@@ -1,12 +1,20 @@
 /**
  * Set-based apply of events on a subscriber. Events are taken in order; for
  * each table, the net effect per key is kept (the last row image, or deleted)
- * and flushed with two statements per table: one DELETE of every key that
- * existed before, one INSERT of every final row — rows travel as one JSON
- * array parameter, read back into the subscriber's column types by
- * json_to_recordset (the inverse of the provider's to_json). A TRUNCATE flushes
- * what came before it and runs in its place, so its order relative to row
- * changes is kept. The caller owns the transaction.
+ * and flushed with a few statements per table — rows travel as one JSON array
+ * parameter, read back into the subscriber's column types by
+ * json_to_recordset (the inverse of the provider's to_json):
+ *
+ * - when the subscriber has a unique index on exactly the key columns: one
+ *   DELETE of the keys that end deleted, and one INSERT … ON CONFLICT DO
+ *   UPDATE of every final row;
+ * - otherwise, or when that upsert trips over another unique index (two rows
+ *   swapping a unique value within one flush): one DELETE of every key that
+ *   existed before, then one plain INSERT of every final row. The end state of
+ *   a flush is a state the provider had, so this never violates a constraint.
+ *
+ * A TRUNCATE flushes what came before it and runs in its place, so its order
+ * relative to row changes is kept. The caller owns the transaction.
  */
 import { createHash } from 'node:crypto';
 import format from 'pg-format';
@@ -25,75 +33,12 @@ export interface CapturedTable {
 export interface ApplyStats {
   events: number;
   rowsDeleted: number;
-  rowsInserted: number;
+  rowsWritten: number;
   truncates: number;
 }
 
 export function emptyStats(): ApplyStats {
-  return { events: 0, rowsDeleted: 0, rowsInserted: 0, truncates: 0 };
-}
-
-export function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
-  return {
-    events: a.events + b.events,
-    rowsDeleted: a.rowsDeleted + b.rowsDeleted,
-    rowsInserted: a.rowsInserted + b.rowsInserted,
-    truncates: a.truncates + b.truncates,
-  };
-}
-
-/**
- * How one table is applied on the subscriber: its key DELETE, and an INSERT
- * per set of shipped columns (normally one; another after the provider's table
- * gained a column), each a named prepared statement.
- */
-export class TableStatements {
-  readonly qualified: string;
-  readonly deleteSql: string;
-  readonly deleteName: string;
-  private inserts = new Map<string, { name: string; text: string }>();
-
-  constructor(
-    readonly table: CapturedTable,
-    private readonly columns: ReadonlyMap<string, SubscriberColumn>,
-  ) {
-    this.qualified = format('%I.%I', table.schema, table.name);
-    const keyTypes = table.keyColumns.map((k) => {
-      const col = columns.get(k);
-      if (!col) throw new SubscriberSchemaError(`table ${this.qualified} on the subscriber lacks the key column ${k}`, 'make the subscriber table match the provider');
-      return format('%I %s', k, col.type);
-    });
-    const match = table.keyColumns.map((k) => format('t.%I = k.%I', k, k)).join(' AND ');
-    this.deleteSql = `DELETE FROM ${this.qualified} t USING pg_catalog.json_to_recordset($1::pg_catalog.json) AS k(${keyTypes.join(', ')}) WHERE ${match}`;
-    this.deleteName = statementName('d', this.deleteSql);
-  }
-
-  /** The INSERT for rows carrying exactly `shipped` columns (from the row JSON). */
-  insertFor(shipped: readonly string[]): { name: string; text: string } {
-    const cacheKey = shipped.join('\u0000');
-    let st = this.inserts.get(cacheKey);
-    if (!st) {
-      const missing = shipped.filter((c) => !this.columns.has(c));
-      if (missing.length) {
-        throw new SubscriberSchemaError(
-          `table ${this.qualified} on the subscriber lacks the column(s) ${missing.join(', ')} that the provider ships`,
-          'add the missing columns on the subscriber (ALTER TABLE … ADD COLUMN); the worker retries',
-        );
-      }
-      const cols = shipped.filter((c) => !this.columns.get(c)!.generated);
-      const list = cols.map((c) => format('%I', c)).join(', ');
-      const text =
-        `INSERT INTO ${this.qualified} (${list}) SELECT ${list} ` +
-        `FROM pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${cols.map((c) => format('%I %s', c, this.columns.get(c)!.type)).join(', ')})`;
-      st = { name: statementName('i', text), text };
-      this.inserts.set(cacheKey, st);
-    }
-    return st;
-  }
-}
-
-function statementName(kind: string, text: string): string {
-  return `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+  return { events: 0, rowsDeleted: 0, rowsWritten: 0, truncates: 0 };
 }
 
 export class SubscriberSchemaError extends Error {
@@ -113,7 +58,74 @@ interface SubscriberColumn {
   generated: boolean;
 }
 
-/** Reads the subscriber's columns of a table and makes its statements. */
+interface Statement {
+  name: string;
+  text: string;
+}
+
+function statement(kind: string, text: string): Statement {
+  return { name: `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text };
+}
+
+/**
+ * How one table is applied on the subscriber: its key DELETE, and per set of
+ * shipped columns (normally one; another after the provider's table gained a
+ * column) an INSERT and, when possible, an upsert — all named prepared
+ * statements.
+ */
+export class TableStatements {
+  readonly qualified: string;
+  readonly deleteKeys: Statement;
+  private byShape = new Map<string, { insert: Statement; upsert?: Statement }>();
+
+  constructor(
+    readonly table: CapturedTable,
+    private readonly columns: ReadonlyMap<string, SubscriberColumn>,
+    /** A unique index on exactly the key columns exists: upserts can use it. */
+    readonly keyIsUnique: boolean,
+    /** Unique indexes other than that one exist: an upsert may still conflict. */
+    readonly otherUniqueIndexes: boolean,
+  ) {
+    this.qualified = format('%I.%I', table.schema, table.name);
+    const keyTypes = table.keyColumns.map((k) => {
+      const col = columns.get(k);
+      if (!col) throw new SubscriberSchemaError(`table ${this.qualified} on the subscriber lacks the key column ${k}`, 'make the subscriber table match the provider');
+      return format('%I %s', k, col.type);
+    });
+    const match = table.keyColumns.map((k) => format('t.%I = k.%I', k, k)).join(' AND ');
+    this.deleteKeys = statement('d', `DELETE FROM ${this.qualified} t USING pg_catalog.json_to_recordset($1::pg_catalog.json) AS k(${keyTypes.join(', ')}) WHERE ${match}`);
+  }
+
+  /** The statements for rows carrying exactly `shipped` columns (read off the row JSON). */
+  forShape(shipped: readonly string[]): { insert: Statement; upsert?: Statement } {
+    const cacheKey = shipped.join('\u0000');
+    let st = this.byShape.get(cacheKey);
+    if (!st) {
+      const missing = shipped.filter((c) => !this.columns.has(c));
+      if (missing.length) {
+        throw new SubscriberSchemaError(
+          `table ${this.qualified} on the subscriber lacks the column(s) ${missing.join(', ')} that the provider ships`,
+          'add the missing columns on the subscriber (ALTER TABLE … ADD COLUMN); the worker retries',
+        );
+      }
+      const cols = shipped.filter((c) => !this.columns.get(c)!.generated);
+      const list = cols.map((c) => format('%I', c)).join(', ');
+      const insert = `INSERT INTO ${this.qualified} (${list}) SELECT ${list} FROM pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${cols
+        .map((c) => format('%I %s', c, this.columns.get(c)!.type))
+        .join(', ')})`;
+      const nonKey = cols.filter((c) => !this.table.keyColumns.includes(c));
+      const conflict = `ON CONFLICT (${this.table.keyColumns.map((k) => format('%I', k)).join(', ')})`;
+      const upsert = nonKey.length
+        ? `${insert} ${conflict} DO UPDATE SET ${nonKey.map((c) => format('%I = EXCLUDED.%I', c, c)).join(', ')}`
+        : `${insert} ${conflict} DO NOTHING`;
+      st = { insert: statement('i', insert), ...(this.keyIsUnique ? { upsert: statement('u', upsert) } : {}) };
+      this.byShape.set(cacheKey, st);
+    }
+    return st;
+  }
+}
+
+/** Reads the subscriber's columns and unique indexes of a table and makes its statements. */
 export async function prepareTable(subscriber: pg.Client, table: CapturedTable): Promise<TableStatements> {
   const qualified = format('%I.%I', table.schema, table.name);
   const generatedExpr = (await subscriber.query<{ n: number }>("SELECT current_setting('server_version_num')::int AS n")).rows[0]!.n >= 120000 ? "a.attgenerated <> ''" : 'false';
@@ -127,7 +139,19 @@ export async function prepareTable(subscriber: pg.Client, table: CapturedTable):
   if (rows.length === 0) {
     throw new SubscriberSchemaError(`table ${qualified} does not exist on the subscriber`, 'create it (or let `prepare.schema: copy` create it) before applying');
   }
-  return new TableStatements(table, new Map(rows.map((c) => [c.name, c])));
+  // Unique indexes usable as an ON CONFLICT arbiter: immediate, not partial, plain columns.
+  const unique = await subscriber.query<{ columns: string[] }>(
+    `SELECT array(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) ORDER BY a.attname) AS columns
+       FROM pg_catalog.pg_index i
+      WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisunique AND i.indimmediate
+        AND i.indpred IS NULL AND i.indexprs IS NULL`,
+    [qualified],
+  );
+  const keySet = [...table.keyColumns].sort().join('\u0000');
+  const keyIsUnique = unique.rows.some((u) => u.columns.join('\u0000') === keySet);
+  const otherUnique = unique.rows.some((u) => u.columns.join('\u0000') !== keySet);
+  return new TableStatements(table, new Map(rows.map((c) => [c.name, c])), keyIsUnique, otherUnique);
 }
 
 interface KeyState {
@@ -137,9 +161,11 @@ interface KeyState {
   existed: boolean;
 }
 
+const UNIQUE_VIOLATION = '23505';
+
 /**
- * Applies events to the subscriber, set-based. Keeps pending net effects
- * between calls only until `flush()`; call `flush()` at the end of each chunk.
+ * Applies events to the subscriber, set-based. Pending net effects are kept
+ * only within one `apply()` call (one chunk), so memory follows the chunk.
  */
 export class EventApplier {
   private pending = new Map<number, Map<string, KeyState>>();
@@ -150,7 +176,7 @@ export class EventApplier {
     private readonly statements: (tableId: number) => TableStatements | undefined,
   ) {}
 
-  /** Adds a chunk of events (in event order) and applies them. */
+  /** Applies a chunk of events (in event order). */
   async apply(events: readonly QueueEvent[]): Promise<void> {
     let i = 0;
     while (i < events.length) {
@@ -177,28 +203,52 @@ export class EventApplier {
     await this.flush();
   }
 
-  /** Applies the pending net effect: per table one DELETE and one INSERT. */
-  async flush(): Promise<void> {
-    for (const [tableId, perTable] of this.pending) {
-      const st = this.statements(tableId)!;
-      const keys: string[] = [];
-      const rows: string[] = [];
-      for (const [key, state] of perTable) {
-        if (state.existed) keys.push(key);
-        if (state.row !== null) rows.push(state.row);
-      }
-      if (keys.length) {
-        const r = await this.subscriber.query({ name: st.deleteName, text: st.deleteSql, values: [`[${keys.join(',')}]`] });
-        this.stats.rowsDeleted += r.rowCount ?? 0;
-      }
-      if (rows.length) {
-        // Rows of one flush share their columns; read them off the first row.
-        const insert = st.insertFor(Object.keys(JSON.parse(rows[0]!) as object));
-        const r = await this.subscriber.query({ name: insert.name, text: insert.text, values: [`[${rows.join(',')}]`] });
-        this.stats.rowsInserted += r.rowCount ?? 0;
+  private async flush(): Promise<void> {
+    for (const [tableId, perTable] of this.pending) await this.flushTable(this.statements(tableId)!, perTable);
+    this.pending.clear();
+  }
+
+  private async flushTable(st: TableStatements, perTable: Map<string, KeyState>): Promise<void> {
+    const fresh: string[] = []; // final rows of keys first seen inserted: they cannot exist yet
+    const updated: string[] = []; // final rows of keys that existed before
+    const gone: string[] = []; // keys that existed and end deleted
+    const existed: string[] = [];
+    for (const [key, state] of perTable) {
+      if (state.existed) existed.push(key);
+      if (state.row === null) {
+        if (state.existed) gone.push(key);
+      } else {
+        (state.existed ? updated : fresh).push(state.row);
       }
     }
-    this.pending.clear();
+    const first = fresh[0] ?? updated[0];
+    // Rows of one flush share their columns; read them off the first row.
+    const shape = first === undefined ? undefined : st.forShape(Object.keys(JSON.parse(first) as object));
+    if (shape?.upsert) {
+      const savepoint = st.otherUniqueIndexes;
+      const before = { ...this.stats };
+      if (savepoint) await this.subscriber.query('SAVEPOINT pgconvey_flush');
+      try {
+        await this.run(st.deleteKeys, gone, 'rowsDeleted');
+        await this.run(shape.upsert, updated, 'rowsWritten');
+        await this.run(shape.insert, fresh, 'rowsWritten');
+        if (savepoint) await this.subscriber.query('RELEASE SAVEPOINT pgconvey_flush');
+        return;
+      } catch (err) {
+        if (!savepoint || (err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+        await this.subscriber.query('ROLLBACK TO SAVEPOINT pgconvey_flush');
+        this.stats = before;
+        // Two rows swapped a unique value: fall through to delete-then-insert.
+      }
+    }
+    await this.run(st.deleteKeys, existed, 'rowsDeleted');
+    if (shape) await this.run(shape.insert, [...updated, ...fresh], 'rowsWritten');
+  }
+
+  private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<void> {
+    if (!items.length) return;
+    const r = await this.subscriber.query({ name: st.name, text: st.text, values: [`[${items.join(',')}]`] });
+    this.stats[counter] += r.rowCount ?? 0;
   }
 
   private async truncate(group: readonly QueueEvent[]): Promise<void> {

@@ -85,7 +85,8 @@ const CURSOR = 'pgconvey_batch';
 /**
  * Streams a batch's events in chunks to `onChunk`, inside a provider
  * transaction that is closed afterwards. The chunk size adapts to the size of
- * the rows so that a chunk stays near `chunkBytes`.
+ * the rows so that a chunk stays near `chunkBytes` (two chunks are in memory:
+ * the one being applied and the one read ahead).
  */
 export async function readBatch(
   provider: pg.Client,
@@ -94,7 +95,7 @@ export async function readBatch(
   onChunk: (events: QueueEvent[]) => Promise<void>,
   options: { maxRows?: number; chunkBytes?: number } = {},
 ): Promise<number> {
-  const maxRows = options.maxRows ?? 5000;
+  const maxRows = options.maxRows ?? 10_000;
   const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
   let fetchRows = Math.min(500, maxRows);
   let total = 0;
@@ -113,17 +114,22 @@ export async function readBatch(
     )) as unknown as pg.QueryResult[];
     let rows = results[2]!.rows;
     let requested = fetchRows;
+    // Read ahead: the next chunk is fetched from the provider while this one is applied.
     for (;;) {
-      if (rows.length) {
-        const events = rows.map(toEvent);
+      const events = rows.map(toEvent);
+      const widest = events.reduce((m, e) => Math.max(m, (e.data?.length ?? 0) + (e.key?.length ?? 0) + 64), 1);
+      fetchRows = Math.max(1, Math.min(maxRows, Math.floor(chunkBytes / widest)));
+      const more = rows.length === requested;
+      requested = fetchRows;
+      const next = more ? provider.query(`FETCH ${requested} FROM ${CURSOR}`) : undefined;
+      // Keep a rejection of the read-ahead from going unhandled while the chunk is applied.
+      next?.catch(() => undefined);
+      if (events.length) {
         total += events.length;
         await onChunk(events);
-        const widest = events.reduce((m, e) => Math.max(m, (e.data?.length ?? 0) + (e.key?.length ?? 0) + 64), 1);
-        fetchRows = Math.max(1, Math.min(maxRows, Math.floor(chunkBytes / widest)));
       }
-      if (rows.length < requested) break;
-      requested = fetchRows;
-      rows = (await provider.query(`FETCH ${requested} FROM ${CURSOR}`)).rows;
+      if (!next) break;
+      rows = (await next).rows;
     }
     await provider.query('COMMIT');
   } catch (err) {

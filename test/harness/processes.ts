@@ -24,7 +24,7 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProces
       for (const c of running) c.kill('SIGKILL');
     });
   }
-  const child = spawn(process.execPath, ['bin/run.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...env } });
+  const child = spawn(process.execPath, ['bin/run.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production', NO_COLOR: '1', ...env } });
   running.add(child);
   const lines: string[] = [];
   const watchers = new Set<() => void>();
