@@ -46,7 +46,7 @@ export interface DaemonSettings {
   ticker: { maxEvents: number; maxLagMs: number; idlePeriodMs: number };
   worker: { pollIntervalMs: number; retryDelayMs: number };
   copy: { parallel: number };
-  maintenance: { rotationPeriodMs: number; tickRetentionMs: number };
+  maintenance: { intervalMs: number; rotationTransactions: number; tickRetentionMs: number };
 }
 
 export interface QueueSpec {
@@ -72,5 +72,5 @@ export const DEFAULT_DAEMON_SETTINGS: DaemonSettings = {
   ticker: { maxEvents: 500, maxLagMs: 100, idlePeriodMs: 30_000 },
   worker: { pollIntervalMs: 50, retryDelayMs: 1000 },
   copy: { parallel: 2 },
-  maintenance: { rotationPeriodMs: 5 * 60_000, tickRetentionMs: 60 * 60_000 },
+  maintenance: { intervalMs: 5000, rotationTransactions: 100_000, tickRetentionMs: 60 * 60_000 },
 };

@@ -39,7 +39,7 @@ interface RawDaemons {
   ticker?: { max_events?: number; max_lag?: string; idle_period?: string };
   worker?: { poll_interval?: string; retry_delay?: string };
   copy?: { parallel?: number };
-  maintenance?: { rotation_period?: string; tick_retention?: string };
+  maintenance?: { interval?: string; rotation_transactions?: number; tick_retention?: string };
 }
 export interface RawDesiredState {
   version: 1;
@@ -121,7 +121,8 @@ function mergeDaemons(base: DaemonSettings, raw: RawDaemons | undefined): Daemon
     },
     copy: { parallel: raw?.copy?.parallel ?? base.copy.parallel },
     maintenance: {
-      rotationPeriodMs: ms(raw?.maintenance?.rotation_period, base.maintenance.rotationPeriodMs),
+      intervalMs: ms(raw?.maintenance?.interval, base.maintenance.intervalMs),
+      rotationTransactions: raw?.maintenance?.rotation_transactions ?? base.maintenance.rotationTransactions,
       tickRetentionMs: ms(raw?.maintenance?.tick_retention, base.maintenance.tickRetentionMs),
     },
   };

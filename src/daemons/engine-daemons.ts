@@ -15,6 +15,8 @@ export interface TickerDaemonOptions {
   queue: string;
   /** How often the ticker asks whether a tick is due. */
   pollMs?: number;
+  /** How often event tables are emptied and old ticks removed. */
+  maintenanceEveryMs?: number;
   log: Logger;
   signal: AbortSignal;
 }
@@ -27,7 +29,7 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
     signal: options.signal,
     async connect() {
       const client = await connect(options.provider, 'ticker');
-      const ticker = new Ticker(client, options.queue);
+      const ticker = new Ticker(client, options.queue, options.maintenanceEveryMs);
       try {
         await ticker.start();
       } catch (err) {
@@ -39,7 +41,7 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
     },
     async step({ ticker }) {
       const r = await ticker.step();
-      if (r.maintenance?.rotated) log.info('rotated event tables', { queue: options.queue });
+      if (r.maintenance?.tablesEmptied) log.info('emptied event tables', { queue: options.queue, tables: r.maintenance.tablesEmptied });
       if (r.maintenance?.ticksDeleted) log.debug('deleted old ticks', { queue: options.queue, count: r.maintenance.ticksDeleted });
       return pollMs;
     },

@@ -9,7 +9,8 @@ export interface QueueSettings {
   tickerMaxCount: number;
   tickerMaxLagMs: number;
   tickerIdlePeriodMs: number;
-  rotationPeriodMs: number;
+  /** Event tables take turns every this many transaction ids. */
+  rotationTxids: number;
   tickRetentionMs: number;
 }
 
@@ -17,7 +18,7 @@ const SETTING_COLUMNS: Record<keyof QueueSettings, string> = {
   tickerMaxCount: 'ticker_max_count',
   tickerMaxLagMs: 'ticker_max_lag',
   tickerIdlePeriodMs: 'ticker_idle_period',
-  rotationPeriodMs: 'rotation_period',
+  rotationTxids: 'rotation_txids',
   tickRetentionMs: 'tick_retention',
 };
 
@@ -31,7 +32,7 @@ export async function createQueue(client: pg.Client, queue: string, settings: Pa
 export async function configureQueue(client: pg.Client, queue: string, settings: Partial<QueueSettings>): Promise<void> {
   for (const [key, value] of Object.entries(settings) as Array<[keyof QueueSettings, number | undefined]>) {
     if (value === undefined) continue;
-    const text = key === 'tickerMaxCount' ? String(value) : `${value} milliseconds`;
+    const text = key === 'tickerMaxCount' || key === 'rotationTxids' ? String(value) : `${value} milliseconds`;
     await client.query('SELECT pgconvey.set_queue_config($1, $2, $3)', [queue, SETTING_COLUMNS[key], text]);
   }
 }
@@ -76,15 +77,16 @@ export async function forceTick(client: pg.Client, queue: string): Promise<strin
 }
 
 export interface MaintenanceResult {
-  rotated: boolean;
+  /** Event tables emptied (all their events read by every consumer). */
+  tablesEmptied: number;
   ticksDeleted: number;
 }
 
-/** Rotation of event tables (when due and safe) and removal of old ticks; two transactions. */
+/** Empties event tables every consumer has read, and removes old ticks; two transactions. */
 export async function maintainQueue(client: pg.Client, queue: string): Promise<MaintenanceResult> {
-  const rotated = (await client.query<{ r: number }>('SELECT pgconvey.maint_rotate($1) AS r', [queue])).rows[0]!.r === 1;
+  const tablesEmptied = (await client.query<{ n: number }>('SELECT pgconvey.maint_rotate($1) AS n', [queue])).rows[0]!.n;
   const ticksDeleted = (await client.query<{ n: number }>('SELECT pgconvey.maint_ticks($1) AS n', [queue])).rows[0]!.n;
-  return { rotated, ticksDeleted };
+  return { tablesEmptied, ticksDeleted };
 }
 
 /**

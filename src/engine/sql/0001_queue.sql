@@ -17,10 +17,11 @@ CREATE TABLE IF NOT EXISTS pgconvey.engine (
 CREATE TABLE IF NOT EXISTS pgconvey.queue (
   queue_id            serial PRIMARY KEY,
   queue_name          text NOT NULL UNIQUE,
-  ntables             integer NOT NULL DEFAULT 3,
-  cur_table           integer NOT NULL DEFAULT 0,   -- where capture triggers insert (a hint: readers scan every table)
-  switch_time         timestamptz NOT NULL DEFAULT now(),
-  rotation_period     interval NOT NULL DEFAULT '5 minutes',
+  -- Events of transaction id t go to event table (t / rotation_txids) % 3: a table takes the
+  -- events of rotation_txids transaction ids, then the next one does.
+  rotation_txids      bigint NOT NULL DEFAULT 100000 CHECK (rotation_txids > 0),
+  rotations           bigint NOT NULL DEFAULT 0,    -- event tables emptied so far
+  last_rotation       timestamptz,
   tick_retention      interval NOT NULL DEFAULT '1 hour',
   ticker_max_count    integer NOT NULL DEFAULT 500,
   ticker_max_lag      interval NOT NULL DEFAULT '100 milliseconds',

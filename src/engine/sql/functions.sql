@@ -83,22 +83,34 @@ END $$;
 
 ------------------------------------------------------------------------------
 -- Function: pgconvey.set_queue_config(name, param, value). Params:
--- ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_period, tick_retention.
+-- ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_txids,
+-- tick_retention. A new rotation_txids regenerates the queue's capture functions.
 CREATE OR REPLACE FUNCTION pgconvey.set_queue_config(p_queue text, p_param text, p_value text)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   v_count integer;
+  t record;
 BEGIN
-  IF p_param NOT IN ('ticker_max_count', 'ticker_max_lag', 'ticker_idle_period', 'rotation_period', 'tick_retention') THEN
+  IF p_param NOT IN ('ticker_max_count', 'ticker_max_lag', 'ticker_idle_period', 'rotation_txids', 'tick_retention') THEN
     RAISE EXCEPTION 'unknown queue setting "%"', p_param
-      USING HINT = 'settable: ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_period, tick_retention';
+      USING HINT = 'settable: ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_txids, tick_retention';
   END IF;
-  EXECUTE format('UPDATE pgconvey.queue SET %I = $1::%s WHERE queue_name = $2',
-                 p_param, CASE WHEN p_param = 'ticker_max_count' THEN 'integer' ELSE 'interval' END)
+  EXECUTE format('UPDATE pgconvey.queue SET %I = $1::%s WHERE queue_name = $2 AND %I IS DISTINCT FROM $1::%s',
+                 p_param, CASE WHEN p_param IN ('ticker_max_count', 'rotation_txids') THEN 'bigint' ELSE 'interval' END,
+                 p_param, CASE WHEN p_param IN ('ticker_max_count', 'rotation_txids') THEN 'bigint' ELSE 'interval' END)
     USING p_value, p_queue;
   GET DIAGNOSTICS v_count = ROW_COUNT;  -- EXECUTE does not set FOUND
   IF v_count = 0 THEN
-    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+    IF NOT EXISTS (SELECT 1 FROM pgconvey.queue WHERE queue_name = p_queue) THEN
+      RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+    END IF;
+    RETURN;  -- unchanged
+  END IF;
+  IF p_param = 'rotation_txids' THEN
+    FOR t IN SELECT c.table_schema, c.table_name, c.key_columns FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
+              WHERE q.queue_name = p_queue LOOP
+      PERFORM pgconvey.add_table(p_queue, t.table_schema, t.table_name, t.key_columns);
+    END LOOP;
   END IF;
 END $$;
 
@@ -325,6 +337,7 @@ DECLARE
   v_data text;
   v_parts text[];
   v_route_tpl text;
+  v_pick text;
   v_body text;
   i integer;
 BEGIN
@@ -400,15 +413,18 @@ BEGIN
     END IF;
   END IF;
 
-  -- Insert into the queue's current event table ($OP, $KEY, $DATA are filled in).
+  -- The event table of this transaction: its id's range of rotation_txids ids, modulo 3.
+  SELECT format('v_cur := (pg_catalog.txid_current() OPERATOR(pg_catalog./) %s) OPERATOR(pg_catalog.%%) 3; ', rotation_txids)
+    INTO v_pick FROM pgconvey.queue WHERE queue_id = v_queue_id;
+  -- Insert into that table ($OP, $KEY, $DATA are filled in).
   v_route_tpl := format(
     'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
     ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
     ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
-  SELECT 'DECLARE v_cur integer; v_key pg_catalog.text; v_old pg_catalog.text; BEGIN '
-      || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id OPERATOR(pg_catalog.=) %s; ', v_queue_id)
+  SELECT 'DECLARE v_cur pg_catalog.int8; v_key pg_catalog.text; v_old pg_catalog.text; BEGIN '
+      || v_pick
       || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
       ||   format('v_key := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, NEW.%I', k, k), ', '))
       ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'v_key'), '$DATA', v_data)
@@ -432,8 +448,8 @@ BEGIN
                  'capture_' || v_table_id, pgconvey.capture_settings_sql(v_rel), v_body);
   EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS %L',
                  'capture_truncate_' || v_table_id,
-                 'DECLARE v_cur integer; BEGIN '
-                 || format('SELECT cur_table INTO v_cur FROM pgconvey.queue WHERE queue_id OPERATOR(pg_catalog.=) %s; ', v_queue_id)
+                 'DECLARE v_cur pg_catalog.int8; BEGIN '
+                 || v_pick
                  || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
                  || ' RETURN NULL; END');
 
@@ -475,47 +491,61 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
--- Function: pgconvey.maint_rotate(queue) → 1 when the event tables rotated.
--- Once rotation_period has passed, the next table is emptied with TRUNCATE and
--- becomes current — but only when the slowest consumer has every event in it:
--- with the table locked (no writer can be inside), its newest transaction id
--- must be below the xmin of the slowest consumer's tick snapshot. Readers scan
--- all tables, so which table a writer picked never matters for correctness.
+-- Function: pgconvey.maint_rotate(queue) → how many event tables were emptied.
+-- Writers put a transaction's events in table (txid / rotation_txids) % 3, so
+-- the tables take turns as transaction ids advance. Every table other than
+-- the current one is emptied with TRUNCATE as soon as every consumer has all
+-- of its events. The test runs with the table locked (NOWAIT: when a writer is
+-- inside, try again later), so no transaction in progress has events in it;
+-- then an event is read by a consumer exactly when its transaction is visible
+-- in the snapshot of the consumer's position, which the txid index checks for
+-- the few ids at or above that snapshot's xmin. Readers scan every table, so
+-- a late writer that lands in an emptied table is still read; only truncation
+-- could lose events, and this test prevents it. A stopped consumer holds its
+-- events; dropping it releases them.
 CREATE OR REPLACE FUNCTION pgconvey.maint_rotate(p_queue text)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
   q pgconvey.queue%ROWTYPE;
-  v_next integer;
+  v_current integer;
   v_table text;
-  v_max bigint;
-  v_slowest bigint;
+  v_unread boolean;
+  v_done integer := 0;
+  n integer;
+  c record;
 BEGIN
   SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue;
   END IF;
-  IF clock_timestamp() - q.switch_time < q.rotation_period THEN
-    RETURN 0;
+  v_current := (txid_snapshot_xmax(txid_current_snapshot()) / q.rotation_txids) % 3;
+  FOR n IN 0..2 LOOP
+    CONTINUE WHEN n = v_current;
+    v_table := pgconvey.event_table(q.queue_id, n);
+    EXECUTE 'SELECT NOT EXISTS (SELECT 1 FROM ' || v_table || ')' INTO v_unread;
+    CONTINUE WHEN v_unread;  -- already empty
+    BEGIN
+      EXECUTE 'LOCK TABLE ' || v_table || ' IN ACCESS EXCLUSIVE MODE NOWAIT';
+    EXCEPTION WHEN lock_not_available THEN
+      CONTINUE;
+    END;
+    v_unread := false;
+    FOR c IN SELECT t.tick_snapshot FROM pgconvey.consumer co
+               JOIN pgconvey.tick t ON t.queue_id = co.queue_id AND t.tick_id = co.last_tick
+              WHERE co.queue_id = q.queue_id LOOP
+      EXECUTE 'SELECT EXISTS (SELECT 1 FROM ' || v_table
+           || ' WHERE ev_txid >= txid_snapshot_xmin($1) AND NOT txid_visible_in_snapshot(ev_txid, $1))'
+        INTO v_unread USING c.tick_snapshot;
+      EXIT WHEN v_unread;
+    END LOOP;
+    CONTINUE WHEN v_unread;
+    EXECUTE 'TRUNCATE ' || v_table;
+    v_done := v_done + 1;
+  END LOOP;
+  IF v_done > 0 THEN
+    UPDATE pgconvey.queue SET rotations = rotations + v_done, last_rotation = clock_timestamp() WHERE queue_id = q.queue_id;
   END IF;
-  v_next := (q.cur_table + 1) % q.ntables;
-  v_table := pgconvey.event_table(q.queue_id, v_next);
-  BEGIN
-    EXECUTE 'LOCK TABLE ' || v_table || ' IN ACCESS EXCLUSIVE MODE NOWAIT';
-  EXCEPTION WHEN lock_not_available THEN
-    RETURN 0;
-  END;
-  EXECUTE 'SELECT max(ev_txid) FROM ' || v_table INTO v_max;
-  IF v_max IS NOT NULL THEN
-    SELECT min(txid_snapshot_xmin(t.tick_snapshot)) INTO v_slowest
-      FROM pgconvey.consumer c JOIN pgconvey.tick t ON t.queue_id = c.queue_id AND t.tick_id = c.last_tick
-     WHERE c.queue_id = q.queue_id;
-    IF v_slowest IS NOT NULL AND v_max >= v_slowest THEN
-      RETURN 0;
-    END IF;
-  END IF;
-  EXECUTE 'TRUNCATE ' || v_table;
-  UPDATE pgconvey.queue SET cur_table = v_next, switch_time = clock_timestamp() WHERE queue_id = q.queue_id;
-  RETURN 1;
+  RETURN v_done;
 END $$;
 
 ------------------------------------------------------------------------------
