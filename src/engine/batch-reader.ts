@@ -29,9 +29,9 @@ export interface QueueEvent {
   txid: string;
   table: number;
   op: EventOp;
-  /** JSON array text of the key values as text (I, U: the new key; D: the old key). */
+  /** The key as JSON object text, e.g. `{"id" : 7}` (I, U: of the row; D: the old key); null for T, or when the reader was not given the table's key. */
   key: string | null;
-  /** JSON object text of the row, values as text (I, U). */
+  /** The row as JSON object text, as to_json() writes it (I, U). */
   data: string | null;
 }
 
@@ -56,8 +56,16 @@ export async function finishBatch(provider: pg.Client, queue: string, consumer: 
   return rows[0]!.ok;
 }
 
-/** The SELECT returning a batch's events, with every value inlined as a literal (for DECLARE CURSOR). */
-export function batchEventsSql(batch: BatchInfo, tableIds: readonly number[] | null): string {
+/** Tables to read (by table id) with their key columns; null: every table, keys only where stored (DELETE). */
+export type TableKeys = ReadonlyMap<number, readonly string[]> | null;
+
+/**
+ * The SELECT returning a batch's events, with every value inlined as a literal
+ * (for DECLARE CURSOR). INSERT and UPDATE events store no key; it is derived
+ * here from the row, in the same JSON form the capture trigger gives a DELETE.
+ */
+export function batchEventsSql(batch: BatchInfo, tables: TableKeys): string {
+  const tableIds = tables === null ? null : [...tables.keys()];
   const start = parseSnapshot(batch.startSnapshot);
   const end = parseSnapshot(batch.endSnapshot);
   const late = lateTransactions(start, end).map(String);
@@ -77,7 +85,11 @@ export function batchEventsSql(batch: BatchInfo, tableIds: readonly number[] | n
     );
     if (late.length) parts.push(format('SELECT ev_id, ev_txid, ev_table, ev_op, ev_key, ev_data FROM %s WHERE ev_txid IN (%s)%s', table, late, tableFilter));
   }
-  return `SELECT ev_id, ev_txid, ev_table, ev_op, ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e ORDER BY ev_id`;
+  const derived = [...(tables ?? new Map<number, readonly string[]>())]
+    .map(([id, keys]) => format(' WHEN %s THEN pg_catalog.json_build_object(%s)::pg_catalog.text', id, keys.map((k) => format('%L::pg_catalog.text, ev_data -> %L', k, k)).join(', ')))
+    .join('');
+  const key = derived ? `coalesce(ev_key, CASE ev_table${derived} END)` : 'ev_key';
+  return `SELECT ev_id, ev_txid, ev_table, ev_op, ${key} AS ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e ORDER BY ev_id`;
 }
 
 const CURSOR = 'pgconvey_batch';
@@ -91,7 +103,7 @@ const CURSOR = 'pgconvey_batch';
 export async function readBatch(
   provider: pg.Client,
   batch: BatchInfo,
-  tableIds: readonly number[] | null,
+  tables: TableKeys,
   onChunk: (events: QueueEvent[]) => Promise<void>,
   options: { maxRows?: number; chunkBytes?: number } = {},
 ): Promise<number> {
@@ -110,7 +122,7 @@ export async function readBatch(
   try {
     // One round trip opens the transaction, declares the cursor and fetches the first chunk.
     const results = (await provider.query(
-      `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tableIds)}; FETCH ${fetchRows} FROM ${CURSOR}`,
+      `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tables)}; FETCH ${fetchRows} FROM ${CURSOR}`,
     )) as unknown as pg.QueryResult[];
     let rows = results[2]!.rows;
     let requested = fetchRows;

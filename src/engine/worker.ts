@@ -125,7 +125,7 @@ export class ApplyWorker {
 
       const tables = await this.appliedTables(batch.queueId);
       const applier = new EventApplier(this.subscriber, (id) => tables.get(id));
-      await readBatch(this.provider, batch, [...tables.keys()], (events) => applier.apply(events));
+      await readBatch(this.provider, batch, new Map([...tables].map(([id, st]) => [id, st.table.keyColumns])), (events) => applier.apply(events));
       await this.subscriber.query(
         format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; COMMIT', batch.endTick, queue, consumer),
       );

@@ -318,9 +318,10 @@ END $$;
 -- refused. Idempotent: running it again regenerates the function (e.g. after
 -- the table gained a column or its key changed).
 --
--- An event carries the row as to_json(NEW) (generated columns left out) and
--- the key as a JSON object. An UPDATE that changes the key is captured as a
--- DELETE of the old key and an INSERT of the new row. The capture functions
+-- An event carries the row as to_json(NEW) (generated columns left out); a
+-- DELETE carries the old key as a JSON object instead (the reader derives the
+-- key of other events from the row). An UPDATE that changes the key is
+-- captured as a DELETE of the old key and an INSERT of the new row. The capture functions
 -- are SECURITY DEFINER (writers need no rights on the queue) and, as such,
 -- name every operator, function and type with its schema.
 CREATE OR REPLACE FUNCTION pgconvey.add_table(p_queue text, p_schema text, p_table text, p_key_columns text[] DEFAULT NULL)
@@ -338,6 +339,7 @@ DECLARE
   v_parts text[];
   v_route_tpl text;
   v_pick text;
+  v_oldkey text;
   v_body text;
   i integer;
 BEGIN
@@ -413,6 +415,9 @@ BEGIN
     END IF;
   END IF;
 
+  -- The old key of a DELETE (or of an UPDATE that changes it), as a JSON object.
+  SELECT format('pg_catalog.json_build_object(%s)::pg_catalog.text', string_agg(format('%L::pg_catalog.text, OLD.%I', k, k), ', '))
+    INTO v_oldkey FROM unnest(v_keys) k;
   -- The event table of this transaction: its id's range of rotation_txids ids, modulo 3.
   SELECT format('v_cur := (pg_catalog.txid_current() OPERATOR(pg_catalog./) %s) OPERATOR(pg_catalog.%%) 3; ', rotation_txids)
     INTO v_pick FROM pgconvey.queue WHERE queue_id = v_queue_id;
@@ -423,23 +428,22 @@ BEGIN
     ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
-  SELECT 'DECLARE v_cur pg_catalog.int8; v_key pg_catalog.text; v_old pg_catalog.text; BEGIN '
+  -- INSERT and UPDATE events carry no key: the reader derives it from the row.
+  -- The key is compared by its binary image (*<> needs no operator lookup).
+  SELECT 'DECLARE v_cur pg_catalog.int8; BEGIN '
       || v_pick
       || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
-      ||   format('v_key := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, NEW.%I', k, k), ', '))
-      ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'v_key'), '$DATA', v_data)
+      ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_data)
       || ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
-      ||   format('v_key := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, NEW.%I', k, k), ', '))
-      ||   format('v_old := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, OLD.%I', k, k), ', '))
-      ||   'IF v_old OPERATOR(pg_catalog.<>) v_key THEN '
-      ||     replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', 'v_old'), '$DATA', 'NULL')
-      ||     replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'v_key'), '$DATA', v_data)
+      ||   format('IF ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record THEN ',
+                  string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', '))
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_data)
       ||   ' ELSE '
-      ||     replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'v_key'), '$DATA', v_data)
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_data)
       ||   ' END IF;'
       || ' ELSE '
-      ||   format('v_old := pg_catalog.json_build_object(%s)::pg_catalog.text; ', string_agg(format('%L::pg_catalog.text, OLD.%I', k, k), ', '))
-      ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', 'v_old'), '$DATA', 'NULL')
+      ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
       || ' END IF; RETURN NULL; END'
     INTO v_body
     FROM unnest(v_keys) k;
