@@ -6,9 +6,10 @@
  * json_to_recordset (the inverse of the provider's to_json):
  *
  * - when the subscriber has a unique index on exactly the key columns: one
- *   DELETE of the keys that end deleted, and one INSERT … ON CONFLICT DO
- *   UPDATE of every final row;
- * - otherwise, or when that upsert trips over another unique index (two rows
+ *   DELETE of the keys that end deleted, one UPDATE of the rows that existed
+ *   before (and an INSERT of any it did not find), and one INSERT of the rows
+ *   first inserted in this chunk;
+ * - otherwise, or when that trips over another unique index (two rows
  *   swapping a unique value within one flush): one DELETE of every key that
  *   existed before, then one plain INSERT of every final row. The end state of
  *   a flush is a state the provider had, so this never violates a constraint.
@@ -63,6 +64,16 @@ interface Statement {
   text: string;
 }
 
+/** The statements for one set of shipped columns. */
+interface Shape {
+  /** Plain INSERT of rows. */
+  insert: Statement;
+  /** With a unique key: UPDATE of rows by key (absent when every column is a key column). */
+  update?: Statement;
+  /** With a unique key: INSERT of the rows whose key is not there (after an UPDATE missed some). */
+  insertMissing?: Statement;
+}
+
 function statement(kind: string, text: string): Statement {
   return { name: `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text };
 }
@@ -70,20 +81,20 @@ function statement(kind: string, text: string): Statement {
 /**
  * How one table is applied on the subscriber: its key DELETE, and per set of
  * shipped columns (normally one; another after the provider's table gained a
- * column) an INSERT and, when possible, an upsert — all named prepared
- * statements.
+ * column) an INSERT and, with a unique key, an UPDATE by key — all named
+ * prepared statements.
  */
 export class TableStatements {
   readonly qualified: string;
   readonly deleteKeys: Statement;
-  private byShape = new Map<string, { insert: Statement; upsert?: Statement }>();
+  private byShape = new Map<string, Shape>();
 
   constructor(
     readonly table: CapturedTable,
     private readonly columns: ReadonlyMap<string, SubscriberColumn>,
-    /** A unique index on exactly the key columns exists: upserts can use it. */
+    /** A unique index on exactly the key columns exists: a key matches at most one row. */
     readonly keyIsUnique: boolean,
-    /** Unique indexes other than that one exist: an upsert may still conflict. */
+    /** Unique indexes other than that one exist: an UPDATE may still conflict. */
     readonly otherUniqueIndexes: boolean,
   ) {
     this.qualified = format('%I.%I', table.schema, table.name);
@@ -97,7 +108,7 @@ export class TableStatements {
   }
 
   /** The statements for rows carrying exactly `shipped` columns (read off the row JSON). */
-  forShape(shipped: readonly string[]): { insert: Statement; upsert?: Statement } {
+  forShape(shipped: readonly string[]): Shape {
     const cacheKey = shipped.join('\u0000');
     let st = this.byShape.get(cacheKey);
     if (!st) {
@@ -113,12 +124,20 @@ export class TableStatements {
       const insert = `INSERT INTO ${this.qualified} (${list}) SELECT ${list} FROM pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${cols
         .map((c) => format('%I %s', c, this.columns.get(c)!.type))
         .join(', ')})`;
+      const source = `pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${cols.map((c) => format('%I %s', c, this.columns.get(c)!.type)).join(', ')})`;
+      const match = (alias: string) => this.table.keyColumns.map((k) => format('%s.%I = r.%I', alias, k, k)).join(' AND ');
       const nonKey = cols.filter((c) => !this.table.keyColumns.includes(c));
-      const conflict = `ON CONFLICT (${this.table.keyColumns.map((k) => format('%I', k)).join(', ')})`;
-      const upsert = nonKey.length
-        ? `${insert} ${conflict} DO UPDATE SET ${nonKey.map((c) => format('%I = EXCLUDED.%I', c, c)).join(', ')}`
-        : `${insert} ${conflict} DO NOTHING`;
-      st = { insert: statement('i', insert), ...(this.keyIsUnique ? { upsert: statement('u', upsert) } : {}) };
+      st = {
+        insert: statement('i', insert),
+        ...(this.keyIsUnique
+          ? {
+              update: nonKey.length
+                ? statement('u', `UPDATE ${this.qualified} t SET ${nonKey.map((c) => format('%I = r.%I', c, c)).join(', ')} FROM ${source} WHERE ${match('t')}`)
+                : undefined,
+              insertMissing: statement('m', `INSERT INTO ${this.qualified} (${list}) SELECT ${list} FROM ${source} WHERE NOT EXISTS (SELECT FROM ${this.qualified} x WHERE ${match('x')})`),
+            }
+          : {}),
+      };
       this.byShape.set(cacheKey, st);
     }
     return st;
@@ -139,7 +158,7 @@ export async function prepareTable(subscriber: pg.Client, table: CapturedTable):
   if (rows.length === 0) {
     throw new SubscriberSchemaError(`table ${qualified} does not exist on the subscriber`, 'create it (or let `prepare.schema: copy` create it) before applying');
   }
-  // Unique indexes usable as an ON CONFLICT arbiter: immediate, not partial, plain columns.
+  // Unique indexes that make a key match at most one row: immediate, not partial, plain columns.
   const unique = await subscriber.query<{ columns: string[] }>(
     `SELECT array(SELECT a.attname::text FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) ORDER BY a.attname) AS columns
@@ -224,13 +243,15 @@ export class EventApplier {
     const first = fresh[0] ?? updated[0];
     // Rows of one flush share their columns; read them off the first row.
     const shape = first === undefined ? undefined : st.forShape(Object.keys(JSON.parse(first) as object));
-    if (shape?.upsert) {
+    if (shape?.insertMissing) {
       const savepoint = st.otherUniqueIndexes;
       const before = { ...this.stats };
       if (savepoint) await this.subscriber.query('SAVEPOINT pgconvey_flush');
       try {
         await this.run(st.deleteKeys, gone, 'rowsDeleted');
-        await this.run(shape.upsert, updated, 'rowsWritten');
+        const changed = shape.update ? await this.run(shape.update, updated, 'rowsWritten') : 0;
+        // Rows that should have been there but were not (e.g. deleted on the subscriber by hand).
+        if (changed < updated.length) await this.run(shape.insertMissing, updated, 'rowsWritten');
         await this.run(shape.insert, fresh, 'rowsWritten');
         if (savepoint) await this.subscriber.query('RELEASE SAVEPOINT pgconvey_flush');
         return;
@@ -245,10 +266,12 @@ export class EventApplier {
     if (shape) await this.run(shape.insert, [...updated, ...fresh], 'rowsWritten');
   }
 
-  private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<void> {
-    if (!items.length) return;
+  /** Runs a statement on a JSON array of items; returns the rows it touched. */
+  private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<number> {
+    if (!items.length) return 0;
     const r = await this.subscriber.query({ name: st.name, text: st.text, values: [`[${items.join(',')}]`] });
     this.stats[counter] += r.rowCount ?? 0;
+    return r.rowCount ?? 0;
   }
 
   private async truncate(group: readonly QueueEvent[]): Promise<void> {

@@ -25,7 +25,6 @@ export interface BatchInfo {
 export type EventOp = 'I' | 'U' | 'D' | 'T';
 
 export interface QueueEvent {
-  id: string;
   txid: string;
   table: number;
   op: EventOp;
@@ -89,7 +88,7 @@ export function batchEventsSql(batch: BatchInfo, tables: TableKeys): string {
     .map(([id, keys]) => format(' WHEN %s THEN pg_catalog.json_build_object(%s)::pg_catalog.text', id, keys.map((k) => format('%L::pg_catalog.text, ev_data -> %L', k, k)).join(', ')))
     .join('');
   const key = derived ? `coalesce(ev_key, CASE ev_table${derived} END)` : 'ev_key';
-  return `SELECT ev_id, ev_txid, ev_table, ev_op, ${key} AS ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e ORDER BY ev_id`;
+  return `SELECT ev_txid, ev_table, ev_op, ${key} AS ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e ORDER BY ev_id`;
 }
 
 const CURSOR = 'pgconvey_batch';
@@ -111,19 +110,20 @@ export async function readBatch(
   const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
   let fetchRows = Math.min(500, maxRows);
   let total = 0;
-  const toEvent = (r: Record<string, unknown>): QueueEvent => ({
-    id: r.ev_id as string,
-    txid: r.ev_txid as string,
-    table: r.ev_table as number,
-    op: r.ev_op as EventOp,
-    key: r.ev_key as string | null,
-    data: r.ev_data as string | null,
+  // Rows come as arrays (no per-row objects from pg) in the column order of batchEventsSql.
+  const toEvent = (r: unknown[]): QueueEvent => ({
+    txid: r[0] as string,
+    table: r[1] as number,
+    op: r[2] as EventOp,
+    key: r[3] as string | null,
+    data: r[4] as string | null,
   });
   try {
     // One round trip opens the transaction, declares the cursor and fetches the first chunk.
-    const results = (await provider.query(
-      `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tables)}; FETCH ${fetchRows} FROM ${CURSOR}`,
-    )) as unknown as pg.QueryResult[];
+    const results = (await provider.query({
+      text: `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tables)}; FETCH ${fetchRows} FROM ${CURSOR}`,
+      rowMode: 'array',
+    })) as unknown as pg.QueryResult<unknown[]>[];
     let rows = results[2]!.rows;
     let requested = fetchRows;
     // Read ahead: the next chunk is fetched from the provider while this one is applied.
@@ -133,7 +133,7 @@ export async function readBatch(
       fetchRows = Math.max(1, Math.min(maxRows, Math.floor(chunkBytes / widest)));
       const more = rows.length === requested;
       requested = fetchRows;
-      const next = more ? provider.query(`FETCH ${requested} FROM ${CURSOR}`) : undefined;
+      const next = more ? provider.query<unknown[]>({ text: `FETCH ${requested} FROM ${CURSOR}`, rowMode: 'array' }) : undefined;
       // Keep a rejection of the read-ahead from going unhandled while the chunk is applied.
       next?.catch(() => undefined);
       if (events.length) {

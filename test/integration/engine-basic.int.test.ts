@@ -111,6 +111,13 @@ describe('engine: capture → queue → apply', () => {
     }
   });
 
+  it('an update whose row is missing on the subscriber inserts it', async () => {
+    await subscriber.query('DELETE FROM public.items WHERE id BETWEEN 20 AND 25');
+    await provider.query('UPDATE public.items SET qty = -1 WHERE id BETWEEN 18 AND 27');
+    await sync();
+    await expectEqual();
+  });
+
   it('skips a batch already applied when the worker died before finishing it', async () => {
     await provider.query("INSERT INTO items VALUES (6000, 'once', 1)");
     await engine.forceTick(provider, 'q');
