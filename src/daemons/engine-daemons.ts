@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { ConnectionSpec } from '../config/connection.js';
 import { connect } from '../db/index.js';
-import { ApplyWorker, LostPositionError, NotSubscribedError, SubscriberSchemaError, Ticker } from '../engine/index.js';
+import { ApplyWorker, LostPositionError, NotSubscribedError, SubscriberSchemaError, Ticker, copyPendingTables } from '../engine/index.js';
 import type { Logger } from './log.js';
 import { runLoop } from './loop.js';
 
@@ -55,6 +55,8 @@ export interface WorkerDaemonOptions {
   queue: string;
   consumer: string;
   pollMs?: number;
+  /** How many tables copy at the same time (default 2). */
+  copyParallel?: number;
   maxBatchEvents?: number;
   log: Logger;
   signal: AbortSignal;
@@ -67,6 +69,7 @@ export function isFatalWorkerError(err: unknown): boolean {
 export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<void> {
   const log = options.log.child('worker');
   const pollMs = options.pollMs ?? 50;
+  const copies = runCopyDaemon(options);
   await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
     log,
     signal: options.signal,
@@ -111,5 +114,34 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
     close: async ({ provider, subscriber }) => {
       await Promise.all([provider.end(), subscriber.end()]);
     },
+  });
+  await copies;
+}
+
+/**
+ * The initial copies of a subscription, beside its apply worker: looks for
+ * tables waiting for a copy and copies them, a few at a time, largest first.
+ */
+async function runCopyDaemon(options: WorkerDaemonOptions): Promise<void> {
+  const log = options.log.child('copy');
+  await runLoop<null>({
+    log,
+    signal: options.signal,
+    connect: async () => null,
+    async step() {
+      await copyPendingTables(
+        () => connect(options.provider, 'copy'),
+        () => connect(options.subscriber, 'copy'),
+        options.queue,
+        options.consumer,
+        {
+          parallel: options.copyParallel ?? 2,
+          onCopied: (schema, table, r) =>
+            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) }),
+        },
+      );
+      return 500;
+    },
+    close: async () => undefined,
   });
 }

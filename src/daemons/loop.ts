@@ -69,8 +69,8 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
 }
 
 export function errorText(err: unknown): string {
-  const e = err as { message?: string; code?: string };
-  return `${e.message ?? String(err)}${e.code && /^[0-9A-Z]{5}$/.test(e.code) ? ` (SQLSTATE ${e.code})` : ''}`;
+  const e = err as { message?: string; code?: string; detail?: string };
+  return `${e.message ?? String(err)}${e.detail ? ` — ${e.detail}` : ''}${e.code && /^[0-9A-Z]{5}$/.test(e.code) ? ` (SQLSTATE ${e.code})` : ''}`;
 }
 
 /** An AbortSignal fired by the first SIGTERM or SIGINT. */

@@ -154,3 +154,41 @@ export async function queueStatus(client: pg.Client, queue: string): Promise<Con
     batchOpen: r.batch_open,
   }));
 }
+
+/** Copies a table again from scratch (state `pending`), while the others go on replicating. */
+export async function resyncTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string): Promise<void> {
+  const r = await subscriber.query(
+    "UPDATE pgconvey.subscriber_table SET state = 'pending', state_since = now(), copy_snapshot = NULL, copy_tick = NULL WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4",
+    [queue, consumer, schema, table],
+  );
+  if (r.rowCount === 0) throw new Error(`table ${schema}.${table} is not part of subscription "${consumer}" of queue "${queue}"`);
+}
+
+/** Carries a sequence forward to subscribers. */
+export async function addSequence(client: pg.Client, queue: string, schema: string, name: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pgconvey.add_sequence($1, $2, $3) AS ok', [queue, schema, name]);
+  return rows[0]!.ok;
+}
+
+export async function removeSequence(client: pg.Client, queue: string, schema: string, name: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pgconvey.remove_sequence($1, $2, $3) AS ok', [queue, schema, name]);
+  return rows[0]!.ok;
+}
+
+/**
+ * Moves every sequence the queue carries forward on the subscriber to the
+ * provider's current value plus `margin` increments (never backwards) — the
+ * last push before a switchover. Returns how many sequences it looked at.
+ */
+export async function syncSequences(provider: pg.Client, subscriber: pg.Client, queue: string, margin = 0): Promise<number> {
+  const values = await provider.query<{ seq_schema: string; seq_name: string; last_value: string; is_called: boolean }>('SELECT * FROM pgconvey.sequence_values($1)', [queue]);
+  if (!values.rows.length) return 0;
+  await subscriber.query('SELECT pgconvey.advance_sequence(s, n, v, c, $5) FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[]) AS x(s, n, v, c)', [
+    values.rows.map((r) => r.seq_schema),
+    values.rows.map((r) => r.seq_name),
+    values.rows.map((r) => r.last_value),
+    values.rows.map((r) => r.is_called),
+    margin,
+  ]);
+  return values.rows.length;
+}

@@ -63,7 +63,7 @@ export type TableKeys = ReadonlyMap<number, readonly string[]> | null;
  * (for DECLARE CURSOR). INSERT and UPDATE events store no key; it is derived
  * here from the row, in the same JSON form the capture trigger gives a DELETE.
  */
-export function batchEventsSql(batch: BatchInfo, tables: TableKeys): string {
+export function batchEventsSql(batch: BatchInfo, tables: TableKeys, skipVisibleIn: ReadonlyMap<number, string> = new Map()): string {
   const tableIds = tables === null ? null : [...tables.keys()];
   const start = parseSnapshot(batch.startSnapshot);
   const end = parseSnapshot(batch.endSnapshot);
@@ -88,7 +88,10 @@ export function batchEventsSql(batch: BatchInfo, tables: TableKeys): string {
     .map(([id, keys]) => format(' WHEN %s THEN pg_catalog.json_build_object(%s)::pg_catalog.text', id, keys.map((k) => format('%L::pg_catalog.text, ev_data -> %L', k, k)).join(', ')))
     .join('');
   const key = derived ? `coalesce(ev_key, CASE ev_table${derived} END)` : 'ev_key';
-  return `SELECT ev_txid, ev_table, ev_op, ${key} AS ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e ORDER BY ev_id`;
+  // A copied table still merging: its copy already has the transactions visible in the copy's snapshot.
+  const skip = [...skipVisibleIn].map(([id, snap]) => format('NOT (ev_table = %s AND txid_visible_in_snapshot(ev_txid, %L))', id, snap));
+  const where = skip.length ? ` WHERE ${skip.join(' AND ')}` : '';
+  return `SELECT ev_txid, ev_table, ev_op, ${key} AS ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e${where} ORDER BY ev_id`;
 }
 
 const CURSOR = 'pgconvey_batch';
@@ -104,7 +107,7 @@ export async function readBatch(
   batch: BatchInfo,
   tables: TableKeys,
   onChunk: (events: QueueEvent[]) => Promise<void>,
-  options: { maxRows?: number; chunkBytes?: number } = {},
+  options: { maxRows?: number; chunkBytes?: number; skipVisibleIn?: ReadonlyMap<number, string> } = {},
 ): Promise<number> {
   const maxRows = options.maxRows ?? 10_000;
   const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
@@ -121,7 +124,7 @@ export async function readBatch(
   try {
     // One round trip opens the transaction, declares the cursor and fetches the first chunk.
     const results = (await provider.query({
-      text: `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tables)}; FETCH ${fetchRows} FROM ${CURSOR}`,
+      text: `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tables, options.skipVisibleIn)}; FETCH ${fetchRows} FROM ${CURSOR}`,
       rowMode: 'array',
     })) as unknown as pg.QueryResult<unknown[]>[];
     let rows = results[2]!.rows;

@@ -15,3 +15,4 @@ export * from './apply.js';
 export * from './batch-reader.js';
 export * from './worker.js';
 export * from './ticker.js';
+export * from './copier.js';

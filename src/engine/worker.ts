@@ -10,7 +10,17 @@
 import format from 'pg-format';
 import type pg from 'pg';
 import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type TableStatements } from './apply.js';
+import { syncSequences, unregisterConsumer } from './api.js';
 import { finishBatch, nextBatch, readBatch, type BatchInfo } from './batch-reader.js';
+import { copyPinName } from './copier.js';
+import { parseSnapshot } from './snapshot.js';
+
+/** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
+interface AppliedTable {
+  statements: TableStatements;
+  copySnapshot: string | null;
+  copyTick: string | null;
+}
 
 export interface WorkerOptions {
   queue: string;
@@ -124,11 +134,35 @@ export class ApplyWorker {
       if (position.completed_tick !== batch.startTick) throw new LostPositionError(position.completed_tick, batch);
 
       const tables = await this.appliedTables(batch.queueId);
-      const applier = new EventApplier(this.subscriber, (id) => tables.get(id));
-      await readBatch(this.provider, batch, new Map([...tables].map(([id, st]) => [id, st.table.keyColumns])), (events) => applier.apply(events));
+      const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements);
+      const merging = [...tables.values()].filter((t) => t.copySnapshot !== null);
+      // A copy that finished while this worker was past its tick: replay the table's events it skipped.
+      for (const t of merging) {
+        if (BigInt(t.copyTick!) >= BigInt(batch.startTick)) continue;
+        const skipped = await this.tickRange(batch.queueId, t.copyTick!, batch.startTick);
+        await readBatch(this.provider, skipped, new Map([[t.statements.table.tableId, t.statements.table.keyColumns]]), (events) => applier.apply(events), {
+          skipVisibleIn: new Map([[t.statements.table.tableId, t.copySnapshot!]]),
+        });
+        await this.setTableState(t, 'catching-up', batch.startTick);
+      }
+      const keys = new Map([...tables].map(([id, t]) => [id, t.statements.table.keyColumns]));
+      const skipVisibleIn = new Map(merging.map((t) => [t.statements.table.tableId, t.copySnapshot!]));
+      await readBatch(this.provider, batch, keys, (events) => applier.apply(events), { skipVisibleIn });
+      // A copied table is merged once no later batch can hold a transaction its copy already has:
+      // later batches start at this end tick, and every transaction of the copy finished before it.
+      const endXmin = parseSnapshot(batch.endSnapshot).xmin;
+      // Every merging table records how far its events are applied, so that a restarted worker
+      // replays exactly the range it skipped while the table was being copied, and nothing twice.
+      for (const t of merging) {
+        const done = endXmin >= parseSnapshot(t.copySnapshot!).xmax;
+        await this.setTableState(t, done ? 'ok' : 'catching-up', batch.endTick);
+      }
+      await this.advanceSequences(0);
       await this.subscriber.query(
         format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; COMMIT', batch.endTick, queue, consumer),
       );
+      // Our own position now holds the events the copies' pins held.
+      for (const t of merging) await unregisterConsumer(this.provider, queue, copyPinName(consumer, t.statements.table.schema, t.statements.table.name));
       await finishBatch(this.provider, queue, consumer, batch.endTick);
       return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started };
     } catch (err) {
@@ -137,20 +171,56 @@ export class ApplyWorker {
     }
   }
 
-  /** Tables this subscriber applies (state 'ok'), by provider table id, with their statements. */
-  private async appliedTables(queueId: number): Promise<Map<number, TableStatements>> {
+  /** Moves the subscriber's sequences forward to the provider's values (see syncSequences). */
+  advanceSequences(margin: number): Promise<number> {
+    return syncSequences(this.provider, this.subscriber, this.options.queue, margin);
+  }
+
+  private async setTableState(t: AppliedTable, state: 'ok' | 'catching-up', tick: string): Promise<void> {
+    const table = t.statements.table;
+    await this.subscriber.query(
+      `UPDATE pgconvey.subscriber_table SET state = $5, copy_tick = $6, state_since = CASE WHEN state = $5 THEN state_since ELSE now() END
+        WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4`,
+      [this.options.queue, this.options.consumer, table.schema, table.name, state, tick],
+    );
+  }
+
+  /** The events between two ticks, as a batch. */
+  private async tickRange(queueId: number, startTick: string, endTick: string): Promise<BatchInfo> {
+    const { rows } = await this.provider.query<{ tick_id: string; snap: string; tick_time: Date; seq: string }>(
+      'SELECT tick_id, tick_snapshot::text AS snap, tick_time, tick_event_seq AS seq FROM pgconvey.tick WHERE queue_id = $1 AND tick_id IN ($2, $3)',
+      [queueId, startTick, endTick],
+    );
+    const start = rows.find((r) => r.tick_id === startTick);
+    const end = rows.find((r) => r.tick_id === endTick);
+    if (!start || !end) throw new Error(`ticks ${startTick} and ${endTick} of the queue are needed to merge a copy, and one is gone`);
+    return {
+      queueId,
+      startTick,
+      endTick,
+      startSnapshot: start.snap,
+      endSnapshot: end.snap,
+      startTime: start.tick_time,
+      endTime: end.tick_time,
+      eventEstimate: String(BigInt(end.seq) - BigInt(start.seq)),
+    };
+  }
+
+  /** Tables this subscriber applies (`ok`, and copied ones merging), by provider table id. */
+  private async appliedTables(queueId: number): Promise<Map<number, AppliedTable>> {
     const captured = await this.provider.query<{ table_id: number; table_schema: string; table_name: string; key_columns: string[]; columns: string[] }>(
       'SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = $1',
       [queueId],
     );
-    const applied = await this.subscriber.query<{ table_schema: string; table_name: string }>(
-      "SELECT table_schema, table_name FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state = 'ok'",
+    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: string; copy_snapshot: string | null; copy_tick: string | null }>(
+      "SELECT table_schema, table_name, state, copy_snapshot, copy_tick FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('ok', 'catching-up')",
       [this.options.queue, this.options.consumer],
     );
-    const wanted = new Set(applied.rows.map((r) => `${r.table_schema}\u0000${r.table_name}`));
-    const out = new Map<number, TableStatements>();
+    const wanted = new Map(applied.rows.map((r) => [`${r.table_schema}\u0000${r.table_name}`, r]));
+    const out = new Map<number, AppliedTable>();
     for (const r of captured.rows) {
-      if (!wanted.has(`${r.table_schema}\u0000${r.table_name}`)) continue;
+      const sub = wanted.get(`${r.table_schema}\u0000${r.table_name}`);
+      if (!sub) continue;
       const table: CapturedTable = { tableId: r.table_id, schema: r.table_schema, name: r.table_name, keyColumns: r.key_columns, columns: r.columns };
       const cacheKey = JSON.stringify(table);
       let st = this.statements.get(cacheKey);
@@ -158,7 +228,8 @@ export class ApplyWorker {
         st = await prepareTable(this.subscriber, table);
         this.statements.set(cacheKey, st);
       }
-      out.set(r.table_id, st);
+      const merging = sub.state === 'catching-up' && sub.copy_snapshot !== null;
+      out.set(r.table_id, { statements: st, copySnapshot: merging ? sub.copy_snapshot : null, copyTick: merging ? sub.copy_tick : null });
     }
     return out;
   }

@@ -595,3 +595,84 @@ LANGUAGE sql STABLE AS $$
    WHERE q.queue_name = p_queue
    ORDER BY c.consumer_name
 $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.add_sequence(queue, schema, name) → true if newly added.
+CREATE OR REPLACE FUNCTION pgconvey.add_sequence(p_queue text, p_schema text, p_name text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  v_queue_id integer;
+BEGIN
+  SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = p_schema AND c.relname = p_name AND c.relkind = 'S') THEN
+    RAISE EXCEPTION 'sequence %.% does not exist', quote_ident(p_schema), quote_ident(p_name);
+  END IF;
+  INSERT INTO pgconvey.captured_sequence (queue_id, seq_schema, seq_name) VALUES (v_queue_id, p_schema, p_name)
+  ON CONFLICT DO NOTHING;
+  RETURN FOUND;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.remove_sequence(queue, schema, name) → true if it was added.
+CREATE OR REPLACE FUNCTION pgconvey.remove_sequence(p_queue text, p_schema text, p_name text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM pgconvey.captured_sequence s USING pgconvey.queue q
+   WHERE q.queue_name = p_queue AND s.queue_id = q.queue_id AND s.seq_schema = p_schema AND s.seq_name = p_name;
+  RETURN FOUND;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.sequence_values(queue) → the current value of every
+-- sequence the queue carries (the value nextval() last gave, or would give
+-- next when it was never called).
+CREATE OR REPLACE FUNCTION pgconvey.sequence_values(p_queue text)
+RETURNS TABLE (seq_schema text, seq_name text, last_value bigint, is_called boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+  s record;
+BEGIN
+  FOR s IN SELECT c.seq_schema, c.seq_name FROM pgconvey.captured_sequence c JOIN pgconvey.queue q USING (queue_id)
+            WHERE q.queue_name = p_queue ORDER BY 1, 2 LOOP
+    IF to_regclass(format('%I.%I', s.seq_schema, s.seq_name)) IS NULL THEN
+      CONTINUE;  -- dropped on the provider: nothing to carry
+    END IF;
+    seq_schema := s.seq_schema;
+    seq_name := s.seq_name;
+    EXECUTE format('SELECT last_value, is_called FROM %I.%I', s.seq_schema, s.seq_name) INTO last_value, is_called;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.advance_sequence(schema, name, value, is_called, margin)
+-- → the sequence's value afterwards. Moves a subscriber's sequence forward
+-- (in the direction of its increment) to the provider's value plus `margin`
+-- increments — never backwards. Does nothing when the sequence is missing.
+CREATE OR REPLACE FUNCTION pgconvey.advance_sequence(p_schema text, p_name text, p_value bigint, p_is_called boolean, p_margin bigint DEFAULT 0)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v_seq regclass := to_regclass(format('%I.%I', p_schema, p_name));
+  v_inc bigint;
+  v_cur bigint;
+  v_called boolean;
+  v_target bigint;
+BEGIN
+  IF v_seq IS NULL THEN
+    RETURN NULL;
+  END IF;
+  SELECT seqincrement INTO v_inc FROM pg_sequence WHERE seqrelid = v_seq;
+  EXECUTE format('SELECT last_value, is_called FROM %s', v_seq) INTO v_cur, v_called;
+  -- The last value handed out on each side (one step back when nextval was never called).
+  v_target := CASE WHEN p_is_called THEN p_value ELSE p_value - v_inc END + p_margin * v_inc;
+  v_cur := CASE WHEN v_called THEN v_cur ELSE v_cur - v_inc END;
+  IF (v_inc > 0 AND v_target > v_cur) OR (v_inc < 0 AND v_target < v_cur) THEN
+    PERFORM setval(v_seq, v_target, true);
+    RETURN v_target;
+  END IF;
+  RETURN v_cur;
+END $$;
