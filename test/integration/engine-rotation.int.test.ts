@@ -6,16 +6,21 @@
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pgLib from 'pg';
+import { startServer, type RunningServer } from '../../src/embedded/index.js';
 import * as engine from '../../src/engine/index.js';
-import { freshDatabase } from '../harness/databases.js';
 import { sourceServer } from '../harness/servers.js';
 
 describe('engine: rotation of event tables', () => {
   let c: pg.Client;
+  // A private server: which table is current follows the cluster's transaction ids, which other
+  // test files running at the same time would advance unpredictably.
+  let server: RunningServer;
 
   beforeAll(async () => {
-    const db = await freshDatabase(sourceServer(), 'rot');
-    c = await db.connect();
+    server = await startServer({ major: sourceServer().major });
+    c = new pgLib.Client({ host: server.host, port: server.port, user: 'postgres', database: 'postgres' });
+    await c.connect();
     await c.query('CREATE TABLE public.t (id serial PRIMARY KEY, v text)');
     await engine.installEngine(c);
     // A new event table every 4 transaction ids: each round below moves on.
@@ -27,6 +32,7 @@ describe('engine: rotation of event tables', () => {
 
   afterAll(async () => {
     await c?.end();
+    await server?.stop();
   });
 
   const eventRows = async () =>
