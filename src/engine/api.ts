@@ -192,3 +192,48 @@ export async function syncSequences(provider: pg.Client, subscriber: pg.Client, 
   ]);
   return values.rows.length;
 }
+
+export interface TableStatus {
+  schema: string;
+  table: string;
+  /** `pending`, `copying`, `catching-up` or `ok`. */
+  state: string;
+  since: Date;
+  rowsCopied: number;
+  bytesCopied: number;
+  /** The provider's estimate of the table's rows (pg_class.reltuples) when the copy began. */
+  rowsExpected: number | null;
+  /** Rows per second of the copy so far (while copying) or overall (after it). */
+  rowsPerSecond: number | null;
+  /** Seconds left for a copy in progress, estimated from its rate and the expected rows. */
+  etaSeconds: number | null;
+  lastError: string | null;
+}
+
+/** Per table of a subscription: its state, and for copies the progress, rate and estimated time left. */
+export async function tableStatus(subscriber: pg.Client, queue: string, consumer: string): Promise<TableStatus[]> {
+  const { rows } = await subscriber.query(
+    `SELECT table_schema, table_name, state, state_since, rows_copied, bytes_copied, rows_expected, last_error,
+            extract(epoch FROM coalesce(copy_finished_at, now()) - copy_started_at) AS seconds
+       FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 ORDER BY table_schema, table_name`,
+    [queue, consumer],
+  );
+  return rows.map((r) => {
+    const rowsCopied = Number(r.rows_copied);
+    const seconds = r.seconds === null ? null : Number(r.seconds);
+    const rate = seconds && seconds > 0 && rowsCopied > 0 ? rowsCopied / seconds : null;
+    const expected = r.rows_expected === null ? null : Number(r.rows_expected);
+    return {
+      schema: r.table_schema,
+      table: r.table_name,
+      state: r.state,
+      since: r.state_since,
+      rowsCopied,
+      bytesCopied: Number(r.bytes_copied),
+      rowsExpected: expected,
+      rowsPerSecond: rate,
+      etaSeconds: r.state === 'copying' && rate && expected !== null ? Math.max(0, (expected - rowsCopied) / rate) : null,
+      lastError: r.last_error,
+    };
+  });
+}

@@ -152,6 +152,12 @@ describe(`initial copy merged by snapshot (seed ${SEED})`, () => {
     worker = startCli(workerArgs());
     await settle();
     await expectEqual(TABLES);
+    const status = await engine.tableStatus(sub, 'q', 'new');
+    const accounts = status.find((t) => t.table === 'accounts')!;
+    expect(accounts).toMatchObject({ state: 'ok', lastError: null });
+    expect(accounts.rowsCopied).toBeGreaterThan(140_000);
+    expect(accounts.bytesCopied).toBeGreaterThan(accounts.rowsCopied * 100);
+    expect(accounts.rowsPerSecond).toBeGreaterThan(0);
     const seq = async (c: pg.Client) => BigInt((await c.query('SELECT last_value FROM public.transfers_id_seq')).rows[0].last_value);
     expect(await seq(sub), `the subscriber's sequence is not behind (seed ${SEED})`).toBeGreaterThanOrEqual(await seq(prov));
   });
