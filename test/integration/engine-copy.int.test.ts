@@ -187,6 +187,37 @@ describe(`initial copy merged by snapshot (seed ${SEED})`, () => {
     await settle();
     await expectEqual([...TABLES, ['public.late_table', ['k']]]);
   });
+
+  it('a copy made while the worker is down merges when it comes back far behind the copy', { timeout: 120_000 }, async () => {
+    await worker!.kill('SIGKILL');
+    restartWriter(SEED + 4);
+    // Let the writer commit well past the worker's position before and during the copy.
+    const ticks = async () => BigInt((await prov.query('SELECT max(tick_id) AS t FROM pgconvey.tick')).rows[0].t);
+    const from = await ticks();
+    await waitFor('a few ticks of writes', async () => (await ticks()) >= from + 5n, 30_000);
+    await engine.resyncTable(sub, 'q', 'new', 'public', 'accounts');
+    await engine.resyncTable(sub, 'q', 'new', 'public', 'transfers');
+    const copied = await engine.copyPendingTables(() => pdb.connect(), () => sdb.connect(), 'q', 'new', { parallel: 2 });
+    expect(copied).toBe(2);
+    worker = startCli(workerArgs());
+    await settle();
+    await expectEqual(TABLES);
+  });
+
+  it('a table removed from the queue stops being captured and applied', { timeout: 60_000 }, async () => {
+    await engine.removeTable(prov, 'q', 'public', 'late_table');
+    await engine.removeSubscriberTable(sub, 'q', 'new', 'public', 'late_table');
+    const triggers = await prov.query("SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'public.late_table'::regclass AND NOT tgisinternal");
+    expect(triggers.rows[0].n).toBe(0);
+    const before = await diffTable(prov, sub, 'public.late_table', ['k']);
+    await prov.query("INSERT INTO public.late_table VALUES ('after-removal', 1)");
+    restartWriter(SEED + 3);
+    await settle();
+    const after = await diffTable(prov, sub, 'public.late_table', ['k']);
+    expect(after.subscriberRows).toBe(before.subscriberRows);
+    expect(after.missing.some((r) => r.includes('after-removal'))).toBe(true);
+    await expectEqual(TABLES);
+  });
 });
 
 /** Random writes to accounts and transfers until told to stop. */

@@ -9,13 +9,14 @@ import { dsnFlag, logFlags, makeLogger } from '../shared/flags.js';
 
 export default class EngineWorker extends Command {
   static override summary = 'Run the apply worker of one subscription (low level).';
-  static override description = 'Applies each batch of the queue on the subscriber in one transaction together with the new position, exactly once, until SIGTERM or SIGINT. Reconnects with backoff when a server goes away. Exits 1 when the position is lost or the subscriber is not set up.';
+  static override description = 'Applies each batch of the queue on the subscriber in one transaction together with the new position, exactly once, until SIGTERM or SIGINT; beside it, copies the tables waiting for their initial copy (largest first, --copy-parallel at a time) and merges them by snapshot. Reconnects with backoff when a server goes away. Exits 1 when the position is lost or the subscriber is not set up.';
   static override examples = ['<%= config.bin %> engine worker --provider "host=old dbname=shop" --subscriber "host=new dbname=shop" --queue shop --consumer new'];
   static override flags = {
     provider: Flags.string({ description: 'DSN of the provider (root) database', required: true }),
     subscriber: Flags.string({ description: 'DSN of the subscriber database', required: true }),
     queue: Flags.string({ description: 'queue name', required: true }),
     consumer: Flags.string({ description: 'consumer (subscription) name', required: true }),
+    'copy-parallel': Flags.integer({ description: 'how many tables copy at the same time', default: 2, min: 1, max: 64 }),
     ...logFlags,
   };
 
@@ -28,6 +29,7 @@ export default class EngineWorker extends Command {
         subscriber: dsnFlag('subscriber', flags.subscriber),
         queue: flags.queue,
         consumer: flags.consumer,
+        copyParallel: flags['copy-parallel'],
         log,
         signal: shutdownSignal(log),
       });
