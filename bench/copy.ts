@@ -9,12 +9,12 @@
  * 15 reads servers up to 15, so keep the source at 15 or older).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import * as engine from '../src/engine/index.js';
 import { startServer, type RunningServer } from '../src/embedded/index.js';
+import { gitCommit, publish, requireTool, runMain } from './report.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -28,13 +28,6 @@ const SCALE = Number(args.scale);
 const TABLES = Number(args.tables);
 const log = (msg: string) => process.stdout.write(`[bench] ${msg}\n`);
 
-function need(tool: string): string {
-  try {
-    return execFileSync('which', [tool], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error(`${tool} is not installed: apt-get update && apt-get install -y postgresql-client-15`);
-  }
-}
 
 const client = async (s: RunningServer, db: string) => {
   const c = new pg.Client({ host: s.host, port: s.port, user: 'postgres', database: db });
@@ -61,16 +54,9 @@ function shell(command: string): Promise<number> {
   });
 }
 
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 async function main(): Promise<void> {
-  const [psql, pgDump] = [need('psql'), need('pg_dump')];
+  const [psql, pgDump] = [requireTool('psql', 'postgresql-client-15'), requireTool('pg_dump', 'postgresql-client-15')];
   const started = Date.now();
   const [source, target] = await Promise.all([startServer({ major: Number(args.source) }), startServer({ major: Number(args.target) })]);
   const conn = (s: RunningServer, db: string) => `-h ${s.host} -p ${s.port} -U postgres ${db}`;
@@ -142,16 +128,10 @@ async function main(): Promise<void> {
       `Peak memory (RSS) of the copying process: ${(peakRss / 2 ** 20).toFixed(0)} MiB (${(rssBefore / 2 ** 20).toFixed(0)} MiB before the copy) — rows stream through; nothing holds a table.`,
       '',
     ].join('\n');
-    const file = 'docs/benchmarks.md';
-    if (!existsSync(file)) writeFileSync(file, '# Benchmarks\n');
-    appendFileSync(file, `\n${report}`);
-    process.stdout.write(`\n${report}\n`);
+    publish(report);
   } finally {
     await Promise.all([source.stop(), target.stop()]);
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -12,14 +12,14 @@
  * Usage: npm run bench:engine [-- --scale 20 --seconds 30 --backlog 20000 --source 12 --target 17]
  * Needs pgbench (Debian: apt-get install postgresql-15). Appends to docs/benchmarks.md.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import pg from 'pg';
 import { parseArgs } from 'node:util';
 import { createLogger, runTickerDaemon, runWorkerDaemon } from '../src/daemons/index.js';
 import * as engine from '../src/engine/index.js';
 import { startServer, type RunningServer } from '../src/embedded/index.js';
+import { gitCommit, publish, requireTool, runMain } from './report.js';
 import type { ConnectionSpec } from '../src/config/index.js';
 
 const { values: args } = parseArgs({
@@ -43,20 +43,9 @@ const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbe
 const log = (msg: string) => process.stdout.write(`[bench] ${msg}\n`);
 const quiet = createLogger({ level: 'error' });
 
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 function pgbenchPath(): string {
-  try {
-    return execFileSync('which', ['pgbench'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error('pgbench is not installed: apt-get update && apt-get install -y postgresql-15 (it brings /usr/bin/pgbench)');
-  }
+  return requireTool('pgbench', 'postgresql-15');
 }
 
 function spec(s: RunningServer, dbname: string): ConnectionSpec {
@@ -317,16 +306,10 @@ async function main(): Promise<void> {
       `| lag at ${RATE} tps (probe row every 100 ms, ${LAG_SECONDS} s) | — | median ${pgcLag.median.toFixed(0)} ms, p95 ${pgcLag.p95.toFixed(0)} ms, max ${pgcLag.max.toFixed(0)} ms | median ${nativeLag.median.toFixed(1)} ms, p95 ${nativeLag.p95.toFixed(1)} ms, max ${nativeLag.max.toFixed(1)} ms |`,
       '',
     ].join('\n');
-    const file = 'docs/benchmarks.md';
-    if (!existsSync(file)) writeFileSync(file, '# Benchmarks\n\nNumbers written by the scripts in bench/; newest last.\n');
-    appendFileSync(file, `\n${report}`);
-    process.stdout.write(`\n${report}\n`);
+    publish(report);
   } finally {
     await Promise.all([source.stop(), target.stop()]);
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);
