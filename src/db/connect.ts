@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { maskDsn } from '../kernel/index.js';
-import type { ConnectionSpec } from '../config/connection.js';
+import { describeConnection, type ConnectionSpec } from '../config/connection.js';
 
 export type PgClient = pg.Client;
 
@@ -25,12 +25,9 @@ export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfi
   };
 }
 
-/** A short, password-free name for a connection in messages: `user@host:port/db`. */
-export function describeSpec(spec: ConnectionSpec): string {
-  return `${spec.user ? `${spec.user}@` : ''}${spec.host ?? 'localhost'}${spec.port ? `:${spec.port}` : ''}/${spec.dbname ?? ''}`;
-}
-
 export class ConnectionError extends Error {
+  /** The hint again, under the name the CLI framework prints as "Try this". */
+  readonly suggestions: string[];
   constructor(
     message: string,
     readonly hint: string,
@@ -38,6 +35,7 @@ export class ConnectionError extends Error {
   ) {
     super(message);
     this.name = 'ConnectionError';
+    this.suggestions = [hint];
   }
 }
 
@@ -56,7 +54,7 @@ export async function connect(spec: ConnectionSpec, role: string): Promise<PgCli
 }
 
 export function translateConnectError(err: unknown, spec: ConnectionSpec): ConnectionError {
-  const where = describeSpec(spec);
+  const where = describeConnection(spec);
   const e = err as { code?: string; message?: string };
   const message = maskDsn(String(e.message ?? err));
   switch (e.code) {

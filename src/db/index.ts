@@ -4,6 +4,6 @@
  * messages, and error translation (unreachable host, wrong password) into
  * diagnostics that never show a password. No domain knowledge.
  *
- * Must not import: any src/ module other than kernel and config's types.
+ * Must not import: any src/ module other than kernel and config/connection.
  */
 export * from './connect.js';
