@@ -1,10 +1,12 @@
 /**
- * catalog — read-only introspection of every database named in the desired
- * state: server version, tables with columns and keys, sequences, roles,
- * privileges that matter, and the engine's own state. One consistent snapshot
- * per node; named, ordered, schema-qualified queries; nothing is written.
+ * catalog — read-only introspection of every database in the desired state:
+ * server version, tables with columns and keys (primary and unique NOT NULL),
+ * generated columns, partitioning, sequences, roles, the privileges that
+ * matter, and the engine's own state. One consistent snapshot per node; named,
+ * ordered, schema-qualified queries; nothing is written.
  *
- * Must not import: planner, executor, engine (except its read-only state
- * queries), daemons, render, commands, `@oclif/core`, `chalk`.
+ * Must not import: planner, executor, daemons, render, commands, embedded,
+ * `@oclif/core`, `chalk`.
  */
-export {};
+export * from './model.js';
+export * from './introspect.js';

@@ -1,0 +1,94 @@
+/**
+ * Reads one node's catalog in a single REPEATABLE READ, READ ONLY
+ * transaction, so every part comes from the same snapshot. Nothing is
+ * written; the caller owns the connection.
+ */
+import type pg from 'pg';
+import type { ColumnInfo, EngineInfo, NodeCatalog, TableInfo } from './model.js';
+import * as Q from './queries.js';
+
+export async function introspectNode(client: pg.Client): Promise<NodeCatalog> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const catalog = await read(client);
+    await client.query('COMMIT');
+    return catalog;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+async function read(client: pg.Client): Promise<NodeCatalog> {
+  const server = (await client.query(Q.SERVER_SQL)).rows[0];
+  const versionNum = Number(server.version_num);
+  const canSetReplicationRole =
+    versionNum >= 150000 ? (await client.query<{ ok: boolean }>(Q.CAN_SET_REPLICA_ROLE_SQL_15)).rows[0]!.ok : Boolean(server.superuser);
+
+  const tableKey = (schema: string, name: string) => `${schema}\u0000${name}`;
+  const tables = new Map<string, TableInfo>();
+  for (const r of (await client.query(Q.TABLES_SQL)).rows) {
+    tables.set(tableKey(r.schema, r.name), {
+      schema: r.schema,
+      name: r.name,
+      kind: r.kind,
+      partitionOf: r.partition_of,
+      owner: r.owner,
+      columns: [],
+      primaryKey: [],
+      uniqueNotNull: [],
+      estimatedRows: r.estimated_rows === null ? null : Number(r.estimated_rows),
+      bytes: Number(r.bytes),
+      triggers: [],
+    });
+  }
+  for (const r of (await client.query(Q.COLUMNS_SQL(versionNum >= 120000))).rows) {
+    const column: ColumnInfo = { name: r.name, type: r.type, notNull: r.not_null, generated: r.generated, hasDefault: r.has_default };
+    tables.get(tableKey(r.schema, r.table))?.columns.push(column);
+  }
+  for (const r of (await client.query(Q.KEYS_SQL)).rows) {
+    const t = tables.get(tableKey(r.schema, r.table));
+    if (!t) continue;
+    if (r.primary) t.primaryKey = r.columns;
+    else if (r.all_not_null) t.uniqueNotNull.push(r.columns);
+  }
+  for (const r of (await client.query(Q.TRIGGERS_SQL)).rows) tables.get(tableKey(r.schema, r.table))?.triggers.push(r.name);
+
+  return {
+    serverVersionNum: versionNum,
+    serverVersion: server.version,
+    database: server.database,
+    privileges: { user: server.user, superuser: server.superuser, canCreateSchema: server.can_create_schema, canSetReplicationRole },
+    tables: [...tables.values()],
+    sequences: (await client.query(Q.SEQUENCES_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name, owner: r.owner })),
+    roles: (await client.query(Q.ROLES_SQL)).rows.map((r) => ({ name: r.name, canLogin: r.can_login, superuser: r.superuser, memberOf: r.member_of })),
+    engine: await readEngine(client),
+  };
+}
+
+async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
+  if (!(await client.query<{ present: boolean }>(Q.ENGINE_PRESENT_SQL)).rows[0]!.present) return null;
+  const version = Number((await client.query(Q.ENGINE_VERSION_SQL)).rows[0]?.version ?? 0);
+  const queues = (await client.query(Q.ENGINE_QUEUES_SQL)).rows;
+  const consumers = (await client.query(Q.ENGINE_CONSUMERS_SQL)).rows;
+  const tables = (await client.query(Q.ENGINE_TABLES_SQL)).rows;
+  const sequences = version >= 3 ? (await client.query(Q.ENGINE_SEQUENCES_SQL)).rows : [];
+  const subscriptions = version >= 2 ? (await client.query(Q.ENGINE_SUBSCRIPTIONS_SQL)).rows : [];
+  const subscriberTables = version >= 2 ? (await client.query(Q.ENGINE_SUBSCRIBER_TABLES_SQL)).rows : [];
+  return {
+    version,
+    queues: queues.map((q) => ({
+      name: q.name,
+      lastTick: q.last_tick,
+      consumers: consumers.filter((c) => c.queue_id === q.queue_id).map((c) => ({ name: c.name, lastTick: c.last_tick })),
+      tables: tables.filter((t) => t.queue_id === q.queue_id).map((t) => ({ schema: t.schema, name: t.name, keyColumns: t.key_columns, columns: t.columns })),
+      sequences: sequences.filter((s) => s.queue_id === q.queue_id).map((s) => ({ schema: s.schema, name: s.name })),
+    })),
+    subscriptions: subscriptions.map((s) => ({
+      queue: s.queue,
+      consumer: s.consumer,
+      completedTick: s.completed_tick,
+      tables: subscriberTables.filter((t) => t.queue === s.queue && t.consumer === s.consumer).map((t) => ({ schema: t.schema, name: t.name, state: t.state })),
+    })),
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * What the catalog of one node holds, as plain JSON-serialisable data: the
+ * planner's view of a database. Names are unquoted (as in pg_catalog); lists
+ * are sorted, so two snapshots of the same catalog are equal.
+ */
+
+export interface ColumnInfo {
+  name: string;
+  /** format_type() with the modifier, e.g. `character varying(20)`. */
+  type: string;
+  notNull: boolean;
+  /** 's' for a stored generated column (PG 12+), '' otherwise. */
+  generated: string;
+  hasDefault: boolean;
+}
+
+export interface TableInfo {
+  schema: string;
+  name: string;
+  /** 'r' ordinary, 'p' partitioned. */
+  kind: 'r' | 'p';
+  /** A partition of another table: its parent `schema.name`, else null. */
+  partitionOf: string | null;
+  owner: string;
+  columns: ColumnInfo[];
+  /** Primary key columns in key order; empty when there is none. */
+  primaryKey: string[];
+  /** Other unique indexes whose columns are all NOT NULL (candidate keys), each in index order. */
+  uniqueNotNull: string[][];
+  /** Estimated rows (pg_class.reltuples, -1 unknown → null). */
+  estimatedRows: number | null;
+  bytes: number;
+  /** Names of user triggers (not internal), pgconvey's included. */
+  triggers: string[];
+}
+
+export interface SequenceInfo {
+  schema: string;
+  name: string;
+  owner: string;
+}
+
+export interface RoleInfo {
+  name: string;
+  canLogin: boolean;
+  superuser: boolean;
+  /** Roles this role is a member of. */
+  memberOf: string[];
+}
+
+export interface PrivilegeInfo {
+  /** The connecting role. */
+  user: string;
+  superuser: boolean;
+  /** May create schemas in the database (needed to install the engine). */
+  canCreateSchema: boolean;
+  /** May set session_replication_role (superuser before PG 15; GRANT SET from 15). */
+  canSetReplicationRole: boolean;
+}
+
+export interface EngineQueueInfo {
+  name: string;
+  lastTick: string;
+  consumers: Array<{ name: string; lastTick: string }>;
+  tables: Array<{ schema: string; name: string; keyColumns: string[]; columns: string[] }>;
+  sequences: Array<{ schema: string; name: string }>;
+}
+
+export interface EngineSubscriptionInfo {
+  queue: string;
+  consumer: string;
+  completedTick: string | null;
+  tables: Array<{ schema: string; name: string; state: string }>;
+}
+
+export interface EngineInfo {
+  version: number;
+  queues: EngineQueueInfo[];
+  subscriptions: EngineSubscriptionInfo[];
+}
+
+export interface NodeCatalog {
+  /** e.g. 170010 */
+  serverVersionNum: number;
+  serverVersion: string;
+  database: string;
+  privileges: PrivilegeInfo;
+  tables: TableInfo[];
+  sequences: SequenceInfo[];
+  roles: RoleInfo[];
+  /** Null when the engine is not installed. */
+  engine: EngineInfo | null;
+}
