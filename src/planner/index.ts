@@ -6,4 +6,6 @@
  * Must not import: `pg`, `node:fs`, `node:net` or any I/O; catalog (other
  * than its types), executor, engine, daemons, render, commands, db.
  */
-export {};
+export * from './action.js';
+export * from './plan.js';
+export * from './build.js';

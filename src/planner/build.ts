@@ -1,0 +1,271 @@
+/**
+ * The planner: a pure function from the desired state and the catalog of
+ * every database to a Plan — checks (with codes and fix hints) and actions in
+ * a deterministic order. Globs are resolved on the root's catalog, so a new
+ * table that matches `include` shows up in the next plan. No I/O.
+ */
+import type { NodeCatalog, TableInfo } from '../catalog/model.js';
+import type { DesiredState, NodeSpec, QueueSpec, Selection } from '../config/index.js';
+import { matchesPattern } from '../config/names.js';
+import { hasErrors, type Diagnostic } from '../kernel/index.js';
+import { ACTION_KINDS, type Action, type ActionKind, type Change } from './action.js';
+import type { Plan } from './plan.js';
+
+export interface PlanInput {
+  state: DesiredState;
+  /** Catalog of each database, by its name in the desired state. */
+  catalogs: Readonly<Record<string, NodeCatalog>>;
+  /** The engine version this pgconvey installs. */
+  engineVersion: number;
+}
+
+const qualified = (schema: string, name: string) => `${schema}.${name}`;
+
+export function buildPlan(input: PlanInput): Plan {
+  const checks: Diagnostic[] = [];
+  const actions = new Map<string, Action>();
+  const check = (severity: Diagnostic['severity'], code: string, message: string, hint: string, path?: string) =>
+    checks.push({ severity, code, message, hint, ...(path ? { path } : {}) });
+  const add = (kind: ActionKind, change: Change, node: NodeSpec, rest: Partial<Action> & { reason: string }) => {
+    const id = `${kind}:${node.name}${rest.object ? `:${rest.object}` : rest.queue && kind !== 'install_engine' && kind !== 'upgrade_engine' ? `:${rest.queue}` : ''}`;
+    if (!actions.has(id)) {
+      actions.set(id, { id, kind, change, node: node.name, database: node.database, queue: null, object: null, dependsOn: [], destructive: false, params: {}, ...rest });
+    }
+    return id;
+  };
+
+  for (const queue of input.state.queues) {
+    const root = queue.nodes.find((n) => n.type === 'root')!;
+    const rootCatalog = input.catalogs[root.database];
+    if (!rootCatalog) throw new Error(`internal: no catalog for database "${root.database}"`);
+    for (const node of queue.nodes.filter((n) => n.type === 'branch')) {
+      check('error', 'branch_not_supported', `node "${node.name}" of queue "${queue.name}" is a branch; cascades are not supported yet`, 'make it a leaf of the root for now', `queues.${queue.name}.nodes.${node.name}`);
+    }
+
+    const engineReady = (node: NodeSpec): string | null => engineAction(input, node, add, check);
+    const rootEngine = engineReady(root);
+    const queueState = rootCatalog.engine?.queues.find((q) => q.name === queue.name);
+    const createQueue = queueState
+      ? null
+      : add('create_queue', 'create', root, { queue: queue.name, reason: `queue "${queue.name}" does not exist on its root`, dependsOn: rootEngine ? [rootEngine] : [] });
+    const queueReady = [rootEngine, createQueue].filter((x): x is string => x !== null);
+
+    // Tables: resolve the selection on the root, check each, capture what is not captured yet.
+    const tables = selectTables(queue, rootCatalog, check);
+    const captured = new Map((queueState?.tables ?? []).map((t) => [qualified(t.schema, t.name), t]));
+    const captureIds = new Map<string, string>();
+    for (const { table, key } of tables) {
+      const name = qualified(table.schema, table.name);
+      const current = captured.get(name);
+      if (current && current.keyColumns.join(',') === key.join(',')) continue;
+      captureIds.set(
+        name,
+        add('capture_table', current ? 'update' : 'create', root, {
+          queue: queue.name,
+          object: name,
+          reason: current ? `its key changed from (${current.keyColumns.join(', ')}) to (${key.join(', ')})` : `it matches the queue's tables and is not captured yet`,
+          dependsOn: queueReady,
+          params: { schema: table.schema, table: table.name, keyColumns: key },
+        }),
+      );
+    }
+    const selectedNames = new Set(tables.map((t) => qualified(t.table.schema, t.table.name)));
+    for (const [name, t] of captured) {
+      if (selectedNames.has(name)) continue;
+      add('remove_capture', 'delete', root, {
+        queue: queue.name,
+        object: name,
+        reason: 'it is captured but no longer selected by the file',
+        destructive: true,
+        params: { schema: t.schema, table: t.name },
+      });
+    }
+
+    // Sequences.
+    const sequences = rootCatalog.sequences.filter((s) => selected(queue.sequences, s.schema, s.name));
+    const carried = new Set((queueState?.sequences ?? []).map((s) => qualified(s.schema, s.name)));
+    for (const s of sequences) {
+      const name = qualified(s.schema, s.name);
+      if (carried.has(name)) continue;
+      add('capture_sequence', 'create', root, { queue: queue.name, object: name, reason: 'it matches the queue\'s sequences', dependsOn: queueReady, params: { schema: s.schema, sequence: s.name } });
+    }
+    for (const name of carried) {
+      if (sequences.some((s) => qualified(s.schema, s.name) === name)) continue;
+      const [schema, seq] = splitName(name);
+      add('remove_sequence', 'delete', root, { queue: queue.name, object: name, reason: 'it is carried but no longer selected by the file', params: { schema, sequence: seq } });
+    }
+
+    // Subscribers.
+    for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
+      const sub = input.catalogs[leaf.database];
+      if (!sub) throw new Error(`internal: no catalog for database "${leaf.database}"`);
+      const subEngine = engineReady(leaf);
+      if (Math.floor(sub.serverVersionNum / 10000) < Math.floor(rootCatalog.serverVersionNum / 10000)) {
+        check('warning', 'subscriber_older', `node "${leaf.name}" runs PostgreSQL ${sub.serverVersion}, older than its provider's ${rootCatalog.serverVersion}`, 'an upgrade goes from an older server to a newer one; check the direction', `queues.${queue.name}.nodes.${leaf.name}`);
+      }
+      if (!sub.privileges.canSetReplicationRole) {
+        check(
+          'error',
+          'cannot_set_replication_role',
+          `role "${sub.privileges.user}" on node "${leaf.name}" may not set session_replication_role, which applying needs`,
+          sub.serverVersionNum >= 150000 ? `GRANT SET ON PARAMETER session_replication_role TO ${sub.privileges.user};` : 'connect as a superuser (before PostgreSQL 15 only a superuser may set it)',
+          `queues.${queue.name}.nodes.${leaf.name}`,
+        );
+      }
+      const missingRoles = [...new Set(tables.map((t) => t.table.owner))].filter((r) => !sub.roles.some((x) => x.name === r)).sort();
+      if (missingRoles.length) {
+        check('warning', 'roles_missing_on_subscriber', `node "${leaf.name}" lacks the role(s) ${missingRoles.join(', ')} that own replicated tables on the provider`, 'create them on the subscriber, or set prepare.roles: copy', `queues.${queue.name}.nodes.${leaf.name}`);
+      }
+      const subscription = sub.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === leaf.name);
+      const subscribe = subscription
+        ? null
+        : add('subscribe', 'create', leaf, {
+            queue: queue.name,
+            reason: `node "${leaf.name}" is not subscribed to queue "${queue.name}" yet`,
+            dependsOn: [...queueReady, ...(subEngine ? [subEngine] : [])],
+            params: { provider: root.name, consumer: leaf.name },
+          });
+      const subscribed = new Set((subscription?.tables ?? []).map((t) => qualified(t.schema, t.name)));
+      for (const { table } of tables) {
+        const name = qualified(table.schema, table.name);
+        const there = sub.tables.find((t) => t.schema === table.schema && t.name === table.name);
+        if (!there) {
+          check('error', 'table_missing_on_subscriber', `table ${name} does not exist on node "${leaf.name}"`, 'create it there (pg_dump --schema-only), or set prepare.schema: copy', `queues.${queue.name}.nodes.${leaf.name}`);
+          continue;
+        }
+        const shipped = table.columns.filter((c) => c.generated === '');
+        const lacking = shipped.filter((c) => !there.columns.some((x) => x.name === c.name)).map((c) => c.name);
+        if (lacking.length) {
+          check('error', 'columns_missing_on_subscriber', `table ${name} on node "${leaf.name}" lacks the column(s) ${lacking.join(', ')}`, 'add them on the subscriber (ALTER TABLE … ADD COLUMN)', `queues.${queue.name}.nodes.${leaf.name}`);
+        }
+        for (const c of shipped) {
+          const other = there.columns.find((x) => x.name === c.name);
+          if (other && other.type !== c.type) {
+            check('warning', 'column_type_differs', `column ${name}.${c.name} is ${c.type} on the provider and ${other.type} on node "${leaf.name}"`, 'make sure every value converts (the subscriber reads the text of each value)', `queues.${queue.name}.nodes.${leaf.name}`);
+          }
+        }
+        if (subscribed.has(name)) continue;
+        add('add_subscriber_table', 'create', leaf, {
+          queue: queue.name,
+          object: name,
+          reason: 'it is captured on the provider and not yet copied here',
+          dependsOn: [...(subscribe ? [subscribe] : []), ...(captureIds.has(name) ? [captureIds.get(name)!] : [])],
+          params: { schema: table.schema, table: table.name, consumer: leaf.name },
+        });
+      }
+      for (const name of subscribed) {
+        if (selectedNames.has(name)) continue;
+        const [schema, table] = splitName(name);
+        add('remove_subscriber_table', 'delete', leaf, {
+          queue: queue.name,
+          object: name,
+          reason: 'it is no longer selected by the file: it stops replicating here (its rows stay)',
+          destructive: true,
+          params: { schema, table, consumer: leaf.name },
+        });
+      }
+    }
+  }
+
+  const ordered = [...actions.values()].sort((a, b) => ACTION_KINDS.indexOf(a.kind) - ACTION_KINDS.indexOf(b.kind) || a.id.localeCompare(b.id));
+  return {
+    checks,
+    actions: ordered,
+    summary: {
+      add: ordered.filter((a) => a.change === 'create').length,
+      change: ordered.filter((a) => a.change === 'update').length,
+      remove: ordered.filter((a) => a.change === 'delete').length,
+    },
+    errored: hasErrors(checks),
+  };
+}
+
+/** Install or upgrade the engine on a node's database when needed; returns the action id, if any. */
+function engineAction(
+  input: PlanInput,
+  node: NodeSpec,
+  add: (kind: ActionKind, change: Change, node: NodeSpec, rest: Partial<Action> & { reason: string }) => string,
+  check: (severity: Diagnostic['severity'], code: string, message: string, hint: string, path?: string) => void,
+): string | null {
+  const catalog = input.catalogs[node.database]!;
+  const installed = catalog.engine?.version ?? null;
+  if (installed === null) {
+    if (!catalog.privileges.canCreateSchema) {
+      check('error', 'cannot_install_engine', `role "${catalog.privileges.user}" may not create the pgconvey schema in database "${node.database}"`, `GRANT CREATE ON DATABASE ${catalog.database} TO ${catalog.privileges.user};`);
+    }
+    return add('install_engine', 'create', { ...node, name: `db:${node.database}` }, { reason: `the engine is not installed in database "${node.database}"`, params: { version: input.engineVersion } });
+  }
+  if (installed < input.engineVersion) {
+    return add('upgrade_engine', 'update', { ...node, name: `db:${node.database}` }, { reason: `the engine in database "${node.database}" is version ${installed}, older than ${input.engineVersion}`, params: { from: installed, to: input.engineVersion } });
+  }
+  if (installed > input.engineVersion) {
+    check('error', 'engine_too_new', `the engine in database "${node.database}" is version ${installed}, newer than this pgconvey (${input.engineVersion})`, 'use a pgconvey at least as new as the one that installed it');
+  }
+  return null;
+}
+
+function selected(selection: Selection<unknown>, schema: string, name: string): boolean {
+  const listed = selection.entries.some((e) => e.pattern.exact.schema === schema && e.pattern.exact.name === name);
+  if (listed) return true;
+  return selection.include.some((p) => matchesPattern(p, schema, name)) && !selection.exclude.some((p) => matchesPattern(p, schema, name));
+}
+
+interface SelectedTable {
+  table: TableInfo;
+  key: string[];
+}
+
+/** The root's tables the queue selects, each with its key; reports what cannot be replicated. */
+function selectTables(queue: QueueSpec, root: NodeCatalog, check: (severity: Diagnostic['severity'], code: string, message: string, hint: string, path?: string) => void): SelectedTable[] {
+  const path = `queues.${queue.name}.tables`;
+  const out: SelectedTable[] = [];
+  for (const entry of queue.tables.entries) {
+    const { schema, name } = entry.pattern.exact;
+    if (!root.tables.some((t) => t.schema === schema && t.name === name)) {
+      check('error', 'table_not_found', `table ${entry.pattern.text} listed under entries does not exist on the root`, 'check the name (unquoted names are lower case), or create the table', `${path}.entries`);
+    }
+  }
+  for (const pattern of queue.tables.include) {
+    if (!root.tables.some((t) => matchesPattern(pattern, t.schema, t.name))) {
+      check('warning', 'include_matches_nothing', `include "${pattern.text}" matches no table on the root`, 'check the pattern; it is resolved again at every plan', `${path}.include`);
+    }
+  }
+  const byName = [...root.tables].sort((a, b) => a.schema.localeCompare(b.schema) || a.name.localeCompare(b.name));
+  for (const table of byName) {
+    if (!selected(queue.tables, table.schema, table.name)) continue;
+    const name = qualified(table.schema, table.name);
+    if (table.kind === 'p') {
+      check('error', 'partitioned_table_not_supported', `table ${name} is partitioned; its parent cannot be replicated yet`, 'exclude it and replicate its partitions (they are ordinary tables)', path);
+      continue;
+    }
+    const entry = queue.tables.entries.find((e) => e.pattern.exact.schema === table.schema && e.pattern.exact.name === table.name);
+    const givenKey = entry?.options.key;
+    if (givenKey) {
+      const bad = givenKey.filter((k) => !table.columns.some((c) => c.name === k && c.notNull));
+      if (bad.length) {
+        check('error', 'invalid_key_columns', `key column(s) ${bad.join(', ')} of ${name} do not exist or may be NULL`, 'name NOT NULL columns that identify a row', `${path}.entries`);
+        continue;
+      }
+      out.push({ table, key: givenKey });
+    } else if (table.primaryKey.length) {
+      out.push({ table, key: table.primaryKey });
+    } else {
+      const candidate = table.uniqueNotNull[0];
+      check(
+        'error',
+        'table_without_key',
+        `table ${name} has no primary key`,
+        candidate
+          ? `add a primary key, or list it under entries with key: [${candidate.join(', ')}] (a unique NOT NULL index has these columns)`
+          : `add a primary key, or list it under entries with key: [...] naming NOT NULL columns that identify a row`,
+        path,
+      );
+    }
+  }
+  return out;
+}
+
+function splitName(name: string): [string, string] {
+  const dot = name.indexOf('.');
+  return [name.slice(0, dot), name.slice(dot + 1)];
+}

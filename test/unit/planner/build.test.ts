@@ -1,0 +1,168 @@
+/**
+ * The planner on plain data: fresh setup, convergence, a new table, keys,
+ * missing tables and columns, removals, branches, determinism.
+ */
+import { describe, expect, it } from 'vitest';
+import type { NodeCatalog, TableInfo } from '../../../src/catalog/index.js';
+import { loadDesiredStateFromText, type DesiredState } from '../../../src/config/index.js';
+import { buildPlan } from '../../../src/planner/index.js';
+
+const FILE = `
+version: 1
+databases:
+  old: "host=old dbname=shop"
+  new: "host=new dbname=shop"
+queues:
+  shop:
+    nodes:
+      old_root: { database: old, type: root }
+      new_leaf: { database: new, type: leaf, provider: old_root }
+    tables:
+      include: ["public.*"]
+      exclude: ["public.tmp_*"]
+      entries:
+        public.audit: { key: [event_id] }
+    sequences:
+      include: ["public.*"]
+`;
+
+function state(text = FILE): DesiredState {
+  const r = loadDesiredStateFromText('shop.yaml', text, {});
+  if (!r.state) throw new Error(JSON.stringify(r.diagnostics));
+  return r.state;
+}
+
+function table(name: string, columns: string[], primaryKey: string[] = ['id'], extra: Partial<TableInfo> = {}): TableInfo {
+  return {
+    schema: 'public',
+    name,
+    kind: 'r',
+    partitionOf: null,
+    owner: 'app',
+    columns: columns.map((c) => ({ name: c, type: c === 'id' || c === 'event_id' ? 'bigint' : 'text', notNull: c === 'id' || c === 'event_id', generated: '', hasDefault: false })),
+    primaryKey,
+    uniqueNotNull: [],
+    estimatedRows: 10,
+    bytes: 8192,
+    triggers: [],
+    ...extra,
+  };
+}
+
+function catalog(version: number, tables: TableInfo[], extra: Partial<NodeCatalog> = {}): NodeCatalog {
+  return {
+    serverVersionNum: version * 10000,
+    serverVersion: `${version}.0`,
+    database: 'shop',
+    privileges: { user: 'postgres', superuser: true, canCreateSchema: true, canSetReplicationRole: true },
+    tables: structuredClone(tables),
+    sequences: [{ schema: 'public', name: 'orders_id_seq', owner: 'app' }],
+    roles: [{ name: 'postgres', canLogin: true, superuser: true, memberOf: [] }, { name: 'app', canLogin: true, superuser: false, memberOf: [] }],
+    engine: null,
+    ...extra,
+  };
+}
+
+const TABLES = [table('orders', ['id', 'total']), table('customers', ['id', 'name']), table('audit', ['event_id', 'body'], []), table('tmp_scratch', ['id'])];
+
+describe('planner', () => {
+  it('plans a fresh setup in dependency order', () => {
+    const plan = buildPlan({ state: state(), catalogs: { old: catalog(12, TABLES), new: catalog(17, TABLES) }, engineVersion: 3 });
+    expect(plan.checks).toEqual([]);
+    expect(plan.actions.map((a) => a.id)).toEqual([
+      'install_engine:db:new',
+      'install_engine:db:old',
+      'create_queue:old_root:shop',
+      'capture_table:old_root:public.audit',
+      'capture_table:old_root:public.customers',
+      'capture_table:old_root:public.orders',
+      'capture_sequence:old_root:public.orders_id_seq',
+      'subscribe:new_leaf:shop',
+      'add_subscriber_table:new_leaf:public.audit',
+      'add_subscriber_table:new_leaf:public.customers',
+      'add_subscriber_table:new_leaf:public.orders',
+    ]);
+    expect(plan.summary).toEqual({ add: 11, change: 0, remove: 0 });
+    const audit = plan.actions.find((a) => a.id === 'capture_table:old_root:public.audit')!;
+    expect(audit.params).toEqual({ schema: 'public', table: 'audit', keyColumns: ['event_id'] });
+    expect(audit.dependsOn).toEqual(['install_engine:db:old', 'create_queue:old_root:shop']);
+    expect(plan.actions.find((a) => a.id === 'add_subscriber_table:new_leaf:public.orders')!.dependsOn).toEqual(['subscribe:new_leaf:shop', 'capture_table:old_root:public.orders']);
+    // Every dependency comes earlier.
+    plan.actions.forEach((a, i) => a.dependsOn.forEach((d) => expect(plan.actions.findIndex((x) => x.id === d)).toBeLessThan(i)));
+  });
+
+  const converged = () => {
+    const captured = [
+      { schema: 'public', name: 'audit', keyColumns: ['event_id'], columns: ['event_id', 'body'] },
+      { schema: 'public', name: 'customers', keyColumns: ['id'], columns: ['id', 'name'] },
+      { schema: 'public', name: 'orders', keyColumns: ['id'], columns: ['id', 'total'] },
+    ];
+    return {
+      old: catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '9', consumers: [{ name: 'new_leaf', lastTick: '9' }], tables: captured, sequences: [{ schema: 'public', name: 'orders_id_seq' }] }], subscriptions: [] } }),
+      new: catalog(17, TABLES, {
+        engine: { version: 3, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '9', tables: captured.map((t) => ({ schema: t.schema, name: t.name, state: 'ok' })) }] },
+      }),
+    };
+  };
+
+  it('plans nothing once the databases match the file', () => {
+    const plan = buildPlan({ state: state(), catalogs: converged(), engineVersion: 3 });
+    expect(plan).toEqual({ checks: [], actions: [], summary: { add: 0, change: 0, remove: 0 }, errored: false });
+  });
+
+  it('picks up a new table that matches include', () => {
+    const catalogs = converged();
+    catalogs.old.tables.push(table('invoices', ['id', 'amount']));
+    catalogs.new.tables.push(table('invoices', ['id', 'amount']));
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.actions.map((a) => a.id)).toEqual(['capture_table:old_root:public.invoices', 'add_subscriber_table:new_leaf:public.invoices']);
+  });
+
+  it('plans an engine upgrade and refuses a newer engine', () => {
+    const catalogs = converged();
+    catalogs.new.engine!.version = 2;
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3 }).actions.map((a) => a.id)).toEqual(['upgrade_engine:db:new']);
+    catalogs.new.engine!.version = 4;
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.errored).toBe(true);
+    expect(plan.checks.map((c) => c.code)).toEqual(['engine_too_new']);
+  });
+
+  it('reports a table without a key, naming a candidate key when there is one', () => {
+    const catalogs = converged();
+    catalogs.old.tables.push(table('events', ['id', 'code'], [], { uniqueNotNull: [['code']] }));
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.errored).toBe(true);
+    expect(plan.checks).toEqual([
+      expect.objectContaining({ code: 'table_without_key', message: 'table public.events has no primary key', hint: expect.stringContaining('key: [code]') }),
+    ]);
+  });
+
+  it('reports tables and columns missing on the subscriber, and roles', () => {
+    const catalogs = converged();
+    catalogs.new.tables = [table('orders', ['id']), table('audit', ['event_id', 'body'], [])];
+    catalogs.new.roles = catalogs.new.roles.filter((r) => r.name !== 'app');
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.checks.map((c) => `${c.severity} ${c.code}`)).toEqual(['warning roles_missing_on_subscriber', 'error table_missing_on_subscriber', 'error columns_missing_on_subscriber']);
+  });
+
+  it('plans removals, flagged destructive, when a table leaves the file', () => {
+    const plan = buildPlan({ state: state(FILE.replace('exclude: ["public.tmp_*"]', 'exclude: ["public.tmp_*", "public.customers"]')), catalogs: converged(), engineVersion: 3 });
+    expect(plan.actions.map((a) => `${a.id} ${a.destructive}`)).toEqual(['remove_subscriber_table:new_leaf:public.customers true', 'remove_capture:old_root:public.customers true']);
+    expect(plan.summary).toEqual({ add: 0, change: 0, remove: 2 });
+  });
+
+  it('reports a branch as not supported yet, and refuses a subscriber that cannot set the replica role', () => {
+    const text = FILE.replace('new_leaf: { database: new, type: leaf, provider: old_root }', 'new_leaf: { database: new, type: branch, provider: old_root }');
+    expect(buildPlan({ state: state(text), catalogs: converged(), engineVersion: 3 }).checks.map((c) => c.code)).toEqual(['branch_not_supported']);
+    const catalogs = converged();
+    catalogs.new.privileges = { user: 'mover', superuser: false, canCreateSchema: true, canSetReplicationRole: false };
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.checks).toEqual([expect.objectContaining({ code: 'cannot_set_replication_role', hint: 'GRANT SET ON PARAMETER session_replication_role TO mover;' })]);
+  });
+
+  it('is deterministic', () => {
+    const input = { state: state(), catalogs: { old: catalog(12, TABLES), new: catalog(17, TABLES) }, engineVersion: 3 };
+    expect(JSON.stringify(buildPlan(input))).toBe(JSON.stringify(buildPlan(input)));
+  });
+});
