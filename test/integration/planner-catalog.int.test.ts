@@ -1,0 +1,87 @@
+/**
+ * Twin path: a scenario materialised in real PostgreSQL (12 → 17), read by
+ * the catalog module and planned, gives the actions the planner gives on
+ * plain data; once the engine state matches, the plan is empty.
+ */
+import { describe, expect, it } from 'vitest';
+import { introspectNode } from '../../src/catalog/index.js';
+import { loadDesiredStateFromText } from '../../src/config/index.js';
+import * as engine from '../../src/engine/index.js';
+import { buildPlan } from '../../src/planner/index.js';
+import { freshDatabase } from '../harness/databases.js';
+import { sourceServer, targetServer } from '../harness/servers.js';
+
+const SCHEMA = `
+  CREATE TABLE public.orders (id bigserial PRIMARY KEY, total numeric);
+  CREATE TABLE public.customers (id int PRIMARY KEY, name text);
+  CREATE TABLE public.audit (event_id bigint NOT NULL, body text);
+  CREATE TABLE public.tmp_scratch (id int PRIMARY KEY);
+`;
+
+describe('planning against real catalogs', () => {
+  it('plans a fresh setup, and nothing once the engine state matches', async () => {
+    const [pdb, sdb] = [await freshDatabase(sourceServer(), 'plan_p'), await freshDatabase(targetServer(), 'plan_s')];
+    const [p, s] = [await pdb.connect(), await sdb.connect()];
+    try {
+      await p.query(SCHEMA);
+      await s.query(SCHEMA);
+      const file = `
+version: 1
+databases:
+  old: "${pdb.dsn}"
+  new: "${sdb.dsn}"
+queues:
+  shop:
+    nodes:
+      old_root: { database: old, type: root }
+      new_leaf: { database: new, type: leaf, provider: old_root }
+    tables:
+      include: ["public.*"]
+      exclude: ["public.tmp_*"]
+      entries:
+        public.audit: { key: [event_id] }
+    sequences:
+      include: ["public.*"]
+`;
+      const state = loadDesiredStateFromText('shop.yaml', file, {}).state!;
+      const plan = async () => buildPlan({ state, catalogs: { old: await introspectNode(p), new: await introspectNode(s) }, engineVersion: engine.ENGINE_VERSION });
+      const first = await plan();
+      expect(first.checks).toEqual([]);
+      expect(first.actions.map((a) => a.id)).toEqual([
+        'install_engine:db:new',
+        'install_engine:db:old',
+        'create_queue:old_root:shop',
+        'capture_table:old_root:public.audit',
+        'capture_table:old_root:public.customers',
+        'capture_table:old_root:public.orders',
+        'capture_sequence:old_root:public.orders_id_seq',
+        'subscribe:new_leaf:shop',
+        'add_subscriber_table:new_leaf:public.audit',
+        'add_subscriber_table:new_leaf:public.customers',
+        'add_subscriber_table:new_leaf:public.orders',
+      ]);
+
+      // Bring both databases to the planned state by hand (the executor will do this), then plan again.
+      await engine.installEngine(p);
+      await engine.installEngine(s);
+      await engine.createQueue(p, 'shop');
+      await engine.addTable(p, 'shop', 'public', 'audit', ['event_id']);
+      await engine.addTable(p, 'shop', 'public', 'customers');
+      await engine.addTable(p, 'shop', 'public', 'orders');
+      await engine.addSequence(p, 'shop', 'public', 'orders_id_seq');
+      await engine.subscribe(p, s, 'shop', 'new_leaf');
+      for (const t of ['audit', 'customers', 'orders']) await engine.addSubscriberTable(s, 'shop', 'new_leaf', 'public', t, 'pending');
+      const second = await plan();
+      expect(second.checks).toEqual([]);
+      expect(second.actions).toEqual([]);
+
+      // A new table matching include shows up in the next plan.
+      await p.query('CREATE TABLE public.invoices (id int PRIMARY KEY, amount numeric)');
+      await s.query('CREATE TABLE public.invoices (id int PRIMARY KEY, amount numeric)');
+      expect((await plan()).actions.map((a) => a.id)).toEqual(['capture_table:old_root:public.invoices', 'add_subscriber_table:new_leaf:public.invoices']);
+    } finally {
+      await p.end();
+      await s.end();
+    }
+  });
+});
