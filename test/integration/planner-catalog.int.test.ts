@@ -3,6 +3,7 @@
  * the catalog module and planned, gives the actions the planner gives on
  * plain data; once the engine state matches, the plan is empty.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { introspectNode } from '../../src/catalog/index.js';
 import { loadDesiredStateFromText } from '../../src/config/index.js';
@@ -25,25 +26,8 @@ describe('planning against real catalogs', () => {
     try {
       await p.query(SCHEMA);
       await s.query(SCHEMA);
-      const file = `
-version: 1
-databases:
-  old: "${pdb.dsn}"
-  new: "${sdb.dsn}"
-queues:
-  shop:
-    nodes:
-      old_root: { database: old, type: root }
-      new_leaf: { database: new, type: leaf, provider: old_root }
-    tables:
-      include: ["public.*"]
-      exclude: ["public.tmp_*"]
-      entries:
-        public.audit: { key: [event_id] }
-    sequences:
-      include: ["public.*"]
-`;
-      const state = loadDesiredStateFromText('shop.yaml', file, {}).state!;
+      const file = readFileSync('test/fixtures/scenarios/shop.yaml', 'utf8');
+      const state = loadDesiredStateFromText('shop.yaml', file, { PGCONVEY_OLD_DSN: pdb.dsn, PGCONVEY_NEW_DSN: sdb.dsn }).state!;
       const plan = async () => buildPlan({ state, catalogs: { old: await introspectNode(p), new: await introspectNode(s) }, engineVersion: engine.ENGINE_VERSION });
       const first = await plan();
       expect(first.checks).toEqual([]);

@@ -2,32 +2,17 @@
  * The planner on plain data: fresh setup, convergence, a new table, keys,
  * missing tables and columns, removals, branches, determinism.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { NodeCatalog, TableInfo } from '../../../src/catalog/index.js';
 import { loadDesiredStateFromText, type DesiredState } from '../../../src/config/index.js';
 import { buildPlan } from '../../../src/planner/index.js';
 
-const FILE = `
-version: 1
-databases:
-  old: "host=old dbname=shop"
-  new: "host=new dbname=shop"
-queues:
-  shop:
-    nodes:
-      old_root: { database: old, type: root }
-      new_leaf: { database: new, type: leaf, provider: old_root }
-    tables:
-      include: ["public.*"]
-      exclude: ["public.tmp_*"]
-      entries:
-        public.audit: { key: [event_id] }
-    sequences:
-      include: ["public.*"]
-`;
+const FILE = readFileSync('test/fixtures/scenarios/shop.yaml', 'utf8');
+const ENV = { PGCONVEY_OLD_DSN: 'host=old dbname=shop', PGCONVEY_NEW_DSN: 'host=new dbname=shop' };
 
 function state(text = FILE): DesiredState {
-  const r = loadDesiredStateFromText('shop.yaml', text, {});
+  const r = loadDesiredStateFromText('shop.yaml', text, ENV);
   if (!r.state) throw new Error(JSON.stringify(r.diagnostics));
   return r.state;
 }
