@@ -10,3 +10,4 @@
  */
 export * from './model.js';
 export * from './introspect.js';
+export * from './cluster.js';

@@ -1,0 +1,58 @@
+/**
+ * `pgconvey plan FILE` — compares the desired state with every database and
+ * prints what apply would do: checks first, then the actions, then a summary.
+ * Read-only. Exit 1 on errors; with --detailed-exitcode 0 for no changes and
+ * 2 for changes.
+ */
+import { Args, Command, Flags } from '@oclif/core';
+import { introspectDatabases } from '../catalog/index.js';
+import { loadDesiredState } from '../config/index.js';
+import { ConnectionError } from '../db/index.js';
+import { ENGINE_VERSION } from '../engine/index.js';
+import { scrubSecrets } from '../kernel/index.js';
+import { buildPlan } from '../planner/index.js';
+import { planToJson, renderDiagnostics, renderPlanHuman, renderPlanMarkdown } from '../render/index.js';
+
+export default class Plan extends Command {
+  static override summary = 'Show what apply would change to make the databases match FILE.';
+  static override description =
+    'Connects read-only to every database in FILE, reads their catalogs, and prints checks (tables without a key, tables or columns missing on a subscriber, privileges, engine versions) and the ordered actions apply would take, each with its reason. Globs are resolved on the root, so a new table that matches `include` appears in the next plan.';
+  static override examples = [
+    '<%= config.bin %> plan plans/upgrade-two-node.yaml',
+    '<%= config.bin %> plan plans/upgrade-two-node.yaml --markdown > plan.md',
+    '<%= config.bin %> plan plans/upgrade-two-node.yaml --detailed-exitcode   # 0 no changes, 2 changes, 1 error',
+  ];
+  static override args = { file: Args.string({ description: 'the desired-state YAML file', required: true }) };
+  static override flags = {
+    json: Flags.boolean({ description: 'print the plan as JSON', exclusive: ['markdown'] }),
+    markdown: Flags.boolean({ description: 'print the plan as markdown, for a pull-request comment', exclusive: ['json'] }),
+    'detailed-exitcode': Flags.boolean({ description: 'exit 0 when there is nothing to do, 2 when there are changes, 1 on errors' }),
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Plan);
+    const loaded = await loadDesiredState(args.file);
+    const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
+    if (!loaded.state) {
+      print(renderDiagnostics(loaded.diagnostics));
+      this.exit(1);
+      return;
+    }
+    let catalogs;
+    try {
+      catalogs = await introspectDatabases(loaded.state.databases);
+    } catch (err) {
+      if (err instanceof ConnectionError) {
+        print(`error ${err.code}: ${err.message}\n    hint: ${err.hint}`);
+        this.exit(1);
+      }
+      throw err;
+    }
+    const plan = buildPlan({ state: loaded.state, catalogs, engineVersion: ENGINE_VERSION });
+    if (flags.json) print(JSON.stringify(planToJson(plan, args.file), null, 2));
+    else if (flags.markdown) print(renderPlanMarkdown(plan, args.file));
+    else print(renderPlanHuman(plan, args.file));
+    if (plan.errored) this.exit(1);
+    if (flags['detailed-exitcode'] && plan.actions.length) this.exit(2);
+  }
+}
