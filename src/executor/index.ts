@@ -6,4 +6,4 @@
  *
  * Must not import: render, commands, daemons, `@oclif/core`, `chalk`.
  */
-export {};
+export * from './apply.js';

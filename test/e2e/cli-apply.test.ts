@@ -1,0 +1,86 @@
+/**
+ * The declarative loop end to end on real databases (old → new): apply
+ * converges (plan again says "No changes." with exit 0, a second apply does
+ * nothing), a new table matching include is planned, applied and its rows
+ * replicate through the worker, and a destructive change needs consent.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../harness/cli.js';
+import { diffTable, waitFor } from '../harness/compare.js';
+import { freshDatabase } from '../harness/databases.js';
+import { startCli } from '../harness/processes.js';
+import { sourceServer, targetServer } from '../harness/servers.js';
+
+const FILE = 'test/fixtures/scenarios/shop.yaml';
+
+describe('pgconvey apply', () => {
+  it('converges, picks up new tables, and replicates them', { timeout: 120_000 }, async () => {
+    const [pdb, sdb] = [await freshDatabase(sourceServer(), 'apply_p'), await freshDatabase(targetServer(), 'apply_s')];
+    const schema = `
+      CREATE TABLE public.orders (id bigserial PRIMARY KEY, total numeric);
+      CREATE TABLE public.customers (id int PRIMARY KEY, name text);
+      CREATE TABLE public.audit (event_id bigint NOT NULL, body text);`;
+    await pdb.query(schema);
+    await sdb.query(schema);
+    await pdb.query("INSERT INTO public.orders (total) SELECT g FROM generate_series(1, 500) g; INSERT INTO public.customers SELECT g, 'c' || g FROM generate_series(1, 200) g");
+    const env = { PGCONVEY_OLD_DSN: pdb.dsn, PGCONVEY_NEW_DSN: sdb.dsn };
+
+    const first = await runCli(['apply', FILE, '--auto-approve'], { env });
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    expect(first.stdout).toContain('+ capture_table:old_root:public.orders … done');
+    expect(first.stdout).toContain('Apply complete: 11 action(s).');
+
+    const again = await runCli(['plan', FILE, '--detailed-exitcode'], { env });
+    expect(again.code, again.stdout).toBe(0);
+    expect(again.stdout).toContain(`No changes. The databases match ${FILE}.`);
+    const second = await runCli(['apply', FILE, '--auto-approve'], { env });
+    expect(second.code).toBe(0);
+    expect(second.stdout).not.toContain('Apply complete');
+
+    // A new table matching include shows up, applies, and converges.
+    await pdb.query("CREATE TABLE public.invoices (id int PRIMARY KEY, amount numeric); INSERT INTO public.invoices SELECT g, g * 1.5 FROM generate_series(1, 300) g");
+    await sdb.query('CREATE TABLE public.invoices (id int PRIMARY KEY, amount numeric)');
+    const next = await runCli(['plan', FILE, '--detailed-exitcode'], { env });
+    expect(next.code).toBe(2);
+    expect(next.stdout).toContain('Plan: 2 to add, 0 to change, 0 to remove.');
+    expect((await runCli(['apply', FILE, '--auto-approve'], { env })).code).toBe(0);
+    expect((await runCli(['plan', FILE, '--detailed-exitcode'], { env })).code).toBe(0);
+
+    // The low-level ticker and worker replicate what apply set up.
+    const ticker = startCli(['engine', 'ticker', '--db', pdb.dsn, '--queue', 'shop']);
+    const worker = startCli(['engine', 'worker', '--provider', pdb.dsn, '--subscriber', sdb.dsn, '--queue', 'shop', '--consumer', 'new_leaf']);
+    try {
+      await pdb.query('INSERT INTO public.invoices VALUES (1000, 1)');
+      const p = await pdb.connect();
+      const s = await sdb.connect();
+      try {
+        await waitFor('every table copied and in sync', async () => {
+          for (const [t, k] of [['public.orders', ['id']], ['public.customers', ['id']], ['public.invoices', ['id']], ['public.audit', ['event_id']]] as const) {
+            const d = await diffTable(p, s, t, [...k]);
+            if (d.missing.length || d.extra.length) return false;
+          }
+          return true;
+        }, 60_000);
+      } finally {
+        await p.end();
+        await s.end();
+      }
+    } finally {
+      await worker.kill('SIGTERM');
+      await ticker.kill('SIGTERM');
+    }
+
+    // Removing a table from the file is destructive: refused without consent.
+    const narrowed = readFileSync(FILE, 'utf8').replace('exclude: ["public.tmp_*"]', 'exclude: ["public.tmp_*", "public.invoices"]');
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const dir = mkdtempSync('/tmp/pgconvey-apply-');
+    writeFileSync(`${dir}/shop.yaml`, narrowed);
+    const refused = await runCli(['apply', `${dir}/shop.yaml`, '--auto-approve'], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain('error destructive_not_allowed');
+    const allowed = await runCli(['apply', `${dir}/shop.yaml`, '--auto-approve', '--allow-destructive'], { env });
+    expect(allowed.code, allowed.stdout).toBe(0);
+    expect((await runCli(['plan', `${dir}/shop.yaml`, '--detailed-exitcode'], { env })).code).toBe(0);
+  });
+});
