@@ -132,9 +132,14 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     }
 
     const counter = new CopyCounter();
+    let reporting: Promise<unknown> | undefined;
     const report = () => {
       options.onProgress?.({ schema, table, rows: counter.rows, bytes: counter.bytes, rowsExpected, startedAt: started });
-      void progress.query(`UPDATE pgconvey.subscriber_table SET rows_copied = $1, bytes_copied = $2, rows_expected = $3 WHERE ${where}`, [counter.rows, counter.bytes, rowsExpected]).catch(() => undefined);
+      if (reporting) return; // the previous update is still on its way
+      reporting = progress
+        .query(`UPDATE pgconvey.subscriber_table SET rows_copied = $1, bytes_copied = $2, rows_expected = $3 WHERE ${where}`, [counter.rows, counter.bytes, rowsExpected])
+        .catch(() => undefined)
+        .finally(() => (reporting = undefined));
     };
     timer = setInterval(report, options.progressEveryMs ?? 1000);
     await pipeline(
@@ -144,6 +149,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     );
     clearInterval(timer);
     timer = undefined;
+    await reporting;
     for (const ix of indexes.rows) await target.query(ix.def);
     await target.query(
       `UPDATE pgconvey.subscriber_table SET state = 'catching-up', state_since = now(), copy_snapshot = $1, copy_tick = $2,
