@@ -5,14 +5,9 @@
  */
 import { createInterface } from 'node:readline/promises';
 import { Args, Command, Flags } from '@oclif/core';
-import { introspectDatabases } from '../catalog/index.js';
-import { loadDesiredState } from '../config/index.js';
-import { ConnectionError } from '../db/index.js';
-import { ENGINE_VERSION } from '../engine/index.js';
 import { ApplyLockedError, executePlan } from '../executor/index.js';
-import { scrubSecrets } from '../kernel/index.js';
-import { buildPlan } from '../planner/index.js';
-import { renderDiagnostics, renderPlanHuman } from '../render/index.js';
+import { renderPlanHuman } from '../render/index.js';
+import { planFile, printConnectionError } from './shared/plan-file.js';
 
 export default class Apply extends Command {
   static override summary = 'Make the databases match FILE: plan, confirm, run the actions.';
@@ -27,15 +22,9 @@ export default class Apply extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Apply);
-    const loaded = await loadDesiredState(args.file);
-    const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
-    if (!loaded.state) {
-      print(renderDiagnostics(loaded.diagnostics));
-      return this.exit(1);
-    }
-    const state = loaded.state;
+    const { print, state, plan } = await planFile(args.file);
+    if (!state || !plan) return this.exit(1);
     try {
-      const plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION });
       print(renderPlanHuman(plan, args.file));
       if (plan.errored) return this.exit(1);
       if (!plan.actions.length) return;
@@ -60,14 +49,11 @@ export default class Apply extends Command {
       await executePlan(state, plan, {
         onStart: (a) => process.stdout.write(`  ${a.change === 'delete' ? '-' : a.change === 'update' ? '~' : '+'} ${a.id} … `),
         onDone: (_a, ms) => process.stdout.write(`done (${ms} ms)\n`),
-        onFailed: (_a, err) => process.stdout.write(`failed: ${scrubSecrets(String((err as Error).message ?? err), loaded.secrets)}\n`),
+        onFailed: (_a, err) => print(`failed: ${String((err as Error).message ?? err)}`),
       });
       print(`\nApply complete: ${plan.actions.length} action(s).`);
     } catch (err) {
-      if (err instanceof ConnectionError) {
-        print(`error ${err.code}: ${err.message}\n    hint: ${err.hint}`);
-        return this.exit(1);
-      }
+      if (printConnectionError(print, err)) return this.exit(1);
       if (err instanceof ApplyLockedError) {
         print(`error apply_locked: ${err.message}\n    hint: wait for it to finish, then run apply again`);
         return this.exit(1);

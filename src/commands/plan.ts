@@ -5,13 +5,8 @@
  * 2 for changes.
  */
 import { Args, Command, Flags } from '@oclif/core';
-import { introspectDatabases } from '../catalog/index.js';
-import { loadDesiredState } from '../config/index.js';
-import { ConnectionError } from '../db/index.js';
-import { ENGINE_VERSION } from '../engine/index.js';
-import { scrubSecrets } from '../kernel/index.js';
-import { buildPlan } from '../planner/index.js';
-import { planToJson, renderDiagnostics, renderPlanHuman, renderPlanMarkdown } from '../render/index.js';
+import { planToJson, renderPlanHuman, renderPlanMarkdown } from '../render/index.js';
+import { planFile } from './shared/plan-file.js';
 
 export default class Plan extends Command {
   static override summary = 'Show what apply would change to make the databases match FILE.';
@@ -31,24 +26,8 @@ export default class Plan extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Plan);
-    const loaded = await loadDesiredState(args.file);
-    const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
-    if (!loaded.state) {
-      print(renderDiagnostics(loaded.diagnostics));
-      this.exit(1);
-      return;
-    }
-    let catalogs;
-    try {
-      catalogs = await introspectDatabases(loaded.state.databases);
-    } catch (err) {
-      if (err instanceof ConnectionError) {
-        print(`error ${err.code}: ${err.message}\n    hint: ${err.hint}`);
-        this.exit(1);
-      }
-      throw err;
-    }
-    const plan = buildPlan({ state: loaded.state, catalogs, engineVersion: ENGINE_VERSION });
+    const { print, plan } = await planFile(args.file);
+    if (!plan) return this.exit(1);
     if (flags.json) print(JSON.stringify(planToJson(plan, args.file), null, 2));
     else if (flags.markdown) print(renderPlanMarkdown(plan, args.file));
     else print(renderPlanHuman(plan, args.file));
