@@ -17,6 +17,7 @@ const FORBIDDEN: Record<string, string[]> = {
   daemons: ['planner', 'executor', 'commands', 'embedded', '@oclif/core'],
   render: ['catalog/introspect', 'executor', 'engine', 'daemons', 'commands', 'db', 'embedded', 'pg', '@oclif/core'],
   db: ['catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
+  operations: ['planner', 'executor', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
   embedded: ['kernel', 'config', 'catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', '@oclif/core', 'chalk'],
 };
 
