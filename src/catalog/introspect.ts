@@ -58,6 +58,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     serverVersionNum: versionNum,
     serverVersion: server.version,
     database: server.database,
+    identity: { databaseOid: Number(server.database_oid), systemIdentifier: server.system_identifier },
     privileges: { user: server.user, superuser: server.superuser, canCreateSchema: server.can_create_schema, canSetReplicationRole },
     tables: [...tables.values()],
     sequences: (await client.query(Q.SEQUENCES_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name, owner: r.owner })),

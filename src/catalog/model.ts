@@ -84,6 +84,8 @@ export interface NodeCatalog {
   serverVersionNum: number;
   serverVersion: string;
   database: string;
+  /** What tells this database apart from another of the same name: a saved plan is only applied where it was made. */
+  identity: { databaseOid: number; systemIdentifier: string | null };
   privileges: PrivilegeInfo;
   tables: TableInfo[];
   sequences: SequenceInfo[];

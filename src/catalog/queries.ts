@@ -4,14 +4,17 @@
  * pgconvey's own.
  */
 
-/** Server version, database and the connecting role's rights that matter. */
+/** Server version, database (with what identifies it: its oid and the cluster's system identifier, when readable) and the connecting role's rights that matter. */
 export const SERVER_SQL = `
   SELECT current_setting('server_version_num')::int AS version_num,
          current_setting('server_version') AS version,
          current_database() AS database,
          current_user AS "user",
          r.rolsuper AS superuser,
-         pg_catalog.has_database_privilege(current_database(), 'CREATE') AS can_create_schema
+         pg_catalog.has_database_privilege(current_database(), 'CREATE') AS can_create_schema,
+         (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database()) AS database_oid,
+         CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+              THEN (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s) END AS system_identifier
     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`;
 
 /** Whether the role may SET session_replication_role: superuser, or GRANT SET (PG 15+). */

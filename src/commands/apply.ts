@@ -1,20 +1,26 @@
 /**
- * `pgconvey apply FILE` — plans, shows the plan, asks (unless --auto-approve),
- * and runs the actions in order with progress. Every action is idempotent:
- * an apply that died half way is finished by running it again.
+ * `pgconvey apply FILE|PLANFILE` — plans (or takes a saved plan, refused when
+ * made for other databases or stale), shows the plan, asks (unless
+ * --auto-approve or a saved plan, which was reviewed already), and runs the
+ * actions in order with progress. Every action is idempotent: an apply that
+ * died half way is finished by running it again.
  */
 import { createInterface } from 'node:readline/promises';
 import { Args, Command, Flags } from '@oclif/core';
 import { ApplyLockedError, executePlan } from '../executor/index.js';
 import { renderPlanHuman } from '../render/index.js';
-import { planFile, printConnectionError } from './shared/plan-file.js';
+import { planFile, planFromSaved, printKnownError, readSavedPlan } from './shared/plan-file.js';
 
 export default class Apply extends Command {
-  static override summary = 'Make the databases match FILE: plan, confirm, run the actions.';
+  static override summary = 'Make the databases match FILE (plan, confirm, run the actions), or run a saved PLANFILE.';
   static override description =
-    'Makes the same plan as `pgconvey plan`, prints it and asks for "yes" (or takes --auto-approve), then runs each action in order, printing its progress. Actions that stop replicating something are destructive and need --allow-destructive when not confirmed interactively. Running apply again after a failure finishes the work; when everything matches it prints "No changes." and exits 0.';
-  static override examples = ['<%= config.bin %> apply plans/upgrade-two-node.yaml', '<%= config.bin %> apply plans/upgrade-two-node.yaml --auto-approve'];
-  static override args = { file: Args.string({ description: 'the desired-state YAML file', required: true }) };
+    'Makes the same plan as `pgconvey plan`, prints it and asks for "yes" (or takes --auto-approve), then runs each action in order, printing its progress. Actions that stop replicating something are destructive and need --allow-destructive when not confirmed interactively. Running apply again after a failure finishes the work; when everything matches it prints "No changes." and exits 0. Given a plan saved by `pgconvey plan --out`, apply runs exactly that plan without asking, after checking that it was made for these databases and that neither the file nor any catalog changed since.';
+  static override examples = [
+    '<%= config.bin %> apply plans/upgrade-two-node.yaml',
+    '<%= config.bin %> apply plans/upgrade-two-node.yaml --auto-approve',
+    '<%= config.bin %> apply upgrade.plan.json   # made by: pgconvey plan plans/upgrade-two-node.yaml --out upgrade.plan.json',
+  ];
+  static override args = { file: Args.string({ description: 'the desired-state YAML file, or a plan saved by `plan --out`', required: true }) };
   static override flags = {
     'auto-approve': Flags.boolean({ description: 'do not ask for confirmation' }),
     'allow-destructive': Flags.boolean({ description: 'allow actions that stop replicating something, without asking' }),
@@ -22,14 +28,21 @@ export default class Apply extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Apply);
-    const { print, state, plan } = await planFile(args.file);
+    let saved;
+    try {
+      saved = await readSavedPlan(args.file);
+    } catch (err) {
+      if (printKnownError((t) => process.stdout.write(`${t}\n`), err)) return this.exit(1);
+      throw err;
+    }
+    const { print, state, plan } = saved ? await planFromSaved(args.file, saved) : await planFile(args.file);
     if (!state || !plan) return this.exit(1);
     try {
-      print(renderPlanHuman(plan, args.file));
+      print(renderPlanHuman(plan, saved ? saved.file : args.file));
       if (plan.errored) return this.exit(1);
       if (!plan.actions.length) return;
       const destructive = plan.actions.filter((a) => a.destructive).length;
-      if (!flags['auto-approve']) {
+      if (!flags['auto-approve'] && !saved) {
         if (!process.stdin.isTTY) {
           print('error confirmation_needed: there is no terminal to confirm on\n    hint: review the plan, then run again with --auto-approve');
           return this.exit(1);
@@ -53,7 +66,7 @@ export default class Apply extends Command {
       });
       print(`\nApply complete: ${plan.actions.length} action(s).`);
     } catch (err) {
-      if (printConnectionError(print, err)) return this.exit(1);
+      if (printKnownError(print, err)) return this.exit(1);
       if (err instanceof ApplyLockedError) {
         print(`error apply_locked: ${err.message}\n    hint: wait for it to finish, then run apply again`);
         return this.exit(1);

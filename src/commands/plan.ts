@@ -6,7 +6,7 @@
  */
 import { Args, Command, Flags } from '@oclif/core';
 import { planToJson, renderPlanHuman, renderPlanMarkdown } from '../render/index.js';
-import { planFile } from './shared/plan-file.js';
+import { planFile, writeSavedPlan } from './shared/plan-file.js';
 
 export default class Plan extends Command {
   static override summary = 'Show what apply would change to make the databases match FILE.';
@@ -16,22 +16,30 @@ export default class Plan extends Command {
     '<%= config.bin %> plan plans/upgrade-two-node.yaml',
     '<%= config.bin %> plan plans/upgrade-two-node.yaml --markdown > plan.md',
     '<%= config.bin %> plan plans/upgrade-two-node.yaml --detailed-exitcode   # 0 no changes, 2 changes, 1 error',
+    '<%= config.bin %> plan plans/upgrade-two-node.yaml --out upgrade.plan.json   # then: pgconvey apply upgrade.plan.json',
   ];
   static override args = { file: Args.string({ description: 'the desired-state YAML file', required: true }) };
   static override flags = {
     json: Flags.boolean({ description: 'print the plan as JSON', exclusive: ['markdown'] }),
     markdown: Flags.boolean({ description: 'print the plan as markdown, for a pull-request comment', exclusive: ['json'] }),
     'detailed-exitcode': Flags.boolean({ description: 'exit 0 when there is nothing to do, 2 when there are changes, 1 on errors' }),
+    out: Flags.string({ description: 'also save the plan to this file (no secrets), for `pgconvey apply PLANFILE`; refused there if anything changed since' }),
   };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Plan);
-    const { print, plan } = await planFile(args.file);
-    if (!plan) return this.exit(1);
+    const planned = await planFile(args.file);
+    const { print, plan, state, catalogs } = planned;
+    if (!plan || !state || !catalogs) return this.exit(1);
     if (flags.json) print(JSON.stringify(planToJson(plan, args.file), null, 2));
     else if (flags.markdown) print(renderPlanMarkdown(plan, args.file));
     else print(renderPlanHuman(plan, args.file));
     if (plan.errored) this.exit(1);
+    if (flags.out) {
+      await writeSavedPlan(flags.out, { print, plan, state, catalogs });
+      // On stderr, so that --json and --markdown output stays clean.
+      process.stderr.write(`Saved the plan to ${flags.out}. Apply exactly this plan with: pgconvey apply ${flags.out}\n`);
+    }
     if (flags['detailed-exitcode'] && plan.actions.length) this.exit(2);
   }
 }

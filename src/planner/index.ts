@@ -9,3 +9,4 @@
 export * from './action.js';
 export * from './plan.js';
 export * from './build.js';
+export * from './saved-plan.js';

@@ -2,56 +2,9 @@
  * The planner on plain data: fresh setup, convergence, a new table, keys,
  * missing tables and columns, removals, branches, determinism.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { NodeCatalog, TableInfo } from '../../../src/catalog/index.js';
-import { loadDesiredStateFromText, type DesiredState } from '../../../src/config/index.js';
 import { buildPlan } from '../../../src/planner/index.js';
-
-/** The scenario's fresh-setup actions: the same on plain data and on real catalogs (twin path). */
-const FRESH_ACTIONS = JSON.parse(readFileSync('test/fixtures/scenarios/shop.fresh.actions.json', 'utf8')) as string[];
-
-const FILE = readFileSync('test/fixtures/scenarios/shop.yaml', 'utf8');
-const ENV = { PGCONVEY_OLD_DSN: 'host=old dbname=shop', PGCONVEY_NEW_DSN: 'host=new dbname=shop' };
-
-function state(text = FILE): DesiredState {
-  const r = loadDesiredStateFromText('shop.yaml', text, ENV);
-  if (!r.state) throw new Error(JSON.stringify(r.diagnostics));
-  return r.state;
-}
-
-function table(name: string, columns: string[], primaryKey: string[] = ['id'], extra: Partial<TableInfo> = {}): TableInfo {
-  return {
-    schema: 'public',
-    name,
-    kind: 'r',
-    partitionOf: null,
-    owner: 'app',
-    columns: columns.map((c) => ({ name: c, type: c === 'id' || c === 'event_id' ? 'bigint' : 'text', notNull: c === 'id' || c === 'event_id', generated: '', hasDefault: false })),
-    primaryKey,
-    uniqueNotNull: [],
-    estimatedRows: 10,
-    bytes: 8192,
-    triggers: [],
-    ...extra,
-  };
-}
-
-function catalog(version: number, tables: TableInfo[], extra: Partial<NodeCatalog> = {}): NodeCatalog {
-  return {
-    serverVersionNum: version * 10000,
-    serverVersion: `${version}.0`,
-    database: 'shop',
-    privileges: { user: 'postgres', superuser: true, canCreateSchema: true, canSetReplicationRole: true },
-    tables: structuredClone(tables),
-    sequences: [{ schema: 'public', name: 'orders_id_seq', owner: 'app' }],
-    roles: [{ name: 'postgres', canLogin: true, superuser: true, memberOf: [] }, { name: 'app', canLogin: true, superuser: false, memberOf: [] }],
-    engine: null,
-    ...extra,
-  };
-}
-
-const TABLES = [table('orders', ['id', 'total']), table('customers', ['id', 'name']), table('audit', ['event_id', 'body'], []), table('tmp_scratch', ['id'])];
+import { FILE, FRESH_ACTIONS, TABLES, catalog, state, table } from './fixtures.js';
 
 describe('planner', () => {
   it('plans a fresh setup in dependency order', () => {

@@ -1,0 +1,136 @@
+/**
+ * Saved plans (`plan --out`): the plan together with what it was made from —
+ * a fingerprint of the desired state (without passwords), and for every
+ * database what identifies it and a fingerprint of the parts of its catalog
+ * the planner reads. `verifySavedPlan` tells whether a saved plan may still
+ * be applied: refused when made for other databases, or stale when the file,
+ * a catalog or the engine version changed since. Pure: no I/O, no secrets.
+ */
+import { createHash } from 'node:crypto';
+import type { NodeCatalog } from '../catalog/model.js';
+import type { DesiredState } from '../config/index.js';
+import type { Plan } from './plan.js';
+
+export const SAVED_PLAN_FORMAT = 'pgconvey-plan';
+export const SAVED_PLAN_VERSION = 1;
+
+export interface SavedDatabase {
+  name: string;
+  /** `user@host:port/dbname`, never a password. */
+  display: string;
+  serverVersion: string;
+  databaseOid: number;
+  systemIdentifier: string | null;
+  /** sha256 of the plan-relevant catalog (see `fingerprintCatalog`). */
+  fingerprint: string;
+}
+
+export interface SavedPlan {
+  format: typeof SAVED_PLAN_FORMAT;
+  version: number;
+  createdAt: string;
+  /** The desired-state file, as given to `plan`. */
+  file: string;
+  /** sha256 of the normalised desired state, passwords left out. */
+  stateFingerprint: string;
+  engineVersion: number;
+  databases: SavedDatabase[];
+  plan: Plan;
+}
+
+export type SavedPlanProblem =
+  | { code: 'plan_for_other_databases'; message: string; hint: string }
+  | { code: 'plan_stale'; message: string; hint: string };
+
+export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<Record<string, NodeCatalog>>; engineVersion: number; plan: Plan; now: Date }): SavedPlan {
+  return {
+    format: SAVED_PLAN_FORMAT,
+    version: SAVED_PLAN_VERSION,
+    createdAt: input.now.toISOString(),
+    file: input.state.file,
+    stateFingerprint: fingerprintState(input.state),
+    engineVersion: input.engineVersion,
+    databases: input.state.databases.map((d) => {
+      const c = input.catalogs[d.name]!;
+      return {
+        name: d.name,
+        display: d.display,
+        serverVersion: c.serverVersion,
+        databaseOid: c.identity.databaseOid,
+        systemIdentifier: c.identity.systemIdentifier,
+        fingerprint: fingerprintCatalog(c),
+      };
+    }),
+    plan: input.plan,
+  };
+}
+
+/** Why the saved plan must not be applied to these databases now, or null when it may. */
+export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs: Readonly<Record<string, NodeCatalog>>, engineVersion: number): SavedPlanProblem | null {
+  const foreign: string[] = [];
+  const names = new Set(state.databases.map((d) => d.name));
+  for (const d of saved.databases) if (!names.has(d.name)) foreign.push(`database "${d.name}" is not in the file any more`);
+  for (const d of state.databases) {
+    const s = saved.databases.find((x) => x.name === d.name);
+    const c = catalogs[d.name]!;
+    if (!s) foreign.push(`database "${d.name}" was not in the file when the plan was made`);
+    else if (s.display !== d.display) foreign.push(`database "${d.name}" is ${d.display}, the plan was made for ${s.display}`);
+    else if (s.databaseOid !== c.identity.databaseOid || (s.systemIdentifier && c.identity.systemIdentifier && s.systemIdentifier !== c.identity.systemIdentifier)) {
+      foreign.push(`database "${d.name}" at ${d.display} is not the one the plan was made for (it was dropped and created again, or another server answers there)`);
+    }
+  }
+  if (foreign.length) {
+    return { code: 'plan_for_other_databases', message: `the saved plan was made for other databases: ${foreign.join('; ')}`, hint: 'make a new plan for these databases: pgconvey plan FILE --out PLANFILE' };
+  }
+  const changed: string[] = [];
+  if (saved.engineVersion !== engineVersion) changed.push(`it was made for engine version ${saved.engineVersion}, this pgconvey installs ${engineVersion}`);
+  if (saved.stateFingerprint !== fingerprintState(state)) changed.push(`${state.file} changed`);
+  for (const d of saved.databases) {
+    if (fingerprintCatalog(catalogs[d.name]!) !== d.fingerprint) changed.push(`the catalog of database "${d.name}" changed`);
+  }
+  if (changed.length) {
+    return { code: 'plan_stale', message: `the saved plan is stale: ${changed.join('; ')} since it was made (${saved.createdAt})`, hint: 'review a new plan: pgconvey plan FILE --out PLANFILE, then apply that' };
+  }
+  return null;
+}
+
+/**
+ * sha256 of what the planner reads from a catalog, leaving out what moves on
+ * its own (row estimates, sizes, tick positions, copy states), so a plan
+ * stays valid while replication runs but not after a schema or engine change.
+ */
+export function fingerprintCatalog(c: NodeCatalog): string {
+  return sha256({
+    serverVersionNum: c.serverVersionNum,
+    database: c.database,
+    privileges: c.privileges,
+    tables: c.tables.map(({ estimatedRows: _rows, bytes: _bytes, ...t }) => t),
+    sequences: c.sequences,
+    roles: c.roles,
+    engine: c.engine && {
+      version: c.engine.version,
+      queues: c.engine.queues.map((q) => ({ name: q.name, consumers: q.consumers.map((x) => x.name), tables: q.tables, sequences: q.sequences })),
+      subscriptions: c.engine.subscriptions.map((s) => ({ queue: s.queue, consumer: s.consumer, tables: s.tables.map((t) => [t.schema, t.name]) })),
+    },
+  });
+}
+
+/** sha256 of the desired state without its passwords and without the path it was read from. */
+export function fingerprintState(state: DesiredState): string {
+  return sha256({ ...state, file: null, databases: state.databases.map((d) => ({ ...d, connection: { ...d.connection, password: undefined } })) });
+}
+
+function sha256(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
+}
+
+/** JSON with object keys sorted, so equal data always hashes the same. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof RegExp)
+      ? Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
+      : v instanceof RegExp
+        ? v.source
+        : v,
+  );
+}
