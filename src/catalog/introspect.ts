@@ -62,7 +62,13 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     privileges: { user: server.user, superuser: server.superuser, canCreateSchema: server.can_create_schema, canSetReplicationRole },
     tables: [...tables.values()],
     sequences: (await client.query(Q.SEQUENCES_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name, owner: r.owner })),
-    roles: (await client.query(Q.ROLES_SQL)).rows.map((r) => ({ name: r.name, canLogin: r.can_login, superuser: r.superuser, memberOf: r.member_of })),
+    roles: (await client.query(Q.ROLES_SQL)).rows.map((r) => ({
+      name: r.name,
+      canLogin: r.can_login,
+      superuser: r.superuser,
+      attributes: { inherit: r.inherit, createRole: r.create_role, createDb: r.create_db, replication: r.replication, bypassRls: r.bypass_rls, connectionLimit: r.connection_limit },
+      memberOf: r.member_of,
+    })),
     engine: await readEngine(client),
   };
 }

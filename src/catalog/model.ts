@@ -44,6 +44,8 @@ export interface RoleInfo {
   name: string;
   canLogin: boolean;
   superuser: boolean;
+  /** The rest of what CREATE ROLE sets (passwords are not read: only a superuser may). */
+  attributes: { inherit: boolean; createRole: boolean; createDb: boolean; replication: boolean; bypassRls: boolean; connectionLimit: number };
   /** Roles this role is a member of. */
   memberOf: string[];
 }

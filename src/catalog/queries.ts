@@ -73,6 +73,8 @@ export const SEQUENCES_SQL = `
 /** Roles other than the built-in pg_* ones, with their memberships. */
 export const ROLES_SQL = `
   SELECT r.rolname AS name, r.rolcanlogin AS can_login, r.rolsuper AS superuser,
+         r.rolinherit AS inherit, r.rolcreaterole AS create_role, r.rolcreatedb AS create_db,
+         r.rolreplication AS replication, r.rolbypassrls AS bypass_rls, r.rolconnlimit AS connection_limit,
          array(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
                 WHERE m.member = r.oid ORDER BY 1) AS member_of
     FROM pg_catalog.pg_roles r WHERE r.rolname NOT LIKE 'pg\\_%'

@@ -5,11 +5,15 @@
  * Every action calls an idempotent engine function, so an apply that died
  * half way is finished by running it again. Progress goes through hooks.
  */
+import format from 'pg-format';
 import type pg from 'pg';
+import type { RoleInfo } from '../catalog/index.js';
+import type { ConnectionSpec } from '../config/connection.js';
 import type { DesiredState } from '../config/index.js';
 import { connect } from '../db/index.js';
 import * as engine from '../engine/index.js';
 import type { Action, Plan } from '../planner/index.js';
+import { dumpTableDefinitions, type TableName } from './pg-dump.js';
 
 export interface ExecutorHooks {
   onStart?(action: Action): void;
@@ -64,9 +68,9 @@ export async function executePlan(state: DesiredState, plan: Plan, hooks: Execut
   }
 }
 
-/** The root database of an action's queue, when the action needs it too (subscribing). */
+/** The root database of an action's queue, when the action needs it too (subscribing, copying roles or tables). */
 function providerOf(state: DesiredState, action: Action): string[] {
-  if (action.kind !== 'subscribe') return [];
+  if (action.kind !== 'subscribe' && action.kind !== 'create_role' && action.kind !== 'copy_schema') return [];
   const queue = state.queues.find((q) => q.name === action.queue)!;
   return [queue.nodes.find((n) => n.type === 'root')!.database];
 }
@@ -76,6 +80,18 @@ async function runAction(state: DesiredState, a: Action, db: (name: string) => p
   const p = a.params as Record<string, string & string[]>;
   const queue = a.queue ? state.queues.find((q) => q.name === a.queue) : undefined;
   switch (a.kind) {
+    case 'create_role':
+      await createRole(db(providerOf(state, a)[0]!), c, a.params.role as RoleInfo);
+      return;
+    case 'grant_role':
+      await c.query(format('GRANT %I TO %I', p.parent, p.member));
+      return;
+    case 'copy_schema': {
+      const provider = state.databases.find((d) => d.name === providerOf(state, a)[0])!;
+      const subscriber = state.databases.find((d) => d.name === a.database)!;
+      await copySchema(p.pgDump, provider.connection, subscriber.connection, a.params.tables as TableName[], db(provider.name), c);
+      return;
+    }
     case 'install_engine':
     case 'upgrade_engine':
       await engine.installEngine(c);
@@ -114,3 +130,77 @@ async function runAction(state: DesiredState, a: Action, db: (name: string) => p
       return;
   }
 }
+
+/** Creates a role as on the provider (unless it exists by now), with its password hash when the provider lets us read it. */
+async function createRole(provider: pg.Client, subscriber: pg.Client, role: RoleInfo): Promise<void> {
+  const exists = await subscriber.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [role.name]);
+  if (exists.rowCount) return;
+  const a = role.attributes;
+  const flag = (on: boolean, word: string) => (on ? word : `NO${word}`);
+  const options = [
+    flag(role.canLogin, 'LOGIN'),
+    flag(role.superuser, 'SUPERUSER'),
+    flag(a.inherit, 'INHERIT'),
+    flag(a.createRole, 'CREATEROLE'),
+    flag(a.createDb, 'CREATEDB'),
+    flag(a.replication, 'REPLICATION'),
+    flag(a.bypassRls, 'BYPASSRLS'),
+    `CONNECTION LIMIT ${Number(a.connectionLimit)}`,
+  ];
+  await subscriber.query(format(`CREATE ROLE %I WITH ${options.join(' ')}`, role.name));
+  const superuser = (await provider.query<{ s: boolean }>('SELECT rolsuper AS s FROM pg_catalog.pg_roles WHERE rolname = current_user')).rows[0]!.s;
+  if (!superuser || !role.canLogin) return;
+  const hash = (await provider.query<{ h: string | null }>('SELECT rolpassword AS h FROM pg_catalog.pg_authid WHERE rolname = $1', [role.name])).rows[0]?.h;
+  // A stored SCRAM or md5 hash is taken as is by ALTER ROLE … PASSWORD; the password itself is never seen.
+  if (hash) await subscriber.query(format('ALTER ROLE %I PASSWORD %L', role.name, hash));
+}
+
+/** Creates the tables still missing on the subscriber from the provider's definitions, in one transaction. */
+async function copySchema(
+  pgDump: string,
+  providerSpec: ConnectionSpec,
+  subscriberSpec: ConnectionSpec,
+  tables: TableName[],
+  provider: pg.Client,
+  subscriber: pg.Client,
+): Promise<void> {
+  const { rows } = await subscriber.query<{ s: string; t: string }>(
+    'SELECT x.s, x.t FROM unnest($1::text[], $2::text[]) AS x(s, t) WHERE to_regclass(format(\'%I.%I\', x.s, x.t)) IS NULL',
+    [tables.map((t) => t.schema), tables.map((t) => t.table)],
+  );
+  if (!rows.length) return;
+  const sql = await dumpTableDefinitions(pgDump, providerSpec, rows.map((r) => ({ schema: r.s, table: r.t })));
+  const schemas = await schemaDefinitions(provider, subscriber, [...new Set(rows.map((r) => r.s))]);
+  // pg_dump's script changes session settings (search_path…): run it on a connection of its own.
+  const target = await connect(subscriberSpec, 'copy_schema');
+  try {
+    await target.query('BEGIN');
+    for (const statement of schemas) await target.query(statement);
+    await target.query(sql);
+    await target.query('COMMIT');
+  } catch (err) {
+    await target.query('ROLLBACK').catch(() => undefined);
+    throw new Error(`creating ${rows.map((r) => `${r.s}.${r.t}`).join(', ')} from the provider's definitions failed: ${(err as Error).message}`);
+  } finally {
+    await target.end();
+  }
+}
+
+/** CREATE SCHEMA and GRANT statements for the schemas missing on the subscriber, with the provider's owner and privileges. */
+async function schemaDefinitions(provider: pg.Client, subscriber: pg.Client, schemas: string[]): Promise<string[]> {
+  const present = new Set((await subscriber.query<{ n: string }>('SELECT nspname AS n FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)', [schemas])).rows.map((r) => r.n));
+  const { rows } = await provider.query<{ schema: string; owner: string; grantee: string | null; privilege: string | null }>(
+    `SELECT n.nspname AS schema, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
+            CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, a.privilege_type AS privilege
+       FROM pg_catalog.pg_namespace n LEFT JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a ON a.grantee <> n.nspowner
+      WHERE n.nspname = ANY($1) ORDER BY 1, 3, 4`,
+    [schemas.filter((x) => !present.has(x))],
+  );
+  const out: string[] = [];
+  for (const r of rows) {
+    if (!out.some((s) => s.startsWith(format('CREATE SCHEMA %I ', r.schema)))) out.push(format('CREATE SCHEMA %I AUTHORIZATION %I', r.schema, r.owner));
+    if (r.privilege) out.push(format(`GRANT ${r.privilege === 'CREATE' ? 'CREATE' : 'USAGE'} ON SCHEMA %I TO ${r.grantee === null ? 'PUBLIC' : '%I'}`, r.schema, ...(r.grantee === null ? [] : [r.grantee])));
+  }
+  return out;
+}
+

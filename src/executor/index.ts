@@ -7,3 +7,4 @@
  * Must not import: render, commands, daemons, `@oclif/core`, `chalk`.
  */
 export * from './apply.js';
+export * from './pg-dump.js';

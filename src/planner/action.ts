@@ -6,6 +6,9 @@
  */
 
 export const ACTION_KINDS = [
+  'create_role',
+  'grant_role',
+  'copy_schema',
   'install_engine',
   'upgrade_engine',
   'create_queue',

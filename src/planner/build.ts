@@ -17,6 +17,14 @@ export interface PlanInput {
   catalogs: Readonly<Record<string, NodeCatalog>>;
   /** The engine version this pgconvey installs. */
   engineVersion: number;
+  /** Local tools found by the caller; `prepare.schema: copy` needs pg_dump. */
+  tools?: { pgDump: PgDumpTool | null };
+}
+
+export interface PgDumpTool {
+  path: string;
+  major: number;
+  version: string;
 }
 
 const qualified = (schema: string, name: string) => `${schema}.${name}`;
@@ -112,9 +120,10 @@ export function buildPlan(input: PlanInput): Plan {
           `queues.${queue.name}.nodes.${leaf.name}`,
         );
       }
-      const missingRoles = [...new Set(tables.map((t) => t.table.owner))].filter((r) => !sub.roles.some((x) => x.name === r)).sort();
-      if (missingRoles.length) {
-        check('warning', 'roles_missing_on_subscriber', `node "${leaf.name}" lacks the role(s) ${missingRoles.join(', ')} that own replicated tables on the provider`, 'create them on the subscriber, or set prepare.roles: copy', `queues.${queue.name}.nodes.${leaf.name}`);
+      const missingOwners = [...new Set(tables.map((t) => t.table.owner))].filter((r) => !sub.roles.some((x) => x.name === r)).sort();
+      const roleIds = input.state.prepare.roles === 'copy' ? planRoles(queue, leaf, rootCatalog, sub, add, check) : [];
+      if (missingOwners.length && input.state.prepare.roles !== 'copy') {
+        check('warning', 'roles_missing_on_subscriber', `node "${leaf.name}" lacks the role(s) ${missingOwners.join(', ')} that own replicated tables on the provider`, 'create them on the subscriber, or set prepare.roles: copy', `queues.${queue.name}.nodes.${leaf.name}`);
       }
       const subscription = sub.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === leaf.name);
       const subscribe = subscription
@@ -126,11 +135,23 @@ export function buildPlan(input: PlanInput): Plan {
             params: { provider: root.name, consumer: leaf.name },
           });
       const subscribed = new Set((subscription?.tables ?? []).map((t) => qualified(t.schema, t.name)));
+      const absent = tables.filter(({ table }) => !sub.tables.some((t) => t.schema === table.schema && t.name === table.name)).map((t) => t.table);
+      const copySchema = input.state.prepare.schema === 'copy' && absent.length ? planSchemaCopy(input, queue, leaf, rootCatalog, absent, missingOwners, roleIds, add, check) : null;
       for (const { table } of tables) {
         const name = qualified(table.schema, table.name);
         const there = sub.tables.find((t) => t.schema === table.schema && t.name === table.name);
         if (!there) {
-          check('error', 'table_missing_on_subscriber', `table ${name} does not exist on node "${leaf.name}"`, 'create it there (pg_dump --schema-only), or set prepare.schema: copy', `queues.${queue.name}.nodes.${leaf.name}`);
+          if (input.state.prepare.schema !== 'copy') {
+            check('error', 'table_missing_on_subscriber', `table ${name} does not exist on node "${leaf.name}"`, 'create it there (pg_dump --schema-only), or set prepare.schema: copy', `queues.${queue.name}.nodes.${leaf.name}`);
+          } else if (copySchema) {
+            add('add_subscriber_table', 'create', leaf, {
+              queue: queue.name,
+              object: name,
+              reason: 'it is captured on the provider and not yet copied here',
+              dependsOn: [...(subscribe ? [subscribe] : []), copySchema, ...(captureIds.has(name) ? [captureIds.get(name)!] : [])],
+              params: { schema: table.schema, table: table.name, consumer: leaf.name },
+            });
+          }
           continue;
         }
         const shipped = table.columns.filter((c) => c.generated === '');
@@ -178,6 +199,79 @@ export function buildPlan(input: PlanInput): Plan {
     },
     errored: hasErrors(checks),
   };
+}
+
+type AddAction = (kind: ActionKind, change: Change, node: NodeSpec, rest: Partial<Action> & { reason: string }) => string;
+type AddCheck = (severity: Diagnostic['severity'], code: string, message: string, hint: string, path?: string) => void;
+
+/**
+ * prepare.roles: copy — the provider's roles missing on the subscriber, and
+ * memberships the subscriber lacks; returns the action ids.
+ */
+function planRoles(queue: QueueSpec, leaf: NodeSpec, root: NodeCatalog, sub: NodeCatalog, add: AddAction, check: AddCheck): string[] {
+  const ids: string[] = [];
+  const dbNode = { ...leaf, name: `db:${leaf.database}` };
+  const created: string[] = [];
+  for (const role of root.roles) {
+    if (sub.roles.some((r) => r.name === role.name)) continue;
+    created.push(role.name);
+    ids.push(add('create_role', 'create', dbNode, { queue: queue.name, object: role.name, reason: `role "${role.name}" exists on the provider and not on this server`, params: { role } }));
+  }
+  for (const role of root.roles) {
+    const there = sub.roles.find((r) => r.name === role.name);
+    for (const parent of role.memberOf) {
+      if (there?.memberOf.includes(parent)) continue;
+      const deps = [role.name, parent].filter((n) => created.includes(n)).map((n) => `create_role:${dbNode.name}:${n}`);
+      ids.push(add('grant_role', 'create', dbNode, { queue: queue.name, object: `${role.name}:${parent}`, reason: `on the provider "${role.name}" is a member of "${parent}"`, dependsOn: deps, params: { member: role.name, parent } }));
+    }
+  }
+  const withoutPassword = created.filter((n) => root.roles.find((r) => r.name === n)!.canLogin);
+  if (withoutPassword.length && !root.privileges.superuser) {
+    check('warning', 'role_passwords_not_copied', `login role(s) ${withoutPassword.join(', ')} will be created on node "${leaf.name}" without a password: only a superuser may read password hashes on the provider`, 'connect to the provider as a superuser to copy them, or set them afterwards with ALTER ROLE … PASSWORD', `prepare.roles`);
+  }
+  return ids;
+}
+
+/**
+ * prepare.schema: copy — one action creating the tables missing on the
+ * subscriber from the provider's definitions with pg_dump, which must be
+ * at least as new as the provider; returns its id, or null when it cannot.
+ */
+function planSchemaCopy(
+  input: PlanInput,
+  queue: QueueSpec,
+  leaf: NodeSpec,
+  root: NodeCatalog,
+  absent: TableInfo[],
+  missingOwners: string[],
+  roleIds: string[],
+  add: AddAction,
+  check: AddCheck,
+): string | null {
+  const needed = Math.floor(root.serverVersionNum / 10000);
+  const pgDump = input.tools?.pgDump ?? null;
+  const names = absent.map((t) => qualified(t.schema, t.name));
+  if (!pgDump || pgDump.major < needed) {
+    check(
+      'error',
+      pgDump ? 'pg_dump_too_old' : 'pg_dump_not_found',
+      `prepare.schema: copy needs pg_dump of PostgreSQL ${needed} or newer to create ${names.join(', ')} on node "${leaf.name}"; ${pgDump ? `found ${pgDump.version} at ${pgDump.path}` : 'none was found'}`,
+      `install the PostgreSQL ${needed}+ client tools (e.g. apt-get install postgresql-client-${Math.max(needed, 15)}), or point PGCONVEY_PG_DUMP at a pg_dump`,
+      'prepare.schema',
+    );
+    return null;
+  }
+  const owners = missingOwners.filter((o) => absent.some((t) => t.owner === o));
+  if (owners.length && input.state.prepare.roles !== 'copy') {
+    check('error', 'roles_missing_for_schema_copy', `the tables to create on node "${leaf.name}" are owned by role(s) ${owners.join(', ')}, which do not exist there`, 'create the roles there, or set prepare.roles: copy', 'prepare.schema');
+    return null;
+  }
+  return add('copy_schema', 'create', leaf, {
+    queue: queue.name,
+    reason: `table(s) ${names.join(', ')} do not exist here; pg_dump ${pgDump.version} creates them from the provider's definitions`,
+    dependsOn: roleIds,
+    params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), pgDump: pgDump.path, consumer: leaf.name },
+  });
 }
 
 /** Install or upgrade the engine on a node's database when needed; returns the action id, if any. */

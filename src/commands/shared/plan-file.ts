@@ -11,6 +11,7 @@ import { introspectDatabases } from '../../catalog/index.js';
 import { loadDesiredState, type DesiredState } from '../../config/index.js';
 import { ConnectionError } from '../../db/index.js';
 import { ENGINE_VERSION } from '../../engine/index.js';
+import { findPgDump } from '../../executor/index.js';
 import { scrubSecrets } from '../../kernel/index.js';
 import { SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, buildPlan, makeSavedPlan, verifySavedPlan, type Plan, type SavedPlan } from '../../planner/index.js';
 import { renderDiagnostics } from '../../render/index.js';
@@ -33,7 +34,8 @@ export async function planFile(file: string): Promise<PlannedFile> {
   }
   try {
     const catalogs = await introspectDatabases(loaded.state.databases);
-    return { print, state: loaded.state, catalogs, plan: buildPlan({ state: loaded.state, catalogs, engineVersion: ENGINE_VERSION }) };
+    const tools = { pgDump: loaded.state.prepare.schema === 'copy' ? await findPgDump() : null };
+    return { print, state: loaded.state, catalogs, plan: buildPlan({ state: loaded.state, catalogs, engineVersion: ENGINE_VERSION, tools }) };
   } catch (err) {
     if (!printKnownError(print, err)) throw err;
     return { print };

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildPlan } from '../../../src/planner/index.js';
-import { FILE, FRESH_ACTIONS, TABLES, catalog, state, table } from './fixtures.js';
+import { FILE, FRESH_ACTIONS, TABLES, catalog, role, state, table } from './fixtures.js';
 
 describe('planner', () => {
   it('plans a fresh setup in dependency order', () => {
@@ -88,6 +88,45 @@ describe('planner', () => {
     catalogs.new.privileges = { user: 'mover', superuser: false, canCreateSchema: true, canSetReplicationRole: false };
     const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
     expect(plan.checks).toEqual([expect.objectContaining({ code: 'cannot_set_replication_role', hint: 'GRANT SET ON PARAMETER session_replication_role TO mover;' })]);
+  });
+
+  const PREPARE = FILE.replace('queues:', 'prepare: { roles: copy, schema: copy }\nqueues:');
+
+  it('with prepare.roles: copy, creates the missing roles and memberships instead of warning', () => {
+    const catalogs = converged();
+    catalogs.old.roles.push(role('app_ro', { canLogin: false }), role('alice', { memberOf: ['app', 'app_ro'] }));
+    catalogs.new.roles = catalogs.new.roles.filter((r) => r.name !== 'app');
+    catalogs.new.roles.push(role('alice'));
+    const plan = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3 });
+    expect(plan.checks).toEqual([]);
+    expect(plan.actions.map((a) => `${a.id} <- ${a.dependsOn.join(',')}`)).toEqual([
+      'create_role:db:new:app <- ',
+      'create_role:db:new:app_ro <- ',
+      'grant_role:db:new:alice:app <- create_role:db:new:app',
+      'grant_role:db:new:alice:app_ro <- create_role:db:new:app_ro',
+    ]);
+    expect(plan.actions[0]!.params.role).toMatchObject({ name: 'app', canLogin: true });
+    catalogs.old.privileges = { ...catalogs.old.privileges, superuser: false };
+    expect(buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3 }).checks.map((c) => c.code)).toEqual(['role_passwords_not_copied']);
+  });
+
+  it('with prepare.schema: copy, creates missing tables with a pg_dump at least as new as the provider', () => {
+    const catalogs = converged();
+    catalogs.new.tables = catalogs.new.tables.filter((t) => t.name !== 'orders' && t.name !== 'customers');
+    const pgDump = { path: '/usr/bin/pg_dump', major: 15, version: '15.18' };
+    const plan = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump } });
+    expect(plan.checks).toEqual([]);
+    expect(plan.actions.map((a) => a.id)).toEqual(['copy_schema:new_leaf:shop', 'add_subscriber_table:new_leaf:public.customers', 'add_subscriber_table:new_leaf:public.orders']);
+    expect(plan.actions[0]!.params).toEqual({ tables: [{ schema: 'public', table: 'customers' }, { schema: 'public', table: 'orders' }], pgDump: '/usr/bin/pg_dump', consumer: 'new_leaf' });
+    expect(plan.actions[1]!.dependsOn).toContain('copy_schema:new_leaf:shop');
+    const none = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump: null } });
+    expect(none.checks.map((c) => c.code)).toEqual(['pg_dump_not_found']);
+    expect(none.checks[0]!.message).toContain('needs pg_dump of PostgreSQL 12 or newer');
+    const old = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump: { ...pgDump, major: 11, version: '11.22' } } });
+    expect(old.checks.map((c) => c.code)).toEqual(['pg_dump_too_old']);
+    catalogs.new.roles = catalogs.new.roles.filter((r) => r.name !== 'app');
+    const noRoles = buildPlan({ state: state(FILE.replace('queues:', 'prepare: { schema: copy }\nqueues:')), catalogs, engineVersion: 3, tools: { pgDump } });
+    expect(noRoles.checks.map((c) => c.code)).toEqual(['roles_missing_on_subscriber', 'roles_missing_for_schema_copy']);
   });
 
   it('is deterministic', () => {

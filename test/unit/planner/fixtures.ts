@@ -5,7 +5,7 @@
  * catalogs).
  */
 import { readFileSync } from 'node:fs';
-import type { NodeCatalog, TableInfo } from '../../../src/catalog/index.js';
+import type { NodeCatalog, RoleInfo, TableInfo } from '../../../src/catalog/index.js';
 import { loadDesiredStateFromText, type DesiredState } from '../../../src/config/index.js';
 
 /** The scenario's fresh-setup actions: the same on plain data and on real catalogs (twin path). */
@@ -37,6 +37,17 @@ export function table(name: string, columns: string[], primaryKey: string[] = ['
   };
 }
 
+export function role(name: string, extra: Partial<RoleInfo> = {}): RoleInfo {
+  return {
+    name,
+    canLogin: true,
+    superuser: false,
+    attributes: { inherit: true, createRole: false, createDb: false, replication: false, bypassRls: false, connectionLimit: -1 },
+    memberOf: [],
+    ...extra,
+  };
+}
+
 export function catalog(version: number, tables: TableInfo[], extra: Partial<NodeCatalog> = {}): NodeCatalog {
   return {
     serverVersionNum: version * 10000,
@@ -46,7 +57,7 @@ export function catalog(version: number, tables: TableInfo[], extra: Partial<Nod
     privileges: { user: 'postgres', superuser: true, canCreateSchema: true, canSetReplicationRole: true },
     tables: structuredClone(tables),
     sequences: [{ schema: 'public', name: 'orders_id_seq', owner: 'app' }],
-    roles: [{ name: 'postgres', canLogin: true, superuser: true, memberOf: [] }, { name: 'app', canLogin: true, superuser: false, memberOf: [] }],
+    roles: [role('postgres', { superuser: true }), role('app')],
     engine: null,
     ...extra,
   };

@@ -1,0 +1,133 @@
+/**
+ * prepare.roles: copy and prepare.schema: copy on real databases (old → an
+ * empty new database): roles with their attributes, memberships and password
+ * hashes, and the tables (schema, keys, constraints, owned sequences, owner,
+ * grants) are created from the provider; the plan converges and rows
+ * replicate into the created tables.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../harness/cli.js';
+import { diffTable, waitFor } from '../harness/compare.js';
+import { freshDatabase, type TestDatabase } from '../harness/databases.js';
+import { startCli } from '../harness/processes.js';
+import { sourceServer, targetServer } from '../harness/servers.js';
+
+const sfx = randomBytes(3).toString('hex');
+const OWNER = `prep_owner_${sfx}`;
+const READER = `prep_reader_${sfx}`;
+
+const FILE = `version: 1
+databases:
+  old: "\${PGCONVEY_OLD_DSN}"
+  new: "\${PGCONVEY_NEW_DSN}"
+prepare: { roles: copy, schema: copy }
+queues:
+  sales:
+    nodes:
+      old_root: { database: old, type: root }
+      new_leaf: { database: new, type: leaf, provider: old_root }
+    tables: { include: ["sales.*"] }
+    sequences: { include: ["sales.*"] }
+`;
+
+/** Definitions as the catalog sees them, comparable across servers (PG 17's new MAINTAIN privilege left out). */
+async function shape(db: TestDatabase): Promise<unknown> {
+  const q = async (sql: string) => (await db.query(sql)).rows;
+  return {
+    schema: await q(`SELECT pg_get_userbyid(nspowner) AS owner, nspacl::text AS acl FROM pg_namespace WHERE nspname = 'sales'`),
+    tables: await q(`SELECT c.relname, pg_get_userbyid(c.relowner) AS owner,
+      array(SELECT pg_get_userbyid(a.grantee) || ':' || a.privilege_type FROM aclexplode(c.relacl) a WHERE a.privilege_type <> 'MAINTAIN' ORDER BY 1) AS acl FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sales' AND c.relkind IN ('r', 'S') ORDER BY 1`),
+    columns: await q(`SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns WHERE table_schema = 'sales' ORDER BY 1, ordinal_position`),
+    constraints: await q(`SELECT conrelid::regclass::text AS t, conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE connamespace = 'sales'::regnamespace ORDER BY 1, 2`),
+    indexes: await q(`SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'sales' ORDER BY 1`),
+  };
+}
+
+async function role(db: TestDatabase, name: string) {
+  return (
+    await db.query(
+      `SELECT rolcanlogin, rolcreatedb, rolconnlimit, rolpassword, array(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = a.oid) AS member_of
+         FROM pg_authid a WHERE rolname = $1`,
+      [name],
+    )
+  ).rows[0];
+}
+
+describe('prepare: copy', () => {
+  it('creates missing roles and tables from the provider, then replicates into them', { timeout: 120_000 }, async () => {
+    const [p, s] = [await freshDatabase(sourceServer(), 'prep_p'), await freshDatabase(targetServer(), 'prep_s')];
+    await p.query(`
+      DO $$ BEGIN
+        CREATE ROLE ${READER} NOLOGIN;
+        CREATE ROLE ${OWNER} LOGIN CREATEDB CONNECTION LIMIT 7 PASSWORD 'pw-${sfx}' IN ROLE ${READER};
+      END $$;
+      CREATE SCHEMA sales AUTHORIZATION ${OWNER};
+      GRANT USAGE ON SCHEMA sales TO ${READER};
+      CREATE TABLE sales.customers (id serial PRIMARY KEY, name text NOT NULL UNIQUE);
+      CREATE TABLE sales.orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES sales.customers (id), total numeric(12,2) CHECK (total >= 0), placed date DEFAULT current_date);
+      CREATE INDEX orders_customer ON sales.orders (customer_id);
+      ALTER TABLE sales.customers OWNER TO ${OWNER};
+      ALTER TABLE sales.orders OWNER TO ${OWNER};
+      GRANT SELECT ON sales.orders TO ${READER};
+      INSERT INTO sales.customers (name) SELECT 'c' || g FROM generate_series(1, 300) g;
+      INSERT INTO sales.orders (customer_id, total) SELECT 1 + g % 300, g FROM generate_series(1, 2000) g;`);
+    const dir = mkdtempSync('/tmp/pgconvey-prepare-');
+    writeFileSync(`${dir}/sales.yaml`, FILE);
+    const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn };
+
+    const plan = await runCli(['plan', `${dir}/sales.yaml`, '--detailed-exitcode'], { env });
+    expect(plan.code, plan.stdout).toBe(2);
+    expect(plan.stdout).toContain(`+ create_role ${OWNER}`);
+    expect(plan.stdout).toContain(`+ grant_role ${OWNER}:${READER}`);
+    expect(plan.stdout).toMatch(/\+ copy_schema sales\s+table\(s\) sales\.customers, sales\.orders do not exist here; pg_dump \d+/);
+
+    const applied = await runCli(['apply', `${dir}/sales.yaml`, '--auto-approve'], { env, timeoutMs: 60_000 });
+    expect(applied.code, applied.stdout).toBe(0);
+    const again = await runCli(['plan', `${dir}/sales.yaml`, '--detailed-exitcode'], { env });
+    expect(again.code, again.stdout).toBe(0);
+
+    // Roles: attributes, membership, and the very password hash (the test role is a superuser on both).
+    const [ro, rn] = [await role(p, OWNER), await role(s, OWNER)];
+    expect(rn).toEqual(ro);
+    expect(rn.member_of).toEqual([READER]);
+    expect((await role(s, READER)).rolcanlogin).toBe(false);
+    // Tables: same definitions, owner and grants.
+    expect(await shape(s)).toEqual(await shape(p));
+
+    const ticker = startCli(['engine', 'ticker', '--db', p.dsn, '--queue', 'sales']);
+    const worker = startCli(['engine', 'worker', '--provider', p.dsn, '--subscriber', s.dsn, '--queue', 'sales', '--consumer', 'new_leaf']);
+    const [pc, sc] = [await p.connect(), await s.connect()];
+    try {
+      await p.query('INSERT INTO sales.orders (customer_id, total) VALUES (5, 10), (6, 11)');
+      await waitFor('both tables equal row by row', async () => {
+        for (const t of ['sales.customers', 'sales.orders']) {
+          const d = await diffTable(pc, sc, t, ['id']);
+          if (d.missing.length || d.extra.length) return false;
+        }
+        return true;
+      }, 60_000);
+      const next = await s.query<{ v: string }>("SELECT nextval('sales.orders_id_seq') AS v");
+      expect(Number(next.rows[0]!.v)).toBeGreaterThan(2002);
+    } finally {
+      await pc.end();
+      await sc.end();
+      await worker.kill('SIGTERM');
+      await ticker.kill('SIGTERM');
+    }
+  });
+
+  it('names the pg_dump it needs when the one given is too old, before changing anything', { timeout: 60_000 }, async () => {
+    const [p, s] = [await freshDatabase(sourceServer(), 'prep_np'), await freshDatabase(targetServer(), 'prep_ns')];
+    await p.query('CREATE SCHEMA sales; CREATE TABLE sales.t (id int PRIMARY KEY)');
+    const dir = mkdtempSync('/tmp/pgconvey-prepare-');
+    writeFileSync(`${dir}/sales.yaml`, FILE);
+    writeFileSync(`${dir}/pg_dump`, '#!/bin/sh\necho "pg_dump (PostgreSQL) 9.6.24"\n', { mode: 0o755 });
+    const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn, PGCONVEY_PG_DUMP: `${dir}/pg_dump` };
+    const r = await runCli(['apply', `${dir}/sales.yaml`, '--auto-approve'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`error pg_dump_too_old: prepare.schema: copy needs pg_dump of PostgreSQL ${sourceServer().major} or newer to create sales.t on node "new_leaf"; found 9.6.24 at ${dir}/pg_dump`);
+    expect((await s.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname IN ('pgconvey', 'sales')")).rows[0].n).toBe(0);
+  });
+});
