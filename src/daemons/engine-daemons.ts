@@ -9,6 +9,7 @@ import { connect } from '../db/index.js';
 import { ApplyWorker, LostPositionError, NotSubscribedError, SubscriberSchemaError, Ticker, copyPendingTables } from '../engine/index.js';
 import type { Logger } from './log.js';
 import { runLoop } from './loop.js';
+import type { DaemonEvents } from './metrics.js';
 
 export interface TickerDaemonOptions {
   provider: ConnectionSpec;
@@ -19,6 +20,7 @@ export interface TickerDaemonOptions {
   maintenanceEveryMs?: number;
   log: Logger;
   signal: AbortSignal;
+  events?: Partial<DaemonEvents>;
 }
 
 export async function runTickerDaemon(options: TickerDaemonOptions): Promise<void> {
@@ -27,6 +29,7 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
   await runLoop<{ client: pg.Client; ticker: Ticker }>({
     log,
     signal: options.signal,
+    onError: () => options.events?.error?.('ticker'),
     async connect() {
       const client = await connect(options.provider, 'ticker');
       const ticker = new Ticker(client, options.queue, options.maintenanceEveryMs);
@@ -41,6 +44,7 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
     },
     async step({ ticker }) {
       const r = await ticker.step();
+      if (r.tick) options.events?.ticked?.(options.queue);
       if (r.maintenance?.tablesEmptied) log.info('emptied event tables', { queue: options.queue, tables: r.maintenance.tablesEmptied });
       if (r.maintenance?.ticksDeleted) log.debug('deleted old ticks', { queue: options.queue, count: r.maintenance.ticksDeleted });
       return pollMs;
@@ -60,6 +64,9 @@ export interface WorkerDaemonOptions {
   maxBatchEvents?: number;
   log: Logger;
   signal: AbortSignal;
+  events?: Partial<DaemonEvents>;
+  /** Errors that mean "not set up yet" (not subscribed, table missing) are retried instead of stopping the worker. */
+  waitForSetup?: boolean;
 }
 
 export function isFatalWorkerError(err: unknown): boolean {
@@ -73,7 +80,8 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
   await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
     log,
     signal: options.signal,
-    isFatal: isFatalWorkerError,
+    isFatal: options.waitForSetup ? (err) => err instanceof LostPositionError : isFatalWorkerError,
+    onError: () => options.events?.error?.('worker'),
     async connect() {
       const provider = await connect(options.provider, 'worker');
       let subscriber: pg.Client | undefined;
@@ -96,6 +104,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
         log.info('batch was already applied; finished it', { start_tick: r.batch.startTick, end_tick: r.batch.endTick });
         return 0;
       }
+      options.events?.batchApplied?.(options.queue, options.consumer, r.stats.events, r.durationMs / 1000);
       if (r.stats.events > 0) {
         log.info('applied batch', {
           start_tick: r.batch.startTick,
@@ -136,8 +145,10 @@ async function runCopyDaemon(options: WorkerDaemonOptions): Promise<void> {
         options.consumer,
         {
           parallel: options.copyParallel ?? 2,
-          onCopied: (schema, table, r) =>
-            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) }),
+          onCopied: (schema, table, r) => {
+            options.events?.tableCopied?.(options.queue, options.consumer, `${schema}.${table}`, r.rows, r.bytes);
+            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
+          },
         },
       );
       return 500;

@@ -20,6 +20,8 @@ export interface LoopOptions<C> {
   maxRetryDelayMs?: number;
   /** Errors that retrying cannot fix: the loop rethrows them. */
   isFatal?: (err: unknown) => boolean;
+  /** Called for every error, before it is retried or rethrown (e.g. to count it). */
+  onError?: (err: unknown) => void;
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -53,6 +55,7 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
         }
       }
     } catch (err) {
+      options.onError?.(err);
       if (options.isFatal?.(err)) {
         log.error('stopping: this cannot be fixed by retrying', { error: errorText(err) });
         if (ctx !== undefined) await options.close(ctx).catch(() => undefined);

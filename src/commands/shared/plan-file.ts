@@ -25,6 +25,14 @@ export interface PlannedFile {
   catalogs?: Record<string, NodeCatalog>;
 }
 
+/** Loads a desired-state file for commands that do not plan (run, status…): the state, or its problems printed. */
+export async function loadFile(file: string): Promise<{ print: (text: string) => void; state?: DesiredState }> {
+  const loaded = await loadDesiredState(file);
+  const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
+  if (!loaded.state) print(renderDiagnostics(loaded.diagnostics));
+  return { print, state: loaded.state };
+}
+
 export async function planFile(file: string): Promise<PlannedFile> {
   const loaded = await loadDesiredState(file);
   const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);

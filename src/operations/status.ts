@@ -1,0 +1,179 @@
+/**
+ * Status of everything a desired-state file describes, read from the
+ * databases: per queue its root (last tick, events per second, whether a
+ * ticker runs), per subscriber its worker (running or not, lag in seconds and
+ * events, last batch applied) and per table its state with copy progress.
+ * A database that cannot be reached is reported as such, not thrown.
+ * Liveness comes from the advisory locks tickers and workers hold.
+ */
+import type pg from 'pg';
+import type { DatabaseSpec, DesiredState, NodeSpec } from '../config/index.js';
+import { connect } from '../db/index.js';
+import { queueStatus, tableStatus, type TableStatus } from '../engine/index.js';
+
+export interface NodeStatusBase {
+  node: string;
+  database: string;
+  /** `user@host:port/dbname`, never a password. */
+  display: string;
+  /** Why the node could not be read, when it could not. */
+  error: string | null;
+}
+
+export interface RootStatus extends NodeStatusBase {
+  queueExists: boolean;
+  tickerRunning: boolean | null;
+  lastTick: string | null;
+  lastTickAgeSeconds: number | null;
+  eventsSinceTick: number | null;
+  /** Events per second over the last minute of ticks. */
+  eventsPerSecond: number | null;
+}
+
+export interface SubscriberStatus extends NodeStatusBase {
+  subscribed: boolean;
+  workerRunning: boolean | null;
+  /** Age of the last tick the subscriber has applied. */
+  lagSeconds: number | null;
+  /** Events the provider holds that the subscriber has not applied. */
+  pendingEvents: number | null;
+  completedTick: string | null;
+  appliedAgeSeconds: number | null;
+  tables: TableStatus[];
+}
+
+export interface QueueReport {
+  queue: string;
+  root: RootStatus;
+  subscribers: SubscriberStatus[];
+}
+
+export interface StatusReport {
+  file: string;
+  takenAt: Date;
+  queues: QueueReport[];
+  /** What needs attention, one sentence each; empty when all is well. */
+  problems: string[];
+}
+
+/** Advisory lock class of the engine ("pgcv"), as taken by tickers and workers. */
+const LOCK_HELD_SQL = `
+  SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.classid = 1885823862 AND l.objid = hashtext($1)::oid
+                    AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) AS held`;
+
+const RATE_SQL = `
+  SELECT (l.tick_event_seq - f.tick_event_seq)::float8 / nullif(extract(epoch FROM l.tick_time - f.tick_time), 0) AS rate,
+         extract(epoch FROM clock_timestamp() - l.tick_time) AS age
+    FROM pgconvey.queue q
+    CROSS JOIN LATERAL (SELECT * FROM pgconvey.tick t WHERE t.queue_id = q.queue_id ORDER BY t.tick_id DESC LIMIT 1) l
+    CROSS JOIN LATERAL (SELECT * FROM pgconvey.tick t WHERE t.queue_id = q.queue_id AND t.tick_time >= l.tick_time - interval '60 seconds'
+                         ORDER BY t.tick_id LIMIT 1) f
+   WHERE q.queue_name = $1`;
+
+const SUBSCRIPTION_SQL = `
+  SELECT completed_tick::text AS completed_tick, extract(epoch FROM clock_timestamp() - applied_at) AS applied_age
+    FROM pgconvey.subscription WHERE queue_name = $1 AND consumer_name = $2`;
+
+async function lockHeld(client: pg.Client, key: string): Promise<boolean> {
+  return (await client.query<{ held: boolean }>(LOCK_HELD_SQL, [key])).rows[0]!.held;
+}
+
+async function engineInstalled(client: pg.Client): Promise<boolean> {
+  return (await client.query<{ ok: boolean }>("SELECT to_regclass('pgconvey.queue') IS NOT NULL AS ok")).rows[0]!.ok;
+}
+
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** Reads the status of every queue (or only those nodes named) of the desired state. */
+export async function collectStatus(state: DesiredState, options: { node?: string } = {}): Promise<StatusReport> {
+  const clients = new Map<string, Promise<pg.Client>>();
+  const client = (db: DatabaseSpec) => {
+    if (!clients.has(db.name)) clients.set(db.name, connect(db.connection, 'status'));
+    return clients.get(db.name)!;
+  };
+  const dbOf = (node: NodeSpec) => state.databases.find((d) => d.name === node.database)!;
+  try {
+    const queues: QueueReport[] = [];
+    for (const queue of state.queues) {
+      const rootNode = queue.nodes.find((n) => n.type === 'root')!;
+      const leaves = queue.nodes.filter((n) => n.type !== 'root' && (!options.node || n.name === options.node));
+      if (options.node && rootNode.name !== options.node && !leaves.length) continue;
+      const root = await readRoot(queue.name, rootNode, dbOf(rootNode), client);
+      const consumers = root.error === null && root.queueExists ? await queueStatus(await client(dbOf(rootNode)), queue.name) : [];
+      const subscribers: SubscriberStatus[] = [];
+      for (const leaf of leaves) {
+        const c = consumers.find((x) => x.consumer === leaf.name);
+        subscribers.push(await readSubscriber(queue.name, leaf, dbOf(leaf), client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null));
+      }
+      queues.push({ queue: queue.name, root, subscribers });
+    }
+    return { file: state.file, takenAt: new Date(), queues, problems: problemsOf(queues) };
+  } finally {
+    await Promise.all([...clients.values()].map((p) => p.then((c) => c.end()).catch(() => undefined)));
+  }
+}
+
+async function readRoot(queue: string, node: NodeSpec, db: DatabaseSpec, client: (db: DatabaseSpec) => Promise<pg.Client>): Promise<RootStatus> {
+  const base = { node: node.name, database: db.name, display: db.display, error: null, queueExists: false, tickerRunning: null, lastTick: null, lastTickAgeSeconds: null, eventsSinceTick: null, eventsPerSecond: null };
+  try {
+    const c = await client(db);
+    if (!(await engineInstalled(c))) return { ...base, error: 'the engine is not installed (run pgconvey apply)' };
+    const status = (await queueStatus(c, queue))[0];
+    if (!status) return { ...base, error: `queue "${queue}" does not exist (run pgconvey apply)` };
+    const rate = (await c.query(RATE_SQL, [queue])).rows[0];
+    return {
+      ...base,
+      queueExists: true,
+      tickerRunning: await lockHeld(c, `ticker:${queue}`),
+      lastTick: status.lastTick,
+      lastTickAgeSeconds: num(rate?.age),
+      eventsSinceTick: num(status.eventsSinceTick),
+      eventsPerSecond: num(rate?.rate),
+    };
+  } catch (err) {
+    return { ...base, error: (err as Error).message };
+  }
+}
+
+async function readSubscriber(
+  queue: string,
+  node: NodeSpec,
+  db: DatabaseSpec,
+  client: (db: DatabaseSpec) => Promise<pg.Client>,
+  consumer: { lagMs: number | null; pending: number | null } | null,
+): Promise<SubscriberStatus> {
+  const base = { node: node.name, database: db.name, display: db.display, error: null, subscribed: false, workerRunning: null, lagSeconds: null, pendingEvents: null, completedTick: null, appliedAgeSeconds: null, tables: [] };
+  try {
+    const c = await client(db);
+    if (!(await engineInstalled(c))) return { ...base, error: 'the engine is not installed (run pgconvey apply)' };
+    const sub = (await c.query(SUBSCRIPTION_SQL, [queue, node.name])).rows[0];
+    if (!sub) return { ...base, error: `not subscribed to queue "${queue}" (run pgconvey apply)` };
+    return {
+      ...base,
+      subscribed: true,
+      workerRunning: await lockHeld(c, `worker:${queue}:${node.name}`),
+      lagSeconds: consumer?.lagMs === null || consumer === null ? null : consumer.lagMs / 1000,
+      pendingEvents: consumer?.pending ?? null,
+      completedTick: sub.completed_tick,
+      appliedAgeSeconds: num(sub.applied_age),
+      tables: await tableStatus(c, queue, node.name),
+    };
+  } catch (err) {
+    return { ...base, error: (err as Error).message };
+  }
+}
+
+function problemsOf(queues: QueueReport[]): string[] {
+  const out: string[] = [];
+  for (const q of queues) {
+    if (q.root.error) out.push(`queue "${q.queue}": root ${q.root.node} (${q.root.display}): ${q.root.error}`);
+    else if (q.root.tickerRunning === false) out.push(`queue "${q.queue}": no ticker runs on ${q.root.node}; start pgconvey run`);
+    for (const s of q.subscribers) {
+      if (s.error) out.push(`queue "${q.queue}": ${s.node} (${s.display}): ${s.error}`);
+      else if (s.workerRunning === false) out.push(`queue "${q.queue}": no worker applies to ${s.node}; start pgconvey run`);
+      for (const t of s.tables) if (t.lastError) out.push(`queue "${q.queue}": ${s.node}: table ${t.schema}.${t.table} (${t.state}): ${t.lastError}`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,119 @@
+/**
+ * `pgconvey status` for people (one block per queue: the root, each
+ * subscriber with its worker and lag, each table with its state and, while
+ * copying, a progress bar with rows, rate and time left) and for scripts
+ * (JSON with numbers in seconds, rows and events).
+ */
+import chalk from 'chalk';
+import type { RootStatus, StatusReport, SubscriberStatus } from '../operations/index.js';
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+
+export function formatSeconds(s: number | null): string {
+  if (s === null) return '–';
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 120) return `${s.toFixed(1)} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+export function progressBar(fraction: number, width = 20): string {
+  const f = Math.max(0, Math.min(1, fraction));
+  const full = Math.round(f * width);
+  return `${'█'.repeat(full)}${'░'.repeat(width - full)}`;
+}
+
+const running = (on: boolean | null, what: string) => (on === null ? chalk.dim(`${what} ?`) : on ? chalk.green(`${what} running`) : chalk.red(`${what} not running`));
+
+function rootLine(r: RootStatus): string {
+  const head = `root ${chalk.bold(r.node)} ${chalk.dim(r.display)}`;
+  if (r.error) return `${head}  ${chalk.red(r.error)}`;
+  const rate = r.eventsPerSecond === null ? '' : `  ${int(r.eventsPerSecond)} events/s`;
+  return `${head}  ${running(r.tickerRunning, 'ticker')}  last tick ${r.lastTick} ${formatSeconds(r.lastTickAgeSeconds)} ago${rate}`;
+}
+
+function subscriberLines(s: SubscriberStatus): string[] {
+  const head = `  → ${chalk.bold(s.node)} ${chalk.dim(s.display)}`;
+  if (s.error) return [`${head}  ${chalk.red(s.error)}`];
+  const lag = s.lagSeconds === null ? '' : `  lag ${formatSeconds(s.lagSeconds)}${s.pendingEvents === null ? '' : `, ${int(s.pendingEvents)} events`}`;
+  const applied = s.appliedAgeSeconds === null ? '' : `  applied ${formatSeconds(s.appliedAgeSeconds)} ago`;
+  const out = [`${head}  ${running(s.workerRunning, 'worker')}${lag}${applied}`];
+  const width = Math.max(0, ...s.tables.map((t) => `${t.schema}.${t.table}`.length));
+  for (const t of s.tables) {
+    const name = `${t.schema}.${t.table}`.padEnd(width);
+    const state = t.state === 'ok' ? chalk.green('ok') : t.state === 'pending' ? chalk.yellow('pending') : chalk.cyan(t.state);
+    let detail = '';
+    if (t.state === 'copying') {
+      const f = t.rowsExpected ? t.rowsCopied / t.rowsExpected : 0;
+      detail = `  ${progressBar(f)} ${t.rowsExpected ? `${Math.min(99, Math.floor(f * 100))}%` : ''}  ${int(t.rowsCopied)}${t.rowsExpected ? ` / ${int(t.rowsExpected)}` : ''} rows`;
+      if (t.rowsPerSecond) detail += `  ${int(t.rowsPerSecond)} rows/s`;
+      if (t.etaSeconds !== null) detail += `  ETA ${formatSeconds(t.etaSeconds)}`;
+    } else if (t.state === 'catching-up' || (t.state === 'ok' && t.rowsCopied > 0)) {
+      detail = chalk.dim(`  copied ${int(t.rowsCopied)} rows${t.rowsPerSecond ? ` at ${int(t.rowsPerSecond)} rows/s` : ''}`);
+    }
+    out.push(`      ${name}  ${state}${detail}${t.lastError ? `  ${chalk.red(t.lastError)}` : ''}`);
+  }
+  return out;
+}
+
+export function renderStatusHuman(report: StatusReport): string {
+  const out: string[] = [];
+  for (const q of report.queues) {
+    out.push(`${chalk.bold(`queue ${q.queue}`)}`, `  ${rootLine(q.root)}`);
+    for (const s of q.subscribers) out.push(...subscriberLines(s).map((l) => `  ${l}`));
+    out.push('');
+  }
+  if (report.problems.length) {
+    out.push(chalk.red.bold(`${report.problems.length} problem(s):`));
+    for (const p of report.problems) out.push(chalk.red(`  - ${p}`));
+  } else {
+    out.push(chalk.green('All replication is running.'));
+  }
+  return out.join('\n');
+}
+
+export function statusToJson(report: StatusReport): Record<string, unknown> {
+  return {
+    file: report.file,
+    taken_at: report.takenAt.toISOString(),
+    healthy: report.problems.length === 0,
+    problems: report.problems,
+    queues: report.queues.map((q) => ({
+      queue: q.queue,
+      root: {
+        node: q.root.node,
+        database: q.root.database,
+        display: q.root.display,
+        error: q.root.error,
+        ticker_running: q.root.tickerRunning,
+        last_tick: q.root.lastTick,
+        last_tick_age_seconds: q.root.lastTickAgeSeconds,
+        events_since_tick: q.root.eventsSinceTick,
+        events_per_second: q.root.eventsPerSecond,
+      },
+      subscribers: q.subscribers.map((s) => ({
+        node: s.node,
+        database: s.database,
+        display: s.display,
+        error: s.error,
+        subscribed: s.subscribed,
+        worker_running: s.workerRunning,
+        lag_seconds: s.lagSeconds,
+        pending_events: s.pendingEvents,
+        completed_tick: s.completedTick,
+        applied_age_seconds: s.appliedAgeSeconds,
+        tables: s.tables.map((t) => ({
+          table: `${t.schema}.${t.table}`,
+          state: t.state,
+          since: t.since,
+          rows_copied: t.rowsCopied,
+          bytes_copied: t.bytesCopied,
+          rows_expected: t.rowsExpected,
+          rows_per_second: t.rowsPerSecond,
+          eta_seconds: t.etaSeconds,
+          last_error: t.lastError,
+        })),
+      })),
+    })),
+  };
+}
