@@ -247,7 +247,7 @@ describe('pgconvey switchover', () => {
     }
   });
 
-  it('refuses when a table is not ok, when the lag is too high, and switching back without reverse; nothing changes', { timeout: 180_000 }, async () => {
+  it('refuses when a table is not ok, the lag is too high, or switching back would lose writes; nothing changes; an interrupted switchover finishes', { timeout: 180_000 }, async () => {
     const { old, neu, file, env } = await setUp('sor');
     const fenced = async () =>
       (await old.query("SELECT count(*)::int AS n FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = current_database()")).rows[0]!.n > 0;
@@ -279,12 +279,19 @@ describe('pgconvey switchover', () => {
       expect(noop.code, noop.stdout).toBe(0);
       expect(noop.stdout).toContain('Nothing to do');
 
+      // A switchover interrupted right after the fence: switching back says so; running it again finishes it.
+      await old.query(format('ALTER DATABASE %I SET default_transaction_read_only = on', old.name));
+      const half = await runCli(['switchover', file, '--to', 'old', '--auto-approve'], { env });
+      expect(half.code, half.stdout).toBe(1);
+      expect(half.stdout).toContain('error switchover_interrupted');
+
       // Without --reverse, switching back would lose writes: refused.
       apply = worker(old, neu, 'shop', 'new');
       const forward = await runCli(['switchover', file, '--to', 'new', '--auto-approve', '--json'], { env, timeoutMs: 120_000 });
       expect(forward.code, forward.stdout).toBe(0);
       const report = JSON.parse(forward.stdout);
       expect(report.outcome).toBe('switched');
+      expect(report.steps[0].detail).toContain('resuming: writes already fenced');
       expect(typeof report.writeUnavailableMs).toBe('number');
       expect(report.steps.map((s: { step: string }) => s.step)).toEqual(['preconditions', 'fence', 'drain', 'sequences', 'verify', 'handover']);
       console.log(`switchover --to new (no reverse): writes unavailable ${report.writeUnavailableMs} ms`);
