@@ -277,7 +277,14 @@ class Run {
       return value;
     } catch (err) {
       if (err instanceof SwitchoverError) throw new SwitchoverError(err.code, err.message, err.hint, this.report);
-      throw err;
+      const sqlState = (err as { code?: unknown }).code;
+      if (typeof sqlState !== 'string' || !/^[0-9A-Z]{5}$/.test(sqlState)) throw err;
+      throw new SwitchoverError(
+        'switchover_step_failed',
+        `step ${name} failed: ${(err as Error).message} (SQLSTATE ${sqlState})`,
+        this.fencedAt === null ? 'nothing was changed; fix the cause and run the switchover again' : 'writes stay fenced; fix the cause and run the switchover again (every step resumes)',
+        this.report,
+      );
     }
   }
 
@@ -422,9 +429,10 @@ class Run {
 
   /** Step 2: new sessions on the database start read-only; every other session is ended. */
   private async fence(client: pg.Client, database: DatabaseSpec): Promise<void> {
-    this.fencedAt = performance.now();
+    const started = performance.now();
     await this.step('fence', async () => {
       await client.query(format('ALTER DATABASE %I SET default_transaction_read_only = on', await currentDatabase(client)));
+      this.fencedAt = started;
       const ended = await endSessions(client, this.options.timeoutMs);
       this.report.endedSessions.push(...ended);
       return { value: null, detail: `${database.display} read-only for new sessions; ${ended.length} other session(s) ended` };
