@@ -9,3 +9,4 @@
  * `@oclif/core`, `chalk`.
  */
 export * from './status.js';
+export * from './switchover.js';

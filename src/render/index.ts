@@ -11,3 +11,4 @@ export * from './desired-state.js';
 export * from './schema-reference.js';
 export * from './plan.js';
 export * from './status.js';
+export * from './switchover.js';
