@@ -65,6 +65,8 @@ export interface WorkerDaemonOptions {
   log: Logger;
   signal: AbortSignal;
   events?: Partial<DaemonEvents>;
+  /** First wait before reconnecting after an error (doubles up to a minute). */
+  retryDelayMs?: number;
   /** Errors that mean "not set up yet" (not subscribed, table missing) are retried instead of stopping the worker. */
   waitForSetup?: boolean;
 }
@@ -81,6 +83,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
     log,
     signal: options.signal,
     isFatal: options.waitForSetup ? (err) => err instanceof LostPositionError : isFatalWorkerError,
+    retryDelayMs: options.retryDelayMs,
     onError: () => options.events?.error?.('worker'),
     async connect() {
       const provider = await connect(options.provider, 'worker');

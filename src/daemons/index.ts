@@ -10,3 +10,5 @@
 export * from './log.js';
 export * from './loop.js';
 export * from './engine-daemons.js';
+export * from './metrics.js';
+export * from './run-file.js';

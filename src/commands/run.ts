@@ -1,0 +1,60 @@
+/**
+ * `pgconvey run FILE [--node NAME]` — runs what the file needs (tickers,
+ * workers, copies, and replication a switchover set up) until SIGTERM or
+ * SIGINT, with structured logs and optional Prometheus metrics. Exit 1 when
+ * some work had to stop for good.
+ */
+import { Args, Command, Flags } from '@oclif/core';
+import { RunMetrics, runDesiredState, shutdownSignal } from '../daemons/index.js';
+import { logFlags, makeLogger } from './shared/flags.js';
+import { loadFile } from './shared/plan-file.js';
+
+export default class Run extends Command {
+  static override summary = 'Run replication for FILE: tickers, apply workers and copies, until stopped.';
+  static override description =
+    'One process that runs everything the file needs: the ticker and maintenance of each queue on its root, and for each subscriber the apply worker and its initial copies — or, with --node, only the work of that node, so the work can be spread over machines (a second process with the same work waits for the first: tickers and workers hold advisory locks). Reconnects with backoff when a server restarts or the network drops; replication set up by `switchover --reverse` is found and started by itself. Stops cleanly on SIGTERM/SIGINT: the batch in flight is finished or rolled back, never half applied.';
+  static override examples = [
+    '<%= config.bin %> run plans/upgrade-two-node.yaml',
+    '<%= config.bin %> run plans/upgrade-two-node.yaml --node new_leaf --log-format json',
+    '<%= config.bin %> run plans/upgrade-two-node.yaml --metrics-port 9187   # curl localhost:9187/metrics',
+  ];
+  static override args = { file: Args.string({ description: 'the desired-state YAML file', required: true }) };
+  static override flags = {
+    node: Flags.string({ description: 'run only the work of this node (its ticker if it is a root, its worker if a subscriber)' }),
+    'metrics-port': Flags.integer({ description: 'serve Prometheus metrics on this port (/metrics; /healthz)', min: 1, max: 65535 }),
+    'metrics-host': Flags.string({ description: 'address the metrics server listens on', default: '0.0.0.0' }),
+    'copy-parallel': Flags.integer({ description: "how many tables each subscriber copies at the same time (default: the file's daemons.copy.parallel)", min: 1, max: 64 }),
+    ...logFlags,
+  };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Run);
+    const { print, state } = await loadFile(args.file);
+    if (!state) return this.exit(1);
+    const nodes = [...new Set(state.queues.flatMap((q) => q.nodes.map((n) => n.name)))];
+    if (flags.node && !nodes.includes(flags.node)) {
+      print(`error unknown_node: no node "${flags.node}" in ${args.file}\n    hint: name one of: ${nodes.join(', ')}`);
+      return this.exit(1);
+    }
+    if (state.queues.some((q) => q.nodes.some((n) => n.type === 'branch'))) {
+      print('error branch_not_supported: the file has a branch node; cascades are not supported yet\n    hint: make it a leaf of the root for now');
+      return this.exit(1);
+    }
+    const log = makeLogger(flags);
+    const metrics = flags['metrics-port'] ? new RunMetrics() : undefined;
+    let server;
+    if (metrics && flags['metrics-port']) {
+      try {
+        server = await metrics.serve(flags['metrics-port'], flags['metrics-host']);
+      } catch (err) {
+        print(`error metrics_port_unavailable: cannot listen on ${flags['metrics-host']}:${flags['metrics-port']} (${(err as NodeJS.ErrnoException).code ?? String(err)})\n    hint: pick a free port with --metrics-port`);
+        return this.exit(1);
+      }
+      log.info('serving metrics', { url: `http://${flags['metrics-host']}:${flags['metrics-port']}/metrics` });
+    }
+    log.info('running', { file: args.file, ...(flags.node ? { node: flags.node } : {}) });
+    const result = await runDesiredState({ state, node: flags.node, log, signal: shutdownSignal(log), metrics, copyParallel: flags['copy-parallel'] });
+    server?.close();
+    if (result.failed.length) this.exit(1);
+  }
+}
