@@ -8,4 +8,4 @@
  * Must not import: planner, executor, daemons, render, commands, embedded,
  * `@oclif/core`, `chalk`.
  */
-export {};
+export * from './compare.js';
