@@ -10,3 +10,4 @@ export * from './diagnostics.js';
 export * from './desired-state.js';
 export * from './schema-reference.js';
 export * from './plan.js';
+export * from './compare.js';
