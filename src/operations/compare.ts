@@ -233,25 +233,25 @@ function planPairs(
     for (const captured of engineQueue.tables) {
       const isNamed = wanted.some((w) => w.schema === captured.schema && w.name === captured.name);
       if (wanted.length && !isNamed) continue;
-      const state = subscription.tables.find((t) => t.schema === captured.schema && t.name === captured.name)?.state ?? 'not subscribed';
-      if (isNamed && state !== 'ok') {
+      const tableState = subscription.tables.find((t) => t.schema === captured.schema && t.name === captured.name)?.state ?? 'not subscribed';
+      if (isNamed && tableState !== 'ok') {
         throw new CompareError(
           'table_not_ready',
-          `${captured.schema}.${captured.name} cannot be compared on node "${leaf.name}" yet: its state is ${state}`,
-          state === 'not subscribed' ? 'run `pgconvey apply` so the subscriber takes the table' : 'wait until its initial copy is done (state ok), with the worker running',
+          `${displayQualified(captured.schema, captured.name)} cannot be compared on node "${leaf.name}" yet: its state is ${tableState}`,
+          tableState === 'not subscribed' ? 'run `pgconvey apply` so the subscriber takes the table' : 'wait until its initial copy is done (state ok), with the worker running',
         );
       }
       const info = providerCatalog.tables.find((t) => t.schema === captured.schema && t.name === captured.name);
-      tables.push({ captured, state, estimatedRows: info?.estimatedRows ?? null });
+      tables.push({ captured, state: tableState, estimatedRows: info?.estimatedRows ?? null });
     }
     plans.push({ queue, root, leaf, providerDb: databaseOf(desired, root.database), subscriberDb: databaseOf(desired, leaf.database), providerCatalog, tables });
   }
   for (const w of wanted) {
-    const label = `${w.schema}.${w.name}`;
+    const label = displayQualified(w.schema, w.name);
     if (plans.some((p) => p.tables.some((t) => t.captured.schema === w.schema && t.captured.name === w.name))) continue;
     const roots = plans.map((p) => p.providerCatalog);
     if (!roots.some((c) => c.tables.some((t) => t.schema === w.schema && t.name === w.name))) {
-      const candidates = [...new Set(roots.flatMap((c) => c.tables.map((t) => `${t.schema}.${t.name}`)))];
+      const candidates = [...new Set(roots.flatMap((c) => c.tables.map((t) => displayQualified(t.schema, t.name))))];
       const guess = closest(label, candidates);
       throw new CompareError('unknown_table', `table ${label} does not exist on the root`, guess ? `did you mean ${guess}?` : 'check the name (schema.table, or table for public)');
     }
