@@ -5,8 +5,8 @@
  * keeps changing all of them, which only holds if both sides are read at the
  * same queue position — and names the exact key of a row updated, deleted or
  * inserted on the subscriber behind replication's back (diffTable confirms
- * each case independently). A stopped worker and bad table names are
- * reported with their codes. Replay with PGCONVEY_SEED=<seed>.
+ * each case independently). A stopped worker, tables still waiting for their
+ * copy and bad table names are reported with their codes. Replay with PGCONVEY_SEED=<seed>.
  */
 import format from 'pg-format';
 import type pg from 'pg';
@@ -232,6 +232,17 @@ queues:
     expect(err).toMatchObject({ code: 'no_apply_worker' });
     expect((err as Error).message).toContain('subscription "new" of queue "q"');
     await prov.query("SET lock_timeout = '2s'; UPDATE public.items SET name = name WHERE id = 1; RESET lock_timeout");
+  });
+
+  it('lists tables waiting for their copy as not comparable, and refuses them by name', async () => {
+    for (const [t] of KEYS) await sub.query("UPDATE pgconvey.subscriber_table SET state = 'pending' WHERE table_name = $1", [t.split('.')[1]]);
+    await expect(compareState(state, { tables: ['public.items'] })).rejects.toMatchObject({ code: 'table_not_ready' });
+    const report = await compareState(state);
+    expect(report.tables.map((t) => [t.table, t.compared, t.state, t.equal])).toEqual([
+      ['public.events', false, 'pending', null],
+      ['public.items', false, 'pending', null],
+      ['public.order_lines', false, 'pending', null],
+    ]);
   });
 });
 
