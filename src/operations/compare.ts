@@ -140,6 +140,16 @@ export class CompareError extends Error {
   }
 }
 
+/** A table as the root's engine catalog captures it: key columns and shipped columns. */
+type CapturedTable = EngineQueueInfo['tables'][number];
+
+/** A captured table, with its state on the subscriber and the provider's row estimate. */
+interface PlannedTable {
+  captured: CapturedTable;
+  state: string;
+  estimatedRows: number | null;
+}
+
 /** One provider → subscriber pair of a queue, and the tables to compare on it. */
 interface PairPlan {
   queue: QueueSpec;
@@ -148,7 +158,7 @@ interface PairPlan {
   providerDb: DatabaseSpec;
   subscriberDb: DatabaseSpec;
   providerCatalog: NodeCatalog;
-  tables: Array<{ captured: EngineQueueInfo['tables'][number]; state: string; estimatedRows: number | null }>;
+  tables: PlannedTable[];
 }
 
 const SPLIT_FANOUT = 10;
@@ -157,9 +167,10 @@ const SPLIT_FANOUT = 10;
 export async function compareState(state: DesiredState, options: CompareOptions = {}): Promise<CompareReport> {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const opts: Settings = { ...COMPARE_DEFAULTS, ...given };
+  const wanted = (options.tables ?? []).map(parseTableName);
   const pairs = selectPairs(state, options);
   const catalogs = await readCatalogs(state, pairs);
-  const plans = planPairs(state, pairs, catalogs, options.tables ?? []);
+  const plans = planPairs(state, pairs, catalogs, wanted);
   const tables: TableComparison[] = [];
   for (const plan of plans) tables.push(...(await comparePair(plan, opts)));
   const compared = tables.filter((t) => t.compared);
@@ -214,9 +225,8 @@ function planPairs(
   desired: DesiredState,
   pairs: Array<{ queue: QueueSpec; root: NodeSpec; leaf: NodeSpec }>,
   catalogs: Map<string, NodeCatalog>,
-  named: string[],
+  wanted: Array<{ schema: string; name: string }>,
 ): PairPlan[] {
-  const wanted = named.map(parseTableName);
   const plans: PairPlan[] = [];
   for (const { queue, root, leaf } of pairs) {
     const providerCatalog = catalogs.get(root.database)!;
@@ -229,7 +239,7 @@ function planPairs(
     if (!subscription) {
       throw new CompareError('not_subscribed', `node "${leaf.name}" is not subscribed to queue "${queue.name}"`, 'run `pgconvey apply` with this file first');
     }
-    const tables: PairPlan['tables'] = [];
+    const tables: PlannedTable[] = [];
     for (const captured of engineQueue.tables) {
       const isNamed = wanted.some((w) => w.schema === captured.schema && w.name === captured.name);
       if (wanted.length && !isNamed) continue;
@@ -279,7 +289,7 @@ interface Connections {
 type Settings = Tunables & CompareOptions;
 
 async function comparePair(plan: PairPlan, opts: Settings): Promise<TableComparison[]> {
-  const base = (t: PairPlan['tables'][number]) => ({
+  const base = (t: PlannedTable) => ({
     queue: plan.queue.name,
     node: plan.leaf.name,
     provider: plan.providerDb.display,
@@ -288,7 +298,7 @@ async function comparePair(plan: PairPlan, opts: Settings): Promise<TableCompari
     keyColumns: t.captured.keyColumns,
     state: t.state,
   });
-  const notCompared = (t: PairPlan['tables'][number]): TableComparison => ({
+  const notCompared = (t: PlannedTable): TableComparison => ({
     ...base(t),
     compared: false,
     providerRows: null,
@@ -324,7 +334,7 @@ async function comparePair(plan: PairPlan, opts: Settings): Promise<TableCompari
 
 type Measured = Omit<TableComparison, 'queue' | 'node' | 'provider' | 'subscriber' | 'table' | 'keyColumns' | 'state'>;
 
-async function compareTable(plan: PairPlan, t: PairPlan['tables'][number], conns: Connections, opts: Settings): Promise<Measured> {
+async function compareTable(plan: PairPlan, t: PlannedTable, conns: Connections, opts: Settings): Promise<Measured> {
   const started = Date.now();
   const shapes = await tableShapes(plan, t.captured, conns);
   const table = displayQualified(t.captured.schema, t.captured.name);
@@ -332,18 +342,18 @@ async function compareTable(plan: PairPlan, t: PairPlan['tables'][number], conns
   await waitForPosition(plan, conns.subscriber, await forceTick(conns.provider, plan.queue.name), opts);
   const writersPausedMs = await takeSnapshotsAtOnePosition(plan, t.captured, conns, opts);
   try {
-    const walker = new RangeComparer(conns, shapes, t.captured.keyColumns, opts);
+    const ranges = new RangeComparer(conns, shapes, t.captured.keyColumns, opts);
     let after: KeyTuple | null = null;
     let chunks = 0;
     for (;;) {
       const through = await keyAtOffset(conns.provider, shapes.provider, { after, through: null }, opts.chunkRows - 1);
-      await walker.compareChunk({ after, through });
+      await ranges.compareChunk({ after, through });
       chunks++;
       opts.onProgress?.({
         queue: plan.queue.name,
         node: plan.leaf.name,
         table,
-        rowsDone: walker.providerRows,
+        rowsDone: ranges.providerRows,
         rowsEstimated: t.estimatedRows,
         chunksDone: chunks,
         seconds: (Date.now() - started) / 1000,
@@ -351,15 +361,15 @@ async function compareTable(plan: PairPlan, t: PairPlan['tables'][number], conns
       if (!through) break;
       after = through;
     }
-    const equal = walker.differing.length === 0 && walker.moreDiffering === 0;
+    const equal = ranges.differing.length === 0 && ranges.moreDiffering === 0;
     return {
       compared: true,
-      providerRows: walker.providerRows,
-      subscriberRows: walker.subscriberRows,
+      providerRows: ranges.providerRows,
+      subscriberRows: ranges.subscriberRows,
       equal,
       chunks,
-      differingRanges: walker.differing,
-      moreDifferingRanges: walker.moreDiffering,
+      differingRanges: ranges.differing,
+      moreDifferingRanges: ranges.moreDiffering,
       writersPausedMs,
       seconds: (Date.now() - started) / 1000,
     };
@@ -371,7 +381,7 @@ async function compareTable(plan: PairPlan, t: PairPlan['tables'][number], conns
 }
 
 /** The table on each side: this side's key types, and the shipped columns both sides have, in the provider's order. */
-async function tableShapes(plan: PairPlan, captured: EngineQueueInfo['tables'][number], conns: Connections): Promise<{ provider: TableShape; subscriber: TableShape }> {
+async function tableShapes(plan: PairPlan, captured: CapturedTable, conns: Connections): Promise<{ provider: TableShape; subscriber: TableShape }> {
   const [pCols, sCols] = await Promise.all([
     readColumns(conns.provider, captured.schema, captured.name),
     readColumns(conns.subscriber, captured.schema, captured.name),
@@ -404,7 +414,7 @@ async function tableShapes(plan: PairPlan, captured: EngineQueueInfo['tables'][n
  * worker applies afterwards. Leaves both work sessions in their REPEATABLE
  * READ snapshot; returns how long the table's writers were held up.
  */
-async function takeSnapshotsAtOnePosition(plan: PairPlan, captured: EngineQueueInfo['tables'][number], conns: Connections, opts: Settings): Promise<number> {
+async function takeSnapshotsAtOnePosition(plan: PairPlan, captured: CapturedTable, conns: Connections, opts: Settings): Promise<number> {
   const requested = Date.now();
   await lockTable(plan, captured, conns.lock, opts);
   try {
@@ -425,7 +435,7 @@ async function takeSnapshotsAtOnePosition(plan: PairPlan, captured: EngineQueueI
 }
 
 /** Opens a transaction on `lock` holding the table's SHARE lock; retries when a long writer keeps it past lock_timeout. */
-async function lockTable(plan: PairPlan, captured: EngineQueueInfo['tables'][number], lock: pg.Client, opts: Settings): Promise<void> {
+async function lockTable(plan: PairPlan, captured: CapturedTable, lock: pg.Client, opts: Settings): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     await lock.query('BEGIN');
     try {
