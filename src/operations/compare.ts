@@ -444,7 +444,15 @@ async function lockTable(plan: PairPlan, captured: CapturedTable, lock: pg.Clien
       return;
     } catch (err) {
       await lock.query('ROLLBACK');
-      if ((err as { code?: string }).code !== '55P03') throw err;
+      const code = (err as { code?: string }).code;
+      if (code === '42501') {
+        throw new CompareError(
+          'lock_not_permitted',
+          `the role of the root "${plan.root.name}" may not lock ${displayQualified(captured.schema, captured.name)} in SHARE mode`,
+          'connect as the table\'s owner, or GRANT it UPDATE, DELETE or TRUNCATE on the table',
+        );
+      }
+      if (code !== '55P03') throw err;
       if (attempt >= opts.lockAttempts) {
         throw new CompareError(
           'lock_timeout',
