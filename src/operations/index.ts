@@ -10,3 +10,4 @@
  */
 export * from './status.js';
 export * from './switchover.js';
+export * from './compare.js';

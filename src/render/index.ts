@@ -12,3 +12,4 @@ export * from './schema-reference.js';
 export * from './plan.js';
 export * from './status.js';
 export * from './switchover.js';
+export * from './compare.js';

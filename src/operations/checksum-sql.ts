@@ -1,0 +1,157 @@
+/**
+ * The SQL of compare, for one table on one side: key ranges as row
+ * comparisons with the key values as parameters (text, cast to this side's
+ * key types), collatable key columns ordered and compared with COLLATE "C"
+ * (two servers may order text differently), and an order-independent
+ * checksum of a range — the sum of the first 64 bits of each row's md5 —
+ * over the compared columns in one fixed order.
+ */
+import format from 'pg-format';
+import type pg from 'pg';
+
+/** Session settings that change how values print as text; fixed on both sides before hashing. */
+export const TEXT_OUTPUT_SETTINGS_SQL =
+  "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = 'hex'";
+
+export interface KeyColumn {
+  name: string;
+  /**
+   * This side's type without modifier, as `format_type(atttypid, NULL)` prints it — already quoted and
+   * schema-qualified by the server where needed — which is what a key value parameter is cast to.
+   */
+  type: string;
+  /** Has a collation: ordered and compared with COLLATE "C". */
+  collatable: boolean;
+}
+
+/** One table on one side. */
+export interface TableShape {
+  schema: string;
+  name: string;
+  keys: KeyColumn[];
+  /** Compared columns, in the same order on both sides. */
+  columns: string[];
+}
+
+/** Key values as text, one per key column, in key order. */
+export type KeyTuple = string[];
+
+/** Rows with key > `after` (exclusive) and key <= `through` (inclusive); null: unbounded. */
+export interface KeyRange {
+  after: KeyTuple | null;
+  through: KeyTuple | null;
+}
+
+export interface RangeSummary {
+  rows: number;
+  /** The checksum as a decimal string (a numeric sum). */
+  checksum: string;
+}
+
+export interface RowDigest {
+  key: KeyTuple;
+  /** md5 of the row's text. */
+  digest: string;
+}
+
+/** Reads a table's columns on one side: name, type without modifier, collatable. */
+export async function readColumns(client: pg.Client, schema: string, table: string): Promise<Map<string, { type: string; collatable: boolean }>> {
+  const { rows } = await client.query<{ name: string; type: string; collatable: boolean }>(
+    `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, NULL) AS type, a.attcollation <> 0 AS collatable
+       FROM pg_catalog.pg_attribute a
+      WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [format('%I.%I', schema, table)],
+  );
+  return new Map(rows.map((r) => [r.name, { type: r.type, collatable: r.collatable }]));
+}
+
+function qualified(t: TableShape): string {
+  return format('%I.%I', t.schema, t.name);
+}
+
+function keyExpressions(t: TableShape): string[] {
+  return t.keys.map((k) => (k.collatable ? format('%I COLLATE "C"', k.name) : format('%I', k.name)));
+}
+
+function keyOrder(t: TableShape): string {
+  return keyExpressions(t).join(', ');
+}
+
+function rowDigestExpression(t: TableShape): string {
+  return `md5(ROW(${t.columns.map((c) => format('%I', c)).join(', ')})::text)`;
+}
+
+/** The WHERE clause of a range, its parameters appended to `params`. */
+function rangePredicate(t: TableShape, range: KeyRange, params: unknown[]): string {
+  const keys = `(${keyExpressions(t).join(', ')})`;
+  const tuple = (values: KeyTuple) =>
+    `(${values
+      .map((v, i) => {
+        params.push(v);
+        return `$${params.length}::${t.keys[i]!.type}`;
+      })
+      .join(', ')})`;
+  const parts: string[] = [];
+  if (range.after) parts.push(`${keys} > ${tuple(range.after)}`);
+  if (range.through) parts.push(`${keys} <= ${tuple(range.through)}`);
+  return parts.length ? parts.join(' AND ') : 'true';
+}
+
+function keyTextColumns(t: TableShape): string {
+  return t.keys.map((k, i) => format('%I::text AS %I', k.name, `k${i}`)).join(', ');
+}
+
+function keyTupleOf(t: TableShape, row: Record<string, string>): KeyTuple {
+  return t.keys.map((_, i) => row[`k${i}`]!);
+}
+
+/** Row count and checksum of a range. */
+export async function summarizeRange(client: pg.Client, t: TableShape, range: KeyRange): Promise<RangeSummary> {
+  const params: unknown[] = [];
+  const where = rangePredicate(t, range, params);
+  const { rows } = await client.query<{ n: string; checksum: string }>(
+    `SELECT count(*)::text AS n, coalesce(sum(('x' || substr(${rowDigestExpression(t)}, 1, 16))::bit(64)::bigint), 0)::text AS checksum
+       FROM ${qualified(t)} WHERE ${where}`,
+    params,
+  );
+  return { rows: Number(rows[0]!.n), checksum: rows[0]!.checksum };
+}
+
+/** The key of the row `offset` rows into a range (in key order), or null when the range has no such row. */
+export async function keyAtOffset(client: pg.Client, t: TableShape, range: KeyRange, offset: number): Promise<KeyTuple | null> {
+  const params: unknown[] = [];
+  const where = rangePredicate(t, range, params);
+  params.push(offset);
+  const { rows } = await client.query<Record<string, string>>(
+    `SELECT ${keyTextColumns(t)} FROM ${qualified(t)} WHERE ${where} ORDER BY ${keyOrder(t)} LIMIT 1 OFFSET $${params.length}`,
+    params,
+  );
+  return rows[0] ? keyTupleOf(t, rows[0]) : null;
+}
+
+/** Key and digest of the first `limit` rows of a range, in key order. */
+export async function rowDigests(client: pg.Client, t: TableShape, range: KeyRange, limit: number): Promise<RowDigest[]> {
+  const params: unknown[] = [];
+  const where = rangePredicate(t, range, params);
+  params.push(limit);
+  const { rows } = await client.query<Record<string, string>>(
+    `SELECT ${keyTextColumns(t)}, ${rowDigestExpression(t)} AS digest FROM ${qualified(t)} WHERE ${where} ORDER BY ${keyOrder(t)} LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map((r) => ({ key: keyTupleOf(t, r), digest: r.digest! }));
+}
+
+/** Sorts key tuples in the table's key order (COLLATE "C" for text), by asking the server. */
+export async function sortKeys(client: pg.Client, t: TableShape, keys: KeyTuple[]): Promise<KeyTuple[]> {
+  if (keys.length < 2) return keys;
+  const params = t.keys.map((_, i) => keys.map((k) => k[i]!));
+  const columns = t.keys.map((k, i) => `$${i + 1}::${k.type}[]`).join(', ');
+  const names = t.keys.map((_, i) => format('%I', `k${i}`));
+  const order = t.keys.map((k, i) => (k.collatable ? `${names[i]} COLLATE "C"` : names[i])).join(', ');
+  const { rows } = await client.query<Record<string, string>>(
+    `SELECT ${names.map((n) => `${n}::text AS ${n}`).join(', ')} FROM unnest(${columns}) AS u(${names.join(', ')}) ORDER BY ${order}`,
+    params,
+  );
+  return rows.map((r) => keyTupleOf(t, r));
+}
