@@ -82,6 +82,7 @@ daemons:
   }, 120_000);
 
   afterAll(async () => {
+    if (run && run.child.exitCode === null) console.log(`[cli-run] last lines of pgconvey run:\n${run.lines.slice(-40).join('\n')}`);
     await run?.kill('SIGKILL');
     await Promise.all([old?.stop(), neu?.stop()]);
   });
@@ -127,20 +128,27 @@ daemons:
       const s = JSON.parse(r.stdout);
       return s.healthy && s.queues[0].subscribers[0].tables.every((t: { state: string }) => t.state === 'ok');
     };
+    const step = (what: string) => console.log(`[cli-run] ${new Date().toISOString()} ${what} (writes so far: ${committed})`);
     await waitFor('every table copied and merged', allOk, 90_000, 250);
+    step('copied and merged');
     const progress = async (n: number) => waitFor(`${n} more writes`, async () => committed >= n, 60_000);
 
     await progress(committed + 200);
     const applyingBefore = run.lines.filter((l) => l.includes('"msg":"applying"')).length;
     await old.restart();
+    step('provider restarted');
     await progress(committed + 200);
     await waitFor('the worker to resume after the provider restarted', async () => run!.lines.filter((l) => l.includes('"msg":"applying"')).length > applyingBefore, 60_000);
     const applyingMid = run.lines.filter((l) => l.includes('"msg":"applying"')).length;
+    step('worker resumed');
     await neu.restart();
+    step('subscriber restarted');
     await progress(committed + 200);
     await waitFor('the worker to resume after the subscriber restarted', async () => run!.lines.filter((l) => l.includes('"msg":"applying"')).length > applyingMid, 60_000);
+    step('worker resumed again');
     stop = true;
     await writer;
+    step('writer stopped');
 
     const [p, s] = [clientOf(old), clientOf(neu)];
     await p.connect();
@@ -170,7 +178,8 @@ daemons:
     }, 30_000, 500);
 
     await run.kill('SIGTERM');
-    expect(await run.exited).toBe(0);
+    const code = await Promise.race([run.exited, new Promise((r) => setTimeout(() => r('still running 30 s after SIGTERM'), 30_000))]);
+    expect(code, run.lines.slice(-30).join('\n')).toBe(0);
     expect(run.lines.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
   });
 });
