@@ -177,6 +177,32 @@ daemons:
       return value('pgconvey_batches_applied_total{queue="shop",node="new_leaf"}') > 0 && value('pgconvey_errors_total{component="worker"}') >= 1 && text.includes('pgconvey_lag_seconds{queue="shop",node="new_leaf"}');
     }, 30_000, 500);
 
+    // A switchover with --reverse while run runs: run finds the reverse replication and applies new → old;
+    // switching back stops it, and forward replication goes on.
+    const rowOn = async (server: RunningServer, sql: string, params: unknown[]) => {
+      const c = clientOf(server);
+      await c.connect();
+      try {
+        return (await c.query(sql, params)).rows;
+      } finally {
+        await c.end();
+      }
+    };
+    const sw = await runCli(['switchover', file, '--to', 'new_leaf', '--reverse', '--auto-approve'], { timeoutMs: 90_000 });
+    expect(sw.code, sw.stdout).toBe(0);
+    expect(sw.stdout).toMatch(/Writes unavailable: \d+ ms/);
+    await run.waitForLine(/"msg":"starting".*shop_reverse/, 30_000);
+    await rowOn(neu, "INSERT INTO public.accounts VALUES (99001, 1, 'written on new')", []);
+    const [newEvent] = await rowOn(neu, 'INSERT INTO public.events (account_id, amount) VALUES (99001, 5) RETURNING id', []);
+    await waitFor('a write on the new root to reach the old one', async () => (await rowOn(old, 'SELECT 1 FROM public.events WHERE id = $1', [newEvent.id])).length === 1, 30_000);
+    step('reverse replication ran');
+    const back = await runCli(['switchover', file, '--to', 'old_root', '--auto-approve'], { timeoutMs: 90_000 });
+    expect(back.code, back.stdout).toBe(0);
+    await run.waitForLine(/stopping: its replication was removed/, 30_000);
+    await rowOn(old, "INSERT INTO public.accounts VALUES (99002, 2, 'written on old again')", []);
+    await waitFor('a write on the old root to reach the new one again', async () => (await rowOn(neu, 'SELECT 1 FROM public.accounts WHERE id = 99002', [])).length === 1, 30_000);
+    step('switched back; forward replication goes on');
+
     await run.kill('SIGTERM');
     const code = await Promise.race([run.exited, new Promise((r) => setTimeout(() => r('still running 30 s after SIGTERM'), 30_000))]);
     expect(code, run.lines.slice(-30).join('\n')).toBe(0);
