@@ -1,9 +1,9 @@
 /**
  * The embedded demo (`npm run demo`): two local servers of different majors,
  * a small shop database under a steady writer, and the whole loop — validate,
- * plan (which flags a table without a key), apply, run the ticker and the
- * worker, wait for the copies to merge, and verify both sides row by row —
- * with a short summary of what it measured. Cleans up after itself.
+ * plan (which flags a table without a key), apply, run, status, compare, and
+ * a switchover with reverse replication while the writer moves over — with a
+ * short summary of what it measured. Cleans up after itself.
  *
  * Must not be imported by any other module.
  */
@@ -13,12 +13,13 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { introspectDatabases } from '../catalog/index.js';
 import { loadDesiredState, type DesiredState } from '../config/index.js';
-import { createLogger, runTickerDaemon, runWorkerDaemon } from '../daemons/index.js';
+import { createLogger, runDesiredState } from '../daemons/index.js';
 import { startServer, type RunningServer } from '../embedded/index.js';
-import { ENGINE_VERSION, tableStatus } from '../engine/index.js';
+import { ENGINE_VERSION } from '../engine/index.js';
 import { executePlan } from '../executor/index.js';
+import { SWITCHOVER_DEFAULTS, collectStatus, compareState, switchover } from '../operations/index.js';
 import { buildPlan } from '../planner/index.js';
-import { renderDiagnostics, renderPlanHuman } from '../render/index.js';
+import { renderCompareHuman, renderDiagnostics, renderEndedSessions, renderPlanHuman, renderStatusHuman, renderSwitchoverStep, renderSwitchoverSummary } from '../render/index.js';
 
 const SOURCE_MAJOR = Number(process.env.PGCONVEY_DEMO_SOURCE ?? 12);
 const TARGET_MAJOR = Number(process.env.PGCONVEY_DEMO_TARGET ?? 17);
@@ -70,6 +71,14 @@ async function sql(server: RunningServer, db: string, text: string): Promise<pg.
   }
 }
 
+/** Waits until `check` holds, polling; fails naming `what` after `timeoutMs`. */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number, everyMs: number): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !(await check()); ) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 async function load(file: string): Promise<DesiredState> {
   const r = await loadDesiredState(file);
   if (!r.state) throw new Error(renderDiagnostics(r.diagnostics));
@@ -90,22 +99,35 @@ async function main(): Promise<void> {
     await sql(target, 'shop', SCHEMA);
     say('a shop database (customers, products, orders, order_items, audit_log) with 87,300 rows on old; the same tables, empty, on new');
 
-    step('a steady writer places orders on old (about 50 per second)');
-    let written = 0;
+    step('a steady writer places orders on old (about 50 per second), and moves to new when old stops taking writes');
+    const app = { target: source, switched: false, written: 0, lastOnOld: 0, firstOnNew: 0, refusedOnOld: 0 };
     writer = (async () => {
-      const c = new pg.Client({ host: source.host, port: source.port, user: 'postgres', database: 'shop' });
-      await c.connect();
-      try {
-        while (!stopAll.signal.aborted) {
+      let c: pg.Client | undefined;
+      let on: RunningServer | undefined;
+      while (!stopAll.signal.aborted) {
+        try {
+          if (!c || on !== app.target) {
+            await c?.end().catch(() => undefined);
+            on = app.target;
+            c = new pg.Client({ host: on.host, port: on.port, user: 'postgres', database: 'shop' });
+            c.on('error', () => undefined);
+            await c.connect();
+          }
           await c.query(
             "WITH o AS (INSERT INTO orders (customer_id) VALUES (1 + (random() * 1999)::int) RETURNING id) INSERT INTO order_items SELECT o.id, 1, 1 + (random() * 299)::int, 1 FROM o; INSERT INTO audit_log (event_id, what) SELECT coalesce(max(event_id), 0) + 1, 'order' FROM audit_log",
           );
-          written++;
-          await new Promise((r) => setTimeout(r, 20));
+          app.written++;
+          if (on === source) app.lastOnOld = Date.now();
+          else if (!app.firstOnNew) app.firstOnNew = Date.now();
+        } catch {
+          // Fenced (read-only) or its session ended by the switchover: like an application, retry — on new once it is handed over.
+          if (on === source) app.refusedOnOld++;
+          await c?.end().catch(() => undefined);
+          c = undefined;
         }
-      } finally {
-        await c.end();
+        await new Promise((r) => setTimeout(r, 20));
       }
+      await c?.end().catch(() => undefined);
     })();
 
     const file = join(dir, 'shop.yaml');
@@ -128,78 +150,89 @@ async function main(): Promise<void> {
     step('pgconvey apply --auto-approve');
     await executePlan(state, plan, { onDone: (a, ms) => say(`  ${a.id} … done (${ms} ms)`) });
 
-    step('pgconvey run: the ticker on old, the worker copying and applying on new');
-    const queue = state.queues[0]!;
-    const [old, neu] = [state.databases[0]!.connection, state.databases[1]!.connection];
+    step('pgconvey run: the ticker on old; on new the worker copying and applying');
+    const running = new AbortController();
     const log = createLogger({ level: 'warn' });
     const copyStarted = Date.now();
-    const daemons = [
-      runTickerDaemon({ provider: old, queue: 'shop', log, signal: stopAll.signal }),
-      runWorkerDaemon({ provider: old, subscriber: neu, queue: 'shop', consumer: 'new_leaf', copyParallel: queue.daemons.copy.parallel, log, signal: stopAll.signal }),
-    ];
-    const sub = new pg.Client({ host: target.host, port: target.port, user: 'postgres', database: 'shop' });
-    await sub.connect();
+    const daemon = runDesiredState({ state, log, signal: running.signal, discoverEveryMs: 500 });
     try {
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const status = await tableStatus(sub, 'shop', 'new_leaf');
-        if (status.length && status.every((t) => t.state === 'ok')) break;
-        if (Date.now() > deadline) throw new Error(`tables did not finish copying: ${JSON.stringify(status)}`);
-        await new Promise((r) => setTimeout(r, 100));
+      let shown = false;
+      for (const deadline = Date.now() + 120_000; ; ) {
+        const report = await collectStatus(state);
+        const tables = report.queues[0]!.subscribers[0]!.tables;
+        if (!shown && tables.some((t) => t.state === 'copying')) {
+          step('pgconvey status (during the copy)');
+          say(renderStatusHuman(report));
+          shown = true;
+        }
+        if (tables.length && tables.every((t) => t.state === 'ok')) break;
+        if (Date.now() > deadline) throw new Error(`tables did not finish copying: ${JSON.stringify(tables)}`);
+        await new Promise((r) => setTimeout(r, 50));
       }
       const copyMs = Date.now() - copyStarted;
-      say(`all 5 tables copied and merged in ${(copyMs / 1000).toFixed(1)} s while the writer kept writing`);
+      say(`\nall 5 tables copied and merged in ${(copyMs / 1000).toFixed(1)} s while the writer kept writing`);
 
       step('replicating: lag of a probe row under the writer');
       await sql(source, 'shop', "INSERT INTO customers (name, email) VALUES ('probe', 'probe@example.com')");
       const sent = Date.now();
-      for (;;) {
-        if ((await sub.query("SELECT 1 FROM customers WHERE email = 'probe@example.com'")).rowCount) break;
-        if (Date.now() - sent > 30_000) throw new Error('the probe row did not arrive');
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      await until('the probe row to arrive on new', async () => (await sql(target, 'shop', "SELECT 1 FROM customers WHERE email = 'probe@example.com'")).rowCount === 1, 30_000, 5);
       const lagMs = Date.now() - sent;
       say(`the probe row arrived after ${lagMs} ms`);
+
+      step('pgconvey status');
+      say(renderStatusHuman(await collectStatus(state)));
+
+      step('pgconvey compare — counts and checksums by key range, both sides at the same queue position, under the writer');
+      const compared = await compareState(state);
+      say(renderCompareHuman(compared));
+      const comparedRows = compared.tables.reduce((n, t) => n + (t.providerRows ?? 0), 0);
+      if (!compared.tables.every((t) => t.equal)) throw new Error('compare found a difference');
+
+      step('pgconvey switchover --to new_leaf --reverse — fence old, drain, sequences, verify, replicate back');
+      const report = await switchover(state, { to: 'new_leaf', reverse: true, ...SWITCHOVER_DEFAULTS }, { onStep: (st) => say(renderSwitchoverStep(st)) });
+      app.target = target;
+      say(renderEndedSessions(report.endedSessions));
+      say(renderSwitchoverSummary(report));
+      await until('the writer to write on new', async () => app.firstOnNew > 0, 30_000, 5);
+      const appGapMs = app.firstOnNew - app.lastOnOld;
+      say(`the writer's own view: last write on old → first write on new ${appGapMs} ms (${app.refusedOnOld} attempt(s) refused on old)`);
+
+      step('rollback stays possible: writes on new reach old through the reverse queue that run found and started');
+      await sql(target, 'shop', "INSERT INTO customers (name, email) VALUES ('probe 2', 'probe2@example.com')");
+      const sent2 = Date.now();
+      await until('the probe row to reach old', async () => (await sql(source, 'shop', "SELECT 1 FROM customers WHERE email = 'probe2@example.com'")).rowCount === 1, 30_000, 5);
+      say(`a row written on new arrived on old after ${Date.now() - sent2} ms`);
 
       step('stopping the writer and verifying both sides row by row');
       stopAll.abort();
       await writer;
       writer = undefined;
-      await Promise.all(daemons);
-      const prov = new pg.Client({ host: source.host, port: source.port, user: 'postgres', database: 'shop' });
-      await prov.connect();
-      // Catch up on what the writer did last, with a fresh worker pass.
-      const finish = new AbortController();
-      const tail = [runTickerDaemon({ provider: old, queue: 'shop', log, signal: finish.signal }), runWorkerDaemon({ provider: old, subscriber: neu, queue: 'shop', consumer: 'new_leaf', log, signal: finish.signal })];
+      const tables = ['customers', 'products', 'orders', 'order_items', 'audit_log'];
+      const checksum = async (server: RunningServer, t: string) =>
+        (await sql(server, 'shop', `SELECT count(*) AS n, coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') AS h FROM ${t} x`)).rows[0] as { n: string; h: string };
       let rows = 0;
-      try {
-        const tables = ['customers', 'products', 'orders', 'order_items', 'audit_log'];
-        const checksum = async (c: pg.Client, t: string) =>
-          (await c.query(`SELECT count(*) AS n, coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '') AS h FROM ${t} x`)).rows[0] as { n: string; h: string };
-        const deadline2 = Date.now() + 60_000;
-        for (;;) {
-          const results: Array<readonly [{ n: string; h: string }, { n: string; h: string }]> = [];
-          for (const t of tables) results.push([await checksum(prov, t), await checksum(sub, t)]);
-          if (results.every(([a, b]) => a.n === b.n && a.h === b.h)) {
-            rows = results.reduce((s, [a]) => s + Number(a.n), 0);
-            break;
-          }
-          if (Date.now() > deadline2) throw new Error('the two sides did not converge');
-          await new Promise((r) => setTimeout(r, 200));
-        }
-        const seq = async (c: pg.Client) => Number((await c.query('SELECT last_value FROM orders_id_seq')).rows[0].last_value);
-        const [seqOld, seqNew] = [await seq(prov), await seq(sub)];
-        say(`equal: ${rows.toLocaleString('en-US')} rows in 5 tables, identical checksums; orders_id_seq old ${seqOld}, new ${seqNew}`);
-        step('summary');
-        say(`PostgreSQL ${source.version} → ${target.version}: initial copy ${(copyMs / 1000).toFixed(1)} s under writes (${written} writer transactions in all), probe lag ${lagMs} ms, ${rows.toLocaleString('en-US')} rows verified.`);
-        say('Next in pgconvey: switchover with fencing and rollback (see the open issues).');
-      } finally {
-        finish.abort();
-        await Promise.all(tail);
-        await prov.end();
-      }
+      await until('both sides to be equal', async () => {
+        const results = await Promise.all(tables.map(async (t) => [await checksum(source, t), await checksum(target, t)] as const));
+        rows = results.reduce((n, [a]) => n + Number(a.n), 0);
+        return results.every(([a, b]) => a.n === b.n && a.h === b.h);
+      }, 60_000, 200);
+      const seq = async (server: RunningServer) => Number((await sql(server, 'shop', 'SELECT last_value FROM orders_id_seq')).rows[0].last_value);
+      say(`equal: ${rows.toLocaleString('en-US')} rows in 5 tables, identical checksums; orders_id_seq old ${await seq(source)}, new ${await seq(target)}`);
+
+      step('summary');
+      say(
+        [
+          `PostgreSQL ${source.version} → ${target.version}, ${app.written} writer transactions in all:`,
+          `  initial copy     ${(copyMs / 1000).toFixed(1)} s under writes`,
+          `  replication lag  ${lagMs} ms (probe row)`,
+          `  compare          ${comparedRows.toLocaleString('en-US')} rows equal by checksum, ${compared.tables.reduce((n, t) => n + (t.seconds ?? 0), 0).toFixed(1)} s`,
+          `  switchover       writes unavailable ${report.writeUnavailableMs} ms (fence → hand-over); the writer saw ${appGapMs} ms`,
+          `  verified         ${rows.toLocaleString('en-US')} rows identical on both sides after the switchover; old follows new (rollback: switchover --to old_root)`,
+        ].join('\n'),
+      );
     } finally {
-      await sub.end();
+      running.abort();
+      await daemon;
     }
   } finally {
     stopAll.abort();
