@@ -10,10 +10,11 @@
 import format from 'pg-format';
 import type pg from 'pg';
 import { introspectNode, type EngineQueueInfo, type NodeCatalog } from '../catalog/index.js';
-import { displayQualified, isNameProblem, parseNamePattern, type DatabaseSpec, type DesiredState, type NodeSpec, type QueueSpec } from '../config/index.js';
+import { displayQualified, type DatabaseSpec, type DesiredState, type NodeSpec, type QueueSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
 import { forceTick } from '../engine/index.js';
 import { closest } from '../kernel/index.js';
+import { TableNameError, parseTableName } from './table-name.js';
 import {
   TEXT_OUTPUT_SETTINGS_SQL,
   keyAtOffset,
@@ -167,7 +168,7 @@ const SPLIT_FANOUT = 10;
 export async function compareState(state: DesiredState, options: CompareOptions = {}): Promise<CompareReport> {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const opts: Settings = { ...COMPARE_DEFAULTS, ...given };
-  const wanted = (options.tables ?? []).map(parseTableName);
+  const wanted = (options.tables ?? []).map(tableNameOf);
   const pairs = selectPairs(state, options);
   const catalogs = await readCatalogs(state, pairs);
   const plans = planPairs(state, pairs, catalogs, wanted);
@@ -270,13 +271,14 @@ function planPairs(
   return plans;
 }
 
-/** `schema.table`, or `table` for public; quoted parts as in SQL. Throws CompareError for a malformed name or a glob. */
-function parseTableName(text: string): { schema: string; name: string } {
-  let parsed = parseNamePattern(text);
-  if (isNameProblem(parsed) && parsed.code === 'unqualified_name') parsed = parseNamePattern(`public.${text}`);
-  if (isNameProblem(parsed)) throw new CompareError('invalid_name', parsed.message, parsed.hint);
-  if (!parsed.exact) throw new CompareError('invalid_name', `"${text}" is a pattern, not a table name`, 'name each table (schema.table, or table for public)');
-  return parsed.exact;
+/** A table named on the command line; CompareError for a malformed name or a glob. */
+function tableNameOf(text: string): { schema: string; name: string } {
+  try {
+    return parseTableName(text);
+  } catch (err) {
+    if (err instanceof TableNameError) throw new CompareError(err.code, err.message, err.hint);
+    throw err;
+  }
 }
 
 interface Connections {

@@ -11,3 +11,5 @@
 export * from './status.js';
 export * from './switchover.js';
 export * from './compare.js';
+export * from './resync.js';
+export * from './table-name.js';

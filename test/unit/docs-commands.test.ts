@@ -13,6 +13,7 @@ import EngineInstall from '../../src/commands/engine/install.js';
 import EngineTicker from '../../src/commands/engine/ticker.js';
 import EngineWorker from '../../src/commands/engine/worker.js';
 import Plan from '../../src/commands/plan.js';
+import Resync from '../../src/commands/resync.js';
 import Run from '../../src/commands/run.js';
 import Status from '../../src/commands/status.js';
 import Switchover from '../../src/commands/switchover.js';
@@ -28,6 +29,7 @@ const COMMANDS: Array<[string, unknown]> = [
   ['status', Status],
   ['compare', Compare],
   ['switchover', Switchover],
+  ['resync', Resync],
   ['engine/install', EngineInstall],
   ['engine/ticker', EngineTicker],
   ['engine/worker', EngineWorker],
