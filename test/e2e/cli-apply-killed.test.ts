@@ -5,28 +5,16 @@
  * the plan converges to "No changes." and every table replicates.
  */
 import format from 'pg-format';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { diffTable, waitFor } from '../harness/compare.js';
 import { freshDatabase, type TestDatabase } from '../harness/databases.js';
+import { writeTwoNodeFile } from '../harness/desired-file.js';
 import { startCli } from '../harness/processes.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
 
 const TABLES = Array.from({ length: 24 }, (_, i) => `t${String(i + 1).padStart(2, '0')}`);
 
-const FILE = `version: 1
-databases:
-  old: "\${PGCONVEY_OLD_DSN}"
-  new: "\${PGCONVEY_NEW_DSN}"
-queues:
-  many:
-    nodes:
-      old_root: { database: old, type: root }
-      new_leaf: { database: new, type: leaf, provider: old_root }
-    tables: { include: ["public.*"] }
-    sequences: { include: ["public.*"] }
-`;
 
 async function applySessionsGone(db: TestDatabase): Promise<void> {
   await waitFor('the killed apply session to end', async () => (await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgconvey:apply'")).rows[0].n === 0);
@@ -39,10 +27,9 @@ describe('apply killed half way', () => {
     await p.query(ddl);
     await s.query(ddl);
     await p.query(TABLES.map((t) => format("INSERT INTO public.%I (v) SELECT 'row ' || g FROM generate_series(1, 50) g;", t)).join('\n'));
-    const dir = mkdtempSync('/tmp/pgconvey-kill-');
-    writeFileSync(`${dir}/many.yaml`, FILE);
+    const file = writeTwoNodeFile({ queue: 'many', sequences: ['public.*'] });
     const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn };
-    const apply = () => startCli(['apply', `${dir}/many.yaml`, '--auto-approve'], env);
+    const apply = () => startCli(['apply', file, '--auto-approve'], env);
 
     // 1. Killed between actions: right after the sixth capture finished.
     const first = apply();
@@ -65,10 +52,10 @@ describe('apply killed half way', () => {
     await applySessionsGone(p);
 
     // 3. Running it again converges.
-    const third = await runCli(['apply', `${dir}/many.yaml`, '--auto-approve'], { env, timeoutMs: 120_000 });
+    const third = await runCli(['apply', file, '--auto-approve'], { env, timeoutMs: 120_000 });
     expect(third.code, third.stdout).toBe(0);
     expect(third.stdout).not.toContain('capture_table:old_root:public.t01');
-    const plan = await runCli(['plan', `${dir}/many.yaml`, '--detailed-exitcode'], { env });
+    const plan = await runCli(['plan', file, '--detailed-exitcode'], { env });
     expect(plan.code, plan.stdout).toBe(0);
     const captured = await p.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_trigger WHERE tgname LIKE 'pgconvey%' AND tgrelid::regclass::text LIKE 't__'");
     expect(captured.rows[0]!.n).toBeGreaterThanOrEqual(TABLES.length);

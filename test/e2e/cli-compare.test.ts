@@ -4,30 +4,15 @@
  * equal, the same as JSON; exit 1 naming the missing key after a row is
  * deleted on the subscriber; exit 1 with a hint for an unknown table.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { diffTable, waitFor } from '../harness/compare.js';
 import { freshDatabase } from '../harness/databases.js';
+import { writeTwoNodeFile } from '../harness/desired-file.js';
 import { startCli } from '../harness/processes.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
 
-const FILE = `${mkdtempSync('/tmp/pgconvey-compare-')}/shop.yaml`;
-writeFileSync(
-  FILE,
-  `version: 1
-databases:
-  old: "\${PGCONVEY_OLD_DSN}"
-  new: "\${PGCONVEY_NEW_DSN}"
-queues:
-  shop:
-    nodes:
-      old_root: { database: old, type: root }
-      new_leaf: { database: new, type: leaf, provider: old_root }
-    tables:
-      include: ["public.*"]
-`,
-);
+const FILE = writeTwoNodeFile();
 
 describe('pgconvey compare', () => {
   it('exits 0 when equal, 1 naming the key that differs, 1 for an unknown table', { timeout: 120_000 }, async () => {

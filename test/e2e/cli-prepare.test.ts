@@ -5,12 +5,14 @@
  * grants) are created from the provider; the plan converges and rows
  * replicate into the created tables.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { diffTable, waitFor } from '../harness/compare.js';
 import { freshDatabase, type TestDatabase } from '../harness/databases.js';
+import { writeTwoNodeFile } from '../harness/desired-file.js';
 import { startCli } from '../harness/processes.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
 
@@ -18,19 +20,7 @@ const sfx = randomBytes(3).toString('hex');
 const OWNER = `prep_owner_${sfx}`;
 const READER = `prep_reader_${sfx}`;
 
-const FILE = `version: 1
-databases:
-  old: "\${PGCONVEY_OLD_DSN}"
-  new: "\${PGCONVEY_NEW_DSN}"
-prepare: { roles: copy, schema: copy }
-queues:
-  sales:
-    nodes:
-      old_root: { database: old, type: root }
-      new_leaf: { database: new, type: leaf, provider: old_root }
-    tables: { include: ["sales.*"] }
-    sequences: { include: ["sales.*"] }
-`;
+const FILE = { queue: 'sales', tables: ['sales.*'], sequences: ['sales.*'], extra: 'prepare: { roles: copy, schema: copy }' };
 
 /** Definitions as the catalog sees them, comparable across servers (PG 17's new MAINTAIN privilege left out). */
 async function shape(db: TestDatabase): Promise<unknown> {
@@ -73,19 +63,18 @@ describe('prepare: copy', () => {
       GRANT SELECT ON sales.orders TO ${READER};
       INSERT INTO sales.customers (name) SELECT 'c' || g FROM generate_series(1, 300) g;
       INSERT INTO sales.orders (customer_id, total) SELECT 1 + g % 300, g FROM generate_series(1, 2000) g;`);
-    const dir = mkdtempSync('/tmp/pgconvey-prepare-');
-    writeFileSync(`${dir}/sales.yaml`, FILE);
+    const file = writeTwoNodeFile(FILE, 'sales.yaml');
     const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn };
 
-    const plan = await runCli(['plan', `${dir}/sales.yaml`, '--detailed-exitcode'], { env });
+    const plan = await runCli(['plan', file, '--detailed-exitcode'], { env });
     expect(plan.code, plan.stdout).toBe(2);
     expect(plan.stdout).toContain(`+ create_role ${OWNER}`);
     expect(plan.stdout).toContain(`+ grant_role ${OWNER}:${READER}`);
     expect(plan.stdout).toMatch(/\+ copy_schema sales\s+table\(s\) sales\.customers, sales\.orders do not exist here; pg_dump \d+/);
 
-    const applied = await runCli(['apply', `${dir}/sales.yaml`, '--auto-approve'], { env, timeoutMs: 60_000 });
+    const applied = await runCli(['apply', file, '--auto-approve'], { env, timeoutMs: 60_000 });
     expect(applied.code, applied.stdout).toBe(0);
-    const again = await runCli(['plan', `${dir}/sales.yaml`, '--detailed-exitcode'], { env });
+    const again = await runCli(['plan', file, '--detailed-exitcode'], { env });
     expect(again.code, again.stdout).toBe(0);
 
     // Roles: attributes, membership, and the very password hash (the test role is a superuser on both).
@@ -121,11 +110,11 @@ describe('prepare: copy', () => {
   it('names the pg_dump it needs when the one given is too old, before changing anything', { timeout: 60_000 }, async () => {
     const [p, s] = [await freshDatabase(sourceServer(), 'prep_np'), await freshDatabase(targetServer(), 'prep_ns')];
     await p.query('CREATE SCHEMA sales; CREATE TABLE sales.t (id int PRIMARY KEY)');
-    const dir = mkdtempSync('/tmp/pgconvey-prepare-');
-    writeFileSync(`${dir}/sales.yaml`, FILE);
+    const file = writeTwoNodeFile(FILE, 'sales.yaml');
+    const dir = dirname(file);
     writeFileSync(`${dir}/pg_dump`, '#!/bin/sh\necho "pg_dump (PostgreSQL) 9.6.24"\n', { mode: 0o755 });
     const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn, PGCONVEY_PG_DUMP: `${dir}/pg_dump` };
-    const r = await runCli(['apply', `${dir}/sales.yaml`, '--auto-approve'], { env });
+    const r = await runCli(['apply', file, '--auto-approve'], { env });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(`error pg_dump_too_old: prepare.schema: copy needs pg_dump of PostgreSQL ${sourceServer().major} or newer to create sales.t on node "new_leaf"; found 9.6.24 at ${dir}/pg_dump`);
     expect((await s.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname IN ('pgconvey', 'sales')")).rows[0].n).toBe(0);

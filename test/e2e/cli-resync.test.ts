@@ -4,25 +4,14 @@
  * `pgconvey run` after resync, and ends equal row by row; bad names and a
  * missing confirmation change nothing.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { diffTable, waitFor } from '../harness/compare.js';
 import { freshDatabase } from '../harness/databases.js';
+import { writeTwoNodeFile } from '../harness/desired-file.js';
 import { startCli } from '../harness/processes.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
 
-const FILE = `version: 1
-databases:
-  old: "\${PGCONVEY_OLD_DSN}"
-  new: "\${PGCONVEY_NEW_DSN}"
-queues:
-  shop:
-    nodes:
-      old_root: { database: old, type: root }
-      new_leaf: { database: new, type: leaf, provider: old_root }
-    tables: { include: ["public.*"] }
-`;
 
 describe('pgconvey resync', () => {
   it('copies a damaged table again while the rest replicates', { timeout: 120_000 }, async () => {
@@ -31,9 +20,7 @@ describe('pgconvey resync', () => {
     await p.query(ddl);
     await s.query(ddl);
     await p.query("INSERT INTO public.items SELECT g, 'v' || g FROM generate_series(1, 3000) g; INSERT INTO public.other SELECT generate_series(1, 10)");
-    const dir = mkdtempSync('/tmp/pgconvey-resync-');
-    const file = `${dir}/shop.yaml`;
-    writeFileSync(file, FILE);
+    const file = writeTwoNodeFile();
     const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn };
     expect((await runCli(['apply', file, '--auto-approve'], { env })).code).toBe(0);
     const run = startCli(['run', file, '--log-format', 'json'], env);

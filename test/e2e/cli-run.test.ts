@@ -6,13 +6,13 @@
  * running, `/metrics` counts batches and the errors the restarts caused, and
  * SIGTERM stops it cleanly. Replay with PGCONVEY_SEED=<seed>.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/embedded/index.js';
 import { runCli } from '../harness/cli.js';
 import { diffTable, waitFor } from '../harness/compare.js';
+import { writeTwoNodeFile } from '../harness/desired-file.js';
 import { startCli, type CliProcess } from '../harness/processes.js';
 import { createRng, testSeed } from '../harness/random.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
@@ -60,25 +60,12 @@ describe(`pgconvey run across server restarts (seed ${SEED})`, () => {
     await c.connect();
     await c.query("INSERT INTO public.accounts SELECT g, g, 'seed' FROM generate_series(1, 5000) g; INSERT INTO public.events (account_id, amount) SELECT 1 + g % 5000, g FROM generate_series(1, 20000) g");
     await c.end();
-    const dir = mkdtempSync('/tmp/pgconvey-run-');
-    file = `${dir}/shop.yaml`;
-    writeFileSync(
-      file,
-      `version: 1
-databases:
-  old: "host=${old.host} port=${old.port} user=${old.user} dbname=shop"
-  new: "host=${neu.host} port=${neu.port} user=${neu.user} dbname=shop"
-queues:
-  shop:
-    nodes:
-      old_root: { database: old, type: root }
-      new_leaf: { database: new, type: leaf, provider: old_root }
-    tables: { include: ["public.*"] }
-    sequences: { include: ["public.*"] }
-daemons:
-  worker: { retry_delay: 200ms }
-`,
-    );
+    file = writeTwoNodeFile({
+      oldDsn: `host=${old.host} port=${old.port} user=${old.user} dbname=shop`,
+      newDsn: `host=${neu.host} port=${neu.port} user=${neu.user} dbname=shop`,
+      sequences: ['public.*'],
+      extra: 'daemons:\n  worker: { retry_delay: 200ms }',
+    });
   }, 120_000);
 
   afterAll(async () => {

@@ -20,6 +20,7 @@ import { CompareError, compareState, type CompareReport, type TableComparison } 
 import { buildPlan } from '../../src/planner/index.js';
 import { diffTable, waitFor } from '../harness/compare.js';
 import { freshDatabase, type TestDatabase } from '../harness/databases.js';
+import { twoNodeYaml } from '../harness/desired-file.js';
 import { createRng, testSeed, type Rng } from '../harness/random.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
 
@@ -68,18 +69,7 @@ describe(`compare at one queue position (seed ${SEED})`, () => {
     const icu = (await sdb.query("SELECT collname FROM pg_catalog.pg_collation WHERE collname IN ('en-x-icu', 'und-x-icu') ORDER BY 1 LIMIT 1")).rows[0]?.collname;
     expect(icu, 'an ICU collation on the target server').toBeDefined();
     await sdb.query(format('ALTER TABLE public.order_lines ALTER COLUMN order_code TYPE text COLLATE %I', icu));
-    const yaml = `version: 1
-databases:
-  old: "${pdb.dsn}"
-  new: "${sdb.dsn}"
-queues:
-  q:
-    nodes:
-      root: { database: old, type: root }
-      new: { database: new, type: leaf, provider: root }
-    tables:
-      include: ["public.*"]
-`;
+    const yaml = twoNodeYaml({ queue: 'q', root: 'root', leaf: 'new', oldDsn: pdb.dsn, newDsn: sdb.dsn });
     const loaded = loadDesiredStateFromText('compare.yaml', yaml, {});
     expect(loaded.diagnostics).toEqual([]);
     state = loaded.state!;

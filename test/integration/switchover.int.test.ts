@@ -7,13 +7,13 @@
  * `--to old` switches back and forward replication goes on. Refused
  * preconditions (a table not ok, lag too high, no reverse) change nothing.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import format from 'pg-format';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { diffTable, waitFor } from '../harness/compare.js';
 import { freshDatabase, type TestDatabase } from '../harness/databases.js';
+import { writeTwoNodeFile } from '../harness/desired-file.js';
 import { startCli, type CliProcess } from '../harness/processes.js';
 import { createRng, testSeed, type Rng } from '../harness/random.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
@@ -24,20 +24,6 @@ const SCHEMA = `
                               total numeric NOT NULL, updates int NOT NULL DEFAULT 0);`;
 const TABLES = ['public.customers', 'public.orders'];
 
-const FILE_TEXT = `version: 1
-databases:
-  old: "\${PGCONVEY_OLD_DSN}"
-  new: "\${PGCONVEY_NEW_DSN}"
-queues:
-  shop:
-    nodes:
-      old: { database: old, type: root }
-      new: { database: new, type: leaf, provider: old }
-    tables:
-      include: ["public.*"]
-    sequences:
-      include: ["public.*"]
-`;
 
 interface Setup {
   old: TestDatabase;
@@ -51,9 +37,7 @@ async function setUp(prefix: string): Promise<Setup> {
   await old.query(SCHEMA);
   await neu.query(SCHEMA);
   await old.query("INSERT INTO public.customers (name) SELECT 'c' || g FROM generate_series(1, 50) g; INSERT INTO public.orders (customer_id, total) SELECT 1 + g % 50, g FROM generate_series(1, 300) g");
-  const dir = mkdtempSync('/tmp/pgconvey-switchover-');
-  const file = `${dir}/shop.yaml`;
-  writeFileSync(file, FILE_TEXT);
+  const file = writeTwoNodeFile({ root: 'old', leaf: 'new', sequences: ['public.*'] });
   const env = { PGCONVEY_OLD_DSN: old.dsn, PGCONVEY_NEW_DSN: neu.dsn };
   const applied = await runCli(['apply', file, '--auto-approve'], { env, timeoutMs: 60_000 });
   expect(applied.code, applied.stdout + applied.stderr).toBe(0);
