@@ -5,10 +5,10 @@
  * actions in order with progress. Every action is idempotent: an apply that
  * died half way is finished by running it again.
  */
-import { createInterface } from 'node:readline/promises';
 import { Args, Command, Flags } from '@oclif/core';
 import { ApplyLockedError, executePlan } from '../executor/index.js';
 import { renderPlanHuman } from '../render/index.js';
+import { askYes, canAsk } from './shared/confirm.js';
 import { planFile, planFromSaved, printKnownError, readSavedPlan } from './shared/plan-file.js';
 
 export default class Apply extends Command {
@@ -43,14 +43,8 @@ export default class Apply extends Command {
       if (!plan.actions.length) return;
       const destructive = plan.actions.filter((a) => a.destructive).length;
       if (!flags['auto-approve'] && !saved) {
-        if (!process.stdin.isTTY) {
-          print('error confirmation_needed: there is no terminal to confirm on\n    hint: review the plan, then run again with --auto-approve');
-          return this.exit(1);
-        }
-        const rl = createInterface({ input: process.stdin, output: process.stdout });
-        const answer = await rl.question(`\nApply ${plan.actions.length} actions${destructive ? ` (${destructive} destructive)` : ''}? Only 'yes' will be accepted: `);
-        rl.close();
-        if (answer.trim() !== 'yes') {
+        if (!canAsk(print)) return this.exit(1);
+        if (!(await askYes(`\nApply ${plan.actions.length} actions${destructive ? ` (${destructive} destructive)` : ''}?`))) {
           print('Apply cancelled.');
           return this.exit(1);
         }

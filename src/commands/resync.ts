@@ -3,9 +3,9 @@
  * subscribers (after damage, or a failed copy), while the rest replicates.
  * The running `pgconvey run` does the copy; `status` shows its progress.
  */
-import { createInterface } from 'node:readline/promises';
 import { Args, Command, Flags } from '@oclif/core';
 import { ResyncError, TableNameError, resyncTables } from '../operations/index.js';
+import { askYes, canAsk } from './shared/confirm.js';
 import { loadFile, printKnownError } from './shared/plan-file.js';
 
 export default class Resync extends Command {
@@ -30,14 +30,8 @@ export default class Resync extends Command {
     if (!state) return this.exit(1);
     const tables = (argv as string[]).slice(1);
     if (!flags['auto-approve']) {
-      if (!process.stdin.isTTY) {
-        print('error confirmation_needed: there is no terminal to confirm on\n    hint: run again with --auto-approve');
-        return this.exit(1);
-      }
-      const rl = createInterface({ input: process.stdin, output: process.stdout });
-      const answer = await rl.question(`Copy ${tables.join(', ')} again from scratch on ${flags.node ?? 'every subscriber'}? Their rows there are replaced. Only 'yes' will be accepted: `);
-      rl.close();
-      if (answer.trim() !== 'yes') {
+      if (!canAsk(print)) return this.exit(1);
+      if (!(await askYes(`Copy ${tables.join(', ')} again from scratch on ${flags.node ?? 'every subscriber'}? Their rows there are replaced.`))) {
         print('Resync cancelled.');
         return this.exit(1);
       }

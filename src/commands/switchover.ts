@@ -5,12 +5,12 @@
  * back over the reverse queue. Ends sessions, so it asks first (or takes
  * --auto-approve). Exit 0 done or nothing to do, 1 refused or failed.
  */
-import { createInterface } from 'node:readline/promises';
 import { Args, Command, Flags } from '@oclif/core';
 import { loadDesiredState } from '../config/index.js';
 import { parseDuration, scrubSecrets } from '../kernel/index.js';
 import { SWITCHOVER_DEFAULTS, SwitchoverError, resolveTarget, switchover, type SwitchoverReport } from '../operations/index.js';
 import { renderDiagnostics, renderEndedSessions, renderSwitchoverStart, renderSwitchoverStep, renderSwitchoverSummary, switchoverToJson } from '../render/index.js';
+import { askYes } from './shared/confirm.js';
 import { printKnownError } from './shared/plan-file.js';
 
 export default class Switchover extends Command {
@@ -79,11 +79,6 @@ export default class Switchover extends Command {
   }
 
   private async ask(report: SwitchoverReport): Promise<boolean> {
-    const rl = createInterface({ input: process.stdin, output: process.stdout });
-    const answer = await rl.question(
-      `\nMake "${report.to.node}" writable? "${report.from.node}" becomes read-only and its other sessions are ended. Only 'yes' will be accepted: `,
-    );
-    rl.close();
-    return answer.trim() === 'yes';
+    return askYes(`\nMake "${report.to.node}" writable? "${report.from.node}" becomes read-only and its other sessions are ended.`);
   }
 }
