@@ -12,13 +12,12 @@
  * Usage: npm run bench:engine [-- --scale 20 --seconds 30 --backlog 20000 --source 12 --target 17]
  * Needs pgbench (Debian: apt-get install postgresql-15). Appends to docs/benchmarks.md.
  */
-import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
-import pg from 'pg';
 import { parseArgs } from 'node:util';
 import { createLogger, runTickerDaemon, runWorkerDaemon } from '../src/daemons/index.js';
 import * as engine from '../src/engine/index.js';
 import { startServer, type RunningServer } from '../src/embedded/index.js';
+import { pgbench, waitUntil, withClient } from './pg.js';
 import { gitCommit, publish, requireTool, runMain } from './report.js';
 import type { ConnectionSpec } from '../src/config/index.js';
 
@@ -52,30 +51,6 @@ function spec(s: RunningServer, dbname: string): ConnectionSpec {
   return { host: s.host, port: s.port, user: 'postgres', dbname };
 }
 
-async function withClient<T>(s: RunningServer, db: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ host: s.host, port: s.port, user: 'postgres', database: db });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-function pgbench(s: RunningServer, db: string, extra: string[]): Promise<{ tps: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(pgbenchPath(), ['-h', s.host, '-p', String(s.port), '-U', 'postgres', ...extra, db], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`pgbench ${extra.join(' ')} failed:\n${output}`));
-      const m = /tps = ([\d.]+) \((without|excluding)/.exec(output);
-      resolve({ tps: m ? Number(m[1]) : NaN, output });
-    });
-  });
-}
-
 async function initPgbench(s: RunningServer, db: string): Promise<void> {
   await withClient(s, 'postgres', (c) => c.query(`CREATE DATABASE ${db}`));
   await pgbench(s, db, ['-i', '-s', String(SCALE), '-q']);
@@ -104,14 +79,6 @@ function startProbe(s: RunningServer, db: string): { stop: () => Promise<number>
       return sent;
     },
   };
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Lag of the probe rows received on the subscriber since `fromId`: median, p95, max in ms. */
