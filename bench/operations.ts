@@ -169,6 +169,7 @@ async function main(): Promise<void> {
     const forward: number[] = [];
     const back: number[] = [];
     const gaps: number[] = [];
+    const verifies: number[] = [];
     const nodes = { current: source };
     const probe = probeWriter(nodes);
     try {
@@ -181,10 +182,11 @@ async function main(): Promise<void> {
           const report = await switchover(state, { ...SWITCHOVER_DEFAULTS, to, reverse: to === 'new_leaf' });
           nodes.current = server;
           into.push(report.writeUnavailableMs ?? NaN);
+          verifies.push(report.steps.find((st) => st.step === 'verify')?.ms ?? NaN);
           gaps.push(await probe.gap(from, server, s0));
           await withClient(from, 'bench', (c) => c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbench'")).catch(() => undefined);
           await steady;
-          log(`switchover → ${to}: writes unavailable ${report.writeUnavailableMs} ms, the probe writer saw ${gaps.at(-1)} ms`);
+          log(`switchover → ${to}: writes unavailable ${report.writeUnavailableMs} ms, the probe writer saw ${gaps.at(-1)} ms (${report.steps.map((st) => `${st.step} ${st.ms}`).join(', ')})`);
         }
       }
     } finally {
@@ -206,6 +208,7 @@ async function main(): Promise<void> {
         `| compare, all 4 tables, counts + checksums by key range at one queue position, under load: median of ${ROUNDS} | ${seconds(median(compareRuns))} s (${list(compareRuns)} ms) | whole-table \`count(*)\` + md5 of all rows in key order on both sides at once: ${seconds(median(naiveRuns))} s (${list(naiveRuns)} ms) — not at one position, and names no range |`,
         `| switchover → new with \`--reverse\`: writes unavailable (fence → hand-over), ${ROUNDS} rounds | median ${Math.round(median(forward))} ms (${list(forward)}) | — |`,
         `| switch back → old: writes unavailable, ${ROUNDS} rounds | median ${Math.round(median(back))} ms (${list(back)}) | — |`,
+        `| of which the row-count verification (\`count(*)\` of every table on both sides; \`--verify none\` skips it) | median ${Math.round(median(verifies))} ms | — |`,
         `| the gap a probe writer saw (last write on the old node → first on the new, reconnect included), all switches | median ${Math.round(median(gaps))} ms, max ${Math.round(Math.max(...gaps))} ms | — |`,
         '',
         "The switchover target in issue #5 is under 5 s; the anchor numbers have none for Londiste3 or native replication. Londiste3 compare took 13.9 s on the same data set (anchor numbers).",

@@ -28,6 +28,11 @@ export default class Switchover extends Command {
     queue: Flags.string({ description: 'the queue (needed when the file has several)' }),
     reverse: Flags.boolean({ description: 'replicate from the new node back to the old one, so switching back loses nothing' }),
     'max-lag': Flags.string({ description: 'refuse when the subscriber is further behind than this', default: '5s' }),
+    verify: Flags.string({
+      description: 'counts: compare row counts of every table while writes are fenced (grows with the data); none: skip it, e.g. after a compare just before',
+      options: ['counts', 'none'],
+      default: 'counts',
+    }),
     'sequence-margin': Flags.integer({ description: 'increments sequences end past the old node\'s values', default: SWITCHOVER_DEFAULTS.sequenceMargin, min: 0 }),
     timeout: Flags.string({ description: 'how long to wait for sessions to end and the queue to drain', default: '60s' }),
     'auto-approve': Flags.boolean({ description: 'do not ask for confirmation' }),
@@ -52,7 +57,7 @@ export default class Switchover extends Command {
       print(renderDiagnostics(loaded.diagnostics));
       return this.exit(1);
     }
-    const options = { queue: flags.queue, to: flags.to, reverse: flags.reverse, maxLagMs: maxLagMs!, sequenceMargin: flags['sequence-margin'], timeoutMs: timeoutMs! };
+    const options = { queue: flags.queue, to: flags.to, reverse: flags.reverse, maxLagMs: maxLagMs!, sequenceMargin: flags['sequence-margin'], timeoutMs: timeoutMs!, verify: flags.verify as 'counts' | 'none' };
     try {
       resolveTarget(loaded.state, options);
       if (!flags['auto-approve'] && !process.stdin.isTTY) {

@@ -40,6 +40,12 @@ export interface SwitchoverOptions {
   maxLagMs: number;
   /** Sequences on the new node end this many increments past the old node's values. */
   sequenceMargin: number;
+  /**
+   * `counts`: compare row counts of every table inside the write window (a count(*) per table on
+   * both sides: it grows with the data, ~0.3 s for 2M rows here). `none`: skip it — for large
+   * databases, after a `pgconvey compare` shortly before.
+   */
+  verify?: 'counts' | 'none';
   /** How long to wait for sessions to end and for the queue to drain. */
   timeoutMs: number;
 }
@@ -452,6 +458,7 @@ class Run {
   /** Step 5: every table has as many rows on both sides; if not, stop with the fence in place. */
   private async verify(provider: pg.Client, subscriber: pg.Client, tables: QualifiedTable[], fenced: DatabaseSpec): Promise<void> {
     await this.step('verify', async () => {
+      if (this.options.verify === 'none') return { value: null, detail: 'skipped (--verify none)' };
       const [a, b] = await Promise.all([countRows(provider, tables), countRows(subscriber, tables)]);
       this.report.tables = tables.map((t, i) => ({ table: `${t.schema}.${t.name}`, from: a[i]!, to: b[i]! }));
       const differ = this.report.tables.filter((t) => t.from !== t.to);
