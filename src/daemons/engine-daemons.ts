@@ -6,9 +6,9 @@
 import type pg from 'pg';
 import type { ConnectionSpec } from '../config/connection.js';
 import { connect } from '../db/index.js';
-import { ApplyWorker, LostPositionError, NotSubscribedError, SubscriberSchemaError, Ticker, copyPendingTables } from '../engine/index.js';
+import { ApplyWorker, LostPositionError, NotSubscribedError, SubscriberSchemaError, Ticker, copyPendingTables, recordWorkerError } from '../engine/index.js';
 import type { Logger } from './log.js';
-import { runLoop } from './loop.js';
+import { errorText, runLoop } from './loop.js';
 import type { DaemonEvents } from './metrics.js';
 
 export interface TickerDaemonOptions {
@@ -84,7 +84,10 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
     signal: options.signal,
     isFatal: options.waitForSetup ? (err) => err instanceof LostPositionError : isFatalWorkerError,
     retryDelayMs: options.retryDelayMs,
-    onError: () => options.events?.error?.('worker'),
+    onError: (err) => {
+      options.events?.error?.('worker');
+      void recordError(options, errorText(err));
+    },
     async connect() {
       const provider = await connect(options.provider, 'worker');
       let subscriber: pg.Client | undefined;
@@ -159,3 +162,18 @@ async function runCopyDaemon(options: WorkerDaemonOptions): Promise<void> {
     close: async () => undefined,
   });
 }
+
+/** Keeps the worker's last error on the subscriber for `status`; best effort (the subscriber may be what failed). */
+async function recordError(options: WorkerDaemonOptions, message: string): Promise<void> {
+  try {
+    const client = await connect({ ...options.subscriber, connect_timeout_ms: 5_000 }, 'worker');
+    try {
+      await recordWorkerError(client, options.queue, options.consumer, message);
+    } finally {
+      await client.end();
+    }
+  } catch {
+    // Unreachable subscriber, or an engine older than version 5: the log line has it anyway.
+  }
+}
+

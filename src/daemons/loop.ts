@@ -46,9 +46,10 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
     let ctx: C | undefined;
     try {
       ctx = await options.connect();
-      delay = baseDelay;
       while (!signal.aborted) {
         const waitMs = await options.step(ctx);
+        // Back off afresh only once a step succeeded: a connect that works followed by a step that fails keeps backing off.
+        delay = baseDelay;
         if (waitMs > 0 && !signal.aborted) {
           if (options.wait) await Promise.race([options.wait(ctx, waitMs), sleep(waitMs + 50, signal)]);
           else await sleep(waitMs, signal);

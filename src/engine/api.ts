@@ -155,6 +155,15 @@ export async function queueStatus(client: pg.Client, queue: string): Promise<Con
   }));
 }
 
+/** Records the last error an apply worker met, for `status` (needs engine version 5). */
+export async function recordWorkerError(subscriber: pg.Client, queue: string, consumer: string, message: string): Promise<void> {
+  await subscriber.query('UPDATE pgconvey.subscription SET last_error = $3, last_error_at = clock_timestamp() WHERE queue_name = $1 AND consumer_name = $2', [
+    queue,
+    consumer,
+    message.slice(0, 2000),
+  ]);
+}
+
 /** Copies a table again from scratch (state `pending`), while the others go on replicating. */
 export async function resyncTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string): Promise<void> {
   const r = await subscriber.query(

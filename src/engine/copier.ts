@@ -79,7 +79,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
   const qualified = format('%I.%I', schema, table);
   const where = format('queue_name = %L AND consumer_name = %L AND table_schema = %L AND table_name = %L', queue, consumer, schema, table);
   const started = new Date();
-  const [admin, source, target, progress] = await Promise.all([openProvider(), openProvider(), openSubscriber(), openSubscriber()]);
+  const [admin, source, target, progress] = await openAll([openProvider, openProvider, openSubscriber, openSubscriber]);
   let timer: NodeJS.Timeout | undefined;
   try {
     const marked = await progress.query(
@@ -192,6 +192,18 @@ export async function tablesToCopy(provider: pg.Client, subscriber: pg.Client, q
 }
 
 /**
+ * Opens every connection or none: when one fails (a server down), those that
+ * opened are closed again before the error is thrown, so retries leak nothing.
+ */
+export async function openAll(openers: OpenClient[]): Promise<pg.Client[]> {
+  const results = await Promise.allSettled(openers.map((open) => open()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return results.map((r) => (r as PromiseFulfilledResult<pg.Client>).value);
+  await Promise.all(results.map((r) => (r.status === 'fulfilled' ? r.value.end().catch(() => undefined) : undefined)));
+  throw failed.reason;
+}
+
+/**
  * Copies every table waiting for a copy, `parallel` at a time, largest first.
  * Returns when all are copied; the first failure is thrown after the others finish.
  */
@@ -202,7 +214,7 @@ export async function copyPendingTables(
   consumer: string,
   options: { parallel?: number; onProgress?: (p: CopyProgress) => void; onCopied?: (schema: string, table: string, r: CopyResult) => void } = {},
 ): Promise<number> {
-  const [p, s] = await Promise.all([openProvider(), openSubscriber()]);
+  const [p, s] = await openAll([openProvider, openSubscriber]);
   let todo: Array<{ schema: string; table: string }>;
   try {
     todo = await tablesToCopy(p, s, queue, consumer);

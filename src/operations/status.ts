@@ -39,6 +39,8 @@ export interface SubscriberStatus extends NodeStatusBase {
   pendingEvents: number | null;
   completedTick: string | null;
   appliedAgeSeconds: number | null;
+  /** The worker's last error, while it is newer than the last batch applied. */
+  lastError: { message: string; ageSeconds: number } | null;
   tables: TableStatus[];
 }
 
@@ -72,8 +74,11 @@ const RATE_SQL = `
    WHERE q.queue_name = $1`;
 
 const SUBSCRIPTION_SQL = `
-  SELECT completed_tick::text AS completed_tick, extract(epoch FROM clock_timestamp() - applied_at) AS applied_age
-    FROM pgconvey.subscription WHERE queue_name = $1 AND consumer_name = $2`;
+  SELECT completed_tick::text AS completed_tick, extract(epoch FROM clock_timestamp() - applied_at) AS applied_age,
+         (to_jsonb(s) ->> 'last_error') AS last_error,
+         extract(epoch FROM clock_timestamp() - (to_jsonb(s) ->> 'last_error_at')::timestamptz) AS error_age,
+         (to_jsonb(s) ->> 'last_error_at')::timestamptz > coalesce(applied_at, '-infinity') AS error_is_newer
+    FROM pgconvey.subscription s WHERE queue_name = $1 AND consumer_name = $2`;
 
 async function lockHeld(client: pg.Client, key: string): Promise<boolean> {
   return (await client.query<{ held: boolean }>(LOCK_HELD_SQL, [key])).rows[0]!.held;
@@ -143,7 +148,7 @@ async function readSubscriber(
   client: (db: DatabaseSpec) => Promise<pg.Client>,
   consumer: { lagMs: number | null; pending: number | null } | null,
 ): Promise<SubscriberStatus> {
-  const base = { node: node.name, database: db.name, display: db.display, error: null, subscribed: false, workerRunning: null, lagSeconds: null, pendingEvents: null, completedTick: null, appliedAgeSeconds: null, tables: [] };
+  const base = { node: node.name, database: db.name, display: db.display, error: null, subscribed: false, workerRunning: null, lagSeconds: null, pendingEvents: null, completedTick: null, appliedAgeSeconds: null, lastError: null, tables: [] };
   try {
     const c = await client(db);
     if (!(await engineInstalled(c))) return { ...base, error: 'the engine is not installed (run pgconvey apply)' };
@@ -157,6 +162,7 @@ async function readSubscriber(
       pendingEvents: consumer?.pending ?? null,
       completedTick: sub.completed_tick,
       appliedAgeSeconds: num(sub.applied_age),
+      lastError: sub.error_is_newer ? { message: sub.last_error, ageSeconds: Number(sub.error_age) } : null,
       tables: await tableStatus(c, queue, node.name),
     };
   } catch (err) {
@@ -172,6 +178,7 @@ function problemsOf(queues: QueueReport[]): string[] {
     for (const s of q.subscribers) {
       if (s.error) out.push(`queue "${q.queue}": ${s.node} (${s.display}): ${s.error}`);
       else if (s.workerRunning === false) out.push(`queue "${q.queue}": no worker applies to ${s.node}; start pgconvey run`);
+      if (s.lastError) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
       for (const t of s.tables) if (t.lastError) out.push(`queue "${q.queue}": ${s.node}: table ${t.schema}.${t.table} (${t.state}): ${t.lastError}`);
     }
   }

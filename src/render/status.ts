@@ -38,6 +38,7 @@ function subscriberLines(s: SubscriberStatus): string[] {
   const lag = s.lagSeconds === null ? '' : `  lag ${formatSeconds(s.lagSeconds)}${s.pendingEvents === null ? '' : `, ${int(s.pendingEvents)} events`}`;
   const applied = s.appliedAgeSeconds === null ? '' : `  applied ${formatSeconds(s.appliedAgeSeconds)} ago`;
   const out = [`${head}  ${running(s.workerRunning, 'worker')}${lag}${applied}`];
+  if (s.lastError) out.push(chalk.red(`      last error ${formatSeconds(s.lastError.ageSeconds)} ago: ${s.lastError.message}`));
   const width = Math.max(0, ...s.tables.map((t) => `${t.schema}.${t.table}`.length));
   for (const t of s.tables) {
     const name = `${t.schema}.${t.table}`.padEnd(width);
@@ -102,6 +103,7 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
         pending_events: s.pendingEvents,
         completed_tick: s.completedTick,
         applied_age_seconds: s.appliedAgeSeconds,
+        last_error: s.lastError && { message: s.lastError.message, age_seconds: s.lastError.ageSeconds },
         tables: s.tables.map((t) => ({
           table: `${t.schema}.${t.table}`,
           state: t.state,

@@ -42,6 +42,7 @@ const REPORT: StatusReport = {
           pendingEvents: 1234,
           completedTick: '800',
           appliedAgeSeconds: 2.4,
+          lastError: { message: 'cannot connect to app@old:5432/shop: connection refused', ageSeconds: 1.5 },
           tables: [table('orders', 'copying', { rowsCopied: 450_000, rowsExpected: 1_000_000, rowsPerSecond: 90_000, etaSeconds: 6.1 }), table('customers', 'ok'), table('audit', 'pending')],
         },
       ],
@@ -60,6 +61,7 @@ describe('status rendering', () => {
         'queue shop',
         '  root old_root app@old:5432/shop  ticker running  last tick 812 40 ms ago  412 events/s',
         '    → new_leaf app@new:5432/shop  worker not running  lag 2.5 s, 1,234 events  applied 2.4 s ago',
+        '        last error 1.5 s ago: cannot connect to app@old:5432/shop: connection refused',
         '        public.orders     copying  █████████░░░░░░░░░░░ 45%  450,000 / 1,000,000 rows  90,000 rows/s  ETA 6.1 s',
         '        public.customers  ok',
         '        public.audit      pending',
@@ -73,7 +75,7 @@ describe('status rendering', () => {
   it('gives scripts numbers in seconds, events and rows', () => {
     const json = statusToJson(REPORT) as { healthy: boolean; queues: Array<{ subscribers: Array<Record<string, unknown> & { tables: Array<Record<string, unknown>> }> }> };
     expect(json.healthy).toBe(false);
-    expect(json.queues[0]!.subscribers[0]).toMatchObject({ worker_running: false, lag_seconds: 2.5, pending_events: 1234 });
+    expect(json.queues[0]!.subscribers[0]).toMatchObject({ worker_running: false, lag_seconds: 2.5, pending_events: 1234, last_error: { age_seconds: 1.5 } });
     expect(json.queues[0]!.subscribers[0]!.tables[0]).toMatchObject({ table: 'public.orders', state: 'copying', rows_copied: 450_000, eta_seconds: 6.1 });
     expect([formatSeconds(0.25), formatSeconds(75), formatSeconds(3725), formatSeconds(7500), formatSeconds(null)]).toEqual(['250 ms', '75.0 s', '62 min 5 s', '2 h 5 min', '–']);
   });
