@@ -173,6 +173,28 @@ export async function prepareTable(subscriber: pg.Client, table: CapturedTable):
   return new TableStatements(table, new Map(rows.map((c) => [c.name, c])), keyIsUnique, otherUnique);
 }
 
+interface ShapeGroup {
+  /** The row's columns, in the provider's order at capture time. */
+  columns: string[];
+  fresh: string[];
+  updated: string[];
+}
+
+/** Groups final row images by the columns they carry (one group, unless the provider's table changed meanwhile). */
+function byShape(fresh: readonly string[], updated: readonly string[]): ShapeGroup[] {
+  const groups = new Map<string, ShapeGroup>();
+  const add = (row: string, into: 'fresh' | 'updated') => {
+    const columns = Object.keys(JSON.parse(row) as object);
+    const id = columns.join('\u0000');
+    let g = groups.get(id);
+    if (!g) groups.set(id, (g = { columns, fresh: [], updated: [] }));
+    g[into].push(row);
+  };
+  for (const row of fresh) add(row, 'fresh');
+  for (const row of updated) add(row, 'updated');
+  return [...groups.values()];
+}
+
 interface KeyState {
   /** Final row image (JSON text), or null when the row ends deleted. */
   row: string | null;
@@ -240,19 +262,21 @@ export class EventApplier {
         (state.existed ? updated : fresh).push(state.row);
       }
     }
-    const first = fresh[0] ?? updated[0];
-    // Rows of one flush share their columns; read them off the first row.
-    const shape = first === undefined ? undefined : st.forShape(Object.keys(JSON.parse(first) as object));
-    if (shape?.insertMissing) {
+    // Rows carry the columns the provider's table had when they were captured: around an ALTER TABLE,
+    // one flush can hold rows of two shapes, each written with exactly its own columns.
+    const shapes = byShape(fresh, updated).map((g) => ({ ...g, shape: st.forShape(g.columns) }));
+    if (shapes.length && shapes.every((g) => g.shape.insertMissing)) {
       const savepoint = st.otherUniqueIndexes;
       const before = { ...this.stats };
       if (savepoint) await this.subscriber.query('SAVEPOINT pgconvey_flush');
       try {
         await this.run(st.deleteKeys, gone, 'rowsDeleted');
-        const changed = shape.update ? await this.run(shape.update, updated, 'rowsWritten') : 0;
-        // Rows that should have been there but were not (e.g. deleted on the subscriber by hand).
-        if (changed < updated.length) await this.run(shape.insertMissing, updated, 'rowsWritten');
-        await this.run(shape.insert, fresh, 'rowsWritten');
+        for (const g of shapes) {
+          const changed = g.shape.update ? await this.run(g.shape.update, g.updated, 'rowsWritten') : 0;
+          // Rows that should have been there but were not (e.g. deleted on the subscriber by hand).
+          if (changed < g.updated.length) await this.run(g.shape.insertMissing!, g.updated, 'rowsWritten');
+          await this.run(g.shape.insert, g.fresh, 'rowsWritten');
+        }
         if (savepoint) await this.subscriber.query('RELEASE SAVEPOINT pgconvey_flush');
         return;
       } catch (err) {
@@ -263,7 +287,7 @@ export class EventApplier {
       }
     }
     await this.run(st.deleteKeys, existed, 'rowsDeleted');
-    if (shape) await this.run(shape.insert, [...updated, ...fresh], 'rowsWritten');
+    for (const g of shapes) await this.run(g.shape.insert, [...g.updated, ...g.fresh], 'rowsWritten');
   }
 
   /** Runs a statement on a JSON array of items; returns the rows it touched. */

@@ -141,4 +141,26 @@ describe('engine: capture → queue → apply', () => {
     await sync();
     await expectEqual();
   });
+
+  it('a batch holding rows from before and after ADD COLUMN writes each with its own columns', async () => {
+    // The column comes to the subscriber first (as the docs say), then to the provider, under writes,
+    // all inside one batch: rows captured before carry no value for it, rows after do.
+    await subscriber.query('ALTER TABLE public.items ADD COLUMN flag boolean NOT NULL DEFAULT false');
+    await provider.query('UPDATE items SET qty = -1 WHERE id = 20');
+    await provider.query("INSERT INTO items (id, name, qty) VALUES (7001, 'before the column', 1)");
+    await provider.query('ALTER TABLE public.items ADD COLUMN flag boolean NOT NULL DEFAULT false');
+    await provider.query('UPDATE items SET flag = true WHERE id = 21');
+    await provider.query("INSERT INTO items (id, name, qty, flag) VALUES (7002, 'after the column', 2, true)");
+    worker = new engine.ApplyWorker(provider, subscriber, { queue: 'q', consumer: 'sub1' });
+    await worker.start().catch(() => undefined);
+    await sync();
+    await expectEqual();
+    const flags = await subscriber.query('SELECT id, flag FROM public.items WHERE id IN (20, 21, 7001, 7002) ORDER BY id');
+    expect(flags.rows).toEqual([
+      { id: 20, flag: false },
+      { id: 21, flag: true },
+      { id: 7001, flag: false },
+      { id: 7002, flag: true },
+    ]);
+  });
 });
