@@ -65,13 +65,20 @@ export function buildPlan(input: PlanInput): Plan {
     for (const { table, key } of tables) {
       const name = qualified(table.schema, table.name);
       const current = captured.get(name);
-      if (current && current.keyColumns.join(',') === key.join(',')) continue;
+      const shipped = table.columns.filter((c) => c.generated === '').map((c) => c.name);
+      const keyChanged = current && current.keyColumns.join(',') !== key.join(',');
+      const columnsChanged = current && current.columns.join(',') !== shipped.join(',');
+      if (current && !keyChanged && !columnsChanged) continue;
       captureIds.set(
         name,
         add('capture_table', current ? 'update' : 'create', root, {
           queue: queue.name,
           object: name,
-          reason: current ? `its key changed from (${current.keyColumns.join(', ')}) to (${key.join(', ')})` : `it matches the queue's tables and is not captured yet`,
+          reason: !current
+            ? `it matches the queue's tables and is not captured yet`
+            : keyChanged
+              ? `its key changed from (${current.keyColumns.join(', ')}) to (${key.join(', ')})`
+              : `its columns changed from (${current.columns.join(', ')}) to (${shipped.join(', ')}) (ALTER TABLE on the provider)`,
           dependsOn: queueReady,
           params: { schema: table.schema, table: table.name, keyColumns: key },
         }),

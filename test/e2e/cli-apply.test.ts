@@ -47,6 +47,17 @@ describe('pgconvey apply', () => {
     expect((await runCli(['apply', FILE, '--auto-approve'], { env })).code).toBe(0);
     expect((await runCli(['plan', FILE, '--detailed-exitcode'], { env })).code).toBe(0);
 
+    // A column added (subscriber first, then provider) is planned as a new capture of the table, and converges.
+    await sdb.query('ALTER TABLE public.customers ADD COLUMN email text');
+    await pdb.query('ALTER TABLE public.customers ADD COLUMN email text');
+    const altered = await runCli(['plan', FILE, '--detailed-exitcode'], { env });
+    expect(altered.code, altered.stdout).toBe(2);
+    expect(altered.stdout).toContain('~ capture_table public.customers');
+    expect(altered.stdout).toContain('its columns changed from (id, name) to (id, name, email)');
+    expect((await runCli(['apply', FILE, '--auto-approve'], { env })).code).toBe(0);
+    expect((await runCli(['plan', FILE, '--detailed-exitcode'], { env })).code).toBe(0);
+    await pdb.query("UPDATE public.customers SET email = 'c' || id || '@example.com' WHERE id <= 5");
+
     // The low-level ticker and worker replicate what apply set up.
     const ticker = startCli(['engine', 'ticker', '--db', pdb.dsn, '--queue', 'shop']);
     const worker = startCli(['engine', 'worker', '--provider', pdb.dsn, '--subscriber', sdb.dsn, '--queue', 'shop', '--consumer', 'new_leaf']);

@@ -3,6 +3,7 @@
  * missing tables and columns, removals, branches, determinism.
  */
 import { describe, expect, it } from 'vitest';
+import type { NodeCatalog } from '../../../src/catalog/index.js';
 import { buildPlan } from '../../../src/planner/index.js';
 import { FILE, FRESH_ACTIONS, TABLES, catalog, role, state, table } from './fixtures.js';
 
@@ -37,6 +38,20 @@ describe('planner', () => {
   it('plans nothing once the databases match the file', () => {
     const plan = buildPlan({ state: state(), catalogs: converged(), engineVersion: 3 });
     expect(plan).toEqual({ checks: [], actions: [], summary: { add: 0, change: 0, remove: 0 }, errored: false });
+  });
+
+  it('captures a table again when its columns changed on the provider', () => {
+    const catalogs = converged();
+    const orders = (c: NodeCatalog) => c.tables.find((t) => t.name === 'orders')!;
+    for (const c of [catalogs.old, catalogs.new]) orders(c).columns.push({ name: 'note', type: 'text', notNull: false, generated: '', hasDefault: false });
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.actions.map((a) => `${a.change} ${a.id}: ${a.reason}`)).toEqual([
+      'update capture_table:old_root:public.orders: its columns changed from (id, total) to (id, total, note) (ALTER TABLE on the provider)',
+    ]);
+    // A generated column is not shipped, so adding one changes nothing.
+    orders(catalogs.old).columns.pop();
+    orders(catalogs.old).columns.push({ name: 'doubled', type: 'numeric', notNull: false, generated: 's', hasDefault: true });
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3 }).actions).toEqual([]);
   });
 
   it('picks up a new table that matches include', () => {
