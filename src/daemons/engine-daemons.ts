@@ -78,7 +78,10 @@ export function isFatalWorkerError(err: unknown): boolean {
 export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<void> {
   const log = options.log.child('worker');
   const pollMs = options.pollMs ?? 50;
-  const copies = runCopyDaemon(options);
+  // Copies run only while this process holds the subscription's worker lock, so a second process
+  // started for the same work (waiting for the lock) never copies the same tables at the same time.
+  let holdsLock = false;
+  const copies = runCopyDaemon(options, () => holdsLock);
   await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
     log,
     signal: options.signal,
@@ -95,6 +98,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
         subscriber = await connect(options.subscriber, 'worker');
         const worker = new ApplyWorker(provider, subscriber, { queue: options.queue, consumer: options.consumer, maxBatchEvents: options.maxBatchEvents });
         await worker.start();
+        holdsLock = true;
         log.info('applying', { queue: options.queue, consumer: options.consumer });
         return { provider, subscriber, worker };
       } catch (err) {
@@ -127,6 +131,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
     },
     wait: ({ worker }, ms) => worker.waitForTick(ms),
     close: async ({ provider, subscriber }) => {
+      holdsLock = false;
       await Promise.all([provider.end(), subscriber.end()]);
     },
   });
@@ -137,13 +142,16 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
  * The initial copies of a subscription, beside its apply worker: looks for
  * tables waiting for a copy and copies them, a few at a time, largest first.
  */
-async function runCopyDaemon(options: WorkerDaemonOptions): Promise<void> {
+async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => boolean): Promise<void> {
   const log = options.log.child('copy');
   await runLoop<null>({
     log,
     signal: options.signal,
+    retryDelayMs: options.retryDelayMs,
+    onError: () => options.events?.error?.('copy'),
     connect: async () => null,
     async step() {
+      if (!holdsLock()) return 500;
       await copyPendingTables(
         () => connect(options.provider, 'copy'),
         () => connect(options.subscriber, 'copy'),

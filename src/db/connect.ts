@@ -19,6 +19,9 @@ export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfi
     database: spec.dbname,
     application_name: spec.application_name ?? `pgconvey:${role}`,
     connectionTimeoutMillis: spec.connect_timeout_ms ?? 10_000,
+    // Notice a peer that vanished without closing (a cut network) instead of waiting on it forever.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     // A switchover fences the old root with `ALTER DATABASE … SET default_transaction_read_only`;
     // pgconvey's own sessions (ticks, batches, the reverse worker) must still write there.
     options: '-c default_transaction_read_only=off',

@@ -231,7 +231,8 @@ export async function tableStatus(subscriber: pg.Client, queue: string, consumer
     const rowsCopied = Number(r.rows_copied);
     const seconds = r.seconds === null ? null : Number(r.seconds);
     const rate = seconds && seconds > 0 && rowsCopied > 0 ? rowsCopied / seconds : null;
-    const expected = r.rows_expected === null ? null : Number(r.rows_expected);
+    // reltuples is 0 (or -1) for a table never analyzed: then nothing is known of its size.
+    const expected = r.rows_expected === null || Number(r.rows_expected) <= 0 ? null : Number(r.rows_expected);
     return {
       schema: r.table_schema,
       table: r.table_name,

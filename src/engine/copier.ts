@@ -153,7 +153,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     for (const ix of indexes.rows) await target.query(ix.def);
     await target.query(
       `UPDATE pgconvey.subscriber_table SET state = 'catching-up', state_since = now(), copy_snapshot = $1, copy_tick = $2,
-              rows_copied = $3, bytes_copied = $4, rows_expected = $5, copy_finished_at = now() WHERE ${where}`,
+              rows_copied = $3, bytes_copied = $4, rows_expected = $5, copy_finished_at = clock_timestamp() WHERE ${where}`,
       [snapshot, tick, counter.rows, counter.bytes, rowsExpected],
     );
     await target.query('COMMIT');

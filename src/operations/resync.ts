@@ -48,6 +48,17 @@ export async function resyncTables(state: DesiredState, names: string[], options
     const targets: Array<ResyncTarget & { schema: string; name: string; database: string }> = [];
     for (const { queue, leaf } of leaves) {
       if (!clients.has(leaf.database)) clients.set(leaf.database, await connect(state.databases.find((d) => d.name === leaf.database)!.connection, 'resync'));
+      const switched = await clients.get(leaf.database)!.query<{ at: string | null }>(
+        "SELECT to_jsonb(s) ->> 'switched_over_at' AS at FROM pgconvey.subscription s WHERE queue_name = $1 AND consumer_name = $2",
+        [queue, leaf.name],
+      );
+      if (switched.rows[0]?.at) {
+        throw new ResyncError(
+          'resync_after_switchover',
+          `node "${leaf.name}" took over writes from its provider (switchover at ${switched.rows[0].at}): copying from the old node would overwrite newer data`,
+          'switch back first (pgconvey switchover FILE --to <root>), or repair the table on the old node instead',
+        );
+      }
       const { rows } = await clients.get(leaf.database)!.query<{ schema: string; name: string; state: string }>(
         'SELECT table_schema AS schema, table_name AS name, state FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2',
         [queue, leaf.name],

@@ -383,7 +383,7 @@ class Run {
         throw new SwitchoverError(
           'switchover_interrupted',
           `"${this.t.root.name}" is fenced but queue "${forwardQueue}" was never handed over to "${leaf}": a switchover stopped half way`,
-          `finish it with \`pgconvey switchover FILE --to ${leaf}\`, or lift the fence: ALTER DATABASE ${format('%I', await currentDatabase(old))} RESET default_transaction_read_only;`,
+          `finish it with \`pgconvey switchover FILE --to ${leaf}\`, or lift the fence (in a session of that database, which starts read-only): SET default_transaction_read_only = off; ALTER DATABASE ${format('%I', await currentDatabase(old))} RESET default_transaction_read_only;`,
         );
       }
       return this.alreadyDone(`"${this.t.root.name}" is already the writable node of queue "${forwardQueue}"; nothing to do`);
@@ -466,7 +466,7 @@ class Run {
         throw new SwitchoverError(
           'switchover_counts_differ',
           `row counts differ: ${differ.map((t) => `${t.table} ${t.from} vs ${t.to}`).join(', ')}; ${fenced.name} stays fenced`,
-          `find the cause (a table written on the subscriber?) and run the switchover again; to undo the fence: ALTER DATABASE ${format('%I', await currentDatabase(provider))} RESET default_transaction_read_only;`,
+          `find the cause (a table written on the subscriber?) and run the switchover again; to undo the fence (in a session of that database, which starts read-only): SET default_transaction_read_only = off; ALTER DATABASE ${format('%I', await currentDatabase(provider))} RESET default_transaction_read_only;`,
         );
       }
       return { value: null, detail: `${tables.length} tables, ${a.reduce((s, n) => s + n, 0)} rows, counts equal` };

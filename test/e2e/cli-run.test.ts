@@ -183,6 +183,9 @@ describe(`pgconvey run across server restarts (seed ${SEED})`, () => {
     const [newEvent] = await rowOn(neu, 'INSERT INTO public.events (account_id, amount) VALUES (99001, 5) RETURNING id', []);
     await waitFor('a write on the new root to reach the old one', async () => (await rowOn(old, 'SELECT 1 FROM public.events WHERE id = $1', [newEvent.id])).length === 1, 30_000);
     step('reverse replication ran');
+    const resync = await runCli(['resync', file, 'accounts', '--auto-approve']);
+    expect(resync.code).toBe(1);
+    expect(resync.stdout).toContain('error resync_after_switchover');
     const back = await runCli(['switchover', file, '--to', 'old_root', '--auto-approve'], { timeoutMs: 90_000 });
     expect(back.code, back.stdout).toBe(0);
     await run.waitForLine(/stopping: its replication was removed/, 30_000);
