@@ -51,7 +51,8 @@ export function renderSwitchoverSummary(report: SwitchoverReport): string {
 }
 
 export function switchoverToJson(report: SwitchoverReport, error?: { code: string; message: string; hint: string }): unknown {
-  return {
+  return snakeCase({
+    formatVersion: 1,
     queue: report.queue,
     direction: report.direction,
     from: report.from,
@@ -67,5 +68,12 @@ export function switchoverToJson(report: SwitchoverReport, error?: { code: strin
     reverse: report.reverse,
     writeUnavailableMs: report.writeUnavailableMs,
     ...(error ? { error } : {}),
-  };
+  });
+}
+
+/** Object keys in snake_case, as in every other JSON pgconvey prints. */
+function snakeCase(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeCase);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), snakeCase(v)]));
 }

@@ -277,9 +277,9 @@ describe('pgconvey switchover', () => {
       const report = JSON.parse(forward.stdout);
       expect(report.outcome).toBe('switched');
       expect(report.steps[0].detail).toContain('resuming: writes already fenced');
-      expect(typeof report.writeUnavailableMs).toBe('number');
+      expect(typeof report.write_unavailable_ms).toBe('number');
       expect(report.steps.map((s: { step: string }) => s.step)).toEqual(['preconditions', 'fence', 'drain', 'sequences', 'verify', 'handover']);
-      console.log(`switchover --to new (no reverse): writes unavailable ${report.writeUnavailableMs} ms`);
+      console.log(`switchover --to new (no reverse): writes unavailable ${report.write_unavailable_ms} ms`);
       const back = await runCli(['switchover', file, '--to', 'old', '--auto-approve'], { env });
       expect(back.code, back.stdout).toBe(1);
       expect(back.stdout).toContain('error switchover_no_reverse');
