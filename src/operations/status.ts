@@ -46,6 +46,8 @@ export interface SubscriberStatus extends NodeStatusBase {
 
 export interface QueueReport {
   queue: string;
+  /** Replication set up by `switchover --reverse` (new → old), found in the databases rather than the file. */
+  reverse: boolean;
   root: RootStatus;
   subscribers: SubscriberStatus[];
 }
@@ -111,12 +113,45 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
         const c = consumers.find((x) => x.consumer === leaf.name);
         subscribers.push(await readSubscriber(queue.name, leaf, dbOf(leaf), client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null));
       }
-      queues.push({ queue: queue.name, root, subscribers });
+      queues.push({ queue: queue.name, reverse: false, root, subscribers });
     }
+    queues.push(...(await reverseQueues(state, options, client)));
     return { file: state.file, takenAt: new Date(), queues, problems: problemsOf(queues) };
   } finally {
     await Promise.all([...clients.values()].map((p) => p.then((c) => c.end()).catch(() => undefined)));
   }
+}
+
+const REVERSE_SQL = `
+  SELECT queue_name AS queue, consumer_name AS consumer, to_jsonb(s) ->> 'provider_database' AS provider
+    FROM pgconvey.subscription s WHERE to_jsonb(s) ->> 'provider_database' IS NOT NULL ORDER BY 1, 2`;
+
+/** The reverse replication switchovers set up: subscriptions that record their provider. */
+async function reverseQueues(state: DesiredState, options: { node?: string }, client: (db: DatabaseSpec) => Promise<pg.Client>): Promise<QueueReport[]> {
+  const out: QueueReport[] = [];
+  for (const db of state.databases) {
+    let rows: Array<{ queue: string; consumer: string; provider: string }>;
+    try {
+      const c = await client(db);
+      if (!(await engineInstalled(c))) continue;
+      rows = (await c.query(REVERSE_SQL)).rows;
+    } catch {
+      continue; // unreachable: reported with the file's own queues
+    }
+    for (const r of rows) {
+      const providerDb = state.databases.find((d) => d.name === r.provider);
+      if (!providerDb) continue;
+      const rootName = state.queues.flatMap((q) => q.nodes).find((n) => n.database === providerDb.name)?.name ?? providerDb.name;
+      if (options.node && options.node !== rootName && options.node !== r.consumer) continue;
+      const rootNode: NodeSpec = { name: rootName, database: providerDb.name, type: 'root' };
+      const root = await readRoot(r.queue, rootNode, providerDb, client);
+      const consumers = root.error === null ? await queueStatus(await client(providerDb), r.queue) : [];
+      const c = consumers.find((x) => x.consumer === r.consumer);
+      const leaf: NodeSpec = { name: r.consumer, database: db.name, type: 'leaf', provider: rootName };
+      out.push({ queue: r.queue, reverse: true, root, subscribers: [await readSubscriber(r.queue, leaf, db, client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null)] });
+    }
+  }
+  return out;
 }
 
 async function readRoot(queue: string, node: NodeSpec, db: DatabaseSpec, client: (db: DatabaseSpec) => Promise<pg.Client>): Promise<RootStatus> {

@@ -60,7 +60,7 @@ function subscriberLines(s: SubscriberStatus): string[] {
 export function renderStatusHuman(report: StatusReport): string {
   const out: string[] = [];
   for (const q of report.queues) {
-    out.push(`${chalk.bold(`queue ${q.queue}`)}`, `  ${rootLine(q.root)}`);
+    out.push(`${chalk.bold(`queue ${q.queue}`)}${q.reverse ? chalk.dim('  (reverse replication, set up by switchover --reverse)') : ''}`, `  ${rootLine(q.root)}`);
     for (const s of q.subscribers) out.push(...subscriberLines(s).map((l) => `  ${l}`));
     out.push('');
   }
@@ -81,6 +81,7 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
     problems: report.problems,
     queues: report.queues.map((q) => ({
       queue: q.queue,
+      reverse: q.reverse,
       root: {
         node: q.root.node,
         database: q.root.database,

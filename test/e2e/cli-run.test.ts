@@ -183,6 +183,11 @@ describe(`pgconvey run across server restarts (seed ${SEED})`, () => {
     const [newEvent] = await rowOn(neu, 'INSERT INTO public.events (account_id, amount) VALUES (99001, 5) RETURNING id', []);
     await waitFor('a write on the new root to reach the old one', async () => (await rowOn(old, 'SELECT 1 FROM public.events WHERE id = $1', [newEvent.id])).length === 1, 30_000);
     step('reverse replication ran');
+    await waitFor('status to show the reverse replication running', async () => {
+      const st = JSON.parse((await runCli(['status', file, '--json'])).stdout);
+      const rev = st.queues.find((q: { reverse: boolean }) => q.reverse);
+      return !!rev && rev.queue === 'shop_reverse' && rev.root.node === 'new_leaf' && rev.root.ticker_running && rev.subscribers[0].node === 'old_root' && rev.subscribers[0].worker_running;
+    }, 30_000, 250);
     const resync = await runCli(['resync', file, 'accounts', '--auto-approve']);
     expect(resync.code).toBe(1);
     expect(resync.stdout).toContain('error resync_after_switchover');

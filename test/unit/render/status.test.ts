@@ -29,6 +29,7 @@ const REPORT: StatusReport = {
   queues: [
     {
       queue: 'shop',
+      reverse: false,
       root: { node: 'old_root', database: 'old', display: 'app@old:5432/shop', error: null, queueExists: true, tickerRunning: true, lastTick: '812', lastTickAgeSeconds: 0.04, eventsSinceTick: 3, eventsPerSecond: 412.4 },
       subscribers: [
         {
