@@ -87,6 +87,13 @@ async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
     queues: queues.map((q) => ({
       name: q.name,
       lastTick: q.last_tick,
+      settings: {
+        tickerMaxCount: Number(q.ticker_max_count),
+        tickerMaxLagMs: Number(q.ticker_max_lag_ms),
+        tickerIdlePeriodMs: Number(q.ticker_idle_period_ms),
+        rotationTxids: Number(q.rotation_txids),
+        tickRetentionMs: Number(q.tick_retention_ms),
+      },
       consumers: consumers.filter((c) => c.queue_id === q.queue_id).map((c) => ({ name: c.name, lastTick: c.last_tick })),
       tables: tables.filter((t) => t.queue_id === q.queue_id).map((t) => ({ schema: t.schema, name: t.name, keyColumns: t.key_columns, columns: t.columns })),
       sequences: sequences.filter((s) => s.queue_id === q.queue_id).map((s) => ({ schema: s.schema, name: s.name })),

@@ -60,9 +60,19 @@ export interface PrivilegeInfo {
   canSetReplicationRole: boolean;
 }
 
+export interface EngineQueueSettings {
+  tickerMaxCount: number;
+  tickerMaxLagMs: number;
+  tickerIdlePeriodMs: number;
+  rotationTxids: number;
+  tickRetentionMs: number;
+}
+
 export interface EngineQueueInfo {
   name: string;
   lastTick: string;
+  /** The ticker and rotation settings stored in the queue. */
+  settings: EngineQueueSettings;
   consumers: Array<{ name: string; lastTick: string }>;
   tables: Array<{ schema: string; name: string; keyColumns: string[]; columns: string[] }>;
   sequences: Array<{ schema: string; name: string }>;

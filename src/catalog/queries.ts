@@ -86,7 +86,10 @@ export const ENGINE_VERSION_SQL = `SELECT version FROM pgconvey.engine`;
 
 /** Queues with their latest tick. */
 export const ENGINE_QUEUES_SQL = `
-  SELECT q.queue_id, q.queue_name AS name, (SELECT max(t.tick_id) FROM pgconvey.tick t WHERE t.queue_id = q.queue_id)::text AS last_tick
+  SELECT q.queue_id, q.queue_name AS name, (SELECT max(t.tick_id) FROM pgconvey.tick t WHERE t.queue_id = q.queue_id)::text AS last_tick,
+         q.ticker_max_count, (extract(epoch FROM q.ticker_max_lag) * 1000)::bigint AS ticker_max_lag_ms,
+         (extract(epoch FROM q.ticker_idle_period) * 1000)::bigint AS ticker_idle_period_ms, q.rotation_txids,
+         (extract(epoch FROM q.tick_retention) * 1000)::bigint AS tick_retention_ms
     FROM pgconvey.queue q ORDER BY 2`;
 
 /** Consumers of every queue. */

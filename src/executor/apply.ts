@@ -12,7 +12,7 @@ import type { ConnectionSpec } from '../config/connection.js';
 import type { DesiredState } from '../config/index.js';
 import { connect } from '../db/index.js';
 import * as engine from '../engine/index.js';
-import type { Action, Plan } from '../planner/index.js';
+import { queueSettings, type Action, type Plan } from '../planner/index.js';
 import { dumpTableDefinitions, type TableName } from './pg-dump.js';
 
 export interface ExecutorHooks {
@@ -96,17 +96,12 @@ async function runAction(state: DesiredState, a: Action, db: (name: string) => p
     case 'upgrade_engine':
       await engine.installEngine(c);
       return;
-    case 'create_queue': {
-      const d = queue!.daemons;
-      await engine.createQueue(c, a.queue!, {
-        tickerMaxCount: d.ticker.maxEvents,
-        tickerMaxLagMs: d.ticker.maxLagMs,
-        tickerIdlePeriodMs: d.ticker.idlePeriodMs,
-        rotationTxids: d.maintenance.rotationTransactions,
-        tickRetentionMs: d.maintenance.tickRetentionMs,
-      });
+    case 'create_queue':
+      await engine.createQueue(c, a.queue!, queueSettings(queue!));
       return;
-    }
+    case 'configure_queue':
+      await engine.configureQueue(c, a.queue!, queueSettings(queue!));
+      return;
     case 'capture_table':
       await engine.addTable(c, a.queue!, p.schema, p.table, p.keyColumns);
       return;

@@ -12,6 +12,7 @@ export const ACTION_KINDS = [
   'install_engine',
   'upgrade_engine',
   'create_queue',
+  'configure_queue',
   'capture_table',
   'capture_sequence',
   'subscribe',

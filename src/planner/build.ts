@@ -4,7 +4,7 @@
  * a deterministic order. Globs are resolved on the root's catalog, so a new
  * table that matches `include` shows up in the next plan. No I/O.
  */
-import type { NodeCatalog, TableInfo } from '../catalog/model.js';
+import type { EngineQueueSettings, NodeCatalog, TableInfo } from '../catalog/model.js';
 import type { DesiredState, NodeSpec, QueueSpec, Selection } from '../config/index.js';
 import { matchesPattern } from '../config/names.js';
 import { hasErrors, type Diagnostic } from '../kernel/index.js';
@@ -57,6 +57,18 @@ export function buildPlan(input: PlanInput): Plan {
       ? null
       : add('create_queue', 'create', root, { queue: queue.name, reason: `queue "${queue.name}" does not exist on its root`, dependsOn: rootEngine ? [rootEngine] : [] });
     const queueReady = [rootEngine, createQueue].filter((x): x is string => x !== null);
+    if (queueState) {
+      const want = queueSettings(queue);
+      const changed = (Object.keys(want) as Array<keyof typeof want>).filter((k) => want[k] !== queueState.settings[k]);
+      if (changed.length) {
+        add('configure_queue', 'update', root, {
+          queue: queue.name,
+          reason: `its settings differ from the file: ${changed.map((k) => `${k} ${queueState.settings[k]} → ${want[k]}`).join(', ')}`,
+          dependsOn: rootEngine ? [rootEngine] : [],
+          params: { settings: want },
+        });
+      }
+    }
 
     // Tables: resolve the selection on the root, check each, capture what is not captured yet.
     const tables = selectTables(queue, rootCatalog, check);
@@ -279,6 +291,18 @@ function planSchemaCopy(
     dependsOn: roleIds,
     params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), pgDump: pgDump.path, consumer: leaf.name },
   });
+}
+
+/** The queue settings the file asks for, in the engine's terms. */
+export function queueSettings(queue: QueueSpec): EngineQueueSettings {
+  const d = queue.daemons;
+  return {
+    tickerMaxCount: d.ticker.maxEvents,
+    tickerMaxLagMs: d.ticker.maxLagMs,
+    tickerIdlePeriodMs: d.ticker.idlePeriodMs,
+    rotationTxids: d.maintenance.rotationTransactions,
+    tickRetentionMs: d.maintenance.tickRetentionMs,
+  };
 }
 
 /** Install or upgrade the engine on a node's database when needed; returns the action id, if any. */

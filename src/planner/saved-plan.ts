@@ -109,7 +109,7 @@ export function fingerprintCatalog(c: NodeCatalog): string {
     roles: c.roles,
     engine: c.engine && {
       version: c.engine.version,
-      queues: c.engine.queues.map((q) => ({ name: q.name, consumers: q.consumers.map((x) => x.name), tables: q.tables, sequences: q.sequences })),
+      queues: c.engine.queues.map((q) => ({ name: q.name, settings: q.settings, consumers: q.consumers.map((x) => x.name), tables: q.tables, sequences: q.sequences })),
       subscriptions: c.engine.subscriptions.map((s) => ({ queue: s.queue, consumer: s.consumer, tables: s.tables.map((t) => [t.schema, t.name]) })),
     },
   });

@@ -82,6 +82,17 @@ describe('pgconvey apply', () => {
       await ticker.kill('SIGTERM');
     }
 
+    // Settings changed in the file are applied to the existing queue.
+    const { writeFileSync: write, mkdtempSync: tmp } = await import('node:fs');
+    const tuned = `${tmp('/tmp/pgconvey-apply-')}/shop.yaml`;
+    write(tuned, `${readFileSync(FILE, 'utf8')}daemons:\n  ticker: { max_lag: 250ms, idle_period: 10s }\n`);
+    const retune = await runCli(['plan', tuned, '--detailed-exitcode'], { env });
+    expect(retune.code, retune.stdout).toBe(2);
+    expect(retune.stdout).toContain('~ configure_queue shop');
+    expect((await runCli(['apply', tuned, '--auto-approve'], { env })).code).toBe(0);
+    expect((await runCli(['plan', tuned, '--detailed-exitcode'], { env })).code).toBe(0);
+    expect((await pdb.query("SELECT ticker_max_lag::text AS l FROM pgconvey.queue WHERE queue_name = 'shop'")).rows[0].l).toBe('00:00:00.25');
+
     // Removing a table from the file is destructive: refused without consent.
     const narrowed = readFileSync(FILE, 'utf8').replace('exclude: ["public.tmp_*"]', 'exclude: ["public.tmp_*", "public.invoices"]');
     const { writeFileSync, mkdtempSync } = await import('node:fs');

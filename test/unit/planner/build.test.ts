@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeCatalog } from '../../../src/catalog/index.js';
 import { buildPlan } from '../../../src/planner/index.js';
-import { FILE, FRESH_ACTIONS, TABLES, catalog, role, state, table } from './fixtures.js';
+import { FILE, FRESH_ACTIONS, TABLES, catalog, role, state, table, shopSettings } from './fixtures.js';
 
 describe('planner', () => {
   it('plans a fresh setup in dependency order', () => {
@@ -28,7 +28,7 @@ describe('planner', () => {
       { schema: 'public', name: 'orders', keyColumns: ['id'], columns: ['id', 'total'] },
     ];
     return {
-      old: catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '9', consumers: [{ name: 'new_leaf', lastTick: '9' }], tables: captured, sequences: [{ schema: 'public', name: 'orders_id_seq' }] }], subscriptions: [] } }),
+      old: catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '9', settings: shopSettings(), consumers: [{ name: 'new_leaf', lastTick: '9' }], tables: captured, sequences: [{ schema: 'public', name: 'orders_id_seq' }] }], subscriptions: [] } }),
       new: catalog(17, TABLES, {
         engine: { version: 3, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '9', tables: captured.map((t) => ({ schema: t.schema, name: t.name, state: 'ok' })) }] },
       }),
@@ -38,6 +38,15 @@ describe('planner', () => {
   it('plans nothing once the databases match the file', () => {
     const plan = buildPlan({ state: state(), catalogs: converged(), engineVersion: 3 });
     expect(plan).toEqual({ checks: [], actions: [], summary: { add: 0, change: 0, remove: 0 }, errored: false });
+  });
+
+  it('configures the queue again when its settings in the file changed', () => {
+    const catalogs = converged();
+    catalogs.old.engine!.queues[0]!.settings = { ...shopSettings(), tickerMaxLagMs: 250, rotationTxids: 5000 };
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.actions.map((a) => `${a.change} ${a.id}: ${a.reason}`)).toEqual([
+      'update configure_queue:old_root:shop: its settings differ from the file: tickerMaxLagMs 250 → 100, rotationTxids 5000 → 100000',
+    ]);
   });
 
   it('captures a table again when its columns changed on the provider', () => {

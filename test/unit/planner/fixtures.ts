@@ -5,7 +5,8 @@
  * catalogs).
  */
 import { readFileSync } from 'node:fs';
-import type { NodeCatalog, RoleInfo, TableInfo } from '../../../src/catalog/index.js';
+import type { EngineQueueSettings, NodeCatalog, RoleInfo, TableInfo } from '../../../src/catalog/index.js';
+import { queueSettings } from '../../../src/planner/index.js';
 import { loadDesiredStateFromText, type DesiredState } from '../../../src/config/index.js';
 
 /** The scenario's fresh-setup actions: the same on plain data and on real catalogs (twin path). */
@@ -65,3 +66,7 @@ export function catalog(version: number, tables: TableInfo[], extra: Partial<Nod
 
 export const TABLES = [table('orders', ['id', 'total']), table('customers', ['id', 'name']), table('audit', ['event_id', 'body'], []), table('tmp_scratch', ['id'])];
 
+/** The queue settings the scenario's file asks for, as a converged engine stores them. */
+export function shopSettings(): EngineQueueSettings {
+  return queueSettings(state().queues[0]!);
+}

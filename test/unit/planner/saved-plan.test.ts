@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildPlan, fingerprintCatalog, makeSavedPlan, verifySavedPlan, type SavedPlan } from '../../../src/planner/index.js';
-import { FILE, TABLES, catalog, state, table } from './fixtures.js';
+import { FILE, TABLES, catalog, state, table, shopSettings } from './fixtures.js';
 
 const catalogs = () => ({ old: catalog(12, TABLES), new: catalog(17, TABLES) });
 
@@ -27,7 +27,7 @@ describe('saved plans', () => {
     c.old.tables[0]!.estimatedRows = 123_456;
     c.old.tables[0]!.bytes = 99_999_999;
     expect(verifySavedPlan(saved(), state(), c, 3)).toBeNull();
-    const withEngine = catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '5', consumers: [{ name: 'new_leaf', lastTick: '4' }], tables: [], sequences: [] }], subscriptions: [] } });
+    const withEngine = catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '5', settings: shopSettings(), consumers: [{ name: 'new_leaf', lastTick: '4' }], tables: [], sequences: [] }], subscriptions: [] } });
     const moved = structuredClone(withEngine);
     moved.engine!.queues[0]!.lastTick = '900';
     moved.engine!.queues[0]!.consumers[0]!.lastTick = '899';

@@ -9,7 +9,7 @@ import chalk from 'chalk';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildPlan, type Plan } from '../../../src/planner/index.js';
 import { planToJson, renderPlanHuman, renderPlanMarkdown } from '../../../src/render/index.js';
-import { FILE, TABLES, catalog, state, table } from '../planner/fixtures.js';
+import { FILE, TABLES, catalog, state, table, shopSettings } from '../planner/fixtures.js';
 
 const DIR = 'test/fixtures/golden';
 
@@ -30,6 +30,7 @@ function scenarios(): Record<string, Plan> {
         {
           name: 'shop',
           lastTick: '10',
+          settings: shopSettings(),
           consumers: [{ name: 'new_leaf', lastTick: '10' }],
           tables: [captured('audit', ['event_id'], ['event_id', 'body']), captured('customers', ['id'], ['id', 'name']), captured('orders', ['id'], ['id', 'total'])],
           sequences: [{ schema: 'public', name: 'orders_id_seq' }],
