@@ -120,6 +120,9 @@ async function runAction(state: DesiredState, a: Action, db: (name: string) => p
     case 'remove_sequence':
       await engine.removeSequence(c, a.queue!, p.schema, p.sequence);
       return;
+    case 'remove_consumer':
+      await engine.unregisterConsumer(c, a.queue!, p.consumer);
+      return;
     case 'remove_capture':
       await engine.removeTable(c, a.queue!, p.schema, p.table);
       return;

@@ -19,6 +19,7 @@ export const ACTION_KINDS = [
   'add_subscriber_table',
   'remove_subscriber_table',
   'remove_sequence',
+  'remove_consumer',
   'remove_capture',
 ] as const;
 

@@ -122,6 +122,18 @@ export function buildPlan(input: PlanInput): Plan {
       add('remove_sequence', 'delete', root, { queue: queue.name, object: name, reason: 'it is carried but no longer selected by the file', params: { schema, sequence: seq } });
     }
 
+    // Consumers on the root that no node of the file stands for any more hold events back (and disk).
+    for (const consumer of queueState?.consumers ?? []) {
+      if (consumer.name.startsWith('copy:') || queue.nodes.some((n) => n.type === 'leaf' && n.name === consumer.name)) continue;
+      add('remove_consumer', 'delete', root, {
+        queue: queue.name,
+        object: consumer.name,
+        reason: `node "${consumer.name}" is no longer in the file: its consumer keeps the root from emptying its event tables`,
+        destructive: true,
+        params: { consumer: consumer.name },
+      });
+    }
+
     // Subscribers.
     for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
       const sub = input.catalogs[leaf.database];

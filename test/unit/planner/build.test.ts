@@ -40,6 +40,13 @@ describe('planner', () => {
     expect(plan).toEqual({ checks: [], actions: [], summary: { add: 0, change: 0, remove: 0 }, errored: false });
   });
 
+  it('unregisters the consumer of a node that left the file (not copy pins), flagged destructive', () => {
+    const catalogs = converged();
+    catalogs.old.engine!.queues[0]!.consumers.push({ name: 'gone_leaf', lastTick: '3' }, { name: 'copy:new_leaf:public.orders', lastTick: '8' });
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.actions.map((a) => `${a.change} ${a.id} ${a.destructive}`)).toEqual(['delete remove_consumer:old_root:gone_leaf true']);
+  });
+
   it('configures the queue again when its settings in the file changed', () => {
     const catalogs = converged();
     catalogs.old.engine!.queues[0]!.settings = { ...shopSettings(), tickerMaxLagMs: 250, rotationTxids: 5000 };
