@@ -31,6 +31,11 @@ export interface TableShape {
   keys: KeyColumn[];
   /** Compared columns, in the same order on both sides. */
   columns: string[];
+  /**
+   * Columns of type real or double precision on this side, hashed by their IEEE bits
+   * (float4send/float8send): their text differs between servers before and after PostgreSQL 12.
+   */
+  floats?: ReadonlyMap<string, 'real' | 'double precision'>;
 }
 
 /** Key values as text, one per key column, in key order. */
@@ -79,7 +84,11 @@ function keyOrder(t: TableShape): string {
 }
 
 function rowDigestExpression(t: TableShape): string {
-  return `md5(ROW(${t.columns.map((c) => format('%I', c)).join(', ')})::text)`;
+  const column = (c: string) => {
+    const float = t.floats?.get(c);
+    return float ? format(float === 'real' ? 'pg_catalog.float4send(%I)' : 'pg_catalog.float8send(%I)', c) : format('%I', c);
+  };
+  return `md5(ROW(${t.columns.map(column).join(', ')})::text)`;
 }
 
 /** The WHERE clause of a range, its parameters appended to `params`. */

@@ -403,6 +403,7 @@ async function tableShapes(plan: PairPlan, captured: CapturedTable, conns: Conne
     name: captured.name,
     keys: captured.keyColumns.map((k) => ({ name: k, ...cols.get(k)! })),
     columns,
+    floats: new Map(columns.flatMap((c) => (cols.get(c)!.type === 'real' || cols.get(c)!.type === 'double precision' ? [[c, cols.get(c)!.type as 'real' | 'double precision']] : []))),
   });
   return { provider: shape(pCols), subscriber: shape(sCols) };
 }

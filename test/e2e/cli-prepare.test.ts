@@ -22,7 +22,7 @@ const READER = `prep_reader_${sfx}`;
 
 const FILE = { queue: 'sales', tables: ['sales.*'], sequences: ['sales.*'], extra: 'prepare: { roles: copy, schema: copy }' };
 
-/** Definitions as the catalog sees them, comparable across servers (PG 17's new MAINTAIN privilege left out). */
+/** Definitions as the catalog sees them, comparable across servers (PG 17's MAINTAIN privilege and PG 18's NOT NULL constraint rows left out). */
 async function shape(db: TestDatabase): Promise<unknown> {
   const q = async (sql: string) => (await db.query(sql)).rows;
   return {
@@ -30,7 +30,7 @@ async function shape(db: TestDatabase): Promise<unknown> {
     tables: await q(`SELECT c.relname, pg_get_userbyid(c.relowner) AS owner,
       array(SELECT pg_get_userbyid(a.grantee) || ':' || a.privilege_type FROM aclexplode(c.relacl) a WHERE a.privilege_type <> 'MAINTAIN' ORDER BY 1) AS acl FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sales' AND c.relkind IN ('r', 'S') ORDER BY 1`),
     columns: await q(`SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns WHERE table_schema = 'sales' ORDER BY 1, ordinal_position`),
-    constraints: await q(`SELECT conrelid::regclass::text AS t, conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE connamespace = 'sales'::regnamespace ORDER BY 1, 2`),
+    constraints: await q(`SELECT conrelid::regclass::text AS t, conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE connamespace = 'sales'::regnamespace AND contype <> 'n' ORDER BY 1, 2`),
     indexes: await q(`SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'sales' ORDER BY 1`),
   };
 }

@@ -14,8 +14,8 @@ export interface TableDiff {
   extra: string[];
 }
 
-async function rowsOf(client: pg.Client, qualified: string, orderBy: string[]): Promise<string[]> {
-  await client.query("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET TimeZone = 'UTC'");
+async function rowsOf(client: pg.Client, qualified: string, orderBy: string[], floatDigits: number): Promise<string[]> {
+  await client.query(`SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = ${floatDigits}; SET TimeZone = 'UTC'`);
   const order = orderBy.map((c) => format('%I', c)).join(', ');
   const { rows } = await client.query<{ r: string }>(`SELECT t::text AS r FROM ${qualified} t ORDER BY ${order}`);
   return rows.map((x) => x.r);
@@ -23,7 +23,11 @@ async function rowsOf(client: pg.Client, qualified: string, orderBy: string[]): 
 
 /** Compares one table; `qualified` is already quoted (e.g. format('%I.%I', s, t)). */
 export async function diffTable(provider: pg.Client, subscriber: pg.Client, qualified: string, orderBy: string[]): Promise<TableDiff> {
-  const [a, b] = await Promise.all([rowsOf(provider, qualified, orderBy), rowsOf(subscriber, qualified, orderBy)]);
+  // From PostgreSQL 12 floats print shortest-exact (extra_float_digits > 0); before, with up to 17 digits.
+  // When one side is older, both print the classic 15 digits (extra_float_digits = 0), the same on every version.
+  const versions = await Promise.all([provider, subscriber].map(async (c) => Number((await c.query("SELECT current_setting('server_version_num') AS v")).rows[0].v)));
+  const floatDigits = Math.min(...versions) >= 120000 ? 3 : 0;
+  const [a, b] = await Promise.all([rowsOf(provider, qualified, orderBy, floatDigits), rowsOf(subscriber, qualified, orderBy, floatDigits)]);
   const count = (xs: string[]) => xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>());
   const ca = count(a);
   const cb = count(b);

@@ -28,10 +28,12 @@ const SEED = testSeed();
 const EVENTS = 50_000;
 const CHUNK_ROWS = 5_000;
 
+// Stored generated columns exist from PostgreSQL 12.
+const GENERATED = sourceServer().major >= 12 && targetServer().major >= 12 ? ', doubled bigint GENERATED ALWAYS AS (id * 2) STORED' : '';
 const SCHEMA = `
   CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), tags text[], updated timestamptz);
   CREATE TABLE public.order_lines (order_code text NOT NULL, line int NOT NULL, qty int NOT NULL, note text, PRIMARY KEY (order_code, line));
-  CREATE TABLE public.events (id bigint PRIMARY KEY, payload text, at timestamptz NOT NULL, amount float8, doubled bigint GENERATED ALWAYS AS (id * 2) STORED);
+  CREATE TABLE public.events (id bigint PRIMARY KEY, payload text, at timestamptz NOT NULL, amount float8${GENERATED});
 `;
 
 const ROWS = `
