@@ -159,6 +159,7 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
         options.consumer,
         {
           parallel: options.copyParallel ?? 2,
+          signal: options.signal,
           onCopied: (schema, table, r) => {
             options.events?.tableCopied?.(options.queue, options.consumer, `${schema}.${table}`, r.rows, r.bytes);
             log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });

@@ -48,6 +48,8 @@ export interface CopyOptions {
   /** Called about every `progressEveryMs` (and at the end) with rows and bytes so far. */
   onProgress?: (p: CopyProgress) => void;
   progressEveryMs?: number;
+  /** Abandons the copy (rolled back; the table stays waiting and is copied again next time). */
+  signal?: AbortSignal;
 }
 
 /** Session settings of both ends: COPY's text form is then unambiguous. */
@@ -80,8 +82,13 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
   const where = format('queue_name = %L AND consumer_name = %L AND table_schema = %L AND table_name = %L', queue, consumer, schema, table);
   const started = new Date();
   const [admin, source, target, progress] = await openAll([openProvider, openProvider, openSubscriber, openSubscriber]);
+  // Abandoning closes the connections: whatever the copy waits on (a lock, the stream) fails at once,
+  // and the servers roll its transactions back.
+  const abandon = () => void Promise.all([admin, source, target, progress].map((c) => c.end().catch(() => undefined)));
+  options.signal?.addEventListener('abort', abandon, { once: true });
   let timer: NodeJS.Timeout | undefined;
   try {
+    if (options.signal?.aborted) throw new Error('abandoned at shutdown');
     const marked = await progress.query(
       `UPDATE pgconvey.subscriber_table SET state = 'copying', state_since = now(), copy_started_at = now(), copy_finished_at = NULL,
               rows_copied = 0, bytes_copied = 0, copy_snapshot = NULL, copy_tick = NULL, last_error = NULL WHERE ${where}`,
@@ -166,9 +173,11 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     if (timer) clearInterval(timer);
     await target.query('ROLLBACK').catch(() => undefined);
     await source.query('ROLLBACK').catch(() => undefined);
+    if (options.signal?.aborted) throw new Error(`copy of ${qualified} abandoned at shutdown; it starts again from the beginning next time`);
     await progress.query(`UPDATE pgconvey.subscriber_table SET last_error = $1 WHERE ${where}`, [String((err as Error).message ?? err)]).catch(() => undefined);
     throw err;
   } finally {
+    options.signal?.removeEventListener('abort', abandon);
     await Promise.all([admin, source, target, progress].map((c) => c.end().catch(() => undefined)));
   }
 }
@@ -212,7 +221,7 @@ export async function copyPendingTables(
   openSubscriber: OpenClient,
   queue: string,
   consumer: string,
-  options: { parallel?: number; onProgress?: (p: CopyProgress) => void; onCopied?: (schema: string, table: string, r: CopyResult) => void } = {},
+  options: { parallel?: number; onProgress?: (p: CopyProgress) => void; onCopied?: (schema: string, table: string, r: CopyResult) => void; signal?: AbortSignal } = {},
 ): Promise<number> {
   const [p, s] = await openAll([openProvider, openSubscriber]);
   let todo: Array<{ schema: string; table: string }>;
@@ -224,9 +233,9 @@ export async function copyPendingTables(
   let failure: unknown;
   let copied = 0;
   const lanes = Array.from({ length: Math.max(1, options.parallel ?? 2) }, async () => {
-    for (let next = todo.shift(); next; next = todo.shift()) {
+    for (let next = todo.shift(); next && !options.signal?.aborted; next = todo.shift()) {
       try {
-        const r = await copyTable(openProvider, openSubscriber, { queue, consumer, ...next, onProgress: options.onProgress });
+        const r = await copyTable(openProvider, openSubscriber, { queue, consumer, ...next, onProgress: options.onProgress, signal: options.signal });
         copied++;
         options.onCopied?.(next.schema, next.table, r);
       } catch (err) {
