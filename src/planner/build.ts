@@ -197,10 +197,16 @@ export function buildPlan(input: PlanInput): Plan {
           }
         }
         if (subscribed.has(name)) continue;
+        // The initial copy empties the subscriber's table first: rows there (a finished upgrade, a wrong
+        // database) would be lost, so that needs the same consent as any destructive action.
+        const occupied = there.bytes > 0;
         add('add_subscriber_table', 'create', leaf, {
           queue: queue.name,
           object: name,
-          reason: 'it is captured on the provider and not yet copied here',
+          reason: occupied
+            ? `it is captured on the provider and not yet copied here; the table here is not empty (${there.estimatedRows ?? 'some'} rows estimated) and the copy replaces its rows`
+            : 'it is captured on the provider and not yet copied here',
+          destructive: occupied,
           dependsOn: [...(subscribe ? [subscribe] : []), ...(captureIds.has(name) ? [captureIds.get(name)!] : [])],
           params: { schema: table.schema, table: table.name, consumer: leaf.name },
         });

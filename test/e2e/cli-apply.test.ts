@@ -105,4 +105,20 @@ describe('pgconvey apply', () => {
     expect(allowed.code, allowed.stdout).toBe(0);
     expect((await runCli(['plan', `${dir}/shop.yaml`, '--detailed-exitcode'], { env })).code).toBe(0);
   });
+
+  it('asks for consent before copying into a subscriber table that holds rows', { timeout: 60_000 }, async () => {
+    const [pdb, sdb] = [await freshDatabase(sourceServer(), 'occ_p'), await freshDatabase(targetServer(), 'occ_s')];
+    const schema = 'CREATE TABLE public.orders (id bigserial PRIMARY KEY, total numeric); CREATE TABLE public.audit (event_id bigint NOT NULL, body text)';
+    await pdb.query(schema);
+    await sdb.query(schema);
+    await sdb.query('INSERT INTO public.orders (total) VALUES (1), (2); ANALYZE public.orders');
+    const env = { PGCONVEY_OLD_DSN: pdb.dsn, PGCONVEY_NEW_DSN: sdb.dsn };
+    const refused = await runCli(['apply', FILE, '--auto-approve'], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain('+ add_subscriber_table public.orders (destructive)');
+    expect(refused.stdout).toContain('the copy replaces its rows');
+    expect(refused.stdout).toContain('error destructive_not_allowed');
+    expect((await sdb.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'pgconvey'")).rows[0].n).toBe(0);
+    expect((await runCli(['apply', FILE, '--auto-approve', '--allow-destructive'], { env })).code).toBe(0);
+  });
 });

@@ -47,6 +47,15 @@ describe('planner', () => {
     expect(plan.actions.map((a) => `${a.change} ${a.id} ${a.destructive}`)).toEqual(['delete remove_consumer:old_root:gone_leaf true']);
   });
 
+  it('flags as destructive a copy into a subscriber table that holds rows', () => {
+    const catalogs = { old: catalog(12, TABLES), new: catalog(17, TABLES) };
+    Object.assign(catalogs.new.tables.find((t) => t.name === 'orders')!, { bytes: 65_536, estimatedRows: 1200 });
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    const destructive = plan.actions.filter((a) => a.destructive);
+    expect(destructive.map((a) => a.id)).toEqual(['add_subscriber_table:new_leaf:public.orders']);
+    expect(destructive[0]!.reason).toContain('the table here is not empty (1200 rows estimated) and the copy replaces its rows');
+  });
+
   it('configures the queue again when its settings in the file changed', () => {
     const catalogs = converged();
     catalogs.old.engine!.queues[0]!.settings = { ...shopSettings(), tickerMaxLagMs: 250, rotationTxids: 5000 };

@@ -31,8 +31,8 @@ export function table(name: string, columns: string[], primaryKey: string[] = ['
     columns: columns.map((c) => ({ name: c, type: c === 'id' || c === 'event_id' ? 'bigint' : 'text', notNull: c === 'id' || c === 'event_id', generated: '', hasDefault: false })),
     primaryKey,
     uniqueNotNull: [],
-    estimatedRows: 10,
-    bytes: 8192,
+    estimatedRows: 0,
+    bytes: 0,
     triggers: [],
     ...extra,
   };
