@@ -153,6 +153,10 @@ describe(`pgconvey run across server restarts (seed ${SEED})`, () => {
       await s.end();
     }
 
+    const compared = await runCli(['compare', file], { timeoutMs: 60_000 });
+    expect(compared.code, compared.stdout).toBe(0);
+    expect(compared.stdout).toMatch(/✓ public\.accounts/);
+
     const status = JSON.parse((await runCli(['status', file, '--json'])).stdout);
     expect(status.healthy, JSON.stringify(status.problems)).toBe(true);
     expect(status.queues[0].root.ticker_running).toBe(true);
