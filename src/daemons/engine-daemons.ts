@@ -144,14 +144,15 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
  */
 async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => boolean): Promise<void> {
   const log = options.log.child('copy');
-  await runLoop<null>({
+  await runLoop<pg.Client>({
     log,
     signal: options.signal,
     retryDelayMs: options.retryDelayMs,
     onError: () => options.events?.error?.('copy'),
-    connect: async () => null,
-    async step() {
-      if (!holdsLock()) return 500;
+    // One lasting connection to look for work; a copy opens its own connections.
+    connect: () => connect(options.subscriber, 'copy'),
+    async step(subscriber) {
+      if (!holdsLock() || !(await copiesWaiting(subscriber, options.queue, options.consumer))) return 500;
       await copyPendingTables(
         () => connect(options.provider, 'copy'),
         () => connect(options.subscriber, 'copy'),
@@ -168,8 +169,17 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
       );
       return 500;
     },
-    close: async () => undefined,
+    close: (subscriber) => subscriber.end(),
   });
+}
+
+/** Whether tables of the subscription wait for their initial copy. */
+async function copiesWaiting(subscriber: pg.Client, queue: string, consumer: string): Promise<boolean> {
+  const { rows } = await subscriber.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('pending', 'copying')",
+    [queue, consumer],
+  );
+  return rows[0]!.n > 0;
 }
 
 /** Keeps the worker's last error on the subscriber for `status`; best effort (the subscriber may be what failed). */
