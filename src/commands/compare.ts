@@ -6,11 +6,9 @@
  * difference or error.
  */
 import { Args, Command, Flags } from '@oclif/core';
-import { loadDesiredState } from '../config/index.js';
-import { scrubSecrets } from '../kernel/index.js';
 import { COMPARE_DEFAULTS, CompareError, compareState, type CompareProgress } from '../operations/index.js';
-import { compareToJson, renderCompareHuman, renderCompareProgress, renderDiagnostics } from '../render/index.js';
-import { printKnownError } from './shared/plan-file.js';
+import { compareToJson, renderCompareHuman, renderCompareProgress } from '../render/index.js';
+import { loadFile, printKnownError } from './shared/plan-file.js';
 
 export default class Compare extends Command {
   static override summary = 'Prove the copy is exact: row counts and checksums per table on both sides, at one queue position.';
@@ -36,15 +34,11 @@ export default class Compare extends Command {
 
   async run(): Promise<void> {
     const { args, argv, flags } = await this.parse(Compare);
-    const loaded = await loadDesiredState(args.file);
-    const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
-    if (!loaded.state) {
-      print(renderDiagnostics(loaded.diagnostics));
-      return this.exit(1);
-    }
+    const { print, state } = await loadFile(args.file);
+    if (!state) return this.exit(1);
     const progress = progressPrinter();
     try {
-      const report = await compareState(loaded.state, {
+      const report = await compareState(state, {
         tables: (argv as string[]).slice(1),
         queue: flags.queue,
         node: flags.node,

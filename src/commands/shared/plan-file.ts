@@ -34,16 +34,12 @@ export async function loadFile(file: string): Promise<{ print: (text: string) =>
 }
 
 export async function planFile(file: string): Promise<PlannedFile> {
-  const loaded = await loadDesiredState(file);
-  const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
-  if (!loaded.state) {
-    print(renderDiagnostics(loaded.diagnostics));
-    return { print };
-  }
+  const { print, state } = await loadFile(file);
+  if (!state) return { print };
   try {
-    const catalogs = await introspectDatabases(loaded.state.databases);
-    const tools = { pgDump: loaded.state.prepare.schema === 'copy' ? await findPgDump() : null };
-    return { print, state: loaded.state, catalogs, plan: buildPlan({ state: loaded.state, catalogs, engineVersion: ENGINE_VERSION, tools }) };
+    const catalogs = await introspectDatabases(state.databases);
+    const tools = { pgDump: state.prepare.schema === 'copy' ? await findPgDump() : null };
+    return { print, state, catalogs, plan: buildPlan({ state, catalogs, engineVersion: ENGINE_VERSION, tools }) };
   } catch (err) {
     if (!printKnownError(print, err)) throw err;
     return { print };
