@@ -10,3 +10,4 @@ export * from './diagnostics.js';
 export * from './secrets.js';
 export * from './duration.js';
 export * from './suggest.js';
+export * from './sql-format.js';
