@@ -16,3 +16,4 @@ export * from './batch-reader.js';
 export * from './worker.js';
 export * from './ticker.js';
 export * from './copier.js';
+export * from './session.js';
