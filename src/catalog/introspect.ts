@@ -49,7 +49,9 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
   for (const r of (await client.query(Q.KEYS_SQL)).rows) {
     const t = tables.get(tableKey(r.schema, r.table));
     if (!t) continue;
-    if (r.primary) t.primaryKey = r.columns;
+    if (!r.immediate) {
+      if (r.primary) t.deferrablePrimaryKey = r.columns;
+    } else if (r.primary) t.primaryKey = r.columns;
     else if (r.all_not_null) t.uniqueNotNull.push(r.columns);
   }
   for (const r of (await client.query(Q.TRIGGERS_SQL)).rows) tables.get(tableKey(r.schema, r.table))?.triggers.push(r.name);

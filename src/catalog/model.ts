@@ -27,6 +27,8 @@ export interface TableInfo {
   primaryKey: string[];
   /** Other unique indexes whose columns are all NOT NULL (candidate keys), each in index order. */
   uniqueNotNull: string[][];
+  /** A DEFERRABLE primary key's columns (not used as the key: see table_key_deferrable); absent when none. */
+  deferrablePrimaryKey?: string[];
   /** Estimated rows (pg_class.reltuples, -1 unknown → null). */
   estimatedRows: number | null;
   bytes: number;

@@ -43,17 +43,17 @@ export const COLUMNS_SQL = (generated: boolean) => `
      AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY 1, 2, a.attnum`;
 
-/** Primary keys and unique indexes (immediate, not partial, plain columns) with their columns in index order. */
+/** Primary keys and unique indexes (not partial, plain columns) with their columns in index order, and whether they are checked immediately (not DEFERRABLE). */
 export const KEYS_SQL = `
-  SELECT n.nspname AS schema, c.relname AS table, x.indisprimary AS primary,
+  SELECT n.nspname AS schema, c.relname AS table, x.indisprimary AS primary, x.indimmediate AS immediate,
          array(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns,
          bool_and(a2.attnotnull) AS all_not_null
     FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_catalog.pg_attribute a2 ON a2.attrelid = x.indrelid AND a2.attnum = ANY (x.indkey)
-   WHERE x.indisunique AND x.indimmediate AND x.indpred IS NULL AND x.indexprs IS NULL
+   WHERE x.indisunique AND x.indpred IS NULL AND x.indexprs IS NULL
      AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
-   GROUP BY n.nspname, c.relname, x.indexrelid, x.indisprimary, x.indkey, x.indrelid
+   GROUP BY n.nspname, c.relname, x.indexrelid, x.indisprimary, x.indimmediate, x.indkey, x.indrelid
    ORDER BY 1, 2, 3 DESC, 4`;
 
 /** User triggers of those tables. */

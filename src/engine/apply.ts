@@ -1,26 +1,40 @@
 /**
- * Set-based apply of events on a subscriber. Events are taken in order; for
- * each table, the net effect per key is kept (the last row image, or deleted)
- * and flushed with a few statements per table — rows travel as one JSON array
- * parameter, read back into the subscriber's column types by
- * json_to_recordset (the inverse of the provider's to_json):
+ * Set-based apply of events on a subscriber. Rows arrive as the text of the
+ * whole row (record_out on the provider, each field its type's own output
+ * under pinned settings) with the shape they were written with; the
+ * subscriber reads them back with record_in into a composite type of the
+ * shape's columns in the subscriber's own column types (pgconvey.r_<hash>),
+ * so every value goes through its type's input function — what COPY does —
+ * and nothing depends on JSON or on either session's settings.
+ *
+ * Events are taken in order; per table, the net effect per key is kept (the
+ * last row image, or deleted) and flushed with a few statements per table.
+ * A key is identified by the text of its fields as the provider wrote them
+ * (one stored value, one text); the subscriber matches keys with the
+ * equality operator of each key type's default btree operator class, named
+ * with its schema:
  *
  * - when the subscriber has a unique index on exactly the key columns: one
  *   DELETE of the keys that end deleted, one UPDATE of the rows that existed
  *   before (and an INSERT of any it did not find), and one INSERT of the rows
  *   first inserted in this chunk;
- * - otherwise, or when that trips over another unique index (two rows
- *   swapping a unique value within one flush): one DELETE of every key that
- *   existed before, then one plain INSERT of every final row. The end state of
- *   a flush is a state the provider had, so this never violates a constraint.
+ * - otherwise, or when that trips over another unique index or an exclusion
+ *   constraint (two rows swapping a unique value within one flush), or when
+ *   an ALWAYS identity column outside the key cannot be updated: one DELETE
+ *   of every key that existed before, then one INSERT of every final row.
  *
- * A TRUNCATE flushes what came before it and runs in its place, so its order
- * relative to row changes is kept. The caller owns the transaction.
+ * Tables with inheritance children are written with ONLY. A TRUNCATE waits
+ * until the next event of its transaction or of a truncated table (or the
+ * end of the batch): the TRUNCATE events of one statement (tables tied by
+ * foreign keys) then run as one TRUNCATE even when other transactions'
+ * events, or a chunk boundary, fall between them. The caller owns the
+ * transaction and calls finish() after the last chunk.
  */
 import { createHash } from 'node:crypto';
-import format from 'pg-format';
 import type pg from 'pg';
+import { quoteIdent, quoteQualified } from '../kernel/index.js';
 import type { QueueEvent } from './batch-reader.js';
+import { keyIdentity, parseRowText } from './row-text.js';
 
 /** A captured table as registered on the provider. */
 export interface CapturedTable {
@@ -29,6 +43,16 @@ export interface CapturedTable {
   name: string;
   keyColumns: string[];
   columns: string[];
+}
+
+/** A row shape (pgconvey.table_shape): the columns an event's row carries, in order, and the key its DELETE holds. */
+export interface RowShape {
+  shapeId: number;
+  tableId: number;
+  columns: string[];
+  keyColumns: string[];
+  /** The columns generated on the provider (their values are the provider's; the subscriber computes its own). */
+  generated: string[];
 }
 
 export interface ApplyStats {
@@ -57,6 +81,8 @@ interface SubscriberColumn {
   /** The column's type with its modifier, as SQL (e.g. `character varying(20)`). */
   type: string;
   generated: boolean;
+  /** 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT, '' none. */
+  identity: string;
 }
 
 interface Statement {
@@ -64,183 +90,346 @@ interface Statement {
   text: string;
 }
 
-/** The statements for one set of shipped columns. */
-interface Shape {
+/** The statements for rows of one shape. */
+interface ShapeStatements {
+  /** Key field positions in the row text, in key order. */
+  keyPositions: number[];
   /** Plain INSERT of rows. */
   insert: Statement;
-  /** With a unique key: UPDATE of rows by key (absent when every column is a key column). */
+  /** With a unique key: UPDATE of rows by key (absent when there is nothing to set). */
   update?: Statement;
   /** With a unique key: INSERT of the rows whose key is not there (after an UPDATE missed some). */
   insertMissing?: Statement;
+}
+
+/** What the subscriber's table needs for one key definition (a list of key columns). */
+interface KeyStatements {
+  deleteKeys: Statement;
+  /** The composite type reading key texts (created on first use). */
+  keyType: CompositeType;
+}
+
+interface CompositeType {
+  name: string;
+  /** `CREATE TYPE` text. */
+  create: string;
 }
 
 function statement(kind: string, text: string): Statement {
   return { name: `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text };
 }
 
+/** A composite type of the given columns in the pgconvey schema, named by its definition. */
+function compositeType(prefix: string, columns: ReadonlyArray<readonly [string, string]>): CompositeType {
+  const body = columns.map(([n, t]) => `${quoteIdent(n)} ${t}`).join(', ');
+  const name = `${prefix}_${createHash('sha1').update(body).digest('hex').slice(0, 32)}`;
+  return { name, create: `CREATE TYPE pgconvey.${quoteIdent(name)} AS (${body})` };
+}
+
+/** An array literal of row texts, for a `$1::pgconvey.r_…[]` parameter. */
+function arrayLiteral(items: readonly string[]): string {
+  let out = '{';
+  for (let i = 0; i < items.length; i++) {
+    if (i) out += ',';
+    out += `"${items[i]!.replace(/[\\"]/g, '\\$&')}"`;
+  }
+  return `${out}}`;
+}
+
+/** The text of a row of fields (the inverse of parseRowText), for a key composite. */
+export function rowText(fields: ReadonlyArray<string | null>): string {
+  return `(${fields.map((f) => (f === null ? '' : `"${f.replace(/["\\]/g, (c) => c + c)}"`)).join(',')})`;
+}
+
 /**
- * How one table is applied on the subscriber: its key DELETE, and per set of
- * shipped columns (normally one; another after the provider's table gained a
- * column) an INSERT and, with a unique key, an UPDATE by key — all named
- * prepared statements.
+ * How one table is applied on the subscriber: per key definition a DELETE by
+ * key, and per row shape an INSERT and, with a unique key, an UPDATE by key —
+ * all named prepared statements over composite types of pgconvey's own.
  */
 export class TableStatements {
   readonly qualified: string;
-  readonly deleteKeys: Statement;
-  private byShape = new Map<string, Shape>();
+  /** `ONLY` for a plain table (its inheritance children are not its rows); nothing for a partitioned one. */
+  readonly only: string;
+  private byShape = new Map<number, ShapeStatements>();
+  private byKey = new Map<string, KeyStatements>();
+  /** Composite types this table's statements use, to create before first use. */
+  readonly types = new Map<string, CompositeType>();
 
   constructor(
     readonly table: CapturedTable,
     private readonly columns: ReadonlyMap<string, SubscriberColumn>,
+    relkind: string,
     /** A unique index on exactly the key columns exists: a key matches at most one row. */
     readonly keyIsUnique: boolean,
-    /** Unique indexes other than that one exist: an UPDATE may still conflict. */
-    readonly otherUniqueIndexes: boolean,
+    /** Unique indexes other than that one, or exclusion constraints, exist: an UPDATE may still conflict. */
+    readonly otherConstraints: boolean,
+    /** Per key column, the equality operator as `OPERATOR(schema.=)`. */
+    private readonly equality: ReadonlyMap<string, string>,
   ) {
-    this.qualified = format('%I.%I', table.schema, table.name);
-    const keyTypes = table.keyColumns.map((k) => {
-      const col = columns.get(k);
-      if (!col) throw new SubscriberSchemaError(`table ${this.qualified} on the subscriber lacks the key column ${k}`, 'make the subscriber table match the provider');
-      return format('%I %s', k, col.type);
-    });
-    const match = table.keyColumns.map((k) => format('t.%I = k.%I', k, k)).join(' AND ');
-    this.deleteKeys = statement('d', `DELETE FROM ${this.qualified} t USING pg_catalog.json_to_recordset($1::pg_catalog.json) AS k(${keyTypes.join(', ')}) WHERE ${match}`);
+    this.qualified = quoteQualified(table.schema, table.name);
+    this.only = relkind === 'p' ? '' : 'ONLY ';
   }
 
-  /** The statements for rows carrying exactly `shipped` columns (read off the row JSON). */
-  forShape(shipped: readonly string[]): Shape {
-    const cacheKey = shipped.join('\u0000');
-    let st = this.byShape.get(cacheKey);
+  /** An ALWAYS identity column outside the key exists: rows cannot be updated in place. */
+  get mustReinsert(): boolean {
+    return [...this.columns.values()].some((c) => c.identity === 'a' && !this.table.keyColumns.includes(c.name));
+  }
+
+  private get overriding(): string {
+    return [...this.columns.values()].some((c) => c.identity === 'a') ? ' OVERRIDING SYSTEM VALUE' : '';
+  }
+
+  private match(alias: string, other: string, keyColumns: readonly string[]): string {
+    return keyColumns.map((k) => `${alias}.${quoteIdent(k)} ${this.operator(k)} ${other}.${quoteIdent(k)}`).join(' AND ');
+  }
+
+  private operator(column: string): string {
+    const op = this.equality.get(column);
+    if (!op) {
+      throw new SubscriberSchemaError(
+        `key column ${column} of ${this.qualified} on the subscriber has a type with no default btree equality`,
+        'choose key columns whose type can be compared for equality (entries: key: in the desired state)',
+      );
+    }
+    return op;
+  }
+
+  private column(name: string): SubscriberColumn | undefined {
+    return this.columns.get(name);
+  }
+
+  /** The DELETE by key for a key definition. */
+  forKey(keyColumns: readonly string[]): KeyStatements {
+    const id = keyColumns.join('\u0000');
+    let st = this.byKey.get(id);
     if (!st) {
-      const missing = shipped.filter((c) => !this.columns.has(c));
+      const missing = keyColumns.filter((k) => !this.columns.has(k));
+      if (missing.length) {
+        throw new SubscriberSchemaError(`table ${this.qualified} on the subscriber lacks the key column(s) ${missing.join(', ')}`, 'make the subscriber table match the provider');
+      }
+      const keyType = compositeType('k', keyColumns.map((k) => [k, this.column(k)!.type] as const));
+      this.types.set(keyType.name, keyType);
+      st = {
+        keyType,
+        deleteKeys: statement(
+          'd',
+          `DELETE FROM ${this.only}${this.qualified} t USING pg_catalog.unnest($1::pgconvey.${quoteIdent(keyType.name)}[]) AS k WHERE ${this.match('t', 'k', keyColumns)}`,
+        ),
+      };
+      this.byKey.set(id, st);
+    }
+    return st;
+  }
+
+  /** The statements for rows of `shape`. */
+  forShape(shape: RowShape): ShapeStatements {
+    let st = this.byShape.get(shape.shapeId);
+    if (!st) {
+      // A generated column of the provider's that the subscriber lacks is read as text and left out.
+      const absent = new Set(shape.columns.filter((c) => !this.columns.has(c) && shape.generated.includes(c)));
+      const missing = shape.columns.filter((c) => !this.columns.has(c) && !absent.has(c));
       if (missing.length) {
         throw new SubscriberSchemaError(
           `table ${this.qualified} on the subscriber lacks the column(s) ${missing.join(', ')} that the provider ships`,
           'add the missing columns on the subscriber (ALTER TABLE … ADD COLUMN); the worker retries',
         );
       }
-      const cols = shipped.filter((c) => !this.columns.get(c)!.generated);
-      const list = cols.map((c) => format('%I', c)).join(', ');
-      const insert = `INSERT INTO ${this.qualified} (${list}) SELECT ${list} FROM pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${cols
-        .map((c) => format('%I %s', c, this.columns.get(c)!.type))
-        .join(', ')})`;
-      const source = `pg_catalog.json_to_recordset($1::pg_catalog.json) AS r(${cols.map((c) => format('%I %s', c, this.columns.get(c)!.type)).join(', ')})`;
-      const match = (alias: string) => this.table.keyColumns.map((k) => format('%s.%I = r.%I', alias, k, k)).join(' AND ');
-      const nonKey = cols.filter((c) => !this.table.keyColumns.includes(c));
+      const rowType = compositeType(
+        'r',
+        shape.columns.map((c) => [c, absent.has(c) ? 'pg_catalog.text' : this.column(c)!.type] as const),
+      );
+      this.types.set(rowType.name, rowType);
+      const keyPositions = shape.keyColumns.map((k) => {
+        const at = shape.columns.indexOf(k);
+        if (at < 0) throw new SubscriberSchemaError(`the rows of ${this.qualified} do not carry the key column ${k}`, 'capture the table again (pgconvey plan/apply)');
+        return at;
+      });
+      const cols = shape.columns.filter((c) => !absent.has(c) && !this.column(c)!.generated);
+      const list = cols.map(quoteIdent).join(', ');
+      const source = `pg_catalog.unnest($1::pgconvey.${quoteIdent(rowType.name)}[]) AS r`;
+      const values = cols.map((c) => `r.${quoteIdent(c)}`).join(', ');
+      const settable = cols.filter((c) => !shape.keyColumns.includes(c) && this.column(c)!.identity !== 'a');
       st = {
-        insert: statement('i', insert),
-        ...(this.keyIsUnique
+        keyPositions,
+        insert: statement('i', `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source}`),
+        ...(this.keyIsUnique && !this.mustReinsert
           ? {
-              update: nonKey.length
-                ? statement('u', `UPDATE ${this.qualified} t SET ${nonKey.map((c) => format('%I = r.%I', c, c)).join(', ')} FROM ${source} WHERE ${match('t')}`)
+              update: settable.length
+                ? statement(
+                    'u',
+                    `UPDATE ${this.only}${this.qualified} t SET ${settable.map((c) => `${quoteIdent(c)} = r.${quoteIdent(c)}`).join(', ')} FROM ${source} WHERE ${this.match('t', 'r', shape.keyColumns)}`,
+                  )
                 : undefined,
-              insertMissing: statement('m', `INSERT INTO ${this.qualified} (${list}) SELECT ${list} FROM ${source} WHERE NOT EXISTS (SELECT FROM ${this.qualified} x WHERE ${match('x')})`),
+              insertMissing: statement(
+                'm',
+                `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source} WHERE NOT EXISTS (SELECT FROM ${this.only}${this.qualified} x WHERE ${this.match('x', 'r', shape.keyColumns)})`,
+              ),
             }
           : {}),
       };
-      this.byShape.set(cacheKey, st);
+      this.byShape.set(shape.shapeId, st);
     }
     return st;
   }
 }
 
-/** Reads the subscriber's columns and unique indexes of a table and makes its statements. */
+/** Reads the subscriber's columns, keys and constraints of a table and makes its statements. */
 export async function prepareTable(subscriber: pg.Client, table: CapturedTable): Promise<TableStatements> {
-  const qualified = format('%I.%I', table.schema, table.name);
-  const generatedExpr = (await subscriber.query<{ n: number }>("SELECT current_setting('server_version_num')::int AS n")).rows[0]!.n >= 120000 ? "a.attgenerated <> ''" : 'false';
-  const { rows } = await subscriber.query<SubscriberColumn>(
-    `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, ${generatedExpr} AS generated
-       FROM pg_catalog.pg_attribute a
-      WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-      ORDER BY a.attnum`,
-    [qualified],
-  );
-  if (rows.length === 0) {
+  const qualified = quoteQualified(table.schema, table.name);
+  const version = (await subscriber.query<{ n: number }>("SELECT pg_catalog.current_setting('server_version_num')::int AS n")).rows[0]!.n;
+  const generatedExpr = version >= 120000 ? "a.attgenerated <> ''" : 'false';
+  const rel = await subscriber.query<{ oid: number; relkind: string }>('SELECT c.oid, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)', [qualified]);
+  if (!rel.rows.length) {
     throw new SubscriberSchemaError(`table ${qualified} does not exist on the subscriber`, 'create it (or let `prepare.schema: copy` create it) before applying');
   }
-  // Unique indexes that make a key match at most one row: immediate, not partial, plain columns.
-  const unique = await subscriber.query<{ columns: string[] }>(
-    `SELECT array(SELECT a.attname::text FROM pg_catalog.pg_attribute a
-                   WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) ORDER BY a.attname) AS columns
-       FROM pg_catalog.pg_index i
-      WHERE i.indrelid = pg_catalog.to_regclass($1) AND i.indisunique AND i.indimmediate
-        AND i.indpred IS NULL AND i.indexprs IS NULL`,
-    [qualified],
+  const oid = rel.rows[0]!.oid;
+  const { rows } = await subscriber.query<SubscriberColumn>(
+    `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, ${generatedExpr} AS generated, a.attidentity::text AS identity
+       FROM pg_catalog.pg_attribute a
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [oid],
   );
+  // A unique index that makes a key match at most one row: immediate, not partial, plain columns.
+  const unique = await subscriber.query<{ columns: string[]; plain: boolean }>(
+    `SELECT array(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) ORDER BY a.attname) AS columns,
+            i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AS plain
+       FROM pg_catalog.pg_index i
+      WHERE i.indrelid = $1 AND i.indisunique`,
+    [oid],
+  );
+  const exclusion = await subscriber.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND contype = 'x'", [oid]);
   const keySet = [...table.keyColumns].sort().join('\u0000');
-  const keyIsUnique = unique.rows.some((u) => u.columns.join('\u0000') === keySet);
-  const otherUnique = unique.rows.some((u) => u.columns.join('\u0000') !== keySet);
-  return new TableStatements(table, new Map(rows.map((c) => [c.name, c])), keyIsUnique, otherUnique);
+  const isKey = (u: { columns: string[]; plain: boolean }) => u.plain && u.columns.join('\u0000') === keySet;
+  const keyIsUnique = unique.rows.some(isKey);
+  const otherConstraints = unique.rows.some((u) => !isKey(u)) || exclusion.rows[0]!.n > 0;
+  const equality = await equalityOperators(subscriber, oid);
+  return new TableStatements(table, new Map(rows.map((c) => [c.name, c])), rel.rows[0]!.relkind, keyIsUnique, otherConstraints, equality);
 }
 
-interface ShapeGroup {
-  /** The row's columns, in the provider's order at capture time. */
-  columns: string[];
-  fresh: string[];
-  updated: string[];
-}
-
-/** Groups final row images by the columns they carry (one group, unless the provider's table changed meanwhile). */
-function byShape(fresh: readonly string[], updated: readonly string[]): ShapeGroup[] {
-  const groups = new Map<string, ShapeGroup>();
-  const add = (row: string, into: 'fresh' | 'updated') => {
-    const columns = Object.keys(JSON.parse(row) as object);
-    const id = columns.join('\u0000');
-    let g = groups.get(id);
-    if (!g) groups.set(id, (g = { columns, fresh: [], updated: [] }));
-    g[into].push(row);
-  };
-  for (const row of fresh) add(row, 'fresh');
-  for (const row of updated) add(row, 'updated');
-  return [...groups.values()];
+/**
+ * Per column of a table, the `=` of its type's default btree operator class
+ * (through domains; the polymorphic classes for arrays, enums, ranges,
+ * multiranges and composites), as `OPERATOR(schema.name)` — the equality a
+ * unique index on the column uses, whatever the session's search_path.
+ */
+async function equalityOperators(subscriber: pg.Client, oid: number): Promise<Map<string, string>> {
+  const { rows } = await subscriber.query<{ name: string; nsp: string; opr: string }>(
+    `WITH RECURSIVE b(name, typid, depth) AS (
+       SELECT a.attname::text, a.atttypid, 0 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+       UNION ALL
+       SELECT b.name, t.typbasetype, b.depth + 1 FROM b JOIN pg_catalog.pg_type t ON t.oid = b.typid WHERE t.typtype = 'd'
+     ), base AS (
+       SELECT DISTINCT ON (b.name) b.name, t.oid, t.typtype, t.typelem, t.typlen FROM b JOIN pg_catalog.pg_type t ON t.oid = b.typid
+        ORDER BY b.name, b.depth DESC
+     )
+     SELECT DISTINCT ON (base.name) base.name, n.nspname AS nsp, o.oprname AS opr
+       FROM base
+       CROSS JOIN LATERAL (SELECT CASE WHEN base.typtype = 'e' THEN 'pg_catalog.anyenum'::pg_catalog.regtype::pg_catalog.oid
+                                       WHEN base.typtype = 'r' THEN 'pg_catalog.anyrange'::pg_catalog.regtype::pg_catalog.oid
+                                       WHEN base.typtype = 'm' THEN (SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typname = 'anymultirange' AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                                       WHEN base.typtype = 'c' THEN 'pg_catalog.record'::pg_catalog.regtype::pg_catalog.oid
+                                       WHEN base.typelem <> 0 AND base.typlen = -1 THEN 'pg_catalog.anyarray'::pg_catalog.regtype::pg_catalog.oid
+                                       ELSE base.oid END AS want) w
+       JOIN pg_catalog.pg_opclass c ON c.opcmethod = (SELECT oid FROM pg_catalog.pg_am WHERE amname = 'btree') AND c.opcdefault
+        AND (c.opcintype = w.want
+             OR EXISTS (SELECT FROM pg_catalog.pg_cast k WHERE k.castsource = w.want AND k.casttarget = c.opcintype AND k.castmethod = 'b'))
+       JOIN pg_catalog.pg_amop ao ON ao.amopfamily = c.opcfamily AND ao.amopstrategy = 3
+        AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
+       JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+       JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+      ORDER BY base.name, c.opcintype = w.want DESC`,
+    [oid],
+  );
+  return new Map(rows.map((r) => [r.name, `OPERATOR(${quoteIdent(r.nsp)}.${r.opr})`]));
 }
 
 interface KeyState {
-  /** Final row image (JSON text), or null when the row ends deleted. */
-  row: string | null;
+  /** The key's fields as the provider wrote them. */
+  fields: Array<string | null>;
+  /** Final row image and its shape, or null when the row ends deleted. */
+  row: { data: string; shape: RowShape } | null;
   /** False when the first event seen for the key was an INSERT: no row to delete first. */
   existed: boolean;
 }
 
+interface PendingTable {
+  /** The key definition every pending key of the table is under. */
+  keyColumns: string[];
+  keys: Map<string, KeyState>;
+}
+
 const UNIQUE_VIOLATION = '23505';
+const EXCLUSION_VIOLATION = '23P01';
 
 /**
  * Applies events to the subscriber, set-based. Pending net effects are kept
  * only within one `apply()` call (one chunk), so memory follows the chunk.
  */
 export class EventApplier {
-  private pending = new Map<number, Map<string, KeyState>>();
+  private pending = new Map<number, PendingTable>();
   private stats = emptyStats();
+  /** The TRUNCATE events of one transaction waiting to run together. */
+  private truncating: { txid: string; tables: Set<number>; events: number } | null = null;
 
   constructor(
     private readonly subscriber: pg.Client,
     private readonly statements: (tableId: number) => TableStatements | undefined,
+    /** The shapes of the events' rows (the caller loads them before each chunk). */
+    private readonly shapes: (shapeId: number) => RowShape | undefined,
+    /** Composite types known to exist on the subscriber; the caller clears it when its transaction rolls back. */
+    private readonly createdTypes: Set<string> = new Set(),
   ) {}
 
   /** Applies a chunk of events (in event order). */
   async apply(events: readonly QueueEvent[]): Promise<void> {
-    let i = 0;
-    while (i < events.length) {
-      const e = events[i]!;
+    for (const e of events) {
+      if (this.truncating && (this.truncating.txid === e.txid ? e.op !== 'T' : this.truncating.tables.has(e.table) || e.op === 'T')) {
+        await this.runTruncate();
+      }
       if (e.op === 'T') {
-        // Consecutive TRUNCATE events of one transaction come from one statement (e.g. tables tied by
-        // foreign keys, or CASCADE): truncate them together.
-        const group: QueueEvent[] = [];
-        while (i < events.length && events[i]!.op === 'T' && events[i]!.txid === e.txid) group.push(events[i++]!);
-        await this.flush();
-        await this.truncate(group);
+        if (!this.truncating) {
+          await this.flush();
+          this.truncating = { txid: e.txid, tables: new Set(), events: 0 };
+        }
+        this.truncating.events++;
+        if (this.statements(e.table)) this.truncating.tables.add(e.table);
         continue;
       }
-      i++;
-      if (!this.statements(e.table)) continue;
+      const st = this.statements(e.table);
+      if (!st) continue;
+      const shape = e.shape === null ? undefined : this.shapes(e.shape);
+      if (!shape) throw new Error(`event of table ${st.qualified} names row shape ${e.shape}, which the provider does not have`);
       this.stats.events++;
       let perTable = this.pending.get(e.table);
-      if (!perTable) this.pending.set(e.table, (perTable = new Map()));
-      const row = e.op === 'D' ? null : e.data;
-      const state = perTable.get(e.key!);
+      if (perTable && perTable.keyColumns.join('\u0000') !== shape.keyColumns.join('\u0000')) {
+        // The table's key changed (captured again with other key columns): what came before goes first.
+        await this.flushTable(st, perTable);
+        this.pending.delete(e.table);
+        perTable = undefined;
+      }
+      if (!perTable) this.pending.set(e.table, (perTable = { keyColumns: shape.keyColumns, keys: new Map() }));
+      let fields: Array<string | null>;
+      if (e.op === 'D') {
+        fields = parseRowText(e.key!);
+      } else {
+        const positions = st.forShape(shape).keyPositions;
+        const all = parseRowText(e.data!, Math.max(...positions));
+        fields = positions.map((p) => all[p] ?? null);
+      }
+      const id = keyIdentity(fields);
+      const row = e.op === 'D' ? null : { data: e.data!, shape };
+      const state = perTable.keys.get(id);
       if (state) state.row = row;
-      else perTable.set(e.key!, { row, existed: e.op !== 'I' });
+      else perTable.keys.set(id, { fields, row, existed: e.op !== 'I' });
     }
+    await this.flush();
+  }
+
+  /** Runs what waits for the end of the batch (a TRUNCATE). Call after the last chunk. */
+  async finish(): Promise<void> {
+    if (this.truncating) await this.runTruncate();
     await this.flush();
   }
 
@@ -249,61 +438,97 @@ export class EventApplier {
     this.pending.clear();
   }
 
-  private async flushTable(st: TableStatements, perTable: Map<string, KeyState>): Promise<void> {
-    const fresh: string[] = []; // final rows of keys first seen inserted: they cannot exist yet
-    const updated: string[] = []; // final rows of keys that existed before
+  private async ensureTypes(st: TableStatements): Promise<void> {
+    for (const [name, type] of st.types) {
+      if (this.createdTypes.has(name)) continue;
+      const { rows } = await this.subscriber.query('SELECT 1 FROM pg_catalog.pg_type t WHERE t.typname = $1 AND t.typnamespace = $2::pg_catalog.regnamespace', [name, 'pgconvey']);
+      if (!rows.length) {
+        // Another worker may create the same type at the same moment: its name is its definition.
+        await this.subscriber.query('SAVEPOINT pgconvey_type');
+        try {
+          await this.subscriber.query(type.create);
+          await this.subscriber.query('RELEASE SAVEPOINT pgconvey_type');
+        } catch (err) {
+          await this.subscriber.query('ROLLBACK TO SAVEPOINT pgconvey_type');
+          if ((err as { code?: string }).code !== '23505' && (err as { code?: string }).code !== '42710') throw err;
+        }
+      }
+      this.createdTypes.add(name);
+    }
+  }
+
+  private async flushTable(st: TableStatements, perTable: PendingTable): Promise<void> {
+    const keys = st.forKey(perTable.keyColumns);
+    const fresh: Array<{ data: string; shape: RowShape }> = []; // final rows of keys first seen inserted: they cannot exist yet
+    const updated: Array<{ data: string; shape: RowShape }> = []; // final rows of keys that existed before
     const gone: string[] = []; // keys that existed and end deleted
     const existed: string[] = [];
-    for (const [key, state] of perTable) {
-      if (state.existed) existed.push(key);
+    for (const state of perTable.keys.values()) {
+      if (state.existed) existed.push(rowText(state.fields));
       if (state.row === null) {
-        if (state.existed) gone.push(key);
+        if (state.existed) gone.push(rowText(state.fields));
       } else {
         (state.existed ? updated : fresh).push(state.row);
       }
     }
     // Rows carry the columns the provider's table had when they were captured: around an ALTER TABLE,
     // one flush can hold rows of two shapes, each written with exactly its own columns.
-    const shapes = byShape(fresh, updated).map((g) => ({ ...g, shape: st.forShape(g.columns) }));
-    if (shapes.length && shapes.every((g) => g.shape.insertMissing)) {
-      const savepoint = st.otherUniqueIndexes;
+    const groups = new Map<number, { shape: RowShape; fresh: string[]; updated: string[] }>();
+    for (const [list, into] of [
+      [fresh, 'fresh'],
+      [updated, 'updated'],
+    ] as const) {
+      for (const r of list) {
+        let g = groups.get(r.shape.shapeId);
+        if (!g) groups.set(r.shape.shapeId, (g = { shape: r.shape, fresh: [], updated: [] }));
+        g[into].push(r.data);
+      }
+    }
+    const shapes = [...groups.values()].map((g) => ({ ...g, st: st.forShape(g.shape) }));
+    await this.ensureTypes(st);
+    if (st.keyIsUnique && !st.mustReinsert) {
+      const savepoint = st.otherConstraints;
       const before = { ...this.stats };
       if (savepoint) await this.subscriber.query('SAVEPOINT pgconvey_flush');
       try {
-        await this.run(st.deleteKeys, gone, 'rowsDeleted');
+        await this.run(keys.deleteKeys, gone, 'rowsDeleted');
         for (const g of shapes) {
-          const changed = g.shape.update ? await this.run(g.shape.update, g.updated, 'rowsWritten') : 0;
-          // Rows that should have been there but were not (e.g. deleted on the subscriber by hand).
-          if (changed < g.updated.length) await this.run(g.shape.insertMissing!, g.updated, 'rowsWritten');
-          await this.run(g.shape.insert, g.fresh, 'rowsWritten');
+          const changed = g.st.update ? await this.run(g.st.update, g.updated, 'rowsWritten') : 0;
+          // Rows that should have been there but were not (e.g. deleted on the subscriber by hand); with
+          // nothing to update (every column a key column) the missing ones are inserted the same way.
+          if (changed < g.updated.length) await this.run(g.st.insertMissing!, g.updated, 'rowsWritten');
+          await this.run(g.st.insert, g.fresh, 'rowsWritten');
         }
         if (savepoint) await this.subscriber.query('RELEASE SAVEPOINT pgconvey_flush');
         return;
       } catch (err) {
-        if (!savepoint || (err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+        const code = (err as { code?: string }).code;
+        if (!savepoint || (code !== UNIQUE_VIOLATION && code !== EXCLUSION_VIOLATION)) throw err;
         await this.subscriber.query('ROLLBACK TO SAVEPOINT pgconvey_flush');
         this.stats = before;
         // Two rows swapped a unique value: fall through to delete-then-insert.
       }
     }
-    await this.run(st.deleteKeys, existed, 'rowsDeleted');
-    for (const g of shapes) await this.run(g.shape.insert, [...g.updated, ...g.fresh], 'rowsWritten');
+    await this.run(keys.deleteKeys, existed, 'rowsDeleted');
+    for (const g of shapes) await this.run(g.st.insert, [...g.updated, ...g.fresh], 'rowsWritten');
   }
 
-  /** Runs a statement on a JSON array of items; returns the rows it touched. */
+  /** Runs a statement on an array of row texts; returns the rows it touched. */
   private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<number> {
     if (!items.length) return 0;
-    const r = await this.subscriber.query({ name: st.name, text: st.text, values: [`[${items.join(',')}]`] });
+    const r = await this.subscriber.query({ name: st.name, text: st.text, values: [arrayLiteral(items)] });
     this.stats[counter] += r.rowCount ?? 0;
     return r.rowCount ?? 0;
   }
 
-  private async truncate(group: readonly QueueEvent[]): Promise<void> {
-    const targets = [...new Set(group.map((e) => e.table))].map((id) => this.statements(id)).filter((s): s is TableStatements => !!s);
+  private async runTruncate(): Promise<void> {
+    const group = this.truncating!;
+    this.truncating = null;
+    this.stats.events += group.events;
+    const targets = [...group.tables].map((id) => this.statements(id)).filter((s): s is TableStatements => !!s);
     if (!targets.length) return;
-    await this.subscriber.query(`TRUNCATE ${targets.map((t) => t.qualified).join(', ')}`);
+    await this.subscriber.query(`TRUNCATE ${targets.map((t) => `${t.only}${t.qualified}`).join(', ')}`);
     this.stats.truncates += targets.length;
-    this.stats.events += group.length;
   }
 
   takeStats(): ApplyStats {

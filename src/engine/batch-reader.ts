@@ -7,7 +7,7 @@
  * through a cursor fetched in chunks so memory stays bounded however large
  * the batch (or one transaction in it) is.
  */
-import format from 'pg-format';
+import { sqlFormat } from '../kernel/index.js';
 import type pg from 'pg';
 import { lateTransactions, parseSnapshot } from './snapshot.js';
 
@@ -28,9 +28,11 @@ export interface QueueEvent {
   txid: string;
   table: number;
   op: EventOp;
-  /** The key as JSON object text, e.g. `{"id" : 7}` (I, U: of the row; D: the old key); null for T, or when the reader was not given the table's key. */
+  /** The row shape (pgconvey.table_shape) the event was written with; null for T. */
+  shape: number | null;
+  /** D: the old key as the text of a row of the shape's key columns; null otherwise. */
   key: string | null;
-  /** The row as JSON object text, as to_json() writes it (I, U). */
+  /** I, U: the row as the text of the whole row (record_out); null otherwise. */
   data: string | null;
 }
 
@@ -55,26 +57,28 @@ export async function finishBatch(provider: pg.Client, queue: string, consumer: 
   return rows[0]!.ok;
 }
 
-/** Tables to read (by table id) with their key columns; null: every table, keys only where stored (DELETE). */
-export type TableKeys = ReadonlyMap<number, readonly string[]> | null;
+/** Tables to read, by table id; null: every table. */
+export type TableIds = ReadonlySet<number> | null;
 
 /**
  * The SELECT returning a batch's events, with every value inlined as a literal
- * (for DECLARE CURSOR). INSERT and UPDATE events store no key; it is derived
- * here from the row, in the same JSON form the capture trigger gives a DELETE.
+ * (for DECLARE CURSOR). Events written before engine migration 0006 (JSON
+ * rows, no shape) are turned into row text on the way by
+ * pgconvey.legacy_event().
  */
-export function batchEventsSql(batch: BatchInfo, tables: TableKeys, skipVisibleIn: ReadonlyMap<number, string> = new Map()): string {
-  const tableIds = tables === null ? null : [...tables.keys()];
+export function batchEventsSql(batch: BatchInfo, tables: TableIds, skipVisibleIn: ReadonlyMap<number, string> = new Map()): string {
+  const tableIds = tables === null ? null : [...tables];
   const start = parseSnapshot(batch.startSnapshot);
   const end = parseSnapshot(batch.endSnapshot);
   const late = lateTransactions(start, end).map(String);
-  const tableFilter = tableIds === null ? '' : tableIds.length === 0 ? ' AND false' : format(' AND ev_table IN (%s)', tableIds.map(String));
+  const tableFilter = tableIds === null ? '' : tableIds.length === 0 ? ' AND false' : sqlFormat(' AND ev_table IN (%s)', tableIds.map(String));
+  const columns = 'ev_id, ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data';
   const parts: string[] = [];
   for (let n = 0; n < 3; n++) {
-    const table = format('pgconvey.%I', `event_${batch.queueId}_${n}`);
+    const table = sqlFormat('pgconvey.%I', `event_${batch.queueId}_${n}`);
     parts.push(
-      format(
-        'SELECT ev_id, ev_txid, ev_table, ev_op, ev_key, ev_data FROM %s WHERE ev_txid >= %L AND ev_txid < %L AND txid_visible_in_snapshot(ev_txid, %L)%s',
+      sqlFormat(
+        `SELECT ${columns} FROM %s WHERE ev_txid >= %L AND ev_txid < %L AND pg_catalog.txid_visible_in_snapshot(ev_txid, %L)%s`,
         table,
         String(start.xmax),
         String(end.xmax),
@@ -82,16 +86,18 @@ export function batchEventsSql(batch: BatchInfo, tables: TableKeys, skipVisibleI
         tableFilter,
       ),
     );
-    if (late.length) parts.push(format('SELECT ev_id, ev_txid, ev_table, ev_op, ev_key, ev_data FROM %s WHERE ev_txid IN (%s)%s', table, late, tableFilter));
+    if (late.length) parts.push(sqlFormat(`SELECT ${columns} FROM %s WHERE ev_txid IN (%s)%s`, table, late, tableFilter));
   }
-  const derived = [...(tables ?? new Map<number, readonly string[]>())]
-    .map(([id, keys]) => format(' WHEN %s THEN pg_catalog.json_build_object(%s)::pg_catalog.text', id, keys.map((k) => format('%L::pg_catalog.text, ev_data -> %L', k, k)).join(', ')))
-    .join('');
-  const key = derived ? `coalesce(ev_key, CASE ev_table${derived} END)` : 'ev_key';
   // A copied table still merging: its copy already has the transactions visible in the copy's snapshot.
-  const skip = [...skipVisibleIn].map(([id, snap]) => format('NOT (ev_table = %s AND txid_visible_in_snapshot(ev_txid, %L))', id, snap));
+  const skip = [...skipVisibleIn].map(([id, snap]) => sqlFormat('NOT (ev_table = %s AND pg_catalog.txid_visible_in_snapshot(ev_txid, %L))', id, snap));
   const where = skip.length ? ` WHERE ${skip.join(' AND ')}` : '';
-  return `SELECT ev_txid, ev_table, ev_op, ${key} AS ev_key, ev_data::text AS ev_data FROM (${parts.join(' UNION ALL ')}) e${where} ORDER BY ev_id`;
+  const legacy = (field: string) => `(pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).${field}`;
+  const isLegacy = "e.ev_shape IS NULL AND e.ev_op <> 'T'";
+  return (
+    `SELECT e.ev_txid, e.ev_table, e.ev_op, CASE WHEN ${isLegacy} THEN ${legacy('shape')} ELSE e.ev_shape END, ` +
+    `CASE WHEN ${isLegacy} THEN ${legacy('key')} ELSE e.ev_key END, CASE WHEN ${isLegacy} THEN ${legacy('data')} ELSE e.ev_data END ` +
+    `FROM (${parts.join(' UNION ALL ')}) e${where} ORDER BY e.ev_id`
+  );
 }
 
 const CURSOR = 'pgconvey_batch';
@@ -105,7 +111,7 @@ const CURSOR = 'pgconvey_batch';
 export async function readBatch(
   provider: pg.Client,
   batch: BatchInfo,
-  tables: TableKeys,
+  tables: TableIds,
   onChunk: (events: QueueEvent[]) => Promise<void>,
   options: { maxRows?: number; chunkBytes?: number; skipVisibleIn?: ReadonlyMap<number, string> } = {},
 ): Promise<number> {
@@ -118,8 +124,9 @@ export async function readBatch(
     txid: r[0] as string,
     table: r[1] as number,
     op: r[2] as EventOp,
-    key: r[3] as string | null,
-    data: r[4] as string | null,
+    shape: r[3] as number | null,
+    key: r[4] as string | null,
+    data: r[5] as string | null,
   });
   try {
     // One round trip opens the transaction, declares the cursor and fetches the first chunk.

@@ -37,6 +37,11 @@ function functionsSql(): string {
   return readFileSync(new URL('functions.sql', SQL_DIR), 'utf8');
 }
 
+/** Brings every capture function to the current row format (after functions.sql). */
+function capturesSql(): string {
+  return readFileSync(new URL('captures.sql', SQL_DIR), 'utf8');
+}
+
 export interface InstallResult {
   action: 'installed' | 'upgraded' | 'unchanged';
   from: number | null;
@@ -81,6 +86,8 @@ export async function installEngine(client: pg.Client, targetVersion: number = E
       if ((from === null || m.version > from) && m.version <= targetVersion) await client.query(m.sql);
     }
     await client.query(functionsSql());
+    // Row shapes exist from migration 0006 on.
+    if (targetVersion >= 6) await client.query(capturesSql());
     await client.query(
       `INSERT INTO pgconvey.engine (version) VALUES ($1)
        ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, upgraded_at = now()`,

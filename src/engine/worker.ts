@@ -7,11 +7,12 @@
  * (the position is lost: stop and say so). Exactly once, whatever is killed
  * when.
  */
-import format from 'pg-format';
 import type pg from 'pg';
-import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type TableStatements } from './apply.js';
+import { sqlFormat as format } from '../kernel/index.js';
+import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences, unregisterConsumer } from './api.js';
-import { finishBatch, nextBatch, readBatch, type BatchInfo } from './batch-reader.js';
+import { finishBatch, nextBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
+import { EXACT_SESSION_SQL } from './session.js';
 import { copyPinName } from './copier.js';
 import { parseSnapshot } from './snapshot.js';
 
@@ -63,13 +64,17 @@ export class WorkerBusyError extends Error {
 
 /**
  * Session settings of both connections, whatever the server, database or
- * environment (PGOPTIONS, PGDATESTYLE) default to, so text input and output
- * are unambiguous.
+ * environment (PGOPTIONS, PGDATESTYLE) default to: values are read and
+ * written as text under the exact settings.
  */
-const SESSION_SQL = "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
+const SESSION_SQL = EXACT_SESSION_SQL;
 
 export class ApplyWorker {
   private statements = new Map<string, TableStatements>();
+  /** Row shapes by id (immutable once written on the provider). */
+  private shapes = new Map<number, RowShape>();
+  /** Composite types known to exist on the subscriber (cleared when a batch rolls back). */
+  private createdTypes = new Set<string>();
   private notified: (() => void) | undefined;
 
   constructor(
@@ -134,20 +139,25 @@ export class ApplyWorker {
       if (position.completed_tick !== batch.startTick) throw new LostPositionError(position.completed_tick, batch);
 
       const tables = await this.appliedTables(batch.queueId);
-      const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements);
+      const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes);
+      const apply = async (events: QueueEvent[]) => {
+        await this.loadShapes(events);
+        await applier.apply(events);
+      };
       const merging = [...tables.values()].filter((t) => t.copySnapshot !== null);
       // A copy that finished while this worker was past its tick: replay the table's events it skipped.
       for (const t of merging) {
         if (BigInt(t.copyTick!) >= BigInt(batch.startTick)) continue;
         const skipped = await this.tickRange(batch.queueId, t.copyTick!, batch.startTick);
-        await readBatch(this.provider, skipped, new Map([[t.statements.table.tableId, t.statements.table.keyColumns]]), (events) => applier.apply(events), {
+        await readBatch(this.provider, skipped, new Set([t.statements.table.tableId]), apply, {
           skipVisibleIn: new Map([[t.statements.table.tableId, t.copySnapshot!]]),
         });
+        await applier.finish();
         await this.setTableState(t, 'catching-up', batch.startTick);
       }
-      const keys = new Map([...tables].map(([id, t]) => [id, t.statements.table.keyColumns]));
       const skipVisibleIn = new Map(merging.map((t) => [t.statements.table.tableId, t.copySnapshot!]));
-      await readBatch(this.provider, batch, keys, (events) => applier.apply(events), { skipVisibleIn });
+      await readBatch(this.provider, batch, new Set(tables.keys()), apply, { skipVisibleIn });
+      await applier.finish();
       // A copied table is merged once no later batch can hold a transaction its copy already has:
       // later batches start at this end tick, and every transaction of the copy finished before it.
       const endXmin = parseSnapshot(batch.endSnapshot).xmin;
@@ -167,8 +177,22 @@ export class ApplyWorker {
       return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started };
     } catch (err) {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
+      // Types made in the rolled-back transaction are gone with it.
+      this.createdTypes.clear();
       throw err;
     }
+  }
+
+  /** Fetches from the provider the row shapes of these events that are not known yet. */
+  private async loadShapes(events: readonly QueueEvent[]): Promise<void> {
+    const wanted = new Set<number>();
+    for (const e of events) if (e.shape !== null && !this.shapes.has(e.shape)) wanted.add(e.shape);
+    if (!wanted.size) return;
+    const { rows } = await this.provider.query<{ shape_id: number; table_id: number; columns: string[]; key_columns: string[]; generated: string[] }>(
+      'SELECT shape_id, table_id, columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = ANY ($1::int[])',
+      [[...wanted]],
+    );
+    for (const r of rows) this.shapes.set(r.shape_id, { shapeId: r.shape_id, tableId: r.table_id, columns: r.columns, keyColumns: r.key_columns, generated: r.generated });
   }
 
   /** Moves the subscriber's sequences forward to the provider's values (see syncSequences). */

@@ -50,7 +50,7 @@ describe('engine: capture', () => {
     expect(triggers.rows[0].n).toBe(2);
   });
 
-  it('does not ship generated columns', async (ctx) => {
+  it('ships the whole row as its text, generated columns included and named in its shape', async (ctx) => {
     const version = Number((await c.query("SELECT current_setting('server_version_num') AS v")).rows[0].v);
     if (version < 120000) return ctx.skip(); // generated columns exist from PostgreSQL 12
     await c.query('CREATE TABLE public.gen (id int PRIMARY KEY, price numeric, tax numeric GENERATED ALWAYS AS (price * 0.2) STORED)');
@@ -61,7 +61,9 @@ describe('engine: capture', () => {
     const batch = (await engine.nextBatch(c, 'q', 'peek', 1000))!;
     const seen: engine.QueueEvent[] = [];
     await engine.readBatch(c, batch, null, async (events) => void seen.push(...events));
-    expect(seen.map((e) => JSON.parse(e.data!))).toEqual([{ id: 1, price: 10 }]);
+    expect(seen.map((e) => e.data)).toEqual(['(1,10,2.0)']);
+    const shape = await c.query('SELECT columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = $1', [seen[0]!.shape]);
+    expect(shape.rows).toEqual([{ columns: ['id', 'price', 'tax'], key_columns: ['id'], generated: ['tax'] }]);
     await engine.finishBatch(c, 'q', 'peek', batch.endTick);
     await engine.unregisterConsumer(c, 'q', 'peek');
   });

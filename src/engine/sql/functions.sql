@@ -47,7 +47,8 @@ BEGIN
       '  ev_table integer NOT NULL,'
       '  ev_op "char" NOT NULL,'
       '  ev_key text,'
-      '  ev_data json'
+      '  ev_data text,'
+      '  ev_shape integer'
       ') WITH (fillfactor = 100, autovacuum_enabled = false, toast.autovacuum_enabled = false)',
       pgconvey.event_table(v_id, i), 'pgconvey.event_' || v_id || '_seq');
     EXECUTE format('CREATE INDEX %I ON %s (ev_txid)', 'event_' || v_id || '_' || i || '_txid', pgconvey.event_table(v_id, i));
@@ -267,81 +268,165 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
--- Function: pgconvey.capture_settings_sql(table) → SET clauses the capture
--- function needs for this table's column types. Rows are captured with
--- to_json(), which writes numbers, booleans, date/time values (ISO 8601),
--- arrays and composites independently of session settings; the text of a few
--- types still depends on one: intervals on IntervalStyle, floats on
--- extra_float_digits, ranges and other types on DateStyle. Tables of plain
--- types get no SET clause, so their capture stays cheap.
+-- Function: pgconvey.capture_settings_sql(table) → the SET clauses of the
+-- table's capture function. A row travels as its type's text output
+-- (record_out), and the text of a few types depends on a session setting:
+-- date/time types on DateStyle (timestamptz also on TimeZone), interval on
+-- IntervalStyle, floats and geometric types on extra_float_digits, bytea on
+-- bytea_output, money on lc_monetary. The column types are walked through
+-- domains, arrays, ranges, multiranges and composites down to their base
+-- types; each setting one of them depends on is pinned to the value the
+-- subscriber reads with (src/engine/session.ts), and a base type pgconvey
+-- does not know (an extension's) pins them all. search_path is always pinned.
 CREATE OR REPLACE FUNCTION pgconvey.capture_settings_sql(p_rel regclass)
-RETURNS text LANGUAGE plpgsql STABLE AS $$
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  -- Types whose JSON form depends on no setting.
-  v_plain oid[] := ARRAY['int2', 'int4', 'int8', 'numeric', 'text', 'varchar', 'bpchar', 'bool', 'uuid',
-                         'json', 'jsonb', 'bytea', 'inet', 'cidr', 'macaddr', 'oid', 'name', 'char', 'bit',
-                         'varbit', 'xml', 'tsvector', 'tsquery', 'money', 'time', 'timetz',
-                         'date', 'timestamp', 'timestamptz']::regtype[]::oid[];
-  v_float boolean := false;
-  v_interval boolean := false;
-  v_other boolean := false;
-  c record;
+  -- Base types whose text output depends on no setting.
+  v_free oid[] := ARRAY['int2', 'int4', 'int8', 'numeric', 'text', 'varchar', 'bpchar', 'bool', 'uuid',
+                        'json', 'jsonb', 'inet', 'cidr', 'macaddr', 'oid', 'name', 'char', 'bit', 'varbit', 'xml',
+                        'tsvector', 'tsquery', 'pg_lsn', 'xid', 'cid', 'tid', 'regclass', 'regtype', 'regproc',
+                        'regprocedure', 'regoper', 'regoperator', 'regconfig', 'regdictionary', 'txid_snapshot']::regtype[]::oid[];
+  v_need text[] := ARRAY[]::text[];
+  v_todo oid[];
+  v_seen oid[] := ARRAY[]::oid[];
+  v_t oid;
+  ty record;
+  v_multirange boolean := current_setting('server_version_num')::integer >= 140000;
+  v_sub oid;
 BEGIN
-  FOR c IN
-    SELECT CASE WHEN ty.typcategory = 'A' THEN ty.typelem ELSE ty.oid END AS base,
-           CASE WHEN ty.typcategory = 'A' THEN el.typtype ELSE ty.typtype END AS basetyptype
-      FROM pg_attribute a
-      JOIN pg_type ty ON ty.oid = a.atttypid
-      LEFT JOIN pg_type el ON el.oid = ty.typelem
-     WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
-  LOOP
-    IF c.base = ANY (v_plain) OR c.basetyptype = 'e' THEN
-      CONTINUE;
-    ELSIF c.base IN ('float4'::regtype, 'float8'::regtype) THEN
-      v_float := true;
-    ELSIF c.base = 'interval'::regtype THEN
-      v_interval := true;
+  SELECT array_agg(a.atttypid) INTO v_todo FROM pg_attribute a WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
+  WHILE coalesce(array_length(v_todo, 1), 0) > 0 LOOP
+    v_t := v_todo[1];
+    v_todo := v_todo[2:];
+    CONTINUE WHEN v_t = ANY (v_seen);
+    v_seen := v_seen || v_t;
+    SELECT t.typtype, t.typbasetype, t.typelem, t.typlen, t.typrelid INTO ty FROM pg_type t WHERE t.oid = v_t;
+    IF ty.typtype = 'd' THEN
+      v_todo := v_todo || ty.typbasetype;
+    ELSIF ty.typtype = 'e' THEN
+      NULL;  -- enum labels
+    ELSIF ty.typtype = 'c' THEN
+      v_todo := v_todo || ARRAY(SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped);
+    ELSIF ty.typtype = 'r' THEN
+      v_todo := v_todo || (SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = v_t);
+    ELSIF ty.typtype = 'm' AND v_multirange THEN
+      EXECUTE 'SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngmultitypid = $1' INTO v_sub USING v_t;
+      v_todo := v_todo || v_sub;
+    ELSIF ty.typelem <> 0 AND ty.typlen = -1 THEN
+      v_todo := v_todo || ty.typelem;  -- an array
+    ELSIF v_t = ANY (v_free) THEN
+      NULL;
+    ELSIF v_t IN ('date'::regtype, 'timestamp'::regtype, 'time'::regtype, 'timetz'::regtype) THEN
+      v_need := v_need || 'DateStyle'::text;
+    ELSIF v_t = 'timestamptz'::regtype THEN
+      v_need := v_need || ARRAY['DateStyle', 'TimeZone'];
+    ELSIF v_t = 'interval'::regtype THEN
+      v_need := v_need || 'IntervalStyle'::text;
+    ELSIF v_t IN ('float4'::regtype, 'float8'::regtype, 'point'::regtype, 'line'::regtype, 'lseg'::regtype,
+                  'box'::regtype, 'path'::regtype, 'polygon'::regtype, 'circle'::regtype) THEN
+      v_need := v_need || 'extra_float_digits'::text;
+    ELSIF v_t = 'bytea'::regtype THEN
+      v_need := v_need || 'bytea_output'::text;
+    ELSIF v_t = 'money'::regtype THEN
+      v_need := v_need || 'lc_monetary'::text;
     ELSE
-      v_other := true;  -- composites, ranges, domains, other types: pin every setting
+      v_need := v_need || ARRAY['DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits', 'bytea_output', 'lc_monetary'];
     END IF;
   END LOOP;
-  RETURN CASE WHEN v_float OR v_other THEN ' SET extra_float_digits = 3' ELSE '' END
-      || CASE WHEN v_interval OR v_other THEN ' SET IntervalStyle = ''postgres''' ELSE '' END
-      || CASE WHEN v_other THEN ' SET DateStyle = ''ISO, MDY''' ELSE '' END;
+  -- The values are those of src/engine/session.ts (EXACT_SETTINGS).
+  RETURN ' SET search_path = pg_catalog, pg_temp'
+      || CASE WHEN 'DateStyle' = ANY (v_need) THEN ' SET DateStyle = ''ISO, YMD''' ELSE '' END
+      || CASE WHEN 'IntervalStyle' = ANY (v_need) THEN ' SET IntervalStyle = ''postgres''' ELSE '' END
+      || CASE WHEN 'TimeZone' = ANY (v_need) THEN ' SET TimeZone = ''UTC''' ELSE '' END
+      || CASE WHEN 'extra_float_digits' = ANY (v_need) THEN ' SET extra_float_digits = 3' ELSE '' END
+      || CASE WHEN 'bytea_output' = ANY (v_need) THEN ' SET bytea_output = ''hex''' ELSE '' END
+      || CASE WHEN 'lc_monetary' = ANY (v_need) THEN ' SET lc_monetary = ''C''' ELSE '' END;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.capture_shape(table_id, baked_shape, rel, baked_attnums)
+-- → the shape id of the rows this transaction captures from the table. The
+-- capture function calls it once per transaction and table (the answer is
+-- kept in the session setting pgconvey.shape_<baked>, keyed by the
+-- transaction id; a table's columns cannot change under a transaction that
+-- has written it, except by that transaction's own DDL). When the table
+-- still has the columns its capture function was made for, that is the baked
+-- shape; after an ALTER TABLE that added or dropped columns (the capture not
+-- yet made again) the table's current columns are recorded as a new shape, so
+-- every row names the columns it really carries and no ALTER TABLE makes the
+-- application's writes fail.
+CREATE OR REPLACE FUNCTION pgconvey.capture_shape(p_table_id integer, p_baked integer, p_rel oid, p_attnums smallint[])
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_attnums smallint[];
+  v_cols text[];
+  v_keys text[];
+  v_generated text[];
+  v_shape integer;
+BEGIN
+  SELECT array_agg(a.attnum ORDER BY a.attnum) INTO v_attnums
+    FROM pg_attribute a WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
+  IF v_attnums = p_attnums THEN
+    v_shape := p_baked;
+  ELSE
+    EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum), '
+         || CASE WHEN current_setting('server_version_num')::integer >= 120000
+                 THEN 'coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> ''''), ''{}'')' ELSE '''{}''::text[]' END
+         || ' FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
+      INTO v_cols, v_generated USING p_rel;
+    SELECT s.key_columns INTO v_keys FROM pgconvey.table_shape s WHERE s.shape_id = p_baked;
+    -- No unique constraint: two writers recording the same new shape at once each keep their own row
+    -- rather than one waiting for the other's transaction.
+    SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
+     WHERE s.table_id = p_table_id AND s.attnums = v_attnums AND s.columns = v_cols AND s.key_columns = v_keys
+     ORDER BY s.shape_id LIMIT 1;
+    IF NOT FOUND THEN
+      INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
+      VALUES (p_table_id, v_attnums, v_cols, v_keys, v_generated) RETURNING shape_id INTO v_shape;
+    END IF;
+  END IF;
+  PERFORM set_config('pgconvey.shape_' || p_baked, txid_current() || ':' || v_shape, false);
+  RETURN v_shape;
 END $$;
 
 ------------------------------------------------------------------------------
 -- Function: pgconvey.add_table(queue, schema, table, key_columns) → table_id.
--- Starts capturing the table's changes into the queue: generates a capture
--- function for exactly this table and creates its row and TRUNCATE triggers.
--- Without key_columns the primary key is used; a table with neither is
--- refused. Idempotent: running it again regenerates the function (e.g. after
--- the table gained a column or its key changed).
+-- Starts capturing the table's changes into the queue: records its row
+-- shape, generates a capture function for exactly this table and creates its
+-- row and TRUNCATE triggers. Without key_columns the primary key is used; a
+-- table with neither, or whose primary key is DEFERRABLE, is refused.
+-- Idempotent: running it again regenerates the function (e.g. after the
+-- table's columns or key changed).
 --
--- An event carries the row as to_json(NEW) (generated columns left out); a
--- DELETE carries the old key as a JSON object instead (the reader derives the
--- key of other events from the row). An UPDATE that changes the key is
--- captured as a DELETE of the old key and an INSERT of the new row. The capture functions
--- are SECURITY DEFINER (writers need no rights on the queue) and, as such,
--- name every operator, function and type with its schema.
+-- An event carries the row as the text output of the whole row
+-- (record_out(NEW): every column that is not dropped, generated ones
+-- included, each through its type's output function — what COPY does — under
+-- the settings capture_settings_sql pins), the shape it has, and for a DELETE
+-- the old key as the text of a row of the key columns. No cast and no
+-- function a table owner could define is called. An UPDATE that changes the
+-- key (compared by binary image) is captured as a DELETE of the old key and
+-- an INSERT of the new row. The capture functions are SECURITY DEFINER
+-- (writers need no rights on the queue), pin search_path, and name every
+-- operator, function and type with its schema.
 CREATE OR REPLACE FUNCTION pgconvey.add_table(p_queue text, p_schema text, p_table text, p_key_columns text[] DEFAULT NULL)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_queue_id integer;
   v_rel regclass;
   v_table_id integer;
   v_keys text[];
   v_cols text[];
-  v_generated text[];
+  v_all text[];
+  v_attnums smallint[];
   v_nullable text[];
   v_missing text[];
-  v_data text;
-  v_parts text[];
+  v_deferrable boolean;
+  v_shape integer;
   v_route_tpl text;
   v_pick text;
   v_oldkey text;
   v_body text;
-  i integer;
+  v_row constant text := 'pg_catalog.textin(pg_catalog.record_out(NEW))';
 BEGIN
   SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
   IF NOT FOUND THEN
@@ -354,16 +439,16 @@ BEGIN
       USING HINT = 'check the name; unquoted names are lower case';
   END IF;
 
-  -- Shipped columns: not dropped, not generated (attgenerated exists from PG 12).
-  EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE NOT g),
-                  array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE g)
-             FROM pg_attribute a CROSS JOIN LATERAL (SELECT '
+  -- The row's columns (all not dropped), and those not generated (attgenerated exists from PG 12).
+  EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.attnum ORDER BY a.attnum),
+                  array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE NOT g)
+             FROM pg_catalog.pg_attribute a CROSS JOIN LATERAL (SELECT '
           || CASE WHEN current_setting('server_version_num')::integer >= 120000 THEN 'a.attgenerated <> ''''' ELSE 'false' END
           || ' AS g) x WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
-    INTO v_cols, v_generated USING v_rel;
+    INTO v_all, v_attnums, v_cols USING v_rel;
 
   IF p_key_columns IS NULL THEN
-    SELECT array_agg(a.attname::text ORDER BY k.ord) INTO v_keys
+    SELECT array_agg(a.attname::text ORDER BY k.ord), bool_or(NOT x.indimmediate) INTO v_keys, v_deferrable
       FROM pg_index x
       CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
       JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
@@ -372,9 +457,14 @@ BEGIN
       RAISE EXCEPTION 'table %.% has no primary key', quote_ident(p_schema), quote_ident(p_table)
         USING HINT = 'add a primary key, or give key columns that are NOT NULL and unique';
     END IF;
+    IF v_deferrable THEN
+      RAISE EXCEPTION 'table %.% has a deferrable primary key, which cannot be replicated exactly', quote_ident(p_schema), quote_ident(p_table)
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'make the key NOT DEFERRABLE, or give key columns that stay unique at every statement';
+    END IF;
   ELSE
     v_keys := p_key_columns;
-    SELECT array_agg(k) INTO v_missing FROM unnest(v_keys) k WHERE NOT (k = ANY (v_cols));
+    SELECT array_agg(k) INTO v_missing FROM unnest(v_keys) k WHERE NOT (k = ANY (v_all));
     IF v_missing IS NOT NULL THEN
       RAISE EXCEPTION 'table %.% has no column(s) % for the key', quote_ident(p_schema), quote_ident(p_table), array_to_string(v_missing, ', ');
     END IF;
@@ -392,55 +482,49 @@ BEGIN
   DO UPDATE SET key_columns = EXCLUDED.key_columns, columns = EXCLUDED.columns
   RETURNING table_id INTO v_table_id;
 
-  -- The row image: to_json(NEW), or, when the table has generated columns,
-  -- json_build_object of the other columns in pieces of 50 (it takes at most
-  -- 100 arguments) — the same JSON form either way.
-  IF v_generated IS NULL THEN
-    v_data := 'pg_catalog.to_json(NEW)';
-  ELSE
-    v_parts := ARRAY[]::text[];
-    FOR i IN 1..array_length(v_cols, 1) LOOP
-      IF (i - 1) % 50 = 0 THEN
-        v_parts := v_parts || ''::text;
-      ELSE
-        v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)] || ', ';
-      END IF;
-      v_parts[array_length(v_parts, 1)] := v_parts[array_length(v_parts, 1)] || format('%L::pg_catalog.text, NEW.%I', v_cols[i], v_cols[i]);
-    END LOOP;
-    IF array_length(v_parts, 1) = 1 THEN
-      v_data := format('pg_catalog.json_build_object(%s)', v_parts[1]);
-    ELSE
-      SELECT '(' || string_agg(format('pg_catalog.json_build_object(%s)::pg_catalog.jsonb', p), ' OPERATOR(pg_catalog.||) ') || ')::pg_catalog.json'
-        INTO v_data FROM unnest(v_parts) p;
-    END IF;
+  -- The shape rows are captured with now.
+  SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
+   WHERE s.table_id = v_table_id AND s.attnums = v_attnums AND s.columns = v_all AND s.key_columns = v_keys
+   ORDER BY s.shape_id LIMIT 1;
+  IF NOT FOUND THEN
+    INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
+    VALUES (v_table_id, v_attnums, v_all, v_keys, coalesce((SELECT array_agg(c) FROM unnest(v_all) c WHERE NOT (c = ANY (v_cols))), '{}'))
+    RETURNING shape_id INTO v_shape;
   END IF;
+  UPDATE pgconvey.captured_table SET shape_id = v_shape WHERE table_id = v_table_id;
 
-  -- The old key of a DELETE (or of an UPDATE that changes it), as a JSON object.
-  SELECT format('pg_catalog.json_build_object(%s)::pg_catalog.text', string_agg(format('%L::pg_catalog.text, OLD.%I', k, k), ', '))
-    INTO v_oldkey FROM unnest(v_keys) k;
+  -- The old key of a DELETE (or of an UPDATE that changes it), as the text of a row of the key columns.
+  SELECT format('pg_catalog.textin(pg_catalog.record_out(ROW(%s)))', string_agg(format('OLD.%I', k), ', ' ORDER BY o))
+    INTO v_oldkey FROM unnest(v_keys) WITH ORDINALITY AS u(k, o);
   -- The event table of this transaction: its id's range of rotation_txids ids, modulo 3.
-  SELECT format('v_cur := (pg_catalog.txid_current() OPERATOR(pg_catalog./) %s) OPERATOR(pg_catalog.%%) 3; ', rotation_txids)
+  SELECT format('v_txid := pg_catalog.txid_current(); v_cur := (v_txid OPERATOR(pg_catalog./) %s) OPERATOR(pg_catalog.%%) 3; ', rotation_txids)
     INTO v_pick FROM pgconvey.queue WHERE queue_id = v_queue_id;
   -- Insert into that table ($OP, $KEY, $DATA are filled in).
   v_route_tpl := format(
-    'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
-    ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA);'
-    ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_key, ev_data) VALUES (%4$s, $OP, $KEY, $DATA); END IF;',
+    'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA);'
+    ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA);'
+    ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
-  -- INSERT and UPDATE events carry no key: the reader derives it from the row.
+  -- The shape: once per transaction from capture_shape, then from the session setting it leaves.
+  -- INSERT and UPDATE events carry no key: the reader takes it from the row.
   -- The key is compared by its binary image (*<> needs no operator lookup).
-  SELECT 'DECLARE v_cur pg_catalog.int8; BEGIN '
+  SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_prefix pg_catalog.text; BEGIN '
       || v_pick
+      || format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.shape_' || v_shape)
+      || 'v_prefix := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
+      || 'IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_prefix)) OPERATOR(pg_catalog.=) v_prefix THEN '
+      ||   'v_shape := pg_catalog.substr(v_cached, pg_catalog.length(v_prefix) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; '
+      || format('ELSE v_shape := pgconvey.capture_shape(%s, %s, TG_RELID, %L::pg_catalog.int2[]); END IF; ', v_table_id, v_shape, v_attnums::text)
       || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
-      ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_data)
+      ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_row)
       || ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
       ||   format('IF ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record THEN ',
                   string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', '))
       ||     replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
-      ||     replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_data)
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_row)
       ||   ' ELSE '
-      ||     replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_data)
+      ||     replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_row)
       ||   ' END IF;'
       || ' ELSE '
       ||   replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
@@ -450,9 +534,9 @@ BEGIN
 
   EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L',
                  'capture_' || v_table_id, pgconvey.capture_settings_sql(v_rel), v_body);
-  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS %L',
+  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
                  'capture_truncate_' || v_table_id,
-                 'DECLARE v_cur pg_catalog.int8; BEGIN '
+                 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; BEGIN '
                  || v_pick
                  || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
                  || ' RETURN NULL; END');
@@ -464,6 +548,40 @@ BEGIN
   EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
                  'pgconvey_truncate_' || v_queue_id, v_rel, 'capture_truncate_' || v_table_id);
   RETURN v_table_id;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.legacy_event(table_id, op, key, data) → (shape, key,
+-- data) of an event written before engine migration 0006, whose row (I, U) or
+-- old key (D) is JSON: read into the table's row type (json_populate_record,
+-- which uses each type's input function) and written back as row text under
+-- the exact settings, with the table's current shape. Only the events queued
+-- while the engine was upgraded take this way.
+CREATE OR REPLACE FUNCTION pgconvey.legacy_event(p_table_id integer, p_op "char", p_key text, p_data text,
+                                                 OUT shape integer, OUT key text, OUT data text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' AS $$
+DECLARE
+  t record;
+BEGIN
+  SELECT c.table_schema, c.table_name, c.shape_id, s.key_columns INTO t
+    FROM pgconvey.captured_table c JOIN pgconvey.table_shape s ON s.shape_id = c.shape_id
+   WHERE c.table_id = p_table_id;
+  IF NOT FOUND THEN
+    RETURN;  -- no longer captured: the reader skips the table's events
+  END IF;
+  shape := t.shape_id;
+  IF p_op = 'D' THEN
+    EXECUTE format('SELECT pg_catalog.textin(pg_catalog.record_out(ROW(%s))) FROM pg_catalog.json_populate_record(NULL::%I.%I, $1::pg_catalog.json) r',
+                   (SELECT string_agg(format('r.%I', k), ', ' ORDER BY o) FROM unnest(t.key_columns) WITH ORDINALITY AS u(k, o)),
+                   t.table_schema, t.table_name)
+      INTO key USING p_key;
+  ELSE
+    EXECUTE format('SELECT pg_catalog.textin(pg_catalog.record_out(r)) FROM pg_catalog.json_populate_record(NULL::%I.%I, $1::pg_catalog.json) r',
+                   t.table_schema, t.table_name)
+      INTO data USING p_data;
+  END IF;
 END $$;
 
 ------------------------------------------------------------------------------

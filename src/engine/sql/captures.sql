@@ -1,0 +1,16 @@
+-- Run by every install or upgrade after functions.sql: every captured table
+-- whose capture function predates the current row format (no recorded
+-- shape) gets its capture function made again, so from this transaction on
+-- its events are written in the current format. Events already queued in the
+-- old format are read through pgconvey.legacy_event().
+DO $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT q.queue_name, c.table_schema, c.table_name, c.key_columns
+             FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
+            WHERE c.shape_id IS NULL
+              AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.table_schema, c.table_name)) IS NOT NULL LOOP
+    PERFORM pgconvey.add_table(t.queue_name, t.table_schema, t.table_name, t.key_columns);
+  END LOOP;
+END $$;
