@@ -51,6 +51,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     if (!t) continue;
     if (!r.immediate) {
       if (r.primary) t.deferrablePrimaryKey = r.columns;
+      (t.deferrableUnique ??= []).push(r.columns);
     } else if (r.primary) t.primaryKey = r.columns;
     else if (r.all_not_null) t.uniqueNotNull.push(r.columns);
   }

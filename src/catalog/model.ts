@@ -29,6 +29,8 @@ export interface TableInfo {
   uniqueNotNull: string[][];
   /** A DEFERRABLE primary key's columns (not used as the key: see table_key_deferrable); absent when none. */
   deferrablePrimaryKey?: string[];
+  /** Columns of every DEFERRABLE unique index (primary key included); absent when none. */
+  deferrableUnique?: string[][];
   /** Estimated rows (pg_class.reltuples, -1 unknown → null). */
   estimatedRows: number | null;
   bytes: number;

@@ -389,6 +389,17 @@ function selectTables(queue: QueueSpec, root: NodeCatalog, check: (severity: Dia
         check('error', 'invalid_key_columns', `key column(s) ${bad.join(', ')} of ${name} do not exist or may be NULL`, 'name NOT NULL columns that identify a row', `${path}.entries`);
         continue;
       }
+      const sameSet = (cols: string[]) => [...cols].sort().join('\u0000') === [...givenKey].sort().join('\u0000');
+      if ((table.deferrableUnique ?? []).some(sameSet) && !table.uniqueNotNull.some(sameSet) && !sameSet(table.primaryKey)) {
+        check(
+          'error',
+          'table_key_deferrable',
+          `the key (${givenKey.join(', ')}) of ${name} is kept unique only by a DEFERRABLE constraint, which pgconvey cannot replicate exactly`,
+          'make the constraint NOT DEFERRABLE, or name key columns that stay unique at every statement',
+          `${path}.entries`,
+        );
+        continue;
+      }
       out.push({ table, key: givenKey });
     } else if (table.primaryKey.length) {
       out.push({ table, key: table.primaryKey });

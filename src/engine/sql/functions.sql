@@ -5,7 +5,7 @@
 ------------------------------------------------------------------------------
 -- Function: pgconvey.event_table(queue_id, n) → the n-th event table of a queue.
 CREATE OR REPLACE FUNCTION pgconvey.event_table(p_queue_id integer, p_n integer)
-RETURNS text LANGUAGE sql IMMUTABLE AS $$
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT format('pgconvey.%I', 'event_' || p_queue_id || '_' || p_n)
 $$;
 
@@ -13,7 +13,7 @@ $$;
 -- Function: pgconvey.event_seq_value(queue_id) → the last event id handed out
 -- (without consuming one). The ticker compares it with the last tick's value.
 CREATE OR REPLACE FUNCTION pgconvey.event_seq_value(p_queue_id integer)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v bigint;
 BEGIN
@@ -28,7 +28,7 @@ END $$;
 -- tables (insert-only, emptied by TRUNCATE, indexed on the transaction id) and
 -- the first tick.
 CREATE OR REPLACE FUNCTION pgconvey.create_queue(p_queue text)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_id integer;
   i integer;
@@ -61,7 +61,7 @@ END $$;
 -- Function: pgconvey.drop_queue(name) → true if it existed. Removes capture
 -- triggers of its tables, its event tables and sequence, ticks and consumers.
 CREATE OR REPLACE FUNCTION pgconvey.drop_queue(p_queue text)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_id integer;
   t record;
@@ -87,7 +87,7 @@ END $$;
 -- ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_txids,
 -- tick_retention. A new rotation_txids regenerates the queue's capture functions.
 CREATE OR REPLACE FUNCTION pgconvey.set_queue_config(p_queue text, p_param text, p_value text)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_count integer;
   t record;
@@ -120,7 +120,7 @@ END $$;
 -- queue row lock (FOR UPDATE), taken in an earlier statement, so this
 -- statement's snapshot is newer than every earlier tick's: ticks are ordered.
 CREATE OR REPLACE FUNCTION pgconvey.insert_tick(p_queue_id integer)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_tick bigint;
 BEGIN
@@ -140,7 +140,7 @@ END $$;
 -- due. Ticks when ticker_max_count events wait, when events wait and
 -- ticker_max_lag has passed since the last tick, or after ticker_idle_period.
 CREATE OR REPLACE FUNCTION pgconvey.ticker(p_queue text)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   q pgconvey.queue%ROWTYPE;
   v_last pgconvey.tick%ROWTYPE;
@@ -166,7 +166,7 @@ END $$;
 -- Function: pgconvey.force_tick(name) → the new tick id, unconditionally.
 -- Call it in its own transaction: the tick is taken in the caller's transaction.
 CREATE OR REPLACE FUNCTION pgconvey.force_tick(p_queue text)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_id integer;
 BEGIN
@@ -182,7 +182,7 @@ END $$;
 -- position (last finished tick). A new consumer starts at the latest tick; an
 -- existing one keeps its position.
 CREATE OR REPLACE FUNCTION pgconvey.register_consumer(p_queue text, p_consumer text)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_id integer;
   v_pos bigint;
@@ -202,7 +202,7 @@ END $$;
 -- Function: pgconvey.unregister_consumer(queue, consumer) → true if it was
 -- registered. Releases the events it held back from rotation.
 CREATE OR REPLACE FUNCTION pgconvey.unregister_consumer(p_queue text, p_consumer text)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   DELETE FROM pgconvey.consumer c USING pgconvey.queue q
    WHERE q.queue_name = p_queue AND c.queue_id = q.queue_id AND c.consumer_name = p_consumer;
@@ -218,7 +218,7 @@ CREATE OR REPLACE FUNCTION pgconvey.next_batch(p_queue text, p_consumer text, p_
 RETURNS TABLE (queue_id integer, start_tick bigint, end_tick bigint,
                start_snapshot text, end_snapshot text,
                start_time timestamptz, end_time timestamptz, event_estimate bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c pgconvey.consumer%ROWTYPE;
   v_start pgconvey.tick%ROWTYPE;
@@ -258,7 +258,7 @@ END $$;
 -- open batch ending at end_tick was closed (false when it was not open, e.g.
 -- already finished before a crash).
 CREATE OR REPLACE FUNCTION pgconvey.finish_batch(p_queue text, p_consumer text, p_end_tick bigint)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   UPDATE pgconvey.consumer co SET last_tick = co.batch_end_tick, batch_end_tick = NULL, active_at = now()
     FROM pgconvey.queue q
@@ -474,6 +474,18 @@ BEGIN
       RAISE EXCEPTION 'key column(s) % of %.% may be NULL', array_to_string(v_nullable, ', '), quote_ident(p_schema), quote_ident(p_table)
         USING HINT = 'key columns must be NOT NULL (ALTER TABLE ... ALTER COLUMN ... SET NOT NULL)';
     END IF;
+    -- Key columns that only a DEFERRABLE constraint keeps unique may be shared by two rows mid-transaction.
+    IF EXISTS (SELECT FROM pg_index x WHERE x.indrelid = v_rel AND x.indisunique AND NOT x.indimmediate
+                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+                        WHERE a.attrelid = v_rel AND a.attnum = ANY (x.indkey)) = (SELECT array_agg(k ORDER BY k) FROM unnest(v_keys) k))
+       AND NOT EXISTS (SELECT FROM pg_index x WHERE x.indrelid = v_rel AND x.indisunique AND x.indimmediate AND x.indpred IS NULL
+                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+                        WHERE a.attrelid = v_rel AND a.attnum = ANY (x.indkey)) = (SELECT array_agg(k ORDER BY k) FROM unnest(v_keys) k)) THEN
+      RAISE EXCEPTION 'the key (%) of %.% is kept unique only by a deferrable constraint, which cannot be replicated exactly',
+                      array_to_string(v_keys, ', '), quote_ident(p_schema), quote_ident(p_table)
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'make the constraint NOT DEFERRABLE, or give key columns that stay unique at every statement';
+    END IF;
   END IF;
 
   INSERT INTO pgconvey.captured_table (queue_id, table_schema, table_name, key_columns, columns)
@@ -588,7 +600,7 @@ END $$;
 -- Function: pgconvey.remove_table(queue, schema, table) → true if it was
 -- captured. Drops its triggers and capture functions.
 CREATE OR REPLACE FUNCTION pgconvey.remove_table(p_queue text, p_schema text, p_table text)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_queue_id integer;
   v_table_id integer;
@@ -626,7 +638,7 @@ END $$;
 -- could lose events, and this test prevents it. A stopped consumer holds its
 -- events; dropping it releases them.
 CREATE OR REPLACE FUNCTION pgconvey.maint_rotate(p_queue text)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   q pgconvey.queue%ROWTYPE;
   v_current integer;
@@ -675,7 +687,7 @@ END $$;
 -- tick, every consumer's position and what follows it, and anything younger
 -- than tick_retention.
 CREATE OR REPLACE FUNCTION pgconvey.maint_ticks(p_queue text)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   q pgconvey.queue%ROWTYPE;
   v_keep bigint;
@@ -702,7 +714,7 @@ CREATE OR REPLACE FUNCTION pgconvey.queue_status(p_queue text)
 RETURNS TABLE (queue_name text, last_tick bigint, last_tick_time timestamptz, events_since_tick bigint,
                consumer_name text, consumer_tick bigint, consumer_lag interval, consumer_pending_events bigint,
                batch_open boolean, consumer_active_at timestamptz)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT q.queue_name, lt.tick_id, lt.tick_time, pgconvey.event_seq_value(q.queue_id) - lt.tick_event_seq,
          c.consumer_name, c.last_tick, clock_timestamp() - ct.tick_time,
          pgconvey.event_seq_value(q.queue_id) - ct.tick_event_seq, c.batch_end_tick IS NOT NULL, c.active_at
@@ -717,7 +729,7 @@ $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.add_sequence(queue, schema, name) → true if newly added.
 CREATE OR REPLACE FUNCTION pgconvey.add_sequence(p_queue text, p_schema text, p_name text)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_queue_id integer;
 BEGIN
@@ -737,7 +749,7 @@ END $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.remove_sequence(queue, schema, name) → true if it was added.
 CREATE OR REPLACE FUNCTION pgconvey.remove_sequence(p_queue text, p_schema text, p_name text)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   DELETE FROM pgconvey.captured_sequence s USING pgconvey.queue q
    WHERE q.queue_name = p_queue AND s.queue_id = q.queue_id AND s.seq_schema = p_schema AND s.seq_name = p_name;
@@ -750,7 +762,7 @@ END $$;
 -- next when it was never called).
 CREATE OR REPLACE FUNCTION pgconvey.sequence_values(p_queue text)
 RETURNS TABLE (seq_schema text, seq_name text, last_value bigint, is_called boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   s record;
 BEGIN
@@ -772,7 +784,7 @@ END $$;
 -- (in the direction of its increment) to the provider's value plus `margin`
 -- increments — never backwards. Does nothing when the sequence is missing.
 CREATE OR REPLACE FUNCTION pgconvey.advance_sequence(p_schema text, p_name text, p_value bigint, p_is_called boolean, p_margin bigint DEFAULT 0)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_seq regclass := to_regclass(format('%I.%I', p_schema, p_name));
   v_inc bigint;
