@@ -16,7 +16,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import format from 'pg-format';
+import { sqlFormat as format } from '../kernel/index.js';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type pg from 'pg';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
