@@ -5,7 +5,7 @@
  * Every action calls an idempotent engine function, so an apply that died
  * half way is finished by running it again. Progress goes through hooks.
  */
-import format from 'pg-format';
+import { sqlFormat as format } from '../kernel/index.js';
 import type pg from 'pg';
 import type { RoleInfo } from '../catalog/index.js';
 import type { ConnectionSpec } from '../config/connection.js';
