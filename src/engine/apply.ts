@@ -400,7 +400,9 @@ export class EventApplier {
       const st = this.statements(e.table);
       if (!st) continue;
       const shape = e.shape === null ? undefined : this.shapes(e.shape);
-      if (!shape) throw new Error(`event of table ${st.qualified} names row shape ${e.shape}, which the provider does not have`);
+      // A shape belongs to one table: an event naming another table's shape (a writer can set the session
+      // setting the capture caches its shape in) is refused rather than read with the wrong columns.
+      if (!shape || shape.tableId !== e.table) throw new Error(`event of table ${st.qualified} names row shape ${e.shape}, which is not one of that table's shapes on the provider`);
       this.stats.events++;
       let perTable = this.pending.get(e.table);
       if (perTable && perTable.keyColumns.join('\u0000') !== shape.keyColumns.join('\u0000')) {
