@@ -14,6 +14,7 @@ export const FEATURES: Record<string, string> = {
   'expression-unique': 'unique indexes on expressions (lower(u), u + 1), swapped inside a transaction',
   exclude: 'EXCLUDE USING btree (u WITH =) constraints, swapped inside a transaction',
   'unique-swap': 'values of a plain unique index swapped between two rows inside one transaction',
+  'json-whitespace': 'json values with whitespace before or after the value (\'  [1, 2 ]  \')',
   'json-null': "JSON null ('null') as a json/jsonb value",
   hstore: 'the hstore extension type (has a cast to json)',
   'array-bounds': "arrays with a lower bound other than 1 ('[0:2]={…}')",
@@ -26,7 +27,7 @@ export const FEATURES: Record<string, string> = {
 };
 
 /** Tags of defects reproduced in today's engine (issue 10 findings 1–13). */
-export const KNOWN_BROKEN = ['session-key', 'identity', 'partial-unique', 'expression-unique', 'exclude', 'json-null', 'hstore', 'array-bounds', 'reserved-words', 'inheritance'];
+export const KNOWN_BROKEN = ['session-key', 'identity', 'partial-unique', 'expression-unique', 'exclude', 'json-null', 'json-whitespace', 'hstore', 'array-bounds', 'reserved-words', 'inheritance'];
 
 export function parseExcluded(text: string | undefined): Set<string> {
   const out = new Set<string>();

@@ -89,7 +89,8 @@ export function generateTables(r: Rng, env: Environment, opts: SchemaOptions): T
     const nData = r.int(2, 7);
     for (let i = 0; i < nData; i++) {
       const type = r.pick(types);
-      columns.push({ name: colName(`c${i}_${type.id}`), type, role: 'data', notNull: r.chance(0.1) });
+      // A composite whose fields are all NULL counts as NULL for NOT NULL: composites stay nullable.
+      columns.push({ name: colName(`c${i}_${type.id}`), type, role: 'data', notNull: !type.needs?.some((n) => n === 'addr' || n === 'nested') && r.chance(0.1) });
     }
     // Unique indexes beyond the key.
     const uniques: TableDef['uniques'] = [];

@@ -181,7 +181,7 @@ function uuidOf(h: string): string {
 function randomJson(r: Rng, allowed: (f: string) => boolean, jsonb: boolean): string {
   const opts = [
     () => '{"b": 1,   "a": [1, 2.50, {"c": null}], "é": "\\u00e9\\n"}',
-    () => '  [1, 2 ,3 ]  ',
+    () => (allowed('json-whitespace') ? '  [1, 2 ,3 ]  ' : '[1, 2 ,3 ]'),
     () => '{"a": 1, "a": 2}',
     () => '"just a string"',
     () => '1.0e+10',
@@ -311,7 +311,7 @@ export const TYPES: TypeSpec[] = [
     id: 'composite',
     sql: 'public.x_addr',
     needs: ['addr'],
-    gen: (r) => r.pick(['NULL', "'(,,,,)'", `ROW(${lit(randomText(r, 10))}, ${r.int(-99999, 99999)}, ${lit('{a,"b c"}')}, ${lit(randomTimestamp(r, true))}, ${lit(randomFloat8(r))})::public.x_addr`]),
+    gen: (r) => r.pick(["'(,,,,)'", `ROW(${lit(randomText(r, 10))}, ${r.int(-99999, 99999)}, ${lit('{a,"b c"}')}, ${lit(randomTimestamp(r, true))}, ${lit(randomFloat8(r))})::public.x_addr`]),
   },
   { id: 'composite_arr', sql: 'public.x_addr[]', needs: ['addr'], gen: fromList(['{"(a,1,{x},\\"2020-01-01 00:00:00+02\\",0.1)",NULL}', '{}']) },
   { id: 'nested', sql: 'public.x_nested', needs: ['nested'], gen: fromList(['("(st,1,{a},\\"2020-01-01 00:00:00+02\\",-0)",happy,1.50)', '(,,)', '("(,,,,)",sad,NaN)']) },
