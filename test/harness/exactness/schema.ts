@@ -80,7 +80,9 @@ export function generateTables(r: Rng, env: Environment, opts: SchemaOptions): T
     const keyShape = r.int(0, 9);
     const keyCount = keyShape < 5 ? 1 : keyShape < 8 ? 2 : 3;
     for (let k = 0; k < keyCount; k++) {
-      const type = keyShape === 0 || (k === 0 && keyShape < 3) ? typeById('int8') : r.pick(keyTypes);
+      // Half of the other keys come from the types keys are most often made of in applications.
+      const favourite = keyTypes.filter((t) => ['timestamptz', 'numeric', 'text', 'uuid', 'bytea', 'date'].includes(t.id));
+      const type = keyShape <= 1 ? typeById('int8') : r.chance(0.5) && favourite.length ? r.pick(favourite) : r.pick(keyTypes);
       const col: ColumnDef = { name: colName(`k${k}_${type.id}`), type, role: 'key', notNull: true };
       if (['text', 'varchar'].includes(type.id) && env.collations.length && allowed('collation') && r.chance(0.6)) col.collation = r.pick(env.collations);
       columns.push(col);

@@ -138,7 +138,8 @@ export function generateWorkload(r: Rng, env: Environment, tables: TableDef[], o
   for (let slot = 0; started < opts.transactions || open.size > 0; slot++) {
     // Controls.
     if (r.chance(0.25)) timeline.push({ kind: 'tick' });
-    if (r.chance(0.3)) timeline.push({ kind: 'step' });
+    // Steps rarer than ticks: batches then hold several transactions on the same keys.
+    if (r.chance(0.12)) timeline.push({ kind: 'step' });
     if (r.chance(0.01)) timeline.push({ kind: 'restart' });
     if (started >= copyAt && copyAt >= 0) {
       timeline.push({ kind: 'copy' });
