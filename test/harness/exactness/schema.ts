@@ -70,7 +70,7 @@ export function generateTables(r: Rng, env: Environment, opts: SchemaOptions): T
     const used = new Set<string>();
     const colName = (base: string): string => {
       let n = base;
-      if (allowed('reserved-words') && r.chance(0.2)) n = r.pick(RESERVED);
+      if (allowed('reserved-words') && r.chance(0.06)) n = r.pick(RESERVED);
       else if (r.chance(0.1)) n = r.pick(ODD);
       while (used.has(n)) n = `${n}_${columns.length}`;
       used.add(n);
