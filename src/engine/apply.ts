@@ -312,7 +312,10 @@ export async function prepareTable(subscriber: pg.Client, table: CapturedTable):
  * Per column of a table, the `=` of its type's default btree operator class
  * (through domains; the polymorphic classes for arrays, enums, ranges,
  * multiranges and composites), as `OPERATOR(schema.name)` — the equality a
- * unique index on the column uses, whatever the session's search_path.
+ * unique index on the column uses, whatever the session's search_path. A
+ * type with no class of its own takes, like PostgreSQL, a class of a type it
+ * is binary-coercible to, the preferred type of its category first (varchar
+ * → text, not → citext, which also has such a cast).
  */
 async function equalityOperators(subscriber: pg.Client, oid: number): Promise<Map<string, string>> {
   const { rows } = await subscriber.query<{ name: string; nsp: string; opr: string }>(
@@ -339,7 +342,8 @@ async function equalityOperators(subscriber: pg.Client, oid: number): Promise<Ma
         AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
        JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
        JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-      ORDER BY base.name, c.opcintype = w.want DESC`,
+      ORDER BY base.name, c.opcintype = w.want DESC,
+               (SELECT t.typispreferred FROM pg_catalog.pg_type t WHERE t.oid = c.opcintype) DESC, c.opcintype`,
     [oid],
   );
   return new Map(rows.map((r) => [r.name, `OPERATOR(${quoteIdent(r.nsp)}.${r.opr})`]));
