@@ -54,6 +54,11 @@ export interface CompareOptions {
    * when the subscriber has not applied the tick by then, the lock is released and compare tries again.
    */
   maxPauseMs?: number;
+  /**
+   * When an attempt is released because the subscriber was too slow, the next one may hold the lock
+   * 1.5 times as long, up to this: a slow subscriber makes the pause longer rather than compare endless.
+   */
+  maxPauseCapMs?: number;
   /** lock_timeout of each LOCK request (the part of maxPauseMs spent queued behind a writer that just began). */
   lockTimeoutMs?: number;
   /** How long compare tries to lock one table (waiting, without queueing, for the transactions that hold it) before it gives up. */
@@ -73,6 +78,7 @@ export const COMPARE_DEFAULTS: Readonly<Tunables> = {
   listLimit: 20,
   maxRanges: 20,
   maxPauseMs: 100,
+  maxPauseCapMs: 1_000,
   lockTimeoutMs: 30,
   lockWaitMs: 300_000,
   revisitAfterMs: 2_000,
@@ -626,15 +632,19 @@ interface LockRound {
  * queueing, and reports them), with a lock_timeout of lockTimeoutMs for the
  * race with a writer that begins in between; and it lets go when the
  * subscriber has not applied T within maxPauseMs of the request. Then it
- * catches up again without a lock and tries again. Leaves both work sessions
- * in their REPEATABLE READ snapshot.
+ * catches up again without a lock and tries again — holding up to 1.5 times
+ * as long after each attempt the subscriber was too slow for, never more than
+ * maxPauseCapMs. Leaves both work sessions in their REPEATABLE READ snapshot.
  */
 async function takeSnapshotsAtOnePosition(plan: PairPlan, captured: CapturedTable, conns: Connections, opts: Settings, round: LockRound): Promise<void> {
+  let pauseMs = opts.maxPauseMs;
   for (let attempt = 0; ; attempt++) {
     // Let the subscriber catch up first without any lock, so writers wait only for the last tick.
     await waitForPosition(plan, conns.subscriber, await forceTick(conns.provider, plan.queue), opts);
     await waitForHolders(plan, captured, conns.lock, opts, round);
-    if (await lockAndSnapshot(plan, captured, conns, opts, round.report)) return;
+    const outcome = await lockAndSnapshot(plan, captured, conns, opts, round.report, pauseMs);
+    if (outcome === 'snapshots') return;
+    if (outcome === 'subscriber-slow') pauseMs = Math.min(opts.maxPauseCapMs, Math.round(pauseMs * 1.5));
     if (Date.now() > round.deadline) {
       if (round.canDefer) throw new Deferred(round.report);
       throw lockTimeout(plan, captured, opts, round, []);
@@ -644,10 +654,18 @@ async function takeSnapshotsAtOnePosition(plan: PairPlan, captured: CapturedTabl
 }
 
 /**
- * One lock request: true when both snapshots were taken under it; false when
- * it timed out or the subscriber was too slow (the lock is released then).
+ * One lock request, held at most `pauseMs` from the request: `snapshots` when
+ * both snapshots were taken under it; otherwise the lock is released and the
+ * answer says why.
  */
-async function lockAndSnapshot(plan: PairPlan, captured: CapturedTable, conns: Connections, opts: Settings, report: LockReport): Promise<boolean> {
+async function lockAndSnapshot(
+  plan: PairPlan,
+  captured: CapturedTable,
+  conns: Connections,
+  opts: Settings,
+  report: LockReport,
+  pauseMs: number,
+): Promise<'snapshots' | 'lock-timeout' | 'subscriber-slow'> {
   const requested = performance.now();
   report.attempts++;
   const release = async (sql: 'COMMIT' | 'ROLLBACK') => {
@@ -665,7 +683,7 @@ async function lockAndSnapshot(plan: PairPlan, captured: CapturedTable, conns: C
   } catch (err) {
     await release('ROLLBACK');
     const code = (err as { code?: string }).code;
-    if (code === '55P03') return false;
+    if (code === '55P03') return 'lock-timeout';
     if (code === '42501') {
       throw new CompareError(
         'lock_not_permitted',
@@ -677,9 +695,9 @@ async function lockAndSnapshot(plan: PairPlan, captured: CapturedTable, conns: C
   }
   try {
     const tick = await forceTick(conns.provider, plan.queue);
-    if (!(await waitForPosition(plan, conns.subscriber, tick, opts, requested + opts.maxPauseMs - SNAPSHOT_MARGIN_MS))) {
+    if (!(await waitForPosition(plan, conns.subscriber, tick, opts, requested + pauseMs - SNAPSHOT_MARGIN_MS))) {
       await release('ROLLBACK');
-      return false;
+      return 'subscriber-slow';
     }
     await Promise.all(
       [conns.subscriber, conns.provider].map(async (c) => {
@@ -688,7 +706,7 @@ async function lockAndSnapshot(plan: PairPlan, captured: CapturedTable, conns: C
       }),
     );
     await release('COMMIT');
-    return true;
+    return 'snapshots';
   } catch (err) {
     await conns.lock.query('ROLLBACK').catch(() => undefined);
     await conns.provider.query('ROLLBACK').catch(() => undefined);
@@ -739,6 +757,9 @@ async function waitForHolders(plan: PairPlan, captured: CapturedTable, lock: pg.
     const holders = await conflictingHolders(lock, captured);
     if (!holders.length) return;
     const now = performance.now();
+    // A holder's waiting time runs only between polls that both saw it (short writers come and go).
+    const present = new Set(holders.map((h) => holderId(h.pid, h.preparedGid)));
+    for (const id of [...lastSeen.keys()]) if (!present.has(id)) lastSeen.delete(id);
     for (const h of holders) {
       const id = holderId(h.pid, h.preparedGid);
       const entry = round.report.waited.get(id) ?? { ...h, waitedMs: 0 };
@@ -768,7 +789,7 @@ function lockTimeout(plan: PairPlan, captured: CapturedTable, opts: Settings, ro
   }
   return new CompareError(
     'lock_timeout',
-    `could not take a consistency point for ${label} on node "${plan.providerNode}" within ${seconds} s: ${round.report.attempts} lock attempts, each released after ${opts.maxPauseMs} ms (the subscriber "${plan.subscriberNode}" did not apply the tick in time, or writers kept beginning)`,
+    `could not take a consistency point for ${label} on node "${plan.providerNode}" within ${seconds} s: ${round.report.attempts} lock attempts, each released after ${opts.maxPauseMs}–${opts.maxPauseCapMs} ms (the subscriber "${plan.subscriberNode}" did not apply the tick in time, or writers kept beginning)`,
     'check that the apply worker keeps up (pgconvey status), then compare again; --lock-wait tries longer',
   );
 }

@@ -161,8 +161,10 @@ describe('compare holds no writer behind a queued lock, and misses no difference
       // compare waited for the long transaction (it could only lock after the commit) and said so.
       expect(endedAt - started).toBeLessThan(compareMs);
       expect(seen.some((h) => h.pid === pid && h.applicationName === 'long-app-tx')).toBe(true);
-      expect(accounts.waitedFor).toEqual([expect.objectContaining({ pid, applicationName: 'long-app-tx', state: 'idle in transaction' })]);
-      expect(accounts.waitedFor[0]!.waitedMs).toBeGreaterThan(5_000);
+      // (Short writers whose transaction happened to be older than 30 ms at a poll may be listed too, with ~0 ms.)
+      const held = accounts.waitedFor.find((w) => w.pid === pid);
+      expect(held).toMatchObject({ applicationName: 'long-app-tx', state: 'idle in transaction' });
+      expect(held!.waitedMs).toBeGreaterThan(1_000);
       // The other table was compared while the first waited (revisited after it).
       expect(table(report, 'public.other').equal).toBe(true);
       // No writer waited longer than the bound (documented 100 ms per attempt; asserted with a wide margin).
