@@ -13,13 +13,13 @@ import { loadFile, printKnownError } from './shared/plan-file.js';
 export default class Compare extends Command {
   static override summary = 'Prove the copy is exact: row counts and checksums per table on both sides, at one queue position.';
   static override description =
-    'For every table replicated from the root to each subscriber in FILE (or only the TABLEs named: schema.table, or table for public), locks the table on the provider in SHARE mode for a moment, waits until the subscriber has applied everything up to that point, takes a snapshot on both sides, and compares row counts and checksums chunk by chunk in key order. A chunk that differs is narrowed to the exact keys missing, extra or changed on the subscriber. Needs the apply worker running. Exit 0 when every table is equal, 1 on a difference or an error.';
+    'For every table replicated from the root to each subscriber in FILE (or only the TABLEs named: schema.table, or table for public), locks the table on the provider in SHARE mode for at most 100 ms (waiting first, without holding up anyone, for transactions that hold it), waits until the subscriber has applied everything up to that point, takes a snapshot on both sides, and compares row counts and checksums chunk by chunk in key order. A chunk that differs is narrowed to the exact keys missing, extra or changed on the subscriber. After a switchover with --reverse, compares the new node with the old one through the reverse queue. Needs the apply worker running. Exit 0 when every table is equal, 1 on a difference or an error.';
   static override examples = [
     '<%= config.bin %> compare plans/upgrade-two-node.yaml',
     '<%= config.bin %> compare plans/upgrade-two-node.yaml public.orders customers --json',
     '<%= config.bin %> compare plans/upgrade-two-node.yaml --queue shop --node new --chunk-rows 20000',
   ];
-  static override usage = 'compare FILE [TABLE...] [--queue NAME] [--node LEAF] [--json] [--chunk-rows N]';
+  static override usage = 'compare FILE [TABLE...] [--queue NAME] [--node LEAF] [--json] [--chunk-rows N] [--lock-wait SECONDS]';
   static override strict = false;
   static override args = {
     file: Args.string({ description: 'the desired-state YAML file', required: true }),
@@ -30,6 +30,11 @@ export default class Compare extends Command {
     node: Flags.string({ description: 'only this subscriber node' }),
     json: Flags.boolean({ description: 'print the result as JSON' }),
     'chunk-rows': Flags.integer({ description: 'rows per checksum chunk', default: COMPARE_DEFAULTS.chunkRows, min: 100 }),
+    'lock-wait': Flags.integer({
+      description: 'seconds to wait per table for transactions holding it before compare can lock it (writers are not held up meanwhile)',
+      default: COMPARE_DEFAULTS.lockWaitMs / 1000,
+      min: 1,
+    }),
   };
 
   async run(): Promise<void> {
@@ -43,6 +48,7 @@ export default class Compare extends Command {
         queue: flags.queue,
         node: flags.node,
         chunkRows: flags['chunk-rows'],
+        lockWaitMs: flags['lock-wait'] * 1000,
         onProgress: progress.update,
       });
       progress.clear();
@@ -69,9 +75,14 @@ function progressPrinter(): { update: (p: CompareProgress) => void; clear: () =>
   const every = tty ? 200 : 10_000;
   let last = Date.now();
   let shown = false;
+  let lastWaiting = '';
   return {
     update(p) {
-      if (Date.now() - last < every) return;
+      // Waiting for a transaction is shown at once, and again when whom compare waits for changes.
+      const waiting = p.waitingFor?.length ? `${p.table}:${p.waitingFor.map((w) => w.pid ?? w.preparedGid).join(',')}` : '';
+      const news = waiting !== '' && waiting !== lastWaiting;
+      lastWaiting = waiting;
+      if (!news && Date.now() - last < every) return;
       last = Date.now();
       if (tty) {
         process.stderr.write(`\r\u001b[2K${renderCompareProgress(p)}`);

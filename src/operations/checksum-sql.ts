@@ -4,14 +4,15 @@
  * key types), collatable key columns ordered and compared with COLLATE "C"
  * (two servers may order text differently), and an order-independent
  * checksum of a range — the sum of the first 64 bits of each row's md5 —
- * over the compared columns in one fixed order.
+ * over the compared columns in one fixed order. Every identifier is quoted
+ * (a column may be called `window` or `current_role`), and every statement
+ * reads the table itself only (`FROM ONLY`: an inheritance child's rows are
+ * not the parent's). The sessions run under EXACT_SESSION_SQL
+ * (src/engine/session.ts), so a value's text does not depend on the
+ * server's or the role's settings.
  */
-import format from 'pg-format';
 import type pg from 'pg';
-
-/** Session settings that change how values print as text; fixed on both sides before hashing. */
-export const TEXT_OUTPUT_SETTINGS_SQL =
-  "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = 'hex'";
+import { quoteIdent, quoteQualified, sqlFormat } from '../kernel/index.js';
 
 export interface KeyColumn {
   name: string;
@@ -66,17 +67,18 @@ export async function readColumns(client: pg.Client, schema: string, table: stri
        FROM pg_catalog.pg_attribute a
       WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
-    [format('%I.%I', schema, table)],
+    [quoteQualified(schema, table)],
   );
   return new Map(rows.map((r) => [r.name, { type: r.type, collatable: r.collatable }]));
 }
 
-function qualified(t: TableShape): string {
-  return format('%I.%I', t.schema, t.name);
+/** `ONLY schema.table`: the table's own rows, without those of inheritance children. */
+function only(t: TableShape): string {
+  return `ONLY ${quoteQualified(t.schema, t.name)}`;
 }
 
 function keyExpressions(t: TableShape): string[] {
-  return t.keys.map((k) => (k.collatable ? format('%I COLLATE "C"', k.name) : format('%I', k.name)));
+  return t.keys.map((k) => (k.collatable ? `${quoteIdent(k.name)} COLLATE "C"` : quoteIdent(k.name)));
 }
 
 function keyOrder(t: TableShape): string {
@@ -86,9 +88,9 @@ function keyOrder(t: TableShape): string {
 function rowDigestExpression(t: TableShape): string {
   const column = (c: string) => {
     const float = t.floats?.get(c);
-    return float ? format(float === 'real' ? 'pg_catalog.float4send(%I)' : 'pg_catalog.float8send(%I)', c) : format('%I', c);
+    return float ? sqlFormat(float === 'real' ? 'pg_catalog.float4send(%I)' : 'pg_catalog.float8send(%I)', c) : quoteIdent(c);
   };
-  return `md5(ROW(${t.columns.map(column).join(', ')})::text)`;
+  return `pg_catalog.md5(ROW(${t.columns.map(column).join(', ')})::text)`;
 }
 
 /** The WHERE clause of a range, its parameters appended to `params`. */
@@ -108,7 +110,7 @@ function rangePredicate(t: TableShape, range: KeyRange, params: unknown[]): stri
 }
 
 function keyTextColumns(t: TableShape): string {
-  return t.keys.map((k, i) => format('%I::text AS %I', k.name, `k${i}`)).join(', ');
+  return t.keys.map((k, i) => sqlFormat('%I::text AS %I', k.name, `k${i}`)).join(', ');
 }
 
 function keyTupleOf(t: TableShape, row: Record<string, string>): KeyTuple {
@@ -121,7 +123,7 @@ export async function summarizeRange(client: pg.Client, t: TableShape, range: Ke
   const where = rangePredicate(t, range, params);
   const { rows } = await client.query<{ n: string; checksum: string }>(
     `SELECT count(*)::text AS n, coalesce(sum(('x' || substr(${rowDigestExpression(t)}, 1, 16))::bit(64)::bigint), 0)::text AS checksum
-       FROM ${qualified(t)} WHERE ${where}`,
+       FROM ${only(t)} WHERE ${where}`,
     params,
   );
   return { rows: Number(rows[0]!.n), checksum: rows[0]!.checksum };
@@ -133,7 +135,7 @@ export async function keyAtOffset(client: pg.Client, t: TableShape, range: KeyRa
   const where = rangePredicate(t, range, params);
   params.push(offset);
   const { rows } = await client.query<Record<string, string>>(
-    `SELECT ${keyTextColumns(t)} FROM ${qualified(t)} WHERE ${where} ORDER BY ${keyOrder(t)} LIMIT 1 OFFSET $${params.length}`,
+    `SELECT ${keyTextColumns(t)} FROM ${only(t)} WHERE ${where} ORDER BY ${keyOrder(t)} LIMIT 1 OFFSET $${params.length}`,
     params,
   );
   return rows[0] ? keyTupleOf(t, rows[0]) : null;
@@ -145,7 +147,7 @@ export async function rowDigests(client: pg.Client, t: TableShape, range: KeyRan
   const where = rangePredicate(t, range, params);
   params.push(limit);
   const { rows } = await client.query<Record<string, string>>(
-    `SELECT ${keyTextColumns(t)}, ${rowDigestExpression(t)} AS digest FROM ${qualified(t)} WHERE ${where} ORDER BY ${keyOrder(t)} LIMIT $${params.length}`,
+    `SELECT ${keyTextColumns(t)}, ${rowDigestExpression(t)} AS digest FROM ${only(t)} WHERE ${where} ORDER BY ${keyOrder(t)} LIMIT $${params.length}`,
     params,
   );
   return rows.map((r) => ({ key: keyTupleOf(t, r), digest: r.digest! }));
@@ -156,10 +158,28 @@ export async function sortKeys(client: pg.Client, t: TableShape, keys: KeyTuple[
   if (keys.length < 2) return keys;
   const params = t.keys.map((_, i) => keys.map((k) => k[i]!));
   const columns = t.keys.map((k, i) => `$${i + 1}::${k.type}[]`).join(', ');
-  const names = t.keys.map((_, i) => format('%I', `k${i}`));
+  const names = t.keys.map((_, i) => quoteIdent(`k${i}`));
   const order = t.keys.map((k, i) => (k.collatable ? `${names[i]} COLLATE "C"` : names[i])).join(', ');
   const { rows } = await client.query<Record<string, string>>(
     `SELECT ${names.map((n) => `${n}::text AS ${n}`).join(', ')} FROM unnest(${columns}) AS u(${names.join(', ')}) ORDER BY ${order}`,
+    params,
+  );
+  return rows.map((r) => keyTupleOf(t, r));
+}
+
+/**
+ * Key tuples read on the other side, as this side prints the same typed
+ * values: each value cast to this side's key type and back to text. Keys read
+ * on both sides are matched in this one form (a float key prints 17 digits on
+ * PostgreSQL 10/11 and the shortest exact form from 12).
+ */
+export async function canonicalKeys(client: pg.Client, t: TableShape, keys: KeyTuple[]): Promise<KeyTuple[]> {
+  if (!keys.length) return keys;
+  const params = t.keys.map((_, i) => keys.map((k) => k[i]!));
+  const columns = t.keys.map((k, i) => `$${i + 1}::${k.type}[]`).join(', ');
+  const names = t.keys.map((_, i) => quoteIdent(`k${i}`));
+  const { rows } = await client.query<Record<string, string>>(
+    `SELECT ${names.map((n) => `${n}::text AS ${n}`).join(', ')} FROM unnest(${columns}) WITH ORDINALITY AS u(${names.join(', ')}, ord) ORDER BY ord`,
     params,
   );
   return rows.map((r) => keyTupleOf(t, r));

@@ -4,7 +4,7 @@
  * snake_case), and the progress line of a long table.
  */
 import chalk from 'chalk';
-import type { CompareProgress, CompareReport, DifferingRange, KeyValues, TableComparison } from '../operations/index.js';
+import { describeHolder, type CompareProgress, type CompareReport, type DifferingRange, type KeyValues, type TableComparison, type WaitedFor } from '../operations/index.js';
 
 const count = (n: number) => n.toLocaleString('en-US');
 const plural = (n: number, word: string) => `${count(n)} ${word}${n === 1 ? '' : 's'}`;
@@ -36,12 +36,21 @@ function renderRange(r: DifferingRange): string[] {
   return out;
 }
 
+function pauses(t: TableComparison): string {
+  if (!t.lockAttempts || t.lockAttempts <= 1) return `writers paused ${t.writersPausedMs} ms`;
+  return `writers paused ${t.writersPausedMs} ms in ${t.lockAttempts} lock attempts, longest ${t.writersLongestPauseMs} ms`;
+}
+
+function waitedLines(waited: WaitedFor[]): string[] {
+  return waited.map((w) => chalk.dim(`    waited ${seconds(w.waitedMs / 1000)} for ${describeHolder(w)} before locking`));
+}
+
 function renderTable(t: TableComparison): string[] {
   if (!t.compared) return [chalk.yellow(`- ${t.table}  not comparable yet: ${t.state}`)];
-  const timing = `(${seconds(t.seconds)}, writers paused ${t.writersPausedMs} ms)`;
-  if (t.equal) return [`${chalk.green('✓')} ${t.table}  ${plural(t.providerRows!, 'row')}  ${chalk.dim(timing)}`];
+  const timing = `(${seconds(t.seconds)}, ${pauses(t)})`;
+  if (t.equal) return [`${chalk.green('✓')} ${t.table}  ${plural(t.providerRows!, 'row')}  ${chalk.dim(timing)}`, ...waitedLines(t.waitedFor)];
   const rows = t.providerRows === t.subscriberRows ? `${plural(t.providerRows!, 'row')} on both sides, contents differ` : `provider ${count(t.providerRows!)} rows, subscriber ${count(t.subscriberRows!)}`;
-  const out = [`${chalk.red('✗')} ${t.table}  ${rows}  ${chalk.dim(timing)}`];
+  const out = [`${chalk.red('✗')} ${t.table}  ${rows}  ${chalk.dim(timing)}`, ...waitedLines(t.waitedFor)];
   for (const r of t.differingRanges) out.push(...renderRange(r));
   if (t.moreDifferingRanges) out.push(`    … and ${plural(t.moreDifferingRanges, 'more differing range')}, not narrowed`);
   return out;
@@ -60,7 +69,7 @@ export function renderCompareHuman(report: CompareReport): string {
   const out: string[] = [];
   let pair = '';
   for (const t of report.tables) {
-    const heading = `queue ${t.queue}: ${t.provider} → ${t.node} (${t.subscriber})`;
+    const heading = `queue ${t.queue}${t.direction === 'reverse' ? ' (reverse replication after the switchover)' : ''}: ${t.provider} → ${t.node} (${t.subscriber})`;
     if (heading !== pair) {
       if (pair) out.push('');
       out.push(chalk.bold(heading));
@@ -95,6 +104,7 @@ export function compareToJson(report: CompareReport): Record<string, unknown> {
     tables: report.tables.map((t) => ({
       name: t.table,
       queue: t.queue,
+      direction: t.direction,
       node: t.node,
       provider: t.provider,
       subscriber: t.subscriber,
@@ -108,6 +118,17 @@ export function compareToJson(report: CompareReport): Record<string, unknown> {
       differing_ranges: t.differingRanges.map(rangeToJson),
       more_differing_ranges: t.moreDifferingRanges,
       writers_paused_ms: t.writersPausedMs,
+      writers_longest_pause_ms: t.writersLongestPauseMs,
+      lock_attempts: t.lockAttempts,
+      waited_for: t.waitedFor.map((w) => ({
+        pid: w.pid,
+        prepared_gid: w.preparedGid,
+        user: w.user,
+        application_name: w.applicationName,
+        state: w.state,
+        since: w.since ? w.since.toISOString() : null,
+        waited_ms: w.waitedMs,
+      })),
       seconds: t.seconds === null ? null : Number(t.seconds.toFixed(3)),
     })),
   };
@@ -115,6 +136,7 @@ export function compareToJson(report: CompareReport): Record<string, unknown> {
 
 /** `public.events  1,250,000 / ~4,000,000 rows (31%)  12 s` */
 export function renderCompareProgress(p: CompareProgress): string {
+  if (p.waitingFor?.length) return `${p.node}: ${p.table}  waiting for ${p.waitingFor.map(describeHolder).join(', ')} to end before locking (writers are not held up)  ${seconds(p.seconds)}`;
   const of = p.rowsEstimated && p.rowsEstimated > 0 ? ` / ~${count(p.rowsEstimated)} rows (${Math.min(99, Math.floor((100 * p.rowsDone) / p.rowsEstimated))}%)` : ' rows';
   return `${p.node}: ${p.table}  ${count(p.rowsDone)}${of}  ${seconds(p.seconds)}`;
 }

@@ -12,6 +12,7 @@ const plain = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, '');
 
 const base = {
   queue: 'shop',
+  direction: 'forward' as const,
   node: 'new',
   provider: 'postgres@old:5432/shop',
   subscriber: 'postgres@new:5432/shop',
@@ -20,6 +21,9 @@ const base = {
   chunks: 3,
   moreDifferingRanges: 0,
   writersPausedMs: 35,
+  writersLongestPauseMs: 35,
+  lockAttempts: 1,
+  waitedFor: [],
   seconds: 4.1,
 };
 
@@ -27,6 +31,12 @@ const equalTable: TableComparison = { ...base, table: 'public.orders', keyColumn
 
 const differentTable: TableComparison = {
   ...base,
+  writersPausedMs: 81,
+  writersLongestPauseMs: 52,
+  lockAttempts: 2,
+  waitedFor: [
+    { pid: 4242, preparedGid: null, user: 'alice', applicationName: 'billing', state: 'idle in transaction', since: new Date('2024-05-01T10:00:00Z'), waitedMs: 8_150 },
+  ],
   table: 'public.lines',
   keyColumns: ['code', 'line'],
   providerRows: 1000,
@@ -60,6 +70,8 @@ const copyingTable: TableComparison = {
   equal: null,
   chunks: 0,
   writersPausedMs: null,
+  writersLongestPauseMs: null,
+  lockAttempts: null,
   seconds: null,
   differingRanges: [],
 };
@@ -71,7 +83,8 @@ describe('compare rendering', () => {
     expect(plain(renderCompareHuman(report)).split('\n')).toEqual([
       'queue shop: postgres@old:5432/shop → new (postgres@new:5432/shop)',
       '✓ public.orders  1,234,567 rows  (4.1 s, writers paused 35 ms)',
-      '✗ public.lines  provider 1,000 rows, subscriber 999  (4.1 s, writers paused 35 ms)',
+      '✗ public.lines  provider 1,000 rows, subscriber 999  (4.1 s, writers paused 81 ms in 2 lock attempts, longest 52 ms)',
+      '    waited 8.2 s for transaction PID 4242 (application "billing", user alice, idle in transaction, since 2024-05-01T10:00:00.000Z) before locking',
       '    from (code, line)=(B-2, 17) to (code, line)=(Z, 3): 1 missing on the subscriber, 3 changed',
       '      missing (code, line)=(B-2, 17)',
       '      changed (code, line)=(C, 1)',
@@ -88,8 +101,11 @@ describe('compare rendering', () => {
     const json = compareToJson(report) as { tables: Array<Record<string, unknown>> };
     expect(json).toMatchObject({ format_version: 1, file: 'plans/shop.yaml', equal: false });
     expect(Object.keys(json.tables[1]!)).toEqual([
-      'name', 'queue', 'node', 'provider', 'subscriber', 'key_columns', 'state', 'compared', 'equal', 'provider_rows', 'subscriber_rows', 'chunks',
-      'differing_ranges', 'more_differing_ranges', 'writers_paused_ms', 'seconds',
+      'name', 'queue', 'direction', 'node', 'provider', 'subscriber', 'key_columns', 'state', 'compared', 'equal', 'provider_rows', 'subscriber_rows', 'chunks',
+      'differing_ranges', 'more_differing_ranges', 'writers_paused_ms', 'writers_longest_pause_ms', 'lock_attempts', 'waited_for', 'seconds',
+    ]);
+    expect(json.tables[1]!.waited_for).toEqual([
+      { pid: 4242, prepared_gid: null, user: 'alice', application_name: 'billing', state: 'idle in transaction', since: '2024-05-01T10:00:00.000Z', waited_ms: 8_150 },
     ]);
     expect(json.tables[1]!.differing_ranges).toEqual([
       {
@@ -106,6 +122,20 @@ describe('compare rendering', () => {
       },
     ]);
     expect(json.tables[2]).toMatchObject({ name: 'public.archive', compared: false, equal: null, state: 'copying' });
+  });
+
+  it('prints the heading of a reverse pair after a switchover', () => {
+    const reverse = { ...equalTable, direction: 'reverse' as const, queue: 'shop_reverse', node: 'old', provider: 'postgres@new:5432/shop', subscriber: 'postgres@old:5432/shop' };
+    expect(plain(renderCompareHuman({ file: 'f', equal: true, tables: [reverse] })).split('\n')[0]).toBe(
+      'queue shop_reverse (reverse replication after the switchover): postgres@new:5432/shop → old (postgres@old:5432/shop)',
+    );
+  });
+
+  it('shows which transaction compare waits for before it locks a table', () => {
+    const waitingFor = [{ pid: 77, preparedGid: null, user: 'app', applicationName: 'shop', state: 'idle in transaction', since: new Date('2024-05-01T10:00:00Z') }];
+    expect(renderCompareProgress({ queue: 'shop', node: 'new', table: 'public.big', rowsDone: 0, rowsEstimated: null, chunksDone: 0, seconds: 3, waitingFor })).toBe(
+      'new: public.big  waiting for transaction PID 77 (application "shop", user app, idle in transaction, since 2024-05-01T10:00:00.000Z) to end before locking (writers are not held up)  3.0 s',
+    );
   });
 
   it('shows progress against the estimate', () => {
