@@ -15,6 +15,7 @@ import { findPgDump } from '../../executor/index.js';
 import { scrubSecrets } from '../../kernel/index.js';
 import { SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, buildPlan, makeSavedPlan, verifySavedPlan, type Plan, type SavedPlan } from '../../planner/index.js';
 import { renderDiagnostics } from '../../render/index.js';
+import { guardOutput } from './output-guard.js';
 
 export interface PlannedFile {
   /** Prints a line with every known password of the file scrubbed. */
@@ -28,6 +29,7 @@ export interface PlannedFile {
 /** Loads a desired-state file for commands that do not plan (run, status…): the state, or its problems printed. */
 export async function loadFile(file: string): Promise<{ print: (text: string) => void; state?: DesiredState }> {
   const loaded = await loadDesiredState(file);
+  guardOutput(loaded.secrets);
   const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
   if (!loaded.state) print(renderDiagnostics(loaded.diagnostics));
   return { print, state: loaded.state };
@@ -90,6 +92,7 @@ export class SavedPlanError extends Error {
  */
 export async function planFromSaved(path: string, saved: SavedPlan): Promise<PlannedFile> {
   const loaded = await loadDesiredState(saved.file);
+  guardOutput(loaded.secrets);
   const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
   if (!loaded.state) {
     print(renderDiagnostics(loaded.diagnostics));
