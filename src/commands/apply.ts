@@ -1,6 +1,7 @@
 /**
- * `pgconvey apply FILE|PLANFILE` — plans (or takes a saved plan, refused when
- * made for other databases or stale), shows the plan, asks (unless
+ * `pgconvey apply FILE|PLANFILE` — plans (for a saved plan: plans afresh and
+ * goes on only when the fresh plan equals it; refused when tampered, made for
+ * other databases or stale), shows the plan, asks (unless
  * --auto-approve or a saved plan, which was reviewed already), and runs the
  * actions in order with progress. Every action is idempotent: an apply that
  * died half way is finished by running it again.
@@ -14,7 +15,7 @@ import { planFile, planFromSaved, printKnownError, readSavedPlan } from './share
 export default class Apply extends Command {
   static override summary = 'Make the databases match FILE (plan, confirm, run the actions), or run a saved PLANFILE.';
   static override description =
-    'Makes the same plan as `pgconvey plan`, prints it and asks for "yes" (or takes --auto-approve), then runs each action in order, printing its progress. Actions that stop replicating something are destructive and need --allow-destructive when not confirmed interactively. Running apply again after a failure finishes the work; when everything matches it prints "No changes." and exits 0. Given a plan saved by `pgconvey plan --out`, apply runs exactly that plan without asking, after checking that it was made for these databases and that neither the file nor any catalog changed since.';
+    'Makes the same plan as `pgconvey plan`, prints it and asks for "yes" (or takes --auto-approve), then runs each action in order, printing its progress. Actions that stop replicating something are destructive and need --allow-destructive when not confirmed interactively. Running apply again after a failure finishes the work; when everything matches it prints "No changes." and exits 0. Given a plan saved by `pgconvey plan --out`, apply plans again from the same file and the live databases and runs — without asking — only when that fresh plan equals the saved one, action by action and parameter by parameter; an edited plan is refused as plan_tampered and one that no longer matches as plan_stale, changing nothing. What runs is the fresh plan, and nothing executable is taken from the file (pg_dump is found again, as at plan time).';
   static override examples = [
     '<%= config.bin %> apply plans/upgrade-two-node.yaml',
     '<%= config.bin %> apply plans/upgrade-two-node.yaml --auto-approve',
@@ -35,7 +36,7 @@ export default class Apply extends Command {
       if (printKnownError((t) => process.stdout.write(`${t}\n`), err)) return this.exit(1);
       throw err;
     }
-    const { print, state, plan } = saved ? await planFromSaved(args.file, saved) : await planFile(args.file);
+    const { print, state, plan, tools } = saved ? await planFromSaved(args.file, saved) : await planFile(args.file);
     if (!state || !plan) return this.exit(1);
     try {
       print(renderPlanHuman(plan, saved ? saved.file : args.file));
@@ -57,7 +58,7 @@ export default class Apply extends Command {
         onStart: (a) => process.stdout.write(`  ${a.change === 'delete' ? '-' : a.change === 'update' ? '~' : '+'} ${a.id} … `),
         onDone: (_a, ms) => process.stdout.write(`done (${ms} ms)\n`),
         onFailed: (_a, err) => print(`failed: ${String((err as Error).message ?? err)}`),
-      });
+      }, tools);
       print(`\nApply complete: ${plan.actions.length} action(s).`);
     } catch (err) {
       if (printKnownError(print, err)) return this.exit(1);

@@ -36,7 +36,7 @@ export default class Plan extends Command {
     else print(renderPlanHuman(plan, args.file));
     if (plan.errored) this.exit(1);
     if (flags.out) {
-      await writeSavedPlan(flags.out, { print, plan, state, catalogs });
+      await writeSavedPlan(flags.out, { plan, state, catalogs });
       // On stderr, so that --json and --markdown output stays clean.
       process.stderr.write(`Saved the plan to ${flags.out}. Apply exactly this plan with: pgconvey apply ${flags.out}\n`);
     }

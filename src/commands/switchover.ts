@@ -12,6 +12,7 @@ import { SWITCHOVER_DEFAULTS, SwitchoverError, resolveTarget, switchover, type S
 import { renderDiagnostics, renderEndedSessions, renderSwitchoverStart, renderSwitchoverStep, renderSwitchoverSummary, switchoverToJson } from '../render/index.js';
 import { askYes } from './shared/confirm.js';
 import { printKnownError } from './shared/plan-file.js';
+import { guardOutput } from './shared/output-guard.js';
 
 export default class Switchover extends Command {
   static override summary = 'Make NODE the writable node of a queue: fence the old one, drain, move sequences, verify, hand over.';
@@ -42,6 +43,7 @@ export default class Switchover extends Command {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Switchover);
     const loaded = await loadDesiredState(args.file);
+    guardOutput(loaded.secrets);
     const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
     const fail = (code: string, message: string, hint: string, report: SwitchoverReport | null = null) => {
       if (flags.json) print(JSON.stringify(report ? switchoverToJson(report, { code, message, hint }) : { error: { code, message, hint } }, null, 2));

@@ -6,6 +6,7 @@
 import { Args, Command, Flags } from '@oclif/core';
 import { loadDesiredState } from '../config/index.js';
 import { hasErrors, scrubSecrets } from '../kernel/index.js';
+import { guardOutput } from './shared/output-guard.js';
 import { countLine, diagnosticToJson, renderDesiredStateSummary, renderDiagnostics, summarizeDesiredState } from '../render/index.js';
 
 export default class Validate extends Command {
@@ -22,6 +23,7 @@ export default class Validate extends Command {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Validate);
     const result = await loadDesiredState(args.file);
+    guardOutput(result.secrets);
     const failed = hasErrors(result.diagnostics);
     const print = (text: string) => process.stdout.write(`${scrubSecrets(text, result.secrets)}\n`);
     if (flags.json) {

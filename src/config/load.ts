@@ -58,15 +58,22 @@ export function loadDesiredStateFromText(file: string, text: string, env: NodeJS
     });
     return { diagnostics: sortDiagnostics(diagnostics), secrets: [] };
   }
-  const secrets = collectSecrets(data);
+  const secrets = collectSecrets(data, env);
   diagnostics.push(...checkSchema(source, data), ...checkSemantics(source, data));
   const sorted = sortDiagnostics(diagnostics);
   if (hasErrors(sorted)) return { diagnostics: sorted, secrets };
   return { state: normalize(file, data as RawDesiredState), diagnostics: sorted, secrets };
 }
 
-function collectSecrets(data: object): string[] {
+/**
+ * Every password the file gives (after interpolation), for scrubbing: of each
+ * DSN that parses, and — for one that does not — everything written after its
+ * `password=` or in its URL user information; the `password:` fields; and
+ * PGPASSWORD, which libpq-style clients (pg_dump) read when no password is given.
+ */
+function collectSecrets(data: object, env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
+  if (env.PGPASSWORD) out.push(env.PGPASSWORD);
   const databases = (data as { databases?: unknown }).databases;
   if (!databases || typeof databases !== 'object') return out;
   for (const db of Object.values(databases as Record<string, unknown>)) {
@@ -76,7 +83,11 @@ function collectSecrets(data: object): string[] {
         const pw = parseDsn(dsn).password;
         if (pw) out.push(pw);
       } catch {
-        /* reported by the semantic check */
+        // Reported by the semantic check; scrub whatever may hold the password.
+        const kv = /password\s*=\s*'?([\s\S]*)$/i.exec(dsn);
+        if (kv?.[1]) out.push(kv[1]);
+        const url = /^postgres(?:ql)?:\/\/[^:@]*:([\s\S]*)@/i.exec(dsn);
+        if (url?.[1]) out.push(url[1]);
       }
     }
     const pw = (db as { password?: unknown } | null)?.password;

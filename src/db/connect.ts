@@ -5,7 +5,7 @@
  * become messages that say what to fix — never with a password in them.
  */
 import pg from 'pg';
-import { maskDsn } from '../kernel/index.js';
+import { maskDsn, scrubSecrets } from '../kernel/index.js';
 import { describeConnection, type ConnectionSpec } from '../config/connection.js';
 
 export type PgClient = pg.Client;
@@ -62,7 +62,7 @@ export async function connect(spec: ConnectionSpec, role: string): Promise<PgCli
 export function translateConnectError(err: unknown, spec: ConnectionSpec): ConnectionError {
   const where = describeConnection(spec);
   const e = err as { code?: string; message?: string };
-  const message = maskDsn(String(e.message ?? err));
+  const message = scrubSecrets(maskDsn(String(e.message ?? err)), spec.password ? [spec.password] : []);
   switch (e.code) {
     case 'ECONNREFUSED':
       return new ConnectionError(`cannot connect to ${where}: connection refused`, 'check that the server is running and listening on that host and port', 'connection_refused');

@@ -4,6 +4,8 @@
  * two applies never interleave; a busy lock is reported with who holds it.
  * Every action calls an idempotent engine function, so an apply that died
  * half way is finished by running it again. Progress goes through hooks.
+ * Nothing executable comes from the plan: `copy_schema` runs the pg_dump the
+ * caller found (the one the plan was made with, in this process).
  */
 import { sqlFormat as format } from '../kernel/index.js';
 import type pg from 'pg';
@@ -12,7 +14,7 @@ import type { ConnectionSpec } from '../config/connection.js';
 import type { DesiredState } from '../config/index.js';
 import { connect } from '../db/index.js';
 import * as engine from '../engine/index.js';
-import { queueSettings, type Action, type Plan } from '../planner/index.js';
+import { queueSettings, type Action, type PgDumpTool, type Plan } from '../planner/index.js';
 import { dumpTableDefinitions, type TableName } from './pg-dump.js';
 
 export interface ExecutorHooks {
@@ -38,7 +40,12 @@ const HOLDER_SQL = `
     FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
    WHERE l.locktype = 'advisory' AND l.classid = 1885823862 AND l.objid = hashtext('apply')::oid AND l.granted LIMIT 1`;
 
-export async function executePlan(state: DesiredState, plan: Plan, hooks: ExecutorHooks = {}): Promise<void> {
+/** The tools found on this machine when the plan was made (in this process): never read from a plan. */
+export interface ExecutorTools {
+  pgDump: PgDumpTool | null;
+}
+
+export async function executePlan(state: DesiredState, plan: Plan, hooks: ExecutorHooks = {}, tools: ExecutorTools = { pgDump: null }): Promise<void> {
   if (plan.errored) throw new Error('the plan has errors; fix them before applying');
   const needed = [...new Set(plan.actions.flatMap((a) => [a.database, ...providerOf(state, a)]))];
   const clients = new Map<string, pg.Client>();
@@ -56,7 +63,7 @@ export async function executePlan(state: DesiredState, plan: Plan, hooks: Execut
       hooks.onStart?.(action);
       const t0 = Date.now();
       try {
-        await runAction(state, action, (db) => clients.get(db)!);
+        await runAction(state, action, (db) => clients.get(db)!, tools);
       } catch (err) {
         hooks.onFailed?.(action, err);
         throw err;
@@ -75,7 +82,7 @@ function providerOf(state: DesiredState, action: Action): string[] {
   return [queue.nodes.find((n) => n.type === 'root')!.database];
 }
 
-async function runAction(state: DesiredState, a: Action, db: (name: string) => pg.Client): Promise<void> {
+async function runAction(state: DesiredState, a: Action, db: (name: string) => pg.Client, tools: ExecutorTools): Promise<void> {
   const c = db(a.database);
   const p = a.params as Record<string, string & string[]>;
   const queue = a.queue ? state.queues.find((q) => q.name === a.queue) : undefined;
@@ -89,7 +96,8 @@ async function runAction(state: DesiredState, a: Action, db: (name: string) => p
     case 'copy_schema': {
       const provider = state.databases.find((d) => d.name === providerOf(state, a)[0])!;
       const subscriber = state.databases.find((d) => d.name === a.database)!;
-      await copySchema(p.pgDump, provider.connection, subscriber.connection, a.params.tables as TableName[], db(provider.name), c);
+      if (!tools.pgDump) throw new Error('copy_schema needs pg_dump, and none was found when this plan was made');
+      await copySchema(tools.pgDump.path, provider.connection, subscriber.connection, a.params.tables as TableName[], db(provider.name), c);
       return;
     }
     case 'install_engine':

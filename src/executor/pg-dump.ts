@@ -9,7 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ConnectionSpec } from '../config/connection.js';
-import { maskDsn } from '../kernel/index.js';
+import { maskDsn, scrubSecrets } from '../kernel/index.js';
 import type { PgDumpTool } from '../planner/index.js';
 
 const run = promisify(execFile);
@@ -67,6 +67,6 @@ export async function dumpTableDefinitions(pgDump: string, provider: ConnectionS
       .join('\n');
   } catch (err) {
     const e = err as { stderr?: string; message?: string };
-    throw new Error(`pg_dump failed: ${maskDsn((e.stderr || e.message || String(err)).trim())}`);
+    throw new Error(`pg_dump failed: ${scrubSecrets(maskDsn((e.stderr || e.message || String(err)).trim()), provider.password ? [provider.password] : [])}`);
   }
 }

@@ -20,13 +20,19 @@ export function maskDsn(dsn: string): string {
 }
 
 /**
- * Replaces every occurrence of each secret (longer first) in `text` by the mask.
- * A defence in depth: messages are built never to contain a password at all.
- * Secrets shorter than 4 characters are skipped, as scrubbing them would
- * mangle ordinary words.
+ * Replaces every occurrence of each secret (longer first) in `text` by the mask,
+ * and of each of its whitespace-separated pieces: a password with a space
+ * that broke a DSN apart may surface in halves. A defence in depth: messages
+ * are built never to contain a password at all. Secrets (and pieces) shorter
+ * than 4 characters are skipped, as scrubbing them would mangle ordinary words.
  */
 export function scrubSecrets(text: string, secrets: Iterable<string>): string {
-  const list = [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+  const all = new Set<string>();
+  for (const secret of secrets) {
+    all.add(secret);
+    for (const piece of secret.split(/\s+/)) all.add(piece);
+  }
+  const list = [...all].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
   let out = text;
   for (const secret of list) out = out.split(secret).join(MASK);
   return out;

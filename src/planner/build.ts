@@ -307,7 +307,8 @@ function planSchemaCopy(
     queue: queue.name,
     reason: `table(s) ${names.join(', ')} do not exist here; pg_dump ${pgDump.version} creates them from the provider's definitions`,
     dependsOn: roleIds,
-    params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), pgDump: pgDump.path, consumer: leaf.name },
+    // No path to pg_dump here: nothing executable is ever taken from a plan; apply finds pg_dump itself.
+    params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), consumer: leaf.name },
   });
 }
 

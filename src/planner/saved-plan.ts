@@ -2,9 +2,14 @@
  * Saved plans (`plan --out`): the plan together with what it was made from —
  * a fingerprint of the desired state (without passwords), and for every
  * database what identifies it and a fingerprint of the parts of its catalog
- * the planner reads. `verifySavedPlan` tells whether a saved plan may still
- * be applied: refused when made for other databases, or stale when the file,
- * a catalog or the engine version changed since. Pure: no I/O, no secrets.
+ * the planner reads, and a fingerprint of the plan itself. A saved plan is a
+ * contract, not a script: `verifySavedPlan` compares it with a FRESH plan made
+ * from the same file and the live catalogs, and it may be applied only when
+ * the two are equal, action by action and parameter by parameter (canonical
+ * JSON); the fresh plan is then what runs. Refused as tampered when the saved
+ * plan does not match its own fingerprint, as made for other databases, or as
+ * stale when the file, a catalog, the engine version — or anything else that
+ * makes the fresh plan differ — changed. Pure: no I/O, no secrets.
  */
 import { createHash } from 'node:crypto';
 import type { NodeCatalog } from '../catalog/model.js';
@@ -12,7 +17,7 @@ import type { DesiredState } from '../config/index.js';
 import type { Plan } from './plan.js';
 
 export const SAVED_PLAN_FORMAT = 'pgconvey-plan';
-export const SAVED_PLAN_VERSION = 1;
+export const SAVED_PLAN_VERSION = 2;
 
 export interface SavedDatabase {
   name: string;
@@ -36,11 +41,14 @@ export interface SavedPlan {
   engineVersion: number;
   databases: SavedDatabase[];
   plan: Plan;
+  /** sha256 of `plan` in canonical JSON: an edit of the file that forgets it shows as plan_tampered. Not a signature — the fresh re-plan is the guard. */
+  planFingerprint: string;
 }
 
 export type SavedPlanProblem =
   | { code: 'plan_for_other_databases'; message: string; hint: string }
-  | { code: 'plan_stale'; message: string; hint: string };
+  | { code: 'plan_stale'; message: string; hint: string }
+  | { code: 'plan_tampered'; message: string; hint: string };
 
 export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<Record<string, NodeCatalog>>; engineVersion: number; plan: Plan; now: Date }): SavedPlan {
   return {
@@ -62,11 +70,28 @@ export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<R
       };
     }),
     plan: input.plan,
+    planFingerprint: fingerprintPlan(input.plan),
   };
 }
 
-/** Why the saved plan must not be applied to these databases now, or null when it may. */
-export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs: Readonly<Record<string, NodeCatalog>>, engineVersion: number): SavedPlanProblem | null {
+/** sha256 of a plan's checks and actions (ids, kinds, databases, parameters, reasons, order) in canonical JSON. */
+export function fingerprintPlan(plan: Plan): string {
+  return sha256(plan);
+}
+
+/**
+ * Why the saved plan must not be applied to these databases now, or null when
+ * it may: `fresh` is the plan made now from the same file and these catalogs,
+ * and it must equal the saved one.
+ */
+export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs: Readonly<Record<string, NodeCatalog>>, engineVersion: number, fresh: Plan): SavedPlanProblem | null {
+  if (typeof saved.planFingerprint !== 'string' || fingerprintPlan(saved.plan) !== saved.planFingerprint) {
+    return {
+      code: 'plan_tampered',
+      message: `the saved plan was changed after it was made (${saved.createdAt}): its actions do not match its fingerprint`,
+      hint: 'do not edit saved plans; make a new one and review it: pgconvey plan FILE --out PLANFILE',
+    };
+  }
   const foreign: string[] = [];
   const names = new Set(state.databases.map((d) => d.name));
   for (const d of saved.databases) if (!names.has(d.name)) foreign.push(`database "${d.name}" is not in the file any more`);
@@ -91,7 +116,29 @@ export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs:
   if (changed.length) {
     return { code: 'plan_stale', message: `the saved plan is stale: ${changed.join('; ')} since it was made (${saved.createdAt})`, hint: 'review a new plan: pgconvey plan FILE --out PLANFILE, then apply that' };
   }
+  const difference = planDifference(saved.plan, fresh);
+  if (difference) {
+    return {
+      code: 'plan_stale',
+      message: `the saved plan is not what a plan made now from ${state.file} and these databases would do: ${difference} (the tools found here differ, e.g. another pg_dump, it was made by another pgconvey, or it was edited)`,
+      hint: 'review a new plan: pgconvey plan FILE --out PLANFILE, then apply that',
+    };
+  }
   return null;
+}
+
+/** The first difference between two plans, in words, or null when they are equal in canonical JSON. */
+export function planDifference(saved: Plan, fresh: Plan): string | null {
+  if (canonicalJson(saved) === canonicalJson(fresh)) return null;
+  const ids = (p: Plan) => (Array.isArray(p.actions) ? p.actions.map((a) => String(a?.id)) : []);
+  const [a, b] = [ids(saved), ids(fresh)];
+  for (const id of a) if (!b.includes(id)) return `the saved action ${id} would not be planned now`;
+  for (const id of b) if (!a.includes(id)) return `the action ${id} would be planned now but is not in the saved plan`;
+  for (const [i, id] of a.entries()) {
+    if (b[i] !== id) return `the actions are in another order (at ${id})`;
+    if (canonicalJson(saved.actions[i]) !== canonicalJson(fresh.actions[i])) return `the action ${id} has other parameters`;
+  }
+  return 'the checks or the summary differ';
 }
 
 /**

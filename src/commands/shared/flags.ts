@@ -5,6 +5,7 @@
 import { Flags } from '@oclif/core';
 import { DsnError, parseDsn, type ConnectionSpec } from '../../config/index.js';
 import { createLogger, type Logger } from '../../daemons/index.js';
+import { guardOutput } from './output-guard.js';
 
 export const logFlags = {
   'log-format': Flags.string({ description: 'log line format', options: ['human', 'json'], default: 'human' }),
@@ -18,9 +19,11 @@ export function makeLogger(flags: { 'log-format': string; 'log-level': string })
 /** Parses a DSN flag; on a bad DSN, throws an Error whose message names the flag and the fix. */
 export function dsnFlag(name: string, dsn: string): ConnectionSpec {
   try {
-    return parseDsn(dsn);
+    const spec = parseDsn(dsn);
+    guardOutput([spec.password, process.env.PGPASSWORD]);
+    return spec;
   } catch (err) {
-    if (err instanceof DsnError) throw new Error(`--${name}: ${err.message}\n    hint: ${err.hint}`);
+    if (err instanceof DsnError) throw new Error(`${err.code}: --${name}: ${err.message}\n    hint: ${err.hint}`);
     throw err;
   }
 }

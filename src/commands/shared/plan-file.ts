@@ -13,8 +13,9 @@ import { ConnectionError } from '../../db/index.js';
 import { ENGINE_VERSION } from '../../engine/index.js';
 import { findPgDump } from '../../executor/index.js';
 import { scrubSecrets } from '../../kernel/index.js';
-import { SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, buildPlan, makeSavedPlan, verifySavedPlan, type Plan, type SavedPlan } from '../../planner/index.js';
+import { SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, buildPlan, makeSavedPlan, verifySavedPlan, type PgDumpTool, type Plan, type SavedPlan } from '../../planner/index.js';
 import { renderDiagnostics } from '../../render/index.js';
+import { guardOutput } from './output-guard.js';
 
 export interface PlannedFile {
   /** Prints a line with every known password of the file scrubbed. */
@@ -23,11 +24,14 @@ export interface PlannedFile {
   state?: DesiredState;
   plan?: Plan;
   catalogs?: Record<string, NodeCatalog>;
+  /** The tools found here that the plan was made with; apply runs these, never a path from a plan file. */
+  tools?: { pgDump: PgDumpTool | null };
 }
 
 /** Loads a desired-state file for commands that do not plan (run, status…): the state, or its problems printed. */
 export async function loadFile(file: string): Promise<{ print: (text: string) => void; state?: DesiredState }> {
   const loaded = await loadDesiredState(file);
+  guardOutput(loaded.secrets);
   const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
   if (!loaded.state) print(renderDiagnostics(loaded.diagnostics));
   return { print, state: loaded.state };
@@ -37,17 +41,22 @@ export async function planFile(file: string): Promise<PlannedFile> {
   const { print, state } = await loadFile(file);
   if (!state) return { print };
   try {
-    const catalogs = await introspectDatabases(state.databases);
-    const tools = { pgDump: state.prepare.schema === 'copy' ? await findPgDump() : null };
-    return { print, state, catalogs, plan: buildPlan({ state, catalogs, engineVersion: ENGINE_VERSION, tools }) };
+    return { print, ...(await freshPlan(state)) };
   } catch (err) {
     if (!printKnownError(print, err)) throw err;
     return { print };
   }
 }
 
+/** Reads the catalogs and plans: the one way a plan is made, for `plan`, `apply FILE` and `apply PLANFILE` alike. */
+async function freshPlan(state: DesiredState): Promise<Required<Omit<PlannedFile, 'print'>>> {
+  const catalogs = await introspectDatabases(state.databases);
+  const tools = { pgDump: state.prepare.schema === 'copy' ? await findPgDump() : null };
+  return { state, catalogs, tools, plan: buildPlan({ state, catalogs, engineVersion: ENGINE_VERSION, tools }) };
+}
+
 /** Writes a saved plan: the plan with the fingerprints of everything it was made from, and no secrets. */
-export async function writeSavedPlan(path: string, planned: Required<PlannedFile>): Promise<void> {
+export async function writeSavedPlan(path: string, planned: Pick<Required<PlannedFile>, 'state' | 'catalogs' | 'plan'>): Promise<void> {
   const saved = makeSavedPlan({ state: planned.state, catalogs: planned.catalogs, engineVersion: ENGINE_VERSION, plan: planned.plan, now: new Date() });
   await writeFile(path, `${JSON.stringify(saved, null, 2)}\n`);
 }
@@ -68,7 +77,7 @@ export async function readSavedPlan(path: string): Promise<SavedPlan | null> {
     return null;
   }
   if (saved.format !== SAVED_PLAN_FORMAT) return null;
-  if (saved.version !== SAVED_PLAN_VERSION || !saved.plan || !Array.isArray(saved.databases) || typeof saved.file !== 'string') {
+  if (saved.version !== SAVED_PLAN_VERSION || !saved.plan || !Array.isArray(saved.plan.actions) || !Array.isArray(saved.databases) || typeof saved.file !== 'string') {
     throw new SavedPlanError('plan_file_invalid', `${path} is a pgconvey plan of an unknown version or damaged`, 'make a new plan with this pgconvey: pgconvey plan FILE --out PLANFILE');
   }
   return saved as SavedPlan;
@@ -85,11 +94,14 @@ export class SavedPlanError extends Error {
 }
 
 /**
- * Loads what a saved plan was made from and checks it still holds: the same
- * databases, unchanged since. Prints the reason and returns no plan when not.
+ * Loads what a saved plan was made from, plans afresh from it and the live
+ * catalogs, and returns the FRESH plan only when it equals the saved one (so
+ * what runs never comes from the file). Prints the reason and returns no plan
+ * when the saved plan is tampered, foreign or stale.
  */
 export async function planFromSaved(path: string, saved: SavedPlan): Promise<PlannedFile> {
   const loaded = await loadDesiredState(saved.file);
+  guardOutput(loaded.secrets);
   const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
   if (!loaded.state) {
     print(renderDiagnostics(loaded.diagnostics));
@@ -97,13 +109,13 @@ export async function planFromSaved(path: string, saved: SavedPlan): Promise<Pla
     return { print };
   }
   try {
-    const catalogs = await introspectDatabases(loaded.state.databases);
-    const problem = verifySavedPlan(saved, loaded.state, catalogs, ENGINE_VERSION);
+    const fresh = await freshPlan(loaded.state);
+    const problem = verifySavedPlan(saved, loaded.state, fresh.catalogs, ENGINE_VERSION, fresh.plan);
     if (problem) {
       print(`error ${problem.code}: ${problem.message}\n    hint: ${problem.hint}`);
       return { print };
     }
-    return { print, state: loaded.state, catalogs, plan: saved.plan };
+    return { print, ...fresh };
   } catch (err) {
     if (!printKnownError(print, err)) throw err;
     return { print };

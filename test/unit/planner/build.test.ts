@@ -157,7 +157,7 @@ describe('planner', () => {
     const plan = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump } });
     expect(plan.checks).toEqual([]);
     expect(plan.actions.map((a) => a.id)).toEqual(['copy_schema:new_leaf:shop', 'add_subscriber_table:new_leaf:public.customers', 'add_subscriber_table:new_leaf:public.orders']);
-    expect(plan.actions[0]!.params).toEqual({ tables: [{ schema: 'public', table: 'customers' }, { schema: 'public', table: 'orders' }], pgDump: '/usr/bin/pg_dump', consumer: 'new_leaf' });
+    expect(plan.actions[0]!.params).toEqual({ tables: [{ schema: 'public', table: 'customers' }, { schema: 'public', table: 'orders' }], consumer: 'new_leaf' });
     expect(plan.actions[1]!.dependsOn).toContain('copy_schema:new_leaf:shop');
     const none = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump: null } });
     expect(none.checks.map((c) => c.code)).toEqual(['pg_dump_not_found']);
