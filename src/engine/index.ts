@@ -17,3 +17,4 @@ export * from './worker.js';
 export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';
+export * from './fence.js';
