@@ -740,20 +740,19 @@ BEGIN
 END
 $$;
 
--- The capture triggers of a queue's tables as they are: per captured table, whether its row and TRUNCATE triggers exist and fire
--- for ordinary sessions (tgenabled 'O'). 'D' (disabled), 'R' (replica only) or a missing trigger means writes go uncaptured.
+-- The capture triggers of a queue's tables as they are: per captured table and trigger (row, truncate) its name and
+-- tgenabled ('O' fires for ordinary sessions, as it must; 'D' disabled, 'R' replica only, 'A' always) or 'missing'.
 CREATE OR REPLACE FUNCTION pgconvey.capture_trigger_state(p_queue text)
-RETURNS TABLE (table_schema text, table_name text, row_trigger text, truncate_trigger text)
+RETURNS TABLE (table_schema text, table_name text, trigger_kind text, trigger_name text, enabled text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
-  SELECT c.table_schema, c.table_name,
+  SELECT c.table_schema, c.table_name, k.kind, k.name,
          coalesce((SELECT t.tgenabled::text FROM pg_catalog.pg_trigger t
-                    WHERE t.tgrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name)) AND t.tgname = 'pgconvey_capture_' || q.queue_id), 'missing'),
-         coalesce((SELECT t.tgenabled::text FROM pg_catalog.pg_trigger t
-                    WHERE t.tgrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name)) AND t.tgname = 'pgconvey_truncate_' || q.queue_id), 'missing')
+                    WHERE t.tgrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name)) AND t.tgname = k.name), 'missing')
     FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
+   CROSS JOIN LATERAL (VALUES ('row', 'pgconvey_capture_' || q.queue_id), ('truncate', 'pgconvey_truncate_' || q.queue_id)) k(kind, name)
    WHERE q.queue_name = p_queue
-   ORDER BY 1, 2
+   ORDER BY 1, 2, 3
 $$;
 
 -- ===== end of fences =====
