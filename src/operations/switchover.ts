@@ -496,12 +496,15 @@ class Run {
     this.fenced = true;
     await this.step('undo', async () => {
       // The other node first (fenced as standby, its unused reverse queue dropped), then `back` lifts its fence.
-      await this.standby(other, otherDb, { node: otherNode, to: backNode }, async () => {
+      const dropReverse = async () => {
         if (reverseQueue) {
           await unregisterConsumer(other, reverseQueue, this.t.root.name);
           await dropQueue(other, reverseQueue);
         }
-      });
+      };
+      // A node the switchover never got to fence stays as it was.
+      if (isFenced(await readFence(other))) await this.standby(other, otherDb, { node: otherNode, to: backNode }, dropReverse);
+      else await inTransaction(other, dropReverse);
       await inTransaction(back, async () => {
         this.report.writeUnavailableMs = (await liftFence(back)).windowMs;
         if (reverseQueue) await back.query('DELETE FROM pgconvey.subscription WHERE queue_name = $1 AND consumer_name = $2', [reverseQueue, this.t.root.name]);
