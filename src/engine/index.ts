@@ -18,3 +18,4 @@ export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';
 export * from './fence.js';
+export * from './process-state.js';

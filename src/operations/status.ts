@@ -13,7 +13,9 @@ import type pg from 'pg';
 import type { DatabaseSpec, DesiredState, NodeSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
 import { quoteQualified } from '../kernel/index.js';
-import { isFenced, queueStatus, readFence, tableStatus, type FenceState, type TableStatus } from '../engine/index.js';
+
+export type { FenceState, PieceProcess } from '../engine/index.js';
+import { isFenced, queueStatus, readFence, readPiece, tableStatus, type FenceState, type PieceProcess, type TableStatus } from '../engine/index.js';
 
 export interface NodeStatusBase {
   node: string;
@@ -44,6 +46,8 @@ export interface RootStatus extends NodeStatusBase {
   eventsPerSecond: number | null;
   /** Capture triggers of the queue's tables that do not fire for ordinary sessions (or are missing). */
   captureTriggers?: CaptureTriggerProblem[];
+  /** The processes running the ticker, or backing off to retry it (left-overs of killed processes left out). */
+  tickerProcesses?: PieceProcess[];
 }
 
 export interface SubscriberStatus extends NodeStatusBase {
@@ -60,6 +64,8 @@ export interface SubscriberStatus extends NodeStatusBase {
   tables: TableStatus[];
   /** Set while this subscriber is the writable node of its queue (a switchover handed it over). */
   switchedOverAt?: Date | null;
+  /** The processes running the worker, or backing off to retry it (left-overs of killed processes left out). */
+  workerProcesses?: PieceProcess[];
 }
 
 export interface QueueReport {
@@ -185,6 +191,7 @@ async function readRoot(queue: string, node: NodeSpec, db: DatabaseSpec, client:
       ...base,
       fence: await fenceOf(c),
       captureTriggers: await captureTriggerProblems(c, queue),
+      tickerProcesses: (await readPiece(c, `ticker:${queue}`)).filter((p) => p.live),
       queueExists: true,
       tickerRunning: await lockHeld(c, `ticker:${queue}`),
       lastTick: status.lastTick,
@@ -214,6 +221,7 @@ async function readSubscriber(
       ...base,
       fence: await fenceOf(c),
       switchedOverAt: sub.switched_over_at ?? null,
+      workerProcesses: (await readPiece(c, `worker:${queue}:${node.name}`)).filter((p) => p.live),
       subscribed: true,
       workerRunning: await lockHeld(c, `worker:${queue}:${node.name}`),
       lagSeconds: consumer?.lagMs === null || consumer === null ? null : consumer.lagMs / 1000,
@@ -297,15 +305,37 @@ function switchoverProblems(state: DesiredState, queues: QueueReport[]): string[
   return out;
 }
 
+const secondsUntil = (d: Date | null) => (d ? Math.max(0, Math.round((d.getTime() - Date.now()) / 1000)) : 0);
+
+/**
+ * A piece of `run` (a ticker, a worker): not running and no process retrying
+ * it → start run; processes backing off → each with its own last error and
+ * when it retries; running, and another process failing beside it (a second
+ * `run`, misconfigured or busy) → that process's error, not the running one's.
+ */
+function pieceProblems(queue: string, what: string, running: boolean | null, processes: PieceProcess[], notStarted: string): string[] {
+  if (running === null) return [];
+  const failing = processes.filter((p) => p.state === 'backing-off');
+  const named = (p: PieceProcess) => `process ${p.process}${p.application ? ` (${p.application})` : ''}`;
+  if (!running && !failing.length) return [`queue "${queue}": ${notStarted}`];
+  return failing.map((p) =>
+    running
+      ? `queue "${queue}": ${what} runs, and ${named(p)} also tries to run it and fails (retry in ${secondsUntil(p.retryAt)} s): ${p.lastError}; stop that process or fix its file`
+      : `queue "${queue}": ${what} is backing off in ${named(p)} (retry in ${secondsUntil(p.retryAt)} s) after: ${p.lastError}`,
+  );
+}
+
 function problemsOf(queues: QueueReport[]): string[] {
   const out: string[] = [];
   for (const q of queues) {
     if (q.root.error) out.push(`queue "${q.queue}": root ${q.root.node} (${q.root.display}): ${q.root.error}`);
-    else if (q.root.tickerRunning === false) out.push(`queue "${q.queue}": no ticker runs on ${q.root.node}; start pgconvey run`);
+    else out.push(...pieceProblems(q.queue, `the ticker on ${q.root.node}`, q.root.tickerRunning, q.root.tickerProcesses ?? [], `no ticker runs on ${q.root.node}; start pgconvey run`));
     for (const s of q.subscribers) {
+      const processes = s.workerProcesses ?? [];
       if (s.error) out.push(`queue "${q.queue}": ${s.node} (${s.display}): ${s.error}`);
-      else if (s.workerRunning === false) out.push(`queue "${q.queue}": no worker applies to ${s.node}; start pgconvey run`);
-      if (s.lastError) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
+      else out.push(...pieceProblems(q.queue, `the worker of ${s.node}`, s.workerRunning, processes, `no worker applies to ${s.node}; start pgconvey run`));
+      // The processes' own rows carry their errors; the subscription's last error (any process's) only without them.
+      if (s.lastError && !processes.length) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
       for (const t of s.tables) if (t.lastError) out.push(`queue "${q.queue}": ${s.node}: table ${t.schema}.${t.table} (${t.state}): ${t.lastError}`);
     }
     for (const t of q.root.captureTriggers ?? []) {
