@@ -353,6 +353,8 @@ class Run {
         this.report.note = 'finished a switchover that had stopped after its hand-over';
         return this.report;
       }
+      // A table captured since the hand-over gets its fence trigger on the standby node.
+      if (oldFence.tables > oldFence.fencedTables) await this.fenceTriggers(old, oldDb);
       const reverse = await reverseSubscription(old, reverseQueueName(queue), root);
       const missing = this.options.reverse && !reverse ? ' (without reverse replication; --reverse cannot be added afterwards)' : '';
       return this.alreadyDone(`queue "${queue}" was switched over to "${consumer}" at ${at.toISOString()}${missing}; nothing to do`);
@@ -424,6 +426,7 @@ class Run {
       if (isFenced(oldFence) || newFence.record?.purpose === 'switchover') {
         return this.undo(old, neu, oldDb, newDb, `a switchover to "${leaf}" stopped half way; "${consumer}" takes writes again`, reverseExists ? queue : null);
       }
+      if (newFence.record?.purpose === 'standby' && newFence.tables > newFence.fencedTables) await this.fenceTriggers(neu, newDb);
       return this.alreadyDone(`"${consumer}" is already the writable node of queue "${forwardQueue}"; nothing to do`);
     }
     if (!row) {
