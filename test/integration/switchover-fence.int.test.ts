@@ -48,8 +48,8 @@ async function setUp(prefix: string): Promise<Setup> {
 }
 
 async function status(file: string, env: NodeJS.ProcessEnv): Promise<{ code: number; problems: string[]; text: string }> {
-  const r = await runCli(['status', file, '--json'], { env });
-  const human = await runCli(['status', file], { env });
+  const r = await runCli(['status', file, '--json'], { env, timeoutMs: 90_000 });
+  const human = await runCli(['status', file], { env, timeoutMs: 90_000 });
   return { code: r.code, problems: JSON.parse(r.stdout).problems, text: human.stdout };
 }
 
@@ -74,7 +74,7 @@ async function replicaWrite(db: TestDatabase, sql: string): Promise<void> {
 }
 
 describe('fences and half-done switchovers', () => {
-  it('a switchover killed in its drain shows in status and finishes when run again', { timeout: 240_000 }, async () => {
+  it('a switchover killed in its drain shows in status and finishes when run again', { timeout: 600_000 }, async () => {
     const { old, neu, file, env, run } = await setUp('sof');
     // A session on NEW that survives the fence (its application_name is pgconvey's) holds the subscription's row: the next batch waits.
     const holder = new pg.Client({ ...neu.config, application_name: 'pgconvey:test-holder' });
@@ -124,7 +124,7 @@ describe('fences and half-done switchovers', () => {
     }
   });
 
-  it('a failed switchover is undone by switching back; a failed switch back by switching forward', { timeout: 240_000 }, async () => {
+  it('a failed switchover is undone by switching back; a failed switch back by switching forward', { timeout: 600_000 }, async () => {
     const { old, neu, file, env, run } = await setUp('sou');
     try {
       // A row written on NEW before the switchover: the counts differ, the switchover stops with both fenced.
@@ -162,7 +162,7 @@ describe('fences and half-done switchovers', () => {
     }
   });
 
-  it('a disabled capture trigger is an error of plan and a problem of status', { timeout: 120_000 }, async () => {
+  it('a disabled capture trigger is an error of plan and a problem of status', { timeout: 400_000 }, async () => {
     const { old, file, env, run } = await setUp('sot');
     try {
       await waitFor('status healthy', async () => (await status(file, env)).code === 0, 30_000, 200);
