@@ -55,7 +55,12 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     } else if (r.primary) t.primaryKey = r.columns;
     else if (r.all_not_null) t.uniqueNotNull.push(r.columns);
   }
-  for (const r of (await client.query(Q.TRIGGERS_SQL)).rows) tables.get(tableKey(r.schema, r.table))?.triggers.push(r.name);
+  for (const r of (await client.query(Q.TRIGGERS_SQL)).rows) {
+    const t = tables.get(tableKey(r.schema, r.table));
+    if (!t) continue;
+    t.triggers.push(r.name);
+    (t.triggerModes ??= {})[r.name] = r.enabled;
+  }
 
   return {
     serverVersionNum: versionNum,
@@ -89,6 +94,7 @@ async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
     version,
     queues: queues.map((q) => ({
       name: q.name,
+      id: Number(q.queue_id),
       lastTick: q.last_tick,
       settings: {
         tickerMaxCount: Number(q.ticker_max_count),

@@ -36,6 +36,8 @@ export interface TableInfo {
   bytes: number;
   /** Names of user triggers (not internal), pgconvey's included. */
   triggers: string[];
+  /** Per trigger name its `pg_trigger.tgenabled`: 'O' fires in ordinary sessions, 'D' disabled, 'R' only in replica mode, 'A' always. */
+  triggerModes?: Record<string, string>;
 }
 
 export interface SequenceInfo {
@@ -74,6 +76,8 @@ export interface EngineQueueSettings {
 
 export interface EngineQueueInfo {
   name: string;
+  /** pgconvey.queue.queue_id: the capture triggers are named after it (`pgconvey_capture_<id>`, `pgconvey_truncate_<id>`). */
+  id?: number;
   lastTick: string;
   /** The ticker and rotation settings stored in the queue. */
   settings: EngineQueueSettings;

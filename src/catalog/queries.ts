@@ -58,7 +58,7 @@ export const KEYS_SQL = `
 
 /** User triggers of those tables. */
 export const TRIGGERS_SQL = `
-  SELECT n.nspname AS schema, c.relname AS table, t.tgname AS name
+  SELECT n.nspname AS schema, c.relname AS table, t.tgname AS name, t.tgenabled::text AS enabled
     FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY 1, 2, 3`;

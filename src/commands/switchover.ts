@@ -86,6 +86,6 @@ export default class Switchover extends Command {
   }
 
   private async ask(report: SwitchoverReport): Promise<boolean> {
-    return askYes(`\nMake "${report.to.node}" writable? "${report.from.node}" becomes read-only and its other sessions are ended.`);
+    return askYes(`\nMake "${report.to.node}" writable? Both nodes refuse writes until the hand-over, "${report.from.node}" stays read-only, and their other sessions are ended.`);
   }
 }

@@ -6,7 +6,18 @@
 import type pg from 'pg';
 import type { ConnectionSpec } from '../config/connection.js';
 import { connect } from '../db/index.js';
-import { ApplyWorker, LostPositionError, NotSubscribedError, SubscriberSchemaError, Ticker, copyPendingTables, recordWorkerError } from '../engine/index.js';
+import {
+  ApplyWorker,
+  LostPositionError,
+  NotSubscribedError,
+  SubscriberSchemaError,
+  Ticker,
+  clearPiece,
+  copyPendingTables,
+  recordPieceBackoff,
+  recordPieceRunning,
+  recordWorkerError,
+} from '../engine/index.js';
 import type { Logger } from './log.js';
 import { errorText, runLoop } from './loop.js';
 import type { DaemonEvents } from './metrics.js';
@@ -30,11 +41,13 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
     log,
     signal: options.signal,
     onError: () => options.events?.error?.('ticker'),
+    onBackoff: (err, ms) => void withClient(options.provider, 'ticker', (c) => recordPieceBackoff(c, `ticker:${options.queue}`, errorText(err), ms)),
     async connect() {
       const client = await connect(options.provider, 'ticker');
       const ticker = new Ticker(client, options.queue, options.maintenanceEveryMs);
       try {
         await ticker.start();
+        await recordPieceRunning(client, `ticker:${options.queue}`).catch(() => undefined);
       } catch (err) {
         await client.end().catch(() => undefined);
         throw err;
@@ -51,6 +64,21 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
     },
     close: async ({ client }) => client.end(),
   });
+  await withClient(options.provider, 'ticker', (c) => clearPiece(c, `ticker:${options.queue}`));
+}
+
+/** Runs `body` on a short-lived connection; best effort (the database may be what failed). */
+async function withClient(spec: ConnectionSpec, role: string, body: (c: pg.Client) => Promise<void>): Promise<void> {
+  try {
+    const client = await connect({ ...spec, connect_timeout_ms: 5_000 }, role);
+    try {
+      await body(client);
+    } finally {
+      await client.end();
+    }
+  } catch {
+    // The log line has it anyway.
+  }
 }
 
 export interface WorkerDaemonOptions {
@@ -91,6 +119,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
       options.events?.error?.('worker');
       void recordError(options, errorText(err));
     },
+    onBackoff: (err, ms) => void withClient(options.subscriber, 'worker', (c) => recordPieceBackoff(c, workerPiece(options), errorText(err), ms)),
     async connect() {
       const provider = await connect(options.provider, 'worker');
       let subscriber: pg.Client | undefined;
@@ -99,6 +128,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
         const worker = new ApplyWorker(provider, subscriber, { queue: options.queue, consumer: options.consumer, maxBatchEvents: options.maxBatchEvents });
         await worker.start();
         holdsLock = true;
+        await recordPieceRunning(subscriber, workerPiece(options)).catch(() => undefined);
         log.info('applying', { queue: options.queue, consumer: options.consumer });
         return { provider, subscriber, worker };
       } catch (err) {
@@ -136,7 +166,11 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
     },
   });
   await copies;
+  await withClient(options.subscriber, 'worker', (c) => clearPiece(c, workerPiece(options)));
 }
+
+/** The worker's piece: its advisory lock key. */
+const workerPiece = (o: Pick<WorkerDaemonOptions, 'queue' | 'consumer'>) => `worker:${o.queue}:${o.consumer}`;
 
 /**
  * The initial copies of a subscription, beside its apply worker: looks for

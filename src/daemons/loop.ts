@@ -22,6 +22,8 @@ export interface LoopOptions<C> {
   isFatal?: (err: unknown) => boolean;
   /** Called for every error, before it is retried or rethrown (e.g. to count it). */
   onError?: (err: unknown) => void;
+  /** Called when the loop backs off after an error, with how long it waits before connecting again. */
+  onBackoff?: (err: unknown, retryInMs: number) => void;
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -63,6 +65,7 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
         throw err;
       }
       log.warn('error; will reconnect', { error: errorText(err), retry_in_ms: delay });
+      options.onBackoff?.(err, delay);
     }
     if (ctx !== undefined) await options.close(ctx).catch(() => undefined);
     if (signal.aborted) break;

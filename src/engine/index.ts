@@ -17,3 +17,5 @@ export * from './worker.js';
 export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';
+export * from './fence.js';
+export * from './process-state.js';

@@ -4,12 +4,18 @@
  * ticker runs), per subscriber its worker (running or not, lag in seconds and
  * events, last batch applied) and per table its state with copy progress.
  * A database that cannot be reached is reported as such, not thrown.
- * Liveness comes from the advisory locks tickers and workers hold.
+ * Liveness comes from the advisory locks tickers and workers hold. Each node
+ * shows its fence (who fenced it, when, why); a switchover stopped half way,
+ * a writable node that is fenced, and capture triggers that are disabled or
+ * missing are problems.
  */
 import type pg from 'pg';
 import type { DatabaseSpec, DesiredState, NodeSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
-import { queueStatus, tableStatus, type TableStatus } from '../engine/index.js';
+import { quoteQualified } from '../kernel/index.js';
+
+export type { FenceState, PieceProcess } from '../engine/index.js';
+import { isFenced, queueStatus, readFence, readPiece, tableStatus, type FenceState, type PieceProcess, type TableStatus } from '../engine/index.js';
 
 export interface NodeStatusBase {
   node: string;
@@ -18,6 +24,16 @@ export interface NodeStatusBase {
   display: string;
   /** Why the node could not be read, when it could not. */
   error: string | null;
+  /** The database's fence, when it is fenced (a database serves every queue it is in: one fence). */
+  fence?: FenceState | null;
+}
+
+export interface CaptureTriggerProblem {
+  table: string;
+  name: string;
+  /** `disabled`, `replica-only`, `always` (fires for the workers too) or `missing`. */
+  trigger: 'row' | 'truncate';
+  state: 'disabled' | 'replica-only' | 'always' | 'missing';
 }
 
 export interface RootStatus extends NodeStatusBase {
@@ -28,6 +44,10 @@ export interface RootStatus extends NodeStatusBase {
   eventsSinceTick: number | null;
   /** Events per second over the last minute of ticks. */
   eventsPerSecond: number | null;
+  /** Capture triggers of the queue's tables that do not fire for ordinary sessions (or are missing). */
+  captureTriggers?: CaptureTriggerProblem[];
+  /** The processes running the ticker, or backing off to retry it (left-overs of killed processes left out). */
+  tickerProcesses?: PieceProcess[];
 }
 
 export interface SubscriberStatus extends NodeStatusBase {
@@ -42,6 +62,10 @@ export interface SubscriberStatus extends NodeStatusBase {
   /** The worker's last error, while it is newer than the last batch applied. */
   lastError: { message: string; ageSeconds: number } | null;
   tables: TableStatus[];
+  /** Set while this subscriber is the writable node of its queue (a switchover handed it over). */
+  switchedOverAt?: Date | null;
+  /** The processes running the worker, or backing off to retry it (left-overs of killed processes left out). */
+  workerProcesses?: PieceProcess[];
 }
 
 export interface QueueReport {
@@ -79,7 +103,8 @@ const SUBSCRIPTION_SQL = `
   SELECT completed_tick::text AS completed_tick, extract(epoch FROM clock_timestamp() - applied_at) AS applied_age,
          (to_jsonb(s) ->> 'last_error') AS last_error,
          extract(epoch FROM clock_timestamp() - (to_jsonb(s) ->> 'last_error_at')::timestamptz) AS error_age,
-         (to_jsonb(s) ->> 'last_error_at')::timestamptz > coalesce(applied_at, '-infinity') AS error_is_newer
+         (to_jsonb(s) ->> 'last_error_at')::timestamptz > coalesce(applied_at, '-infinity') AS error_is_newer,
+         (to_jsonb(s) ->> 'switched_over_at')::timestamptz AS switched_over_at
     FROM pgconvey.subscription s WHERE queue_name = $1 AND consumer_name = $2`;
 
 async function lockHeld(client: pg.Client, key: string): Promise<boolean> {
@@ -116,7 +141,7 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
       queues.push({ queue: queue.name, reverse: false, root, subscribers });
     }
     queues.push(...(await reverseQueues(state, options, client)));
-    return { file: state.file, takenAt: new Date(), queues, problems: problemsOf(queues) };
+    return { file: state.file, takenAt: new Date(), queues, problems: [...problemsOf(queues), ...switchoverProblems(state, queues)] };
   } finally {
     await Promise.all([...clients.values()].map((p) => p.then((c) => c.end()).catch(() => undefined)));
   }
@@ -164,6 +189,9 @@ async function readRoot(queue: string, node: NodeSpec, db: DatabaseSpec, client:
     const rate = (await c.query(RATE_SQL, [queue])).rows[0];
     return {
       ...base,
+      fence: await fenceOf(c),
+      captureTriggers: await captureTriggerProblems(c, queue),
+      tickerProcesses: (await readPiece(c, `ticker:${queue}`)).filter((p) => p.live),
       queueExists: true,
       tickerRunning: await lockHeld(c, `ticker:${queue}`),
       lastTick: status.lastTick,
@@ -191,6 +219,9 @@ async function readSubscriber(
     if (!sub) return { ...base, error: `not subscribed to queue "${queue}" (run pgconvey apply)` };
     return {
       ...base,
+      fence: await fenceOf(c),
+      switchedOverAt: sub.switched_over_at ?? null,
+      workerProcesses: (await readPiece(c, `worker:${queue}:${node.name}`)).filter((p) => p.live),
       subscribed: true,
       workerRunning: await lockHeld(c, `worker:${queue}:${node.name}`),
       lagSeconds: consumer?.lagMs === null || consumer === null ? null : consumer.lagMs / 1000,
@@ -205,16 +236,112 @@ async function readSubscriber(
   }
 }
 
+async function fenceOf(c: pg.Client): Promise<FenceState | null> {
+  const f = await readFence(c);
+  return isFenced(f) ? f : null;
+}
+
+const TRIGGER_STATES: Record<string, CaptureTriggerProblem['state'] | undefined> = { D: 'disabled', R: 'replica-only', A: 'always', missing: 'missing' };
+
+/** Capture triggers of the queue's tables that are not enabled for ordinary sessions (tgenabled 'O'). */
+async function captureTriggerProblems(c: pg.Client, queue: string): Promise<CaptureTriggerProblem[]> {
+  const present = (await c.query<{ ok: boolean }>("SELECT to_regprocedure('pgconvey.capture_trigger_state(text)') IS NOT NULL AS ok")).rows[0]!.ok;
+  if (!present) return [];
+  const { rows } = await c.query<{ table_schema: string; table_name: string; trigger_kind: 'row' | 'truncate'; trigger_name: string; enabled: string }>(
+    'SELECT table_schema, table_name, trigger_kind, trigger_name, enabled FROM pgconvey.capture_trigger_state($1)',
+    [queue],
+  );
+  const out: CaptureTriggerProblem[] = [];
+  for (const r of rows) {
+    const state = TRIGGER_STATES[r.enabled];
+    if (state) out.push({ table: quoteQualified(r.table_schema, r.table_name), name: r.trigger_name, trigger: r.trigger_kind, state });
+  }
+  return out;
+}
+
+const since = (d: Date) => d.toISOString();
+
+/** A fence in one clause: `fenced since T by a switchover to X (pgconvey switchover, pid …)`. */
+export function describeFence(f: FenceState): string {
+  const r = f.record;
+  const layers = [f.readOnlyDefault ? 'sessions start read-only' : null, f.tables ? `${f.fencedTables}/${f.tables} tables refuse writes` : null].filter(Boolean).join(', ');
+  if (!r) return `fenced by hand or by an older pgconvey (${layers || 'no layer'}), no record of when`;
+  const why = r.purpose === 'standby' ? `standby: "${r.switchoverTo}" takes writes` : `by a switchover to "${r.switchoverTo}" that has not finished`;
+  return `fenced since ${since(r.fencedAt)} ${why}${r.fencedBy ? ` (${r.fencedBy})` : ''}; ${layers}`;
+}
+
+/**
+ * What a switchover left needing attention, per queue of the file: a fence
+ * of a switchover in progress (half done: how to finish or undo it), the
+ * writable node fenced, a fence missing layers, the old node writable after a
+ * hand-over (writes there are not replicated forward).
+ */
+function switchoverProblems(state: DesiredState, queues: QueueReport[]): string[] {
+  const out: string[] = [];
+  const cmd = (to: string) => `pgconvey switchover ${state.file} --to ${to}`;
+  for (const q of queues.filter((x) => !x.reverse)) {
+    const spec = state.queues.find((s) => s.name === q.queue);
+    if (!spec || q.root.error) continue;
+    const nodes = [q.root, ...q.subscribers.filter((s) => !s.error)];
+    const handedTo = q.subscribers.find((s) => s.switchedOverAt);
+    const writable = handedTo?.node ?? q.root.node;
+    for (const n of nodes) {
+      const f = n.fence;
+      if (!f) {
+        if (handedTo && n.node === q.root.node) out.push(`queue "${q.queue}": ${n.node} (${n.display}) is writable, but the queue was switched over to ${writable}: writes on ${n.node} reach no other node; fence it again with \`${cmd(writable)}\``);
+        continue;
+      }
+      const r = f.record;
+      if (r?.purpose === 'switchover') {
+        const undo = r.node !== r.switchoverTo ? r.node : r.switchoverTo === q.root.node ? (handedTo?.node ?? q.subscribers[0]?.node ?? q.root.node) : q.root.node;
+        out.push(`queue "${q.queue}": a switchover to ${r.switchoverTo} stopped half way: ${n.node} (${n.display}) is ${describeFence(f)}; finish it with \`${cmd(r.switchoverTo)}\` or undo it with \`${cmd(undo)}\``);
+      } else if (n.node === writable) {
+        out.push(`queue "${q.queue}": ${n.node} (${n.display}) should take writes but is ${describeFence(f)}; \`${cmd(writable)}\` lifts the fence`);
+      } else if (r && f.tables > f.fencedTables) {
+        out.push(`queue "${q.queue}": ${n.node} (${n.display}) is ${describeFence(f)}: ${f.tables - f.fencedTables} table(s) can be written; \`${cmd(writable)}\` completes the fence`);
+      }
+    }
+  }
+  return out;
+}
+
+const secondsUntil = (d: Date | null) => (d ? Math.max(0, Math.round((d.getTime() - Date.now()) / 1000)) : 0);
+
+/**
+ * A piece of `run` (a ticker, a worker): not running and no process retrying
+ * it → start run; processes backing off → each with its own last error and
+ * when it retries; running, and another process failing beside it (a second
+ * `run`, misconfigured or busy) → that process's error, not the running one's.
+ */
+function pieceProblems(queue: string, what: string, running: boolean | null, processes: PieceProcess[], notStarted: string): string[] {
+  if (running === null) return [];
+  const failing = processes.filter((p) => p.state === 'backing-off');
+  const named = (p: PieceProcess) => `process ${p.process}${p.application ? ` (${p.application})` : ''}`;
+  if (!running && !failing.length) return [`queue "${queue}": ${notStarted}`];
+  return failing.map((p) =>
+    running
+      ? `queue "${queue}": ${what} runs, and ${named(p)} also tries to run it and fails (retry in ${secondsUntil(p.retryAt)} s): ${p.lastError}; stop that process or fix its file`
+      : `queue "${queue}": ${what} is backing off in ${named(p)} (retry in ${secondsUntil(p.retryAt)} s) after: ${p.lastError}`,
+  );
+}
+
 function problemsOf(queues: QueueReport[]): string[] {
   const out: string[] = [];
   for (const q of queues) {
     if (q.root.error) out.push(`queue "${q.queue}": root ${q.root.node} (${q.root.display}): ${q.root.error}`);
-    else if (q.root.tickerRunning === false) out.push(`queue "${q.queue}": no ticker runs on ${q.root.node}; start pgconvey run`);
+    else out.push(...pieceProblems(q.queue, `the ticker on ${q.root.node}`, q.root.tickerRunning, q.root.tickerProcesses ?? [], `no ticker runs on ${q.root.node}; start pgconvey run`));
     for (const s of q.subscribers) {
+      const processes = s.workerProcesses ?? [];
       if (s.error) out.push(`queue "${q.queue}": ${s.node} (${s.display}): ${s.error}`);
-      else if (s.workerRunning === false) out.push(`queue "${q.queue}": no worker applies to ${s.node}; start pgconvey run`);
-      if (s.lastError) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
+      else out.push(...pieceProblems(q.queue, `the worker of ${s.node}`, s.workerRunning, processes, `no worker applies to ${s.node}; start pgconvey run`));
+      // The processes' own rows carry their errors; the subscription's last error (any process's) only without them.
+      if (s.lastError && !processes.length) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
       for (const t of s.tables) if (t.lastError) out.push(`queue "${q.queue}": ${s.node}: table ${t.schema}.${t.table} (${t.state}): ${t.lastError}`);
+    }
+    for (const t of q.root.captureTriggers ?? []) {
+      const fix = t.state === 'missing' ? 'run `pgconvey apply FILE` to re-create it' : `ALTER TABLE ${t.table} ENABLE TRIGGER ${t.name}`;
+      const harm = t.state === 'always' ? 'it fires for the workers too, so applied rows are captured again' : `writes to ${t.table} are not captured`;
+      out.push(`queue "${q.queue}": the capture ${t.trigger} trigger ${t.name} of ${t.table} on ${q.root.node} is ${t.state}: ${harm}; ${fix}, then check with \`pgconvey compare\` (and \`pgconvey resync\` the table if it differs)`);
     }
   }
   return out;

@@ -1,13 +1,16 @@
 /**
  * Switchover: the upgrade's last step, and its way back. `--to NEW` (a leaf
- * of the queue's root OLD) checks the preconditions, fences writes on OLD,
- * drains the queue to NEW, moves NEW's sequences past OLD's, compares row
- * counts, optionally sets up reverse replication NEW → OLD, and hands NEW
- * over. `--to OLD` undoes it over the reverse queue. Every step is
- * idempotent, so an interrupted switchover is finished by running it again.
- * Results are plain data with per-step timings; render turns them into text.
+ * of the queue's root OLD) checks the preconditions, fences NEW (so nothing
+ * written there escapes capture), then OLD, drains the queue to NEW, moves
+ * NEW's sequences past OLD's, compares row counts, optionally sets up reverse
+ * replication NEW → OLD, and hands NEW over (its fence lifts; OLD's stays, as
+ * standby). `--to OLD` switches back over the reverse queue the same way.
+ * The state lives in the databases (fences, marks, the reverse queue), every
+ * step is idempotent: an interrupted switchover is finished by running it
+ * again, or undone by switching to the node it came from. Results are plain
+ * data with per-step timings; render turns them into text.
  */
-import format from 'pg-format';
+import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { DatabaseSpec, DesiredState, NodeSpec, QueueSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
@@ -20,15 +23,22 @@ import {
   addTable,
   createQueue,
   dropQueue,
+  fenceBlockers,
   forceTick,
+  installFenceTriggers,
   installedVersion,
+  isFenced,
+  liftFence,
+  markStandby,
   queueStatus,
+  readFence,
+  recordFence,
   registerConsumer,
   syncSequences,
   tableStatus,
   unregisterConsumer,
 } from '../engine/index.js';
-import { closest } from '../kernel/index.js';
+import { closest, sqlFormat } from '../kernel/index.js';
 
 export interface SwitchoverOptions {
   /** The queue to switch; may be left out when the file has one queue. */
@@ -52,7 +62,7 @@ export interface SwitchoverOptions {
 
 export const SWITCHOVER_DEFAULTS = { maxLagMs: 5_000, sequenceMargin: 1_000, timeoutMs: 60_000 } as const;
 
-export type StepName = 'preconditions' | 'fence' | 'drain' | 'sequences' | 'verify' | 'reverse' | 'handover' | 'drop-reverse';
+export type StepName = 'preconditions' | 'fence-target' | 'fence' | 'drain' | 'sequences' | 'verify' | 'reverse' | 'drop-reverse' | 'handover' | 'undo';
 
 export interface StepReport {
   step: StepName;
@@ -89,8 +99,9 @@ export interface SwitchoverReport {
   from: NodeRef;
   /** The node that is writable afterwards. */
   to: NodeRef;
-  outcome: 'switched' | 'already-done';
-  /** Why nothing was done, for `already-done`. */
+  /** `undone`: a switchover that had stopped half way was undone (the node it had fenced takes writes again). */
+  outcome: 'switched' | 'already-done' | 'undone';
+  /** Why nothing was done (`already-done`), what was undone (`undone`), or what an earlier run had left to finish. */
   note: string | null;
   steps: StepReport[];
   endedSessions: EndedSession[];
@@ -100,7 +111,11 @@ export interface SwitchoverReport {
   tables: TableCount[];
   /** The reverse replication set up (forward) or dropped (rollback). */
   reverse: { queue: string; consumer: string; provider: string; tables: number; sequences: number } | null;
-  /** From the fence to the hand-over: how long no node took writes. */
+  /**
+   * From the switchover's first fence (recorded in the database, so a resumed
+   * run measures from the first run's fence) to the hand-over's commit, on the
+   * clock of the node that becomes writable: how long no node took writes.
+   */
   writeUnavailableMs: number | null;
 }
 
@@ -172,11 +187,11 @@ export async function switchover(state: DesiredState, options: SwitchoverOptions
     if (topology.target !== topology.root) {
       const neu = await connect(db(topology.target).connection, 'switchover');
       opened.push(neu);
-      const run = new Run(topology, options, hooks, 'forward', ref(topology.root, db(topology.root)), ref(topology.target, db(topology.target)));
+      const run = new Run(topology, options, hooks, state.file, 'forward', ref(topology.root, db(topology.root)), ref(topology.target, db(topology.target)));
       return await run.forward(old, neu, db(topology.root), db(topology.target));
     }
     const leaf = await switchedLeaf(topology, old, db, opened);
-    const run = new Run(topology, options, hooks, 'rollback', ref(leaf.node, db(leaf.node)), ref(topology.root, db(topology.root)));
+    const run = new Run(topology, options, hooks, state.file, 'rollback', ref(leaf.node, db(leaf.node)), ref(topology.root, db(topology.root)));
     return await run.rollback(old, leaf.client, db(topology.root), db(leaf.node));
   } finally {
     await Promise.all(opened.map((c) => c.end().catch(() => undefined)));
@@ -224,32 +239,31 @@ async function reverseSubscription(client: pg.Client, queue: string, consumer: s
   return rows[0];
 }
 
-/** True when the database's sessions start read-only (`ALTER DATABASE … SET default_transaction_read_only = on`). */
-async function isFenced(client: pg.Client): Promise<boolean> {
-  const { rows } = await client.query<{ fenced: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
-                     CROSS JOIN LATERAL unnest(s.setconfig) c
-                    WHERE d.datname = current_database() AND s.setrole = 0
-                      AND lower(c) IN ('default_transaction_read_only=on', 'default_transaction_read_only=true', 'default_transaction_read_only=1')) AS fenced`,
-  );
-  return rows[0]!.fenced;
-}
-
-async function currentDatabase(client: pg.Client): Promise<string> {
-  return (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0]!.db;
-}
+/** Who set a fence, as recorded with it: this process. */
+const FENCED_BY = `pgconvey switchover, pid ${process.pid} on ${hostname()}`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface FenceTarget {
+  /** The node of the fenced database. */
+  node: string;
+  /** The node the switchover makes writable. */
+  to: string;
+  /** Start measuring the write window here (the node that becomes writable). */
+  startWindow: boolean;
+}
 
 /** One switchover in one direction: the steps, their timings, and the report they fill in. */
 class Run {
   readonly report: SwitchoverReport;
-  private fencedAt: number | null = null;
+  /** A fence was set (or found): a failure leaves writes fenced. */
+  private fenced = false;
 
   constructor(
     private readonly t: Topology,
     private readonly options: SwitchoverOptions,
     private readonly hooks: SwitchoverHooks,
+    private readonly file: string,
     direction: 'forward' | 'rollback',
     from: NodeRef,
     to: NodeRef,
@@ -272,6 +286,15 @@ class Run {
     };
   }
 
+  /** How to finish or undo this switchover once something is fenced. */
+  private fencedHint(): string {
+    const { from, to } = this.report;
+    return (
+      `writes stay fenced; \`pgconvey status ${this.file}\` shows the fences. Finish it with \`pgconvey switchover ${this.file} --to ${to.node}\` (every step resumes), ` +
+      `or undo it with \`pgconvey switchover ${this.file} --to ${from.node}\` ("${from.node}" takes writes again)`
+    );
+  }
+
   /** Runs a step, timing it; errors carry the report so far. */
   private async step<T>(name: StepName, body: () => Promise<{ value: T; detail: string }>): Promise<T> {
     const started = performance.now();
@@ -282,13 +305,15 @@ class Run {
       this.hooks.onStep?.(done, this.report);
       return value;
     } catch (err) {
-      if (err instanceof SwitchoverError) throw new SwitchoverError(err.code, err.message, err.hint, this.report);
+      if (err instanceof SwitchoverError) {
+        throw new SwitchoverError(err.code, err.message, this.fenced && err.hint === '' ? this.fencedHint() : err.hint || 'fix the cause and run the switchover again', this.report);
+      }
       const sqlState = (err as { code?: unknown }).code;
       if (typeof sqlState !== 'string' || !/^[0-9A-Z]{5}$/.test(sqlState)) throw err;
       throw new SwitchoverError(
         'switchover_step_failed',
         `step ${name} failed: ${(err as Error).message} (SQLSTATE ${sqlState})`,
-        this.fencedAt === null ? 'nothing was changed; fix the cause and run the switchover again' : 'writes stay fenced; fix the cause and run the switchover again (every step resumes)',
+        this.fenced ? `fix the cause; ${this.fencedHint()}` : 'nothing was changed; fix the cause and run the switchover again',
         this.report,
       );
     }
@@ -306,21 +331,40 @@ class Run {
     }
   }
 
-  private finish(): SwitchoverReport {
-    this.report.writeUnavailableMs = this.fencedAt === null ? null : Math.round(performance.now() - this.fencedAt);
-    return this.report;
-  }
-
   async forward(old: pg.Client, neu: pg.Client, oldDb: DatabaseSpec, newDb: DatabaseSpec): Promise<SwitchoverReport> {
     const queue = this.t.queue.name;
     const consumer = this.t.target.name;
+    const root = this.t.root.name;
     await requireEngine(old, this.t.root);
     await requireEngine(neu, this.t.target);
     const at = await switchedOverAt(neu, queue, consumer);
+    const [oldFence, newFence] = [await readFence(old), await readFence(neu)];
     if (at) {
-      const reverse = await reverseSubscription(old, reverseQueueName(queue), this.t.root.name);
+      // NEW was handed over. A switch back stopped half way leaves NEW fenced too: undo it.
+      if (isFenced(newFence)) return this.undo(neu, old, newDb, oldDb, `a switch back to "${root}" stopped half way; "${consumer}" takes writes again`);
+      // The hand-over committed on NEW; OLD's fence was not yet marked standby.
+      if (oldFence.record?.purpose === 'switchover' || !isFenced(oldFence)) {
+        await this.confirm();
+        this.fenced = true;
+        await this.step('handover', async () => {
+          await this.standby(old, oldDb, { node: root, to: consumer });
+          return { value: null, detail: `the hand-over to "${consumer}" had committed at ${at.toISOString()}; "${root}" (${oldDb.display}) is fenced as standby` };
+        });
+        this.report.note = 'finished a switchover that had stopped after its hand-over';
+        return this.report;
+      }
+      // A table captured since the hand-over gets its fence trigger on the standby node.
+      if (oldFence.tables > oldFence.fencedTables) await this.fenceTriggers(old, oldDb);
+      const reverse = await reverseSubscription(old, reverseQueueName(queue), root);
       const missing = this.options.reverse && !reverse ? ' (without reverse replication; --reverse cannot be added afterwards)' : '';
       return this.alreadyDone(`queue "${queue}" was switched over to "${consumer}" at ${at.toISOString()}${missing}; nothing to do`);
+    }
+    if ((await reverseSubscription(old, reverseQueueName(queue), root)) && !(await queueExists(neu, reverseQueueName(queue)))) {
+      throw new SwitchoverError(
+        'switchover_interrupted',
+        `a switch back of queue "${queue}" to "${root}" stopped after it dropped the reverse queue on "${consumer}"; "${root}" is not writable yet`,
+        `finish it with \`pgconvey switchover ${this.file} --to ${root}\``,
+      );
     }
 
     const tables = await this.step('preconditions', async () => {
@@ -330,7 +374,7 @@ class Run {
         throw new SwitchoverError('switchover_not_subscribed', `node "${consumer}" is not a subscriber of queue "${queue}"`, 'run `pgconvey apply FILE`, then let the worker copy and catch up');
       }
       const tables = await okTables(neu, queue, consumer);
-      const resuming = await isFenced(old);
+      const resuming = isFenced(oldFence);
       const lag = resuming ? 0 : await lagMs(old, queue, position.consumerTick!);
       if (lag > this.options.maxLagMs) {
         throw new SwitchoverError('switchover_lag_too_high', `node "${consumer}" is ${Math.round(lag)} ms behind queue "${queue}" (--max-lag ${this.options.maxLagMs} ms)`, 'make sure the ticker and the worker run, wait until the lag is small, or raise --max-lag');
@@ -340,13 +384,15 @@ class Run {
     });
     await this.confirm();
 
-    await this.fence(old, oldDb);
+    // NEW first: from before OLD refuses a write until the hand-over, no write can land on NEW uncaptured.
+    await this.fence('fence-target', neu, newDb, { node: consumer, to: consumer, startWindow: true });
+    await this.fence('fence', old, oldDb, { node: root, to: consumer, startWindow: false });
     await this.drain(old, neu, oldDb, newDb, queue, consumer);
     await this.step('sequences', async () => {
       this.report.sequences = await syncSequences(old, neu, queue, this.options.sequenceMargin);
-      return { value: null, detail: `${this.report.sequences} sequences on "${consumer}" moved past "${this.t.root.name}" + ${this.options.sequenceMargin}` };
+      return { value: null, detail: `${this.report.sequences} sequences on "${consumer}" moved past "${root}" + ${this.options.sequenceMargin}` };
     });
-    await this.verify(old, neu, tables, oldDb);
+    await this.verify(old, neu, tables);
     if (this.options.reverse) {
       await this.step('reverse', async () => {
         this.report.reverse = await setUpReverse(old, neu, this.t, newDb, tables);
@@ -354,13 +400,15 @@ class Run {
       });
     }
     await this.step('handover', async () => {
+      // NEW's fence lifts and its switched-over mark is set in one transaction; then OLD's fence becomes standby.
       await inTransaction(neu, async () => {
-        await neu.query(format('ALTER DATABASE %I RESET default_transaction_read_only', await currentDatabase(neu)));
+        this.report.writeUnavailableMs = (await liftFence(neu)).windowMs;
         await neu.query('UPDATE pgconvey.subscription SET switched_over_at = now() WHERE queue_name = $1 AND consumer_name = $2', [queue, consumer]);
       });
-      return { value: null, detail: `"${consumer}" (${newDb.display}) takes writes` };
+      await this.standby(old, oldDb, { node: root, to: consumer });
+      return { value: null, detail: `"${consumer}" (${newDb.display}) takes writes; "${root}" stays fenced` };
     });
-    return this.finish();
+    return this.report;
   }
 
   async rollback(old: pg.Client, neu: pg.Client, oldDb: DatabaseSpec, newDb: DatabaseSpec): Promise<SwitchoverReport> {
@@ -371,29 +419,28 @@ class Run {
     await requireEngine(neu, this.t.leaves.find((l) => l.name === leaf)!);
     const row = await reverseSubscription(old, queue, consumer);
     const at = await switchedOverAt(neu, forwardQueue, leaf);
+    const reverseExists = await queueExists(neu, queue);
+    const [oldFence, newFence] = [await readFence(old), await readFence(neu)];
+    if (!at && !(row && !reverseExists)) {
+      // Never handed over to NEW: nothing happened, or a switchover to NEW stopped half way (undo it).
+      if (isFenced(oldFence) || newFence.record?.purpose === 'switchover') {
+        return this.undo(old, neu, oldDb, newDb, `a switchover to "${leaf}" stopped half way; "${consumer}" takes writes again`, reverseExists ? queue : null);
+      }
+      if (newFence.record?.purpose === 'standby' && newFence.tables > newFence.fencedTables) await this.fenceTriggers(neu, newDb);
+      return this.alreadyDone(`"${consumer}" is already the writable node of queue "${forwardQueue}"; nothing to do`);
+    }
     if (!row) {
-      if (at) {
-        throw new SwitchoverError(
-          'switchover_no_reverse',
-          `queue "${forwardQueue}" was switched over to "${leaf}" without reverse replication: switching back would lose every write made on "${leaf}" since ${at.toISOString()}`,
-          `copy those writes to "${this.t.root.name}" yourself first; a switchover with --reverse keeps "${this.t.root.name}" up to date`,
-        );
-      }
-      if (await isFenced(old)) {
-        throw new SwitchoverError(
-          'switchover_interrupted',
-          `"${this.t.root.name}" is fenced but queue "${forwardQueue}" was never handed over to "${leaf}": a switchover stopped half way`,
-          `finish it with \`pgconvey switchover FILE --to ${leaf}\`, or lift the fence (in a session of that database, which starts read-only): SET default_transaction_read_only = off; ALTER DATABASE ${format('%I', await currentDatabase(old))} RESET default_transaction_read_only;`,
-        );
-      }
-      return this.alreadyDone(`"${this.t.root.name}" is already the writable node of queue "${forwardQueue}"; nothing to do`);
+      throw new SwitchoverError(
+        'switchover_no_reverse',
+        `queue "${forwardQueue}" was switched over to "${leaf}" without reverse replication: switching back would lose every write made on "${leaf}" since ${at!.toISOString()}`,
+        `copy those writes to "${consumer}" yourself first; a switchover with --reverse keeps "${consumer}" up to date`,
+      );
     }
 
-    const reverseExists = (await neu.query('SELECT 1 FROM pgconvey.queue WHERE queue_name = $1', [queue])).rowCount! > 0;
     const tables = await this.step('preconditions', async () => {
       const tables = await okTables(old, queue, consumer);
       let lag = 0;
-      const resuming = !reverseExists || (await isFenced(neu));
+      const resuming = !reverseExists || isFenced(newFence);
       if (!resuming) {
         const position = (await queueStatus(neu, queue)).find((s) => s.consumer === consumer);
         if (!position) throw new SwitchoverError('switchover_not_subscribed', `"${consumer}" is not a consumer of the reverse queue "${queue}" on "${leaf}"`, 'switch over again with --reverse, or repair the reverse queue by hand');
@@ -406,43 +453,116 @@ class Run {
     });
     await this.confirm();
 
-    await this.fence(neu, newDb);
+    await this.fence('fence-target', old, oldDb, { node: consumer, to: consumer, startWindow: true });
+    await this.fence('fence', neu, newDb, { node: leaf, to: consumer, startWindow: false });
     if (reverseExists) {
       await this.drain(neu, old, newDb, oldDb, queue, consumer);
       await this.step('sequences', async () => {
         this.report.sequences = await syncSequences(neu, old, queue, this.options.sequenceMargin);
         return { value: null, detail: `${this.report.sequences} sequences on "${consumer}" moved past "${leaf}" + ${this.options.sequenceMargin}` };
       });
-      await this.verify(neu, old, tables, newDb);
+      await this.verify(neu, old, tables);
     }
     await this.step('drop-reverse', async () => {
-      // NEW first, in one transaction (the reverse queue and the switched-over mark go together);
-      // then OLD, in one transaction: its fence lifts as the reverse subscription goes.
+      // On NEW in one transaction: the reverse queue, the switched-over mark, and NEW's fence becomes standby.
       await inTransaction(neu, async () => {
-        await unregisterConsumer(neu, queue, consumer);
-        await dropQueue(neu, queue);
+        if (reverseExists) {
+          await unregisterConsumer(neu, queue, consumer);
+          await dropQueue(neu, queue);
+        }
         await neu.query('UPDATE pgconvey.subscription SET switched_over_at = NULL WHERE queue_name = $1 AND consumer_name = $2', [forwardQueue, leaf]);
+        await markStandby(neu, consumer);
       });
+      return { value: null, detail: reverseExists ? `reverse queue "${queue}" dropped on "${leaf}"` : `reverse queue "${queue}" was dropped already` };
+    });
+    await this.step('handover', async () => {
       await inTransaction(old, async () => {
-        await old.query(format('ALTER DATABASE %I RESET default_transaction_read_only', await currentDatabase(old)));
+        this.report.writeUnavailableMs = (await liftFence(old)).windowMs;
         await old.query('DELETE FROM pgconvey.subscription WHERE queue_name = $1 AND consumer_name = $2', [queue, consumer]);
       });
       this.report.reverse = { queue, consumer, provider: newDb.name, tables: tables.length, sequences: this.report.sequences };
-      return { value: null, detail: `reverse queue "${queue}" dropped; "${consumer}" (${oldDb.display}) takes writes, "${leaf}" stays fenced` };
+      return { value: null, detail: `"${consumer}" (${oldDb.display}) takes writes, "${leaf}" stays fenced` };
     });
-    return this.finish();
+    return this.report;
   }
 
-  /** Step 2: new sessions on the database start read-only; every other session is ended. */
-  private async fence(client: pg.Client, database: DatabaseSpec): Promise<void> {
-    const started = performance.now();
-    await this.step('fence', async () => {
-      await client.query(format('ALTER DATABASE %I SET default_transaction_read_only = on', await currentDatabase(client)));
-      this.fencedAt = started;
+  /**
+   * Undoes a switchover that stopped half way: `back` (the node that was
+   * writable before it) takes writes again, `other` stays fenced as standby,
+   * and a reverse queue set up for the switchover (never used: nothing was
+   * handed over) is dropped.
+   */
+  private async undo(back: pg.Client, other: pg.Client, backDb: DatabaseSpec, otherDb: DatabaseSpec, what: string, reverseQueue: string | null = null): Promise<SwitchoverReport> {
+    const backNode = this.report.to.node;
+    const otherNode = this.report.from.node;
+    await this.confirm();
+    this.fenced = true;
+    await this.step('undo', async () => {
+      // The other node first (fenced as standby, its unused reverse queue dropped), then `back` lifts its fence.
+      const dropReverse = async () => {
+        if (reverseQueue) {
+          await unregisterConsumer(other, reverseQueue, this.t.root.name);
+          await dropQueue(other, reverseQueue);
+        }
+      };
+      // A node the switchover never got to fence stays as it was.
+      if (isFenced(await readFence(other))) await this.standby(other, otherDb, { node: otherNode, to: backNode }, dropReverse);
+      else await inTransaction(other, dropReverse);
+      await inTransaction(back, async () => {
+        this.report.writeUnavailableMs = (await liftFence(back)).windowMs;
+        if (reverseQueue) await back.query('DELETE FROM pgconvey.subscription WHERE queue_name = $1 AND consumer_name = $2', [reverseQueue, this.t.root.name]);
+      });
+      return { value: null, detail: `${what} (${backDb.display}); "${otherNode}" (${otherDb.display}) stays fenced${reverseQueue ? `, its unused reverse queue "${reverseQueue}" dropped` : ''}` };
+    });
+    this.report.outcome = 'undone';
+    this.report.note = what;
+    return this.report;
+  }
+
+  /** Keeps a node fenced on purpose (standby): the record says so, and every table carries the fence trigger. */
+  private async standby(client: pg.Client, database: DatabaseSpec, fence: { node: string; to: string }, alsoInTransaction?: () => Promise<void>): Promise<void> {
+    await recordFence(client, { queue: this.t.queue.name, node: fence.node, switchoverTo: fence.to, purpose: 'standby', startWindow: false, fencedBy: FENCED_BY });
+    await this.fenceTriggers(client, database);
+    if (alsoInTransaction) await inTransaction(client, alsoInTransaction);
+  }
+
+  /**
+   * Fences a node: the record and the database default (new sessions start
+   * read-only) in one transaction, then every other session that started
+   * before is ended, then the fence trigger goes on every table (ending
+   * sessions whose locks keep it waiting).
+   */
+  private async fence(name: StepName, client: pg.Client, database: DatabaseSpec, target: FenceTarget): Promise<void> {
+    await this.step(name, async () => {
+      await recordFence(client, { queue: this.t.queue.name, node: target.node, switchoverTo: target.to, purpose: 'switchover', startWindow: target.startWindow, fencedBy: FENCED_BY });
+      this.fenced = true;
       const ended = await endSessions(client, this.options.timeoutMs);
       this.report.endedSessions.push(...ended);
-      return { value: null, detail: `${database.display} read-only for new sessions; ${ended.length} other session(s) ended` };
+      const { tables, blockers } = await this.fenceTriggers(client, database);
+      return { value: null, detail: `"${target.node}" (${database.display}): sessions start read-only, ${tables} tables refuse writes; ${ended.length + blockers} other session(s) ended` };
     });
+  }
+
+  private async fenceTriggers(client: pg.Client, database: DatabaseSpec): Promise<{ tables: number; blockers: number }> {
+    const deadline = Date.now() + this.options.timeoutMs;
+    let blockers = 0;
+    for (;;) {
+      try {
+        return { tables: await installFenceTriggers(client, 200), blockers };
+      } catch (err) {
+        if ((err as { code?: string }).code !== '55P03') throw err;
+      }
+      if (Date.now() > deadline) {
+        throw new SwitchoverError('switchover_fence_blocked', `the fence triggers could not be set on ${database.display} within ${this.options.timeoutMs} ms: sessions keep locks on its tables`, '');
+      }
+      for (const r of await fenceBlockers(client)) {
+        if (this.report.endedSessions.some((s) => s.pid === r.pid)) continue;
+        await terminate(client, r.pid, r.usename);
+        blockers++;
+        this.report.endedSessions.push({ pid: r.pid, user: r.usename, applicationName: r.application_name, clientAddress: r.client_addr, state: r.state, transactionStart: r.xact_start });
+      }
+      await sleep(20);
+    }
   }
 
   /** Step 3: a tick after the fence, applied on the subscriber (by its running worker, or by our own). */
@@ -455,8 +575,8 @@ class Run {
     });
   }
 
-  /** Step 5: every table has as many rows on both sides; if not, stop with the fence in place. */
-  private async verify(provider: pg.Client, subscriber: pg.Client, tables: QualifiedTable[], fenced: DatabaseSpec): Promise<void> {
+  /** Step 5: every table has as many rows on both sides; if not, stop with the fences in place. */
+  private async verify(provider: pg.Client, subscriber: pg.Client, tables: QualifiedTable[]): Promise<void> {
     await this.step('verify', async () => {
       if (this.options.verify === 'none') return { value: null, detail: 'skipped (--verify none)' };
       const [a, b] = await Promise.all([countRows(provider, tables), countRows(subscriber, tables)]);
@@ -465,8 +585,8 @@ class Run {
       if (differ.length) {
         throw new SwitchoverError(
           'switchover_counts_differ',
-          `row counts differ: ${differ.map((t) => `${t.table} ${t.from} vs ${t.to}`).join(', ')}; ${fenced.name} stays fenced`,
-          `find the cause (a table written on the subscriber?) and run the switchover again; to undo the fence (in a session of that database, which starts read-only): SET default_transaction_read_only = off; ALTER DATABASE ${format('%I', await currentDatabase(provider))} RESET default_transaction_read_only;`,
+          `row counts differ: ${differ.map((t) => `${t.table} ${t.from} vs ${t.to}`).join(', ')}; both nodes stay fenced`,
+          `find the cause (rows written on the subscriber before the switchover?), then: ${this.fencedHint()}`,
         );
       }
       return { value: null, detail: `${tables.length} tables, ${a.reduce((s, n) => s + n, 0)} rows, counts equal` };
@@ -510,7 +630,7 @@ async function lagMs(provider: pg.Client, queue: string, consumerTick: string): 
 /** Before fencing: every table and sequence the reverse queue will carry exists on the new node. */
 async function checkReversible(old: pg.Client, neu: pg.Client, queue: string, tables: QualifiedTable[]): Promise<void> {
   const sequences = await carriedSequences(old, queue);
-  const names = [...tables.map((t) => format('%I.%I', t.schema, t.name)), ...sequences.map((s) => format('%I.%I', s.schema, s.name))];
+  const names = [...tables.map((t) => sqlFormat('%I.%I', t.schema, t.name)), ...sequences.map((s) => sqlFormat('%I.%I', s.schema, s.name))];
   const { rows } = await neu.query<{ name: string }>('SELECT n AS name FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL', [names]);
   if (rows.length) {
     throw new SwitchoverError('switchover_reverse_impossible', `reverse replication needs ${rows.map((r) => r.name).join(', ')} on the new node, which lacks them`, 'create them there, or switch over without --reverse');
@@ -543,18 +663,26 @@ async function endSessions(client: pg.Client, timeoutMs: number): Promise<EndedS
     }
     for (const r of rows) {
       if (ended.has(r.pid)) continue;
-      try {
-        await client.query('SELECT pg_catalog.pg_terminate_backend($1)', [r.pid]);
-      } catch (err) {
-        if ((err as { code?: string }).code === '42501') {
-          throw new SwitchoverError('switchover_cannot_end_sessions', `not allowed to end session ${r.pid} (user ${r.usename ?? 'unknown'})`, 'connect as a superuser or a member of pg_signal_backend');
-        }
-        throw err;
-      }
+      await terminate(client, r.pid, r.usename);
       ended.set(r.pid, { pid: r.pid, user: r.usename, applicationName: r.application_name, clientAddress: r.client_addr, state: r.state, transactionStart: r.xact_start });
     }
     await sleep(10);
   }
+}
+
+async function terminate(client: pg.Client, pid: number, user: string | null): Promise<void> {
+  try {
+    await client.query('SELECT pg_catalog.pg_terminate_backend($1)', [pid]);
+  } catch (err) {
+    if ((err as { code?: string }).code === '42501') {
+      throw new SwitchoverError('switchover_cannot_end_sessions', `not allowed to end session ${pid} (user ${user ?? 'unknown'})`, 'connect as a superuser or a member of pg_signal_backend');
+    }
+    throw err;
+  }
+}
+
+async function queueExists(client: pg.Client, queue: string): Promise<boolean> {
+  return (await client.query('SELECT 1 FROM pgconvey.queue WHERE queue_name = $1', [queue])).rowCount! > 0;
 }
 
 async function completedTick(subscriber: pg.Client, queue: string, consumer: string): Promise<bigint> {
@@ -610,7 +738,7 @@ async function applyThrough(
 /** Row counts of the tables, in one statement (one snapshot). */
 async function countRows(client: pg.Client, tables: QualifiedTable[]): Promise<number[]> {
   if (!tables.length) return [];
-  const sql = tables.map((t, i) => format('SELECT %s AS i, count(*) AS n FROM %I.%I', i, t.schema, t.name)).join(' UNION ALL ');
+  const sql = tables.map((t, i) => sqlFormat('SELECT %s AS i, count(*) AS n FROM %I.%I', i, t.schema, t.name)).join(' UNION ALL ');
   const { rows } = await client.query<{ i: number; n: string }>(sql);
   const counts = new Array<number>(tables.length).fill(0);
   for (const r of rows) counts[r.i] = Number(r.n);

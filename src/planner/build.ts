@@ -29,6 +29,42 @@ export interface PgDumpTool {
 
 const qualified = (schema: string, name: string) => `${schema}.${name}`;
 
+/**
+ * A captured table's capture triggers as the root's catalog has them: one
+ * disabled (`ALTER TABLE … DISABLE TRIGGER`) or firing only in replica mode
+ * loses every write to the table — an error; one firing always also captures
+ * what the workers apply — a warning. Returns true when one is missing (the
+ * plan captures the table again, which re-creates it).
+ */
+function captureTriggerCheck(
+  queue: string,
+  queueState: { id?: number } | undefined,
+  table: TableInfo,
+  check: (severity: Diagnostic['severity'], code: string, message: string, hint: string, path?: string) => void,
+): boolean {
+  if (queueState?.id === undefined || !table.triggerModes) return false;
+  const name = qualified(table.schema, table.name);
+  let missing = false;
+  for (const trigger of [`pgconvey_capture_${queueState.id}`, `pgconvey_truncate_${queueState.id}`]) {
+    const mode = table.triggerModes[trigger];
+    if (mode === undefined) {
+      missing = true;
+      check('warning', 'capture_trigger_missing', `the capture trigger ${trigger} of ${name} (queue "${queue}") is missing: writes to the table are not captured`, 'apply this plan to create it again, then check the table with `pgconvey compare` (and `pgconvey resync` it if it differs)', `queues.${queue}.tables`);
+    } else if (mode === 'D' || mode === 'R') {
+      check(
+        'error',
+        'capture_trigger_disabled',
+        `the capture trigger ${trigger} of ${name} (queue "${queue}") is ${mode === 'D' ? 'disabled' : 'enabled for replica sessions only'}: writes to the table are not captured`,
+        `ALTER TABLE ${name} ENABLE TRIGGER ${trigger}; then check the table with \`pgconvey compare\` (and \`pgconvey resync\` it if it differs)`,
+        `queues.${queue}.tables`,
+      );
+    } else if (mode === 'A') {
+      check('warning', 'capture_trigger_always', `the capture trigger ${trigger} of ${name} (queue "${queue}") fires always, also for rows the workers apply`, `ALTER TABLE ${name} ENABLE TRIGGER ${trigger} (fires for ordinary sessions only)`, `queues.${queue}.tables`);
+    }
+  }
+  return missing;
+}
+
 export function buildPlan(input: PlanInput): Plan {
   const checks: Diagnostic[] = [];
   const actions = new Map<string, Action>();
@@ -80,7 +116,8 @@ export function buildPlan(input: PlanInput): Plan {
       const shipped = table.columns.filter((c) => c.generated === '').map((c) => c.name);
       const keyChanged = current && current.keyColumns.join(',') !== key.join(',');
       const columnsChanged = current && current.columns.join(',') !== shipped.join(',');
-      if (current && !keyChanged && !columnsChanged) continue;
+      const triggerMissing = current ? captureTriggerCheck(queue.name, queueState, table, check) : false;
+      if (current && !keyChanged && !columnsChanged && !triggerMissing) continue;
       captureIds.set(
         name,
         add('capture_table', current ? 'update' : 'create', root, {
@@ -88,7 +125,9 @@ export function buildPlan(input: PlanInput): Plan {
           object: name,
           reason: !current
             ? `it matches the queue's tables and is not captured yet`
-            : keyChanged
+            : triggerMissing
+              ? 'its capture trigger is missing (dropped by hand?): add_table creates it again'
+              : keyChanged
               ? `its key changed from (${current.keyColumns.join(', ')}) to (${key.join(', ')})`
               : `its columns changed from (${current.columns.join(', ')}) to (${shipped.join(', ')}) (ALTER TABLE on the provider)`,
           dependsOn: queueReady,

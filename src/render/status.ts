@@ -5,7 +5,7 @@
  * (JSON with numbers in seconds, rows and events).
  */
 import chalk from 'chalk';
-import type { RootStatus, StatusReport, SubscriberStatus } from '../operations/index.js';
+import { describeFence, type NodeStatusBase, type PieceProcess, type RootStatus, type StatusReport, type SubscriberStatus } from '../operations/index.js';
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -23,13 +23,36 @@ export function progressBar(fraction: number, width = 20): string {
   return `${'█'.repeat(full)}${'░'.repeat(width - full)}`;
 }
 
-const running = (on: boolean | null, what: string) => (on === null ? chalk.dim(`${what} ?`) : on ? chalk.green(`${what} running`) : chalk.red(`${what} not running`));
+const running = (on: boolean | null, what: string, processes: readonly PieceProcess[] = []) =>
+  on === null
+    ? chalk.dim(`${what} ?`)
+    : on
+      ? chalk.green(`${what} running`)
+      : processes.some((p) => p.state === 'backing-off')
+        ? chalk.yellow(`${what} backing off`)
+        : chalk.red(`${what} not running`);
+
+/** One line per process running the piece or backing off to retry it. */
+function processLines(processes: readonly PieceProcess[] | undefined, indent: string): string[] {
+  return (processes ?? []).map((p) =>
+    p.state === 'running'
+      ? chalk.dim(`${indent}process ${p.process} running`)
+      : chalk.yellow(`${indent}process ${p.process} backing off, retry at ${p.retryAt?.toISOString() ?? '?'}: ${p.lastError ?? ''}`),
+  );
+}
+
+/** The fence of a node, on a line of its own, when it has one. */
+function fenceLine(n: NodeStatusBase, indent: string): string[] {
+  if (!n.fence) return [];
+  const text = `${indent}${describeFence(n.fence)}`;
+  return [n.fence.record?.purpose === 'standby' ? chalk.yellow(text) : chalk.red(text)];
+}
 
 function rootLine(r: RootStatus): string {
   const head = `root ${chalk.bold(r.node)} ${chalk.dim(r.display)}`;
   if (r.error) return `${head}  ${chalk.red(r.error)}`;
   const rate = r.eventsPerSecond === null ? '' : `  ${int(r.eventsPerSecond)} events/s`;
-  return `${head}  ${running(r.tickerRunning, 'ticker')}  last tick ${r.lastTick} ${formatSeconds(r.lastTickAgeSeconds)} ago${rate}`;
+  return `${head}  ${running(r.tickerRunning, 'ticker', r.tickerProcesses)}  last tick ${r.lastTick} ${formatSeconds(r.lastTickAgeSeconds)} ago${rate}`;
 }
 
 function subscriberLines(s: SubscriberStatus): string[] {
@@ -37,7 +60,8 @@ function subscriberLines(s: SubscriberStatus): string[] {
   if (s.error) return [`${head}  ${chalk.red(s.error)}`];
   const lag = s.lagSeconds === null ? '' : `  lag ${formatSeconds(s.lagSeconds)}${s.pendingEvents === null ? '' : `, ${int(s.pendingEvents)} events`}`;
   const applied = s.appliedAgeSeconds === null ? '' : `  applied ${formatSeconds(s.appliedAgeSeconds)} ago`;
-  const out = [`${head}  ${running(s.workerRunning, 'worker')}${lag}${applied}`];
+  const writable = s.switchedOverAt ? chalk.green(`  takes writes since ${s.switchedOverAt.toISOString()}`) : '';
+  const out = [`${head}  ${running(s.workerRunning, 'worker', s.workerProcesses)}${lag}${applied}${writable}`, ...processLines(s.workerProcesses, '      '), ...fenceLine(s, '      ')];
   if (s.lastError) out.push(chalk.red(`      last error ${formatSeconds(s.lastError.ageSeconds)} ago: ${s.lastError.message}`));
   const width = Math.max(0, ...s.tables.map((t) => `${t.schema}.${t.table}`.length));
   for (const t of s.tables) {
@@ -60,7 +84,7 @@ function subscriberLines(s: SubscriberStatus): string[] {
 export function renderStatusHuman(report: StatusReport): string {
   const out: string[] = [];
   for (const q of report.queues) {
-    out.push(`${chalk.bold(`queue ${q.queue}`)}${q.reverse ? chalk.dim('  (reverse replication, set up by switchover --reverse)') : ''}`, `  ${rootLine(q.root)}`);
+    out.push(`${chalk.bold(`queue ${q.queue}`)}${q.reverse ? chalk.dim('  (reverse replication, set up by switchover --reverse)') : ''}`, `  ${rootLine(q.root)}`, ...processLines(q.root.tickerProcesses, '      '), ...fenceLine(q.root, '      '));
     for (const s of q.subscribers) out.push(...subscriberLines(s).map((l) => `  ${l}`));
     out.push('');
   }
@@ -71,6 +95,25 @@ export function renderStatusHuman(report: StatusReport): string {
     out.push(chalk.green('All replication is running.'));
   }
   return out.join('\n');
+}
+
+function processesJson(processes: readonly PieceProcess[] | undefined): unknown[] {
+  return (processes ?? []).map((p) => ({ process: p.process, application: p.application, state: p.state, last_error: p.lastError, last_error_at: p.lastErrorAt?.toISOString() ?? null, retry_at: p.retryAt?.toISOString() ?? null }));
+}
+
+function fenceJson(n: NodeStatusBase): Record<string, unknown> | null {
+  const f = n.fence;
+  if (!f) return null;
+  const r = f.record;
+  return {
+    read_only_default: f.readOnlyDefault,
+    tables: f.tables,
+    fenced_tables: f.fencedTables,
+    purpose: r?.purpose ?? null,
+    switchover_to: r?.switchoverTo ?? null,
+    fenced_at: r?.fencedAt.toISOString() ?? null,
+    fenced_by: r?.fencedBy ?? null,
+  };
 }
 
 export function statusToJson(report: StatusReport): Record<string, unknown> {
@@ -92,6 +135,9 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
         last_tick_age_seconds: q.root.lastTickAgeSeconds,
         events_since_tick: q.root.eventsSinceTick,
         events_per_second: q.root.eventsPerSecond,
+        fence: fenceJson(q.root),
+        ticker_processes: processesJson(q.root.tickerProcesses),
+        capture_triggers: (q.root.captureTriggers ?? []).map((t) => ({ table: t.table, trigger: t.trigger, name: t.name, state: t.state })),
       },
       subscribers: q.subscribers.map((s) => ({
         node: s.node,
@@ -105,6 +151,9 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
         completed_tick: s.completedTick,
         applied_age_seconds: s.appliedAgeSeconds,
         last_error: s.lastError && { message: s.lastError.message, age_seconds: s.lastError.ageSeconds },
+        switched_over_at: s.switchedOverAt?.toISOString() ?? null,
+        fence: fenceJson(s),
+        worker_processes: processesJson(s.workerProcesses),
         tables: s.tables.map((t) => ({
           table: `${t.schema}.${t.table}`,
           state: t.state,

@@ -45,8 +45,13 @@ export function renderSwitchoverSummary(report: SwitchoverReport): string {
       `  Run its ticker on "${report.to.node}" and its worker into "${report.from.node}" (pgconvey run does both), so a switch back loses nothing.`,
     );
   }
-  out.push(chalk.bold(`Switchover complete: "${report.to.node}" takes writes; "${report.from.node}" is fenced (read-only).`));
-  if (report.writeUnavailableMs !== null) out.push(`Writes unavailable: ${report.writeUnavailableMs} ms (from the fence to the hand-over).`);
+  if (report.outcome === 'undone') out.push(chalk.bold(`Undone: ${report.note}; "${report.from.node}" is fenced (read-only).`));
+  else {
+    if (report.note) out.push(`Note: ${report.note}.`);
+    out.push(chalk.bold(`Switchover complete: "${report.to.node}" takes writes; "${report.from.node}" is fenced (read-only).`));
+    out.push(`Move the application to "${report.to.node}" now (at its first SQLSTATE 25006 it may already have).`);
+  }
+  if (report.writeUnavailableMs !== null) out.push(`Writes unavailable: ${report.writeUnavailableMs} ms (from the first fence to the hand-over).`);
   return out.join('\n');
 }
 

@@ -1,8 +1,10 @@
 /**
  * `pgconvey status` on real databases: nothing running → exit 1 naming the
  * missing ticker and worker; a worker that cannot reach its provider → its
- * last error shown (kept on the subscriber); with `run` going → healthy,
- * exit 0, the error gone once a batch is applied. Bad --node → clear error.
+ * last error shown (kept on the subscriber) and "backing off" with its
+ * process, not "start pgconvey run"; with `run` going → healthy, exit 0, the
+ * error gone once a batch is applied; a second worker process beside it →
+ * its own error, exit 1. Bad --node → clear error.
  */
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
@@ -37,7 +39,11 @@ describe('pgconvey status', () => {
       await waitFor('the last error to show', async () => (await status()).json.queues[0].subscribers[0].last_error !== null, 30_000, 200);
       const failing = await status();
       expect(failing.json.queues[0].subscribers[0].last_error.message).toMatch(/connection refused/);
-      expect(failing.json.problems.join('\n')).toMatch(/the worker of new_leaf failed \d+ s ago and has applied nothing since: .*connection refused/);
+      // Backing off, with its process and error: not "start pgconvey run".
+      await waitFor('the back-off to show', async () => (await status()).json.problems.some((p: string) => p.includes('backing off')), 30_000, 200);
+      const backingOff = await status();
+      expect(backingOff.json.problems.join('\n')).toMatch(/the worker of new_leaf is backing off in process [^ ]+:\d+ .*after: .*connection refused/);
+      expect(backingOff.json.problems.join('\n')).not.toContain('no worker applies');
       const human = await runCli(['status', file], { env });
       expect(human.stdout).toMatch(/last error .* ago: .*connection refused/);
       // Retrying against a provider that is down leaks no subscriber connection (the copier keeps one).
@@ -60,6 +66,18 @@ describe('pgconvey status', () => {
       expect(human.stdout).toMatch(/ticker running/);
       expect(human.stdout).toMatch(/worker running {2}lag/);
       expect(human.stdout).toContain('All replication is running.');
+
+      // A second worker process for the same subscription cannot take its lock: its error is its own.
+      const second = startCli(['engine', 'worker', '--provider', p.dsn, '--subscriber', s.dsn, '--queue', 'shop', '--consumer', 'new_leaf']);
+      try {
+        await waitFor('the second process to show', async () => (await status()).json.problems.some((x: string) => x.includes('also tries to run it')), 30_000, 200);
+        const both = await status();
+        expect(both.code).toBe(1);
+        expect(both.json.queues[0].subscribers[0].worker_running).toBe(true);
+        expect(both.json.problems.join('\n')).toMatch(/the worker of new_leaf runs, and process [^ ]+:\d+ .* also tries to run it and fails/);
+      } finally {
+        await second.kill('SIGTERM');
+      }
     } finally {
       await run.kill('SIGTERM');
     }

@@ -210,7 +210,7 @@ describe('pgconvey switchover', () => {
       // Switch back; the reverse worker is stopped first, so switchover drains the last write itself.
       await reverseWorker.kill('SIGTERM');
       await neu.query("INSERT INTO public.customers (name) VALUES ('last on new')");
-      const back = await runCli(['switchover', file, '--to', 'old', '--auto-approve', '--verify', 'none'], { env, timeoutMs: 120_000 });
+      const back = await runCli(['switchover', file, '--to', 'old', '--auto-approve', '--verify', 'none', '--max-lag', '1min'], { env, timeoutMs: 120_000 });
       expect(back.code, back.stdout + back.stderr).toBe(0);
       console.log(`switchover --to old:\n${back.stdout}`);
       expect(back.stdout).toContain("switchover's own worker");
@@ -264,11 +264,14 @@ describe('pgconvey switchover', () => {
       expect(noop.code, noop.stdout).toBe(0);
       expect(noop.stdout).toContain('Nothing to do');
 
-      // A switchover interrupted right after the fence: switching back says so; running it again finishes it.
+      // OLD fenced by hand (or by an older pgconvey) but never handed over: switching back undoes the fence;
+      // fenced again, switching over resumes after the fence.
       await old.query(format('ALTER DATABASE %I SET default_transaction_read_only = on', old.name));
       const half = await runCli(['switchover', file, '--to', 'old', '--auto-approve'], { env });
-      expect(half.code, half.stdout).toBe(1);
-      expect(half.stdout).toContain('error switchover_interrupted');
+      expect(half.code, half.stdout).toBe(0);
+      expect(half.stdout).toContain('Undone:');
+      expect(await fenced()).toBe(false);
+      await old.query(format('ALTER DATABASE %I SET default_transaction_read_only = on', old.name));
 
       // Without --reverse, switching back would lose writes: refused.
       apply = worker(old, neu, 'shop', 'new');
@@ -278,7 +281,7 @@ describe('pgconvey switchover', () => {
       expect(report.outcome).toBe('switched');
       expect(report.steps[0].detail).toContain('resuming: writes already fenced');
       expect(typeof report.write_unavailable_ms).toBe('number');
-      expect(report.steps.map((s: { step: string }) => s.step)).toEqual(['preconditions', 'fence', 'drain', 'sequences', 'verify', 'handover']);
+      expect(report.steps.map((s: { step: string }) => s.step)).toEqual(['preconditions', 'fence-target', 'fence', 'drain', 'sequences', 'verify', 'handover']);
       console.log(`switchover --to new (no reverse): writes unavailable ${report.write_unavailable_ms} ms`);
       const back = await runCli(['switchover', file, '--to', 'old', '--auto-approve'], { env });
       expect(back.code, back.stdout).toBe(1);

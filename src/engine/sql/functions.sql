@@ -806,3 +806,83 @@ BEGIN
   END IF;
   RETURN v_cur;
 END $$;
+
+-- ===== fences (migration 0008; issue 11) — kept at the end of this file =====
+
+-- The tables of this database that pgconvey captures or applies: the ones a fence covers.
+CREATE OR REPLACE FUNCTION pgconvey.fence_tables()
+RETURNS SETOF regclass LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT DISTINCT to_regclass(format('%I.%I', t.s, t.n))
+    FROM (SELECT table_schema AS s, table_name AS n FROM pgconvey.captured_table
+          UNION SELECT table_schema, table_name FROM pgconvey.subscriber_table) t
+   WHERE to_regclass(format('%I.%I', t.s, t.n)) IS NOT NULL
+$$;
+
+-- The fence trigger: refuses every write of a session that is not in replica mode.
+CREATE OR REPLACE FUNCTION pgconvey.fence_refuse()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RAISE EXCEPTION 'cannot execute % on %.% in a read-only transaction: the database is fenced by a pgconvey switchover',
+                  TG_OP, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
+    USING ERRCODE = 'read_only_sql_transaction',
+          HINT = 'write to the node that takes writes (see pgconvey status)';
+END
+$$;
+
+-- Puts the fence trigger on every fence table that lacks it (or has it disabled); returns how many tables are fenced.
+CREATE OR REPLACE FUNCTION pgconvey.install_fence_triggers()
+RETURNS integer LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_rel regclass;
+  v_enabled "char";
+  v_n integer := 0;
+BEGIN
+  FOR v_rel IN SELECT r FROM pgconvey.fence_tables() r ORDER BY 1 LOOP
+    SELECT t.tgenabled INTO v_enabled FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v_rel AND t.tgname = 'pgconvey_fence';
+    IF NOT FOUND THEN
+      EXECUTE format('CREATE TRIGGER pgconvey_fence BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.fence_refuse()', v_rel);
+    ELSIF v_enabled <> 'O' THEN
+      EXECUTE format('ALTER TABLE %s ENABLE TRIGGER pgconvey_fence', v_rel);
+    END IF;
+    v_n := v_n + 1;
+  END LOOP;
+  RETURN v_n;
+END
+$$;
+
+-- Removes every fence trigger of this database; returns how many.
+CREATE OR REPLACE FUNCTION pgconvey.remove_fence_triggers()
+RETURNS integer LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_rel regclass;
+  v_n integer := 0;
+BEGIN
+  FOR v_rel IN SELECT t.tgrelid::regclass FROM pg_catalog.pg_trigger t
+                WHERE t.tgname = 'pgconvey_fence' AND t.tgfoid = 'pgconvey.fence_refuse()'::regprocedure ORDER BY 1 LOOP
+    EXECUTE format('DROP TRIGGER pgconvey_fence ON %s', v_rel);
+    v_n := v_n + 1;
+  END LOOP;
+  RETURN v_n;
+END
+$$;
+
+-- The capture triggers of a queue's tables as they are: per captured table and trigger (row, truncate) its name and
+-- tgenabled ('O' fires for ordinary sessions, as it must; 'D' disabled, 'R' replica only, 'A' always) or 'missing'.
+CREATE OR REPLACE FUNCTION pgconvey.capture_trigger_state(p_queue text)
+RETURNS TABLE (table_schema text, table_name text, trigger_kind text, trigger_name text, enabled text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT c.table_schema, c.table_name, k.kind, k.name,
+         coalesce((SELECT t.tgenabled::text FROM pg_catalog.pg_trigger t
+                    WHERE t.tgrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name)) AND t.tgname = k.name), 'missing')
+    FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
+   CROSS JOIN LATERAL (VALUES ('row', 'pgconvey_capture_' || q.queue_id), ('truncate', 'pgconvey_truncate_' || q.queue_id)) k(kind, name)
+   WHERE q.queue_name = p_queue
+   ORDER BY 1, 2, 3
+$$;
+
+-- ===== end of fences =====
