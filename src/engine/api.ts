@@ -164,10 +164,18 @@ export async function recordWorkerError(subscriber: pg.Client, queue: string, co
   ]);
 }
 
-/** Copies a table again from scratch (state `pending`), while the others go on replicating. */
+/**
+ * Copies a table again from scratch (state `pending`), while the others go on
+ * replicating. A new generation ends any copy of the table in progress (it
+ * checks its generation before loading) and releases its pin. The UPDATE waits
+ * for a batch that applies the table (it holds the row FOR SHARE) or a copy
+ * loading it (FOR UPDATE), so it never comes between their read and their commit.
+ */
 export async function resyncTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string): Promise<void> {
   const r = await subscriber.query(
-    "UPDATE pgconvey.subscriber_table SET state = 'pending', state_since = now(), copy_snapshot = NULL, copy_tick = NULL WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4",
+    `UPDATE pgconvey.subscriber_table SET state = 'pending', state_since = now(), copy_snapshot = NULL, copy_tick = NULL,
+            copy_generation = pg_catalog.nextval('pgconvey.copy_generation_seq'), copy_pin = NULL, last_error = NULL, last_error_at = NULL, copy_failures = 0
+      WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4`,
     [queue, consumer, schema, table],
   );
   if (r.rowCount === 0) throw new Error(`table ${schema}.${table} is not part of subscription "${consumer}" of queue "${queue}"`);
