@@ -225,14 +225,26 @@ export interface TableStatus {
   /** Seconds left for a copy in progress, estimated from its rate and the expected rows. */
   etaSeconds: number | null;
   lastError: string | null;
+  /** When the last copy attempt failed, and how many failed since the last good copy (engine version 7). */
+  lastErrorAt?: Date | null;
+  copyFailures?: number;
+  /** The copy the state belongs to: its pin on the provider and generation (engine version 7). */
+  copyPin?: string | null;
+  copyGeneration?: string | null;
+  /** The copy's snapshot while the table merges. */
+  copySnapshot?: string | null;
+  /** What the table waits for, when it waits (filled in by `status`: a lock holder, the next tick or batch). */
+  waitingFor?: string | null;
 }
 
 /** Per table of a subscription: its state, and for copies the progress, rate and estimated time left. */
 export async function tableStatus(subscriber: pg.Client, queue: string, consumer: string): Promise<TableStatus[]> {
   const { rows } = await subscriber.query(
-    `SELECT table_schema, table_name, state, state_since, rows_copied, bytes_copied, rows_expected, last_error,
+    `SELECT table_schema, table_name, state, state_since, rows_copied, bytes_copied, rows_expected, last_error, copy_snapshot,
+            (to_jsonb(t) ->> 'last_error_at')::timestamptz AS last_error_at, coalesce((to_jsonb(t) ->> 'copy_failures')::int, 0) AS copy_failures,
+            to_jsonb(t) ->> 'copy_pin' AS copy_pin, to_jsonb(t) ->> 'copy_generation' AS copy_generation,
             extract(epoch FROM coalesce(copy_finished_at, now()) - copy_started_at) AS seconds
-       FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 ORDER BY table_schema, table_name`,
+       FROM pgconvey.subscriber_table t WHERE queue_name = $1 AND consumer_name = $2 ORDER BY table_schema, table_name`,
     [queue, consumer],
   );
   return rows.map((r) => {
@@ -252,6 +264,11 @@ export async function tableStatus(subscriber: pg.Client, queue: string, consumer
       rowsPerSecond: rate,
       etaSeconds: r.state === 'copying' && rate && expected !== null ? Math.max(0, (expected - rowsCopied) / rate) : null,
       lastError: r.last_error,
+      lastErrorAt: r.last_error_at,
+      copyFailures: Number(r.copy_failures),
+      copyPin: r.copy_pin,
+      copyGeneration: r.copy_generation,
+      copySnapshot: r.copy_snapshot,
     };
   });
 }
