@@ -9,7 +9,12 @@
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { introspectDatabases } from '../../src/catalog/index.js';
+import { loadDesiredStateFromText } from '../../src/config/index.js';
 import * as engine from '../../src/engine/index.js';
+import { collectStatus } from '../../src/operations/index.js';
+import { buildPlan } from '../../src/planner/index.js';
+import { twoNodeYaml } from '../harness/desired-file.js';
 import { waitFor } from '../harness/compare.js';
 import { freshDatabase, type TestDatabase } from '../harness/databases.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
@@ -187,6 +192,13 @@ describe('copy, resync, merge and apply races', () => {
     await wp.end().catch(() => undefined);
     const leaked = await pins();
     expect(leaked.length).toBe(1);
+    // plan and status say so.
+    const loaded = loadDesiredStateFromText('races.yaml', twoNodeYaml({ queue: Q, root: 'root', leaf: C, oldDsn: pdb.dsn, newDsn: sdb.dsn }), {});
+    const plan = buildPlan({ state: loaded.state!, catalogs: await introspectDatabases(loaded.state!.databases), engineVersion: engine.ENGINE_VERSION });
+    expect(plan.actions.filter((a) => a.kind === 'remove_consumer').map((a) => a.object)).toEqual(leaked);
+    const status = await collectStatus(loaded.state!);
+    expect(status.problems.filter((p) => p.includes('stale copy pin'))).toHaveLength(1);
+    expect(status.problems.find((p) => p.includes('stale copy pin'))).toContain(leaked[0]);
 
     await startWorker();
     await catchUp();
