@@ -10,7 +10,8 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { introspectDatabases } from '../../src/catalog/index.js';
-import { loadDesiredStateFromText } from '../../src/config/index.js';
+import { loadDesiredStateFromText, parseDsn } from '../../src/config/index.js';
+import { connect } from '../../src/db/index.js';
 import * as engine from '../../src/engine/index.js';
 import { collectStatus } from '../../src/operations/index.js';
 import { buildPlan } from '../../src/planner/index.js';
@@ -35,6 +36,8 @@ describe('copy, resync, merge and apply races', () => {
   const state = async (table: string) => (await sub.query<{ state: string }>('SELECT state FROM pgconvey.subscriber_table WHERE table_name = $1', [table])).rows[0]?.state;
   const pins = async () => (await prov.query<{ name: string }>("SELECT consumer_name AS name FROM pgconvey.consumer WHERE consumer_name LIKE 'copy:%' ORDER BY 1")).rows.map((r) => r.name);
   const rows = async (c: pg.Client, table: string) => (await c.query(`SELECT id::text, v::text FROM public.${table} ORDER BY id`)).rows as Array<{ id: string; v: string }>;
+
+  const desiredState = () => loadDesiredStateFromText('races.yaml', twoNodeYaml({ queue: Q, root: 'root', leaf: C, oldDsn: pdb.dsn, newDsn: sdb.dsn }), {}).state!;
 
   async function startWorker(): Promise<void> {
     wp = await pdb.connect();
@@ -135,10 +138,16 @@ describe('copy, resync, merge and apply races', () => {
     const reader = await sdb.connect();
     await reader.query('BEGIN');
     await reader.query('SELECT count(*) FROM public.w');
-    const copy = engine.copyTable(open(pdb), open(sdb), { queue: Q, consumer: C, schema: 'public', table: 'w' });
+    // Through connect(), as the copy daemon opens them: status recognises the copy's sessions.
+    const openCopy = (db: TestDatabase) => () => connect(parseDsn(db.dsn), 'copy');
+    const copy = engine.copyTable(openCopy(pdb), openCopy(sdb), { queue: Q, consumer: C, schema: 'public', table: 'w' });
     copy.catch(() => undefined);
     const readerPid = (await reader.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
     await waitFor('the copy to wait for the reader', async () => (await sessionsWaitingOnLock(sdb, [readerPid])) > 0, 20_000);
+    const status = await collectStatus(desiredState());
+    const w = status.queues[0]!.subscribers[0]!.tables.find((t) => t.table === 'w')!;
+    expect(w.state).toBe('copying');
+    expect(w.waitingFor).toContain(`a lock on the subscriber held by pid ${readerPid} (idle in transaction`);
     const alter = await pdb.connect();
     await alter.query("SET lock_timeout = '20s'");
     await alter.query('ALTER TABLE public.w ALTER COLUMN v TYPE bigint');
@@ -193,10 +202,9 @@ describe('copy, resync, merge and apply races', () => {
     const leaked = await pins();
     expect(leaked.length).toBe(1);
     // plan and status say so.
-    const loaded = loadDesiredStateFromText('races.yaml', twoNodeYaml({ queue: Q, root: 'root', leaf: C, oldDsn: pdb.dsn, newDsn: sdb.dsn }), {});
-    const plan = buildPlan({ state: loaded.state!, catalogs: await introspectDatabases(loaded.state!.databases), engineVersion: engine.ENGINE_VERSION });
+    const plan = buildPlan({ state: desiredState(), catalogs: await introspectDatabases(desiredState().databases), engineVersion: engine.ENGINE_VERSION });
     expect(plan.actions.filter((a) => a.kind === 'remove_consumer').map((a) => a.object)).toEqual(leaked);
-    const status = await collectStatus(loaded.state!);
+    const status = await collectStatus(desiredState());
     expect(status.problems.filter((p) => p.includes('stale copy pin'))).toHaveLength(1);
     expect(status.problems.find((p) => p.includes('stale copy pin'))).toContain(leaked[0]);
 
