@@ -111,7 +111,7 @@ async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
       queue: s.queue,
       consumer: s.consumer,
       completedTick: s.completed_tick,
-      tables: subscriberTables.filter((t) => t.queue === s.queue && t.consumer === s.consumer).map((t) => ({ schema: t.schema, name: t.name, state: t.state })),
+      tables: subscriberTables.filter((t) => t.queue === s.queue && t.consumer === s.consumer).map((t) => ({ schema: t.schema, name: t.name, state: t.state, copyPin: t.copy_pin, copyGeneration: t.copy_generation })),
     })),
   };
 }

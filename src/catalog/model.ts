@@ -90,7 +90,8 @@ export interface EngineSubscriptionInfo {
   queue: string;
   consumer: string;
   completedTick: string | null;
-  tables: Array<{ schema: string; name: string; state: string }>;
+  /** copyPin/copyGeneration: the copy the table's state belongs to (null before engine version 7). */
+  tables: Array<{ schema: string; name: string; state: string; copyPin: string | null; copyGeneration: string | null }>;
 }
 
 export interface EngineInfo {

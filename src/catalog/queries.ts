@@ -103,4 +103,7 @@ export const ENGINE_SEQUENCES_SQL = `SELECT queue_id, seq_schema AS schema, seq_
 
 /** Subscriptions held in this database (as a subscriber), and their tables. */
 export const ENGINE_SUBSCRIPTIONS_SQL = `SELECT queue_name AS queue, consumer_name AS consumer, completed_tick::text AS completed_tick FROM pgconvey.subscription ORDER BY 1, 2`;
-export const ENGINE_SUBSCRIBER_TABLES_SQL = `SELECT queue_name AS queue, consumer_name AS consumer, table_schema AS schema, table_name AS name, state FROM pgconvey.subscriber_table ORDER BY 1, 2, 3, 4`;
+/** Subscriber tables with the copy each state belongs to (copy_pin, copy_generation: engine version 7; NULL before). */
+export const ENGINE_SUBSCRIBER_TABLES_SQL = `SELECT queue_name AS queue, consumer_name AS consumer, table_schema AS schema, table_name AS name, state,
+         to_jsonb(t) ->> 'copy_pin' AS copy_pin, to_jsonb(t) ->> 'copy_generation' AS copy_generation
+    FROM pgconvey.subscriber_table t ORDER BY 1, 2, 3, 4`;

@@ -13,6 +13,7 @@ import {
   SubscriberSchemaError,
   Ticker,
   clearPiece,
+  copiesDue,
   copyPendingTables,
   recordPieceBackoff,
   recordPieceRunning,
@@ -186,7 +187,7 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
     // One lasting connection to look for work; a copy opens its own connections.
     connect: () => connect(options.subscriber, 'copy'),
     async step(subscriber) {
-      if (!holdsLock() || !(await copiesWaiting(subscriber, options.queue, options.consumer))) return 500;
+      if (!holdsLock() || !(await copiesDue(subscriber, options.queue, options.consumer))) return 500;
       await copyPendingTables(
         () => connect(options.provider, 'copy'),
         () => connect(options.subscriber, 'copy'),
@@ -199,21 +200,17 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
             options.events?.tableCopied?.(options.queue, options.consumer, `${schema}.${table}`, r.rows, r.bytes);
             log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
           },
+          // Every failed copy: a log line, a count, and (on the table's row) its error for status; it is retried with backoff.
+          onFailed: (schema, table, err) => {
+            options.events?.copyFailed?.(options.queue, options.consumer, `${schema}.${table}`);
+            log.error('copy failed; it is retried with backoff', { table: `${schema}.${table}`, error: errorText(err) });
+          },
         },
       );
       return 500;
     },
     close: (subscriber) => subscriber.end(),
   });
-}
-
-/** Whether tables of the subscription wait for their initial copy. */
-async function copiesWaiting(subscriber: pg.Client, queue: string, consumer: string): Promise<boolean> {
-  const { rows } = await subscriber.query<{ n: number }>(
-    "SELECT count(*)::int AS n FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('pending', 'copying')",
-    [queue, consumer],
-  );
-  return rows[0]!.n > 0;
 }
 
 /** Keeps the worker's last error on the subscriber for `status`; best effort (the subscriber may be what failed). */

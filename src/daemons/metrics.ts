@@ -1,6 +1,6 @@
 /**
  * Prometheus metrics of `pgconvey run` (prom-client): counters fed by the
- * daemons as they work (batches, events, ticks, copies, errors, batch
+ * daemons as they work (batches, events, ticks, copies, failed copies, errors, batch
  * duration) and gauges refreshed from the databases every few seconds (lag in
  * seconds and events, tables per state, copy progress, daemons running),
  * served as text on `/metrics` by a small HTTP server.
@@ -14,6 +14,7 @@ export interface DaemonEvents {
   batchApplied(queue: string, node: string, events: number, seconds: number): void;
   ticked(queue: string): void;
   tableCopied(queue: string, node: string, table: string, rows: number, bytes: number): void;
+  copyFailed(queue: string, node: string, table: string): void;
   error(component: string): void;
 }
 
@@ -31,6 +32,7 @@ export class RunMetrics implements DaemonEvents {
   private readonly ticks = new Counter({ name: 'pgconvey_ticks_total', help: 'Ticks made by this process', labelNames: ['queue'], registers: [this.registry] });
   private readonly copiedRows = new Counter({ name: 'pgconvey_copy_rows_total', help: 'Rows copied by initial copies of this process', labelNames: ['queue', 'node'], registers: [this.registry] });
   private readonly copiedBytes = new Counter({ name: 'pgconvey_copy_bytes_total', help: 'Bytes copied by initial copies of this process', labelNames: ['queue', 'node'], registers: [this.registry] });
+  private readonly copyFailures = new Counter({ name: 'pgconvey_copy_failures_total', help: 'Initial copies that failed (each is retried with backoff)', labelNames: ['queue', 'node', 'table'], registers: [this.registry] });
   private readonly errors = new Counter({ name: 'pgconvey_errors_total', help: 'Errors met by a daemon (each is retried or stops it)', labelNames: ['component'], registers: [this.registry] });
   private readonly lagSeconds = new Gauge({ name: 'pgconvey_lag_seconds', help: 'Age of the last tick a subscriber has applied', labelNames: ['queue', 'node'], registers: [this.registry] });
   private readonly lagEvents = new Gauge({ name: 'pgconvey_lag_events', help: 'Events the provider holds that a subscriber has not applied', labelNames: ['queue', 'node'], registers: [this.registry] });
@@ -56,6 +58,10 @@ export class RunMetrics implements DaemonEvents {
   tableCopied(queue: string, node: string, _table: string, rows: number, bytes: number): void {
     this.copiedRows.inc({ queue, node }, rows);
     this.copiedBytes.inc({ queue, node }, bytes);
+  }
+
+  copyFailed(queue: string, node: string, table: string): void {
+    this.copyFailures.inc({ queue, node, table });
   }
 
   error(component: string): void {

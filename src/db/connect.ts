@@ -1,7 +1,8 @@
 /**
  * Opening connections: a ConnectionSpec (from the desired state, or a DSN on
  * the command line) becomes a connected `pg.Client` with an application_name
- * that names the pgconvey role (`pgconvey:worker`…), and connection failures
+ * that names the pgconvey role (`pgconvey:worker`…) and none of the server's
+ * timeouts (statement, lock, idle in transaction…), and connection failures
  * become messages that say what to fix — never with a password in them.
  */
 import pg from 'pg';
@@ -9,6 +10,13 @@ import { maskDsn, scrubSecrets } from '../kernel/index.js';
 import { describeConnection, type ConnectionSpec } from '../config/connection.js';
 
 export type PgClient = pg.Client;
+
+/** Timeouts every server from PostgreSQL 10 knows, off at connection start. */
+const SESSION_TIMEOUTS = '-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0';
+
+/** Timeouts of newer servers (idle_session_timeout: 14, transaction_timeout: 17), off when the server has them. */
+const NEWER_TIMEOUTS_SQL =
+  "SELECT pg_catalog.set_config(name, '0', false) FROM pg_catalog.pg_settings WHERE name IN ('idle_session_timeout', 'transaction_timeout') AND setting <> '0'";
 
 export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfig {
   return {
@@ -24,7 +32,9 @@ export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfi
     keepAliveInitialDelayMillis: 10_000,
     // A switchover fences the old root with `ALTER DATABASE … SET default_transaction_read_only`;
     // pgconvey's own sessions (ticks, batches, the reverse worker) must still write there.
-    options: '-c default_transaction_read_only=off',
+    // The server's (database's, role's) timeouts must not cancel a COPY, a batch or a merge: every
+    // session starts without them, and a wait that must stay short bounds itself (SET LOCAL lock_timeout).
+    options: `-c default_transaction_read_only=off ${SESSION_TIMEOUTS}`,
     ...(spec.sslmode && spec.sslmode !== 'disable' && spec.sslmode !== 'allow' && spec.sslmode !== 'prefer'
       ? { ssl: spec.sslmode === 'require' ? { rejectUnauthorized: false } : true }
       : {}),
@@ -52,6 +62,7 @@ export async function connect(spec: ConnectionSpec, role: string): Promise<PgCli
   client.on('error', () => undefined);
   try {
     await client.connect();
+    await client.query(NEWER_TIMEOUTS_SQL);
   } catch (err) {
     await client.end().catch(() => undefined);
     throw translateConnectError(err, spec);

@@ -164,10 +164,18 @@ export async function recordWorkerError(subscriber: pg.Client, queue: string, co
   ]);
 }
 
-/** Copies a table again from scratch (state `pending`), while the others go on replicating. */
+/**
+ * Copies a table again from scratch (state `pending`), while the others go on
+ * replicating. A new generation ends any copy of the table in progress (it
+ * checks its generation before loading) and releases its pin. The UPDATE waits
+ * for a batch that applies the table (it holds the row FOR SHARE) or a copy
+ * loading it (FOR UPDATE), so it never comes between their read and their commit.
+ */
 export async function resyncTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string): Promise<void> {
   const r = await subscriber.query(
-    "UPDATE pgconvey.subscriber_table SET state = 'pending', state_since = now(), copy_snapshot = NULL, copy_tick = NULL WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4",
+    `UPDATE pgconvey.subscriber_table SET state = 'pending', state_since = now(), copy_snapshot = NULL, copy_tick = NULL,
+            copy_generation = pg_catalog.nextval('pgconvey.copy_generation_seq'), copy_pin = NULL, last_error = NULL, last_error_at = NULL, copy_failures = 0
+      WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4`,
     [queue, consumer, schema, table],
   );
   if (r.rowCount === 0) throw new Error(`table ${schema}.${table} is not part of subscription "${consumer}" of queue "${queue}"`);
@@ -217,14 +225,26 @@ export interface TableStatus {
   /** Seconds left for a copy in progress, estimated from its rate and the expected rows. */
   etaSeconds: number | null;
   lastError: string | null;
+  /** When the last copy attempt failed, and how many failed since the last good copy (engine version 7). */
+  lastErrorAt?: Date | null;
+  copyFailures?: number;
+  /** The copy the state belongs to: its pin on the provider and generation (engine version 7). */
+  copyPin?: string | null;
+  copyGeneration?: string | null;
+  /** The copy's snapshot while the table merges. */
+  copySnapshot?: string | null;
+  /** What the table waits for, when it waits (filled in by `status`: a lock holder, the next tick or batch). */
+  waitingFor?: string | null;
 }
 
 /** Per table of a subscription: its state, and for copies the progress, rate and estimated time left. */
 export async function tableStatus(subscriber: pg.Client, queue: string, consumer: string): Promise<TableStatus[]> {
   const { rows } = await subscriber.query(
-    `SELECT table_schema, table_name, state, state_since, rows_copied, bytes_copied, rows_expected, last_error,
+    `SELECT table_schema, table_name, state, state_since, rows_copied, bytes_copied, rows_expected, last_error, copy_snapshot,
+            (to_jsonb(t) ->> 'last_error_at')::timestamptz AS last_error_at, coalesce((to_jsonb(t) ->> 'copy_failures')::int, 0) AS copy_failures,
+            to_jsonb(t) ->> 'copy_pin' AS copy_pin, to_jsonb(t) ->> 'copy_generation' AS copy_generation,
             extract(epoch FROM coalesce(copy_finished_at, now()) - copy_started_at) AS seconds
-       FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 ORDER BY table_schema, table_name`,
+       FROM pgconvey.subscriber_table t WHERE queue_name = $1 AND consumer_name = $2 ORDER BY table_schema, table_name`,
     [queue, consumer],
   );
   return rows.map((r) => {
@@ -244,6 +264,11 @@ export async function tableStatus(subscriber: pg.Client, queue: string, consumer
       rowsPerSecond: rate,
       etaSeconds: r.state === 'copying' && rate && expected !== null ? Math.max(0, (expected - rowsCopied) / rate) : null,
       lastError: r.last_error,
+      lastErrorAt: r.last_error_at,
+      copyFailures: Number(r.copy_failures),
+      copyPin: r.copy_pin,
+      copyGeneration: r.copy_generation,
+      copySnapshot: r.copy_snapshot,
     };
   });
 }

@@ -29,3 +29,15 @@ export function lateTransactions(start: TxidSnapshot, end: TxidSnapshot): bigint
   const stillRunning = new Set(end.xip.map(String));
   return start.xip.filter((x) => !stillRunning.has(String(x)));
 }
+
+/**
+ * Whether every transaction visible in `inner` is visible in `outer` (a
+ * snapshot taken after `inner` always is). Transactions that aborted cannot
+ * be told apart here, so they count as visible: the answer errs on "no".
+ */
+export function snapshotSees(outer: TxidSnapshot, inner: TxidSnapshot): boolean {
+  if (outer.xmax < inner.xmax) return false;
+  const runningInInner = new Set(inner.xip.map(String));
+  // Running in `outer` yet below inner's xmax: visible in `inner` unless it was running there too.
+  return outer.xip.every((x) => x >= inner.xmax || runningInInner.has(String(x)));
+}

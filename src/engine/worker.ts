@@ -10,17 +10,19 @@
 import type pg from 'pg';
 import { sqlFormat as format } from '../kernel/index.js';
 import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
-import { syncSequences, unregisterConsumer } from './api.js';
+import { syncSequences } from './api.js';
 import { finishBatch, nextBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
-import { copyPinName } from './copier.js';
-import { parseSnapshot } from './snapshot.js';
+import { dropStalePins } from './copier.js';
+import { parseSnapshot, snapshotSees } from './snapshot.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
   statements: TableStatements;
   copySnapshot: string | null;
   copyTick: string | null;
+  /** The copy (or resync) the table's state belongs to, as read (and locked) by this batch. */
+  copyGeneration: string;
 }
 
 export interface WorkerOptions {
@@ -159,20 +161,20 @@ export class ApplyWorker {
       await readBatch(this.provider, batch, new Set(tables.keys()), apply, { skipVisibleIn });
       await applier.finish();
       // A copied table is merged once no later batch can hold a transaction its copy already has:
-      // later batches start at this end tick, and every transaction of the copy finished before it.
-      const endXmin = parseSnapshot(batch.endSnapshot).xmin;
+      // later batches start at this end tick, so it is enough that its snapshot sees all the copy saw.
+      const end = parseSnapshot(batch.endSnapshot);
       // Every merging table records how far its events are applied, so that a restarted worker
       // replays exactly the range it skipped while the table was being copied, and nothing twice.
       for (const t of merging) {
-        const done = endXmin >= parseSnapshot(t.copySnapshot!).xmax;
+        const done = snapshotSees(end, parseSnapshot(t.copySnapshot!));
         await this.setTableState(t, done ? 'ok' : 'catching-up', batch.endTick);
       }
       await this.advanceSequences(0);
       await this.subscriber.query(
         format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; COMMIT', batch.endTick, queue, consumer),
       );
-      // Our own position now holds the events the copies' pins held.
-      for (const t of merging) await unregisterConsumer(this.provider, queue, copyPinName(consumer, t.statements.table.schema, t.statements.table.name));
+      // Our own position now holds the events the merged copies' pins held; leaked pins go too.
+      await dropStalePins(this.provider, this.subscriber, queue, consumer);
       await finishBatch(this.provider, queue, consumer, batch.endTick);
       return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started };
     } catch (err) {
@@ -204,8 +206,8 @@ export class ApplyWorker {
     const table = t.statements.table;
     await this.subscriber.query(
       `UPDATE pgconvey.subscriber_table SET state = $5, copy_tick = $6, state_since = CASE WHEN state = $5 THEN state_since ELSE now() END
-        WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4`,
-      [this.options.queue, this.options.consumer, table.schema, table.name, state, tick],
+        WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4 AND copy_generation = $7`,
+      [this.options.queue, this.options.consumer, table.schema, table.name, state, tick, t.copyGeneration],
     );
   }
 
@@ -236,8 +238,11 @@ export class ApplyWorker {
       'SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = $1',
       [queueId],
     );
-    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: string; copy_snapshot: string | null; copy_tick: string | null }>(
-      "SELECT table_schema, table_name, state, copy_snapshot, copy_tick FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('ok', 'catching-up')",
+    // Read inside the batch's transaction and locked until it ends: a resync or a copy of one of
+    // these tables waits for this batch, and this batch never applies to a table being copied.
+    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: string; copy_snapshot: string | null; copy_tick: string | null; copy_generation: string }>(
+      `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
+        WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('ok', 'catching-up') FOR SHARE`,
       [this.options.queue, this.options.consumer],
     );
     const wanted = new Map(applied.rows.map((r) => [`${r.table_schema}\u0000${r.table_name}`, r]));
@@ -253,7 +258,7 @@ export class ApplyWorker {
         this.statements.set(cacheKey, st);
       }
       const merging = sub.state === 'catching-up' && sub.copy_snapshot !== null;
-      out.set(r.table_id, { statements: st, copySnapshot: merging ? sub.copy_snapshot : null, copyTick: merging ? sub.copy_tick : null });
+      out.set(r.table_id, { statements: st, copySnapshot: merging ? sub.copy_snapshot : null, copyTick: merging ? sub.copy_tick : null, copyGeneration: sub.copy_generation });
     }
     return out;
   }

@@ -1,7 +1,8 @@
 /**
  * kernel — the small shared vocabulary every other module may use: diagnostics
  * (problems with a code, a position and a fix hint), secret masking for DSNs,
- * and duration parsing. It owns no domain logic and performs no I/O.
+ * duration parsing, and the names of copy pins with the rule of which are
+ * still needed (shared by the engine, plan and status). It performs no I/O.
  *
  * Must not import: any other src/ module (it is the bottom of the graph), `pg`,
  * `@oclif/core`, `chalk`.
@@ -11,3 +12,4 @@ export * from './secrets.js';
 export * from './duration.js';
 export * from './suggest.js';
 export * from './sql-format.js';
+export * from './copy-pins.js';

@@ -12,10 +12,10 @@
 import type pg from 'pg';
 import type { DatabaseSpec, DesiredState, NodeSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
-import { quoteQualified } from '../kernel/index.js';
+import { copyPinOwner, isCopyPin, quoteQualified, stalePins } from '../kernel/index.js';
 
 export type { FenceState, PieceProcess } from '../engine/index.js';
-import { isFenced, queueStatus, readFence, readPiece, tableStatus, type FenceState, type PieceProcess, type TableStatus } from '../engine/index.js';
+import { isFenced, parseSnapshot, queueStatus, readFence, readPiece, snapshotSees, tableStatus, type FenceState, type PieceProcess, type TableStatus } from '../engine/index.js';
 
 export interface NodeStatusBase {
   node: string;
@@ -74,6 +74,8 @@ export interface QueueReport {
   reverse: boolean;
   root: RootStatus;
   subscribers: SubscriberStatus[];
+  /** Copy pins on the root that no copy needs (the worker drops them after its next batch; plan removes them). */
+  stalePins?: string[];
 }
 
 export interface StatusReport {
@@ -138,7 +140,14 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
         const c = consumers.find((x) => x.consumer === leaf.name);
         subscribers.push(await readSubscriber(queue.name, leaf, dbOf(leaf), client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null));
       }
-      queues.push({ queue: queue.name, reverse: false, root, subscribers });
+      // Pins were read (with the consumers) before the tables: see stalePins.
+      const leafNames = new Set(queue.nodes.filter((n) => n.type === 'leaf').map((n) => n.name));
+      const pins = consumers.map((c) => c.consumer ?? '').filter((n) => isCopyPin(n) && (!options.node || copyPinOwner(n) === options.node));
+      const holders = new Map(subscribers.filter((s) => s.subscribed).map((s) => [s.node, s.tables.map((t) => ({ state: t.state, copyPin: t.copyPin ?? null, copyGeneration: t.copyGeneration ?? null }))]));
+      const unread = new Set([...leafNames].filter((n) => !holders.has(n)));
+      const stale = stalePins(pins, holders).filter((p) => !unread.has(copyPinOwner(p) ?? ''));
+      if (root.error === null) await annotateWaits(await client(dbOf(rootNode)), queue.name, subscribers, (s) => client(dbOf(leaves.find((l) => l.name === s.node)!)));
+      queues.push({ queue: queue.name, reverse: false, root, subscribers, stalePins: stale });
     }
     queues.push(...(await reverseQueues(state, options, client)));
     return { file: state.file, takenAt: new Date(), queues, problems: [...problemsOf(queues), ...switchoverProblems(state, queues)] };
@@ -173,7 +182,7 @@ async function reverseQueues(state: DesiredState, options: { node?: string }, cl
       const consumers = root.error === null ? await queueStatus(await client(providerDb), r.queue) : [];
       const c = consumers.find((x) => x.consumer === r.consumer);
       const leaf: NodeSpec = { name: r.consumer, database: db.name, type: 'leaf', provider: rootName };
-      out.push({ queue: r.queue, reverse: true, root, subscribers: [await readSubscriber(r.queue, leaf, db, client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null)] });
+      out.push({ queue: r.queue, reverse: true, root, subscribers: [await readSubscriber(r.queue, leaf, db, client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null)], stalePins: [] });
     }
   }
   return out;
@@ -328,6 +337,7 @@ function pieceProblems(queue: string, what: string, running: boolean | null, pro
 function problemsOf(queues: QueueReport[]): string[] {
   const out: string[] = [];
   for (const q of queues) {
+    for (const pin of q.stalePins ?? []) out.push(`queue "${q.queue}": stale copy pin "${pin}" on ${q.root.node} keeps events from being emptied; the running worker drops it after its next batch (or run pgconvey plan / apply)`);
     if (q.root.error) out.push(`queue "${q.queue}": root ${q.root.node} (${q.root.display}): ${q.root.error}`);
     else out.push(...pieceProblems(q.queue, `the ticker on ${q.root.node}`, q.root.tickerRunning, q.root.tickerProcesses ?? [], `no ticker runs on ${q.root.node}; start pgconvey run`));
     for (const s of q.subscribers) {
@@ -336,7 +346,11 @@ function problemsOf(queues: QueueReport[]): string[] {
       else out.push(...pieceProblems(q.queue, `the worker of ${s.node}`, s.workerRunning, processes, `no worker applies to ${s.node}; start pgconvey run`));
       // The processes' own rows carry their errors; the subscription's last error (any process's) only without them.
       if (s.lastError && !processes.length) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
-      for (const t of s.tables) if (t.lastError) out.push(`queue "${q.queue}": ${s.node}: table ${t.schema}.${t.table} (${t.state}): ${t.lastError}`);
+      for (const t of s.tables) {
+        if (!t.lastError) continue;
+        const failed = t.copyFailures ? `copy failed ${t.copyFailures} time(s)${t.lastErrorAt ? `, last ${Math.round((Date.now() - new Date(t.lastErrorAt).getTime()) / 1000)} s ago` : ''}; retried with backoff: ` : '';
+        out.push(`queue "${q.queue}": ${s.node}: table ${t.schema}.${t.table} (${t.state}): ${failed}${t.lastError}`);
+      }
     }
     for (const t of q.root.captureTriggers ?? []) {
       const fix = t.state === 'missing' ? 'run `pgconvey apply FILE` to re-create it' : `ALTER TABLE ${t.table} ENABLE TRIGGER ${t.name}`;
@@ -345,4 +359,74 @@ function problemsOf(queues: QueueReport[]): string[] {
     }
   }
   return out;
+}
+
+/**
+ * Sessions of copies (application_name pgconvey:copy) waiting for a lock, with
+ * what holds it: a backend (pid, state, xid, how long its transaction is open)
+ * or a prepared transaction (pg_blocking_pids says 0 for those).
+ */
+const COPY_WAITS_SQL = `
+  SELECT n.nspname AS schema, c.relname AS name, bp.pid AS blocker, b.state, b.backend_xid::text AS xid, b.application_name AS app,
+         round(extract(epoch FROM clock_timestamp() - b.xact_start))::int AS xact_seconds,
+         (SELECT string_agg(format('prepared transaction %L (xid %s)', p.gid, p.transaction), ', ')
+            FROM pg_catalog.pg_prepared_xacts p JOIN pg_catalog.pg_locks pl ON pl.virtualtransaction = '-1/' || p.transaction::text
+           WHERE pl.relation = l.relation AND pl.granted) AS prepared
+    FROM pg_catalog.pg_stat_activity w
+    JOIN pg_catalog.pg_locks l ON l.pid = w.pid AND NOT l.granted AND l.locktype = 'relation'
+    JOIN pg_catalog.pg_class c ON c.oid = l.relation JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL unnest(pg_catalog.pg_blocking_pids(w.pid)) AS bp(pid)
+    LEFT JOIN pg_catalog.pg_stat_activity b ON b.pid = bp.pid
+   WHERE w.datname = current_database() AND w.application_name = 'pgconvey:copy'`;
+
+const LAST_TICK_SQL = `
+  SELECT t.tick_id::text AS tick, t.tick_snapshot::text AS snap FROM pgconvey.tick t JOIN pgconvey.queue q USING (queue_id)
+   WHERE q.queue_name = $1 ORDER BY t.tick_id DESC LIMIT 1`;
+
+interface LockWait {
+  schema: string;
+  name: string;
+  text: string;
+}
+
+async function lockWaits(c: pg.Client, side: string): Promise<LockWait[]> {
+  const { rows } = await c.query(COPY_WAITS_SQL);
+  return rows.map((r) => ({
+    schema: r.schema,
+    name: r.name,
+    text:
+      r.blocker === 0
+        ? `a lock on ${side} held by ${r.prepared ?? 'a prepared transaction'}`
+        : `a lock on ${side} held by pid ${r.blocker}${r.state ? ` (${r.state}` : ' ('}${r.xid ? `, xid ${r.xid}` : ''}${r.xact_seconds !== null ? `, transaction open ${r.xact_seconds} s` : ''}${r.app ? `, ${r.app}` : ''})`,
+  }));
+}
+
+/**
+ * What each table that is not `ok` waits for: a copy waiting for a lock (on
+ * either side) names the holder; a merging table waits for the first tick
+ * whose snapshot sees all its copy saw, then for the worker's next batch.
+ * Best effort: what cannot be read is left out.
+ */
+async function annotateWaits(root: pg.Client, queue: string, subscribers: SubscriberStatus[], clientOf: (s: SubscriberStatus) => Promise<pg.Client>): Promise<void> {
+  const busy = subscribers.filter((s) => s.tables.some((t) => t.state === 'copying' || t.state === 'catching-up'));
+  if (!busy.length) return;
+  try {
+    const last = (await root.query<{ tick: string; snap: string }>(LAST_TICK_SQL, [queue])).rows[0];
+    const providerWaits = busy.some((s) => s.tables.some((t) => t.state === 'copying')) ? await lockWaits(root, 'the provider') : [];
+    for (const s of busy) {
+      const subscriberWaits = s.tables.some((t) => t.state === 'copying') ? await lockWaits(await clientOf(s), 'the subscriber') : [];
+      for (const t of s.tables) {
+        if (t.state === 'copying') {
+          const w = [...providerWaits, ...subscriberWaits].filter((x) => quoteQualified(x.schema, x.name) === quoteQualified(t.schema, t.table));
+          if (w.length) t.waitingFor = w.map((x) => x.text).join('; ');
+        } else if (t.state === 'catching-up' && t.copySnapshot && last) {
+          t.waitingFor = snapshotSees(parseSnapshot(last.snap), parseSnapshot(t.copySnapshot))
+            ? `the worker's next batch (tick ${last.tick} sees all the copy saw)`
+            : 'a tick after the copy (is a ticker running?)';
+        }
+      }
+    }
+  } catch {
+    // Status reports what it can; a wait it cannot read is not a problem of its own.
+  }
 }

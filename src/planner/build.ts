@@ -7,7 +7,7 @@
 import type { EngineQueueSettings, NodeCatalog, TableInfo } from '../catalog/model.js';
 import type { DesiredState, NodeSpec, QueueSpec, Selection } from '../config/index.js';
 import { matchesPattern } from '../config/names.js';
-import { hasErrors, type Diagnostic } from '../kernel/index.js';
+import { copyPinOwner, hasErrors, isCopyPin, stalePins, type Diagnostic, type PinHolder } from '../kernel/index.js';
 import { ACTION_KINDS, type Action, type ActionKind, type Change } from './action.js';
 import type { Plan } from './plan.js';
 
@@ -161,9 +161,27 @@ export function buildPlan(input: PlanInput): Plan {
       add('remove_sequence', 'delete', root, { queue: queue.name, object: name, reason: 'it is carried but no longer selected by the file', params: { schema, sequence: seq } });
     }
 
+    // Copy pins no copy needs (the copy finished or failed, its table or node left the file) hold events back too.
+    const pinHolders = new Map<string, PinHolder[]>();
+    const unknown = new Set<string>();
+    for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
+      const subscription = input.catalogs[leaf.database]?.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === leaf.name);
+      if (subscription) pinHolders.set(leaf.name, subscription.tables);
+      else unknown.add(leaf.name); // not subscribed (yet): its pins, if any, are left alone
+    }
+    const stale = stalePins((queueState?.consumers ?? []).map((c) => c.name), pinHolders).filter((pin) => !unknown.has(copyPinOwner(pin) ?? ''));
+    for (const name of stale) {
+      add('remove_consumer', 'delete', root, {
+        queue: queue.name,
+        object: name,
+        reason: `the copy pin is stale (its copy is merged, failed or superseded, or its table or node left the file): it keeps the root from emptying its event tables`,
+        params: { consumer: name },
+      });
+    }
+
     // Consumers on the root that no node of the file stands for any more hold events back (and disk).
     for (const consumer of queueState?.consumers ?? []) {
-      if (consumer.name.startsWith('copy:') || queue.nodes.some((n) => n.type === 'leaf' && n.name === consumer.name)) continue;
+      if (isCopyPin(consumer.name) || queue.nodes.some((n) => n.type === 'leaf' && n.name === consumer.name)) continue;
       add('remove_consumer', 'delete', root, {
         queue: queue.name,
         object: consumer.name,

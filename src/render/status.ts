@@ -77,6 +77,7 @@ function subscriberLines(s: SubscriberStatus): string[] {
       detail = chalk.dim(`  copied ${int(t.rowsCopied)} rows${t.rowsPerSecond ? ` at ${int(t.rowsPerSecond)} rows/s` : ''}`);
     }
     out.push(`      ${name}  ${state}${detail}${t.lastError ? `  ${chalk.red(t.lastError)}` : ''}`);
+    if (t.waitingFor) out.push(chalk.dim(`      ${' '.repeat(width)}  waits for ${t.waitingFor}`));
   }
   return out;
 }
@@ -164,6 +165,8 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
           rows_per_second: t.rowsPerSecond,
           eta_seconds: t.etaSeconds,
           last_error: t.lastError,
+          copy_failures: t.copyFailures ?? 0,
+          waiting_for: t.waitingFor ?? null,
         })),
       })),
     })),

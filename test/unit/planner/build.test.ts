@@ -30,7 +30,7 @@ describe('planner', () => {
     return {
       old: catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '9', settings: shopSettings(), consumers: [{ name: 'new_leaf', lastTick: '9' }], tables: captured, sequences: [{ schema: 'public', name: 'orders_id_seq' }] }], subscriptions: [] } }),
       new: catalog(17, TABLES, {
-        engine: { version: 3, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '9', tables: captured.map((t) => ({ schema: t.schema, name: t.name, state: 'ok' })) }] },
+        engine: { version: 3, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '9', tables: captured.map((t) => ({ schema: t.schema, name: t.name, state: 'ok', copyPin: null, copyGeneration: null })) }] },
       }),
     };
   };
@@ -44,7 +44,30 @@ describe('planner', () => {
     const catalogs = converged();
     catalogs.old.engine!.queues[0]!.consumers.push({ name: 'gone_leaf', lastTick: '3' }, { name: 'copy:new_leaf:public.orders', lastTick: '8' });
     const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
-    expect(plan.actions.map((a) => `${a.change} ${a.id} ${a.destructive}`)).toEqual(['delete remove_consumer:old_root:gone_leaf true']);
+    expect(plan.actions.map((a) => `${a.change} ${a.id} ${a.destructive}`)).toEqual([
+      'delete remove_consumer:old_root:copy:new_leaf:public.orders false',
+      'delete remove_consumer:old_root:gone_leaf true',
+    ]);
+  });
+
+  it('removes stale copy pins, and keeps those a copy in progress (or a newer one) needs', () => {
+    const catalogs = converged();
+    const tables = catalogs.new.engine!.subscriptions[0]!.tables;
+    Object.assign(tables.find((t) => t.name === 'orders')!, { state: 'copying', copyPin: 'copy:new_leaf:7:public.orders', copyGeneration: '7' });
+    Object.assign(tables.find((t) => t.name === 'customers')!, { state: 'ok', copyPin: 'copy:new_leaf:5:public.customers', copyGeneration: '5' });
+    catalogs.old.engine!.queues[0]!.consumers.push(
+      { name: 'copy:new_leaf:7:public.orders', lastTick: '8' }, // its copy is running
+      { name: 'copy:new_leaf:5:public.customers', lastTick: '8' }, // merged: stale
+      { name: 'copy:new_leaf:3:public.orders', lastTick: '2' }, // superseded by generation 7: stale
+      { name: 'copy:new_leaf:9:public.audit', lastTick: '9' }, // newer than any row read: a copy that just began
+      { name: 'copy:gone_leaf:4:public.orders', lastTick: '2' }, // its node left the file: stale
+    );
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 7 });
+    expect(plan.actions.filter((a) => a.object?.startsWith('copy:')).map((a) => a.object).sort()).toEqual([
+      'copy:gone_leaf:4:public.orders',
+      'copy:new_leaf:3:public.orders',
+      'copy:new_leaf:5:public.customers',
+    ]);
   });
 
   it('flags as destructive a copy into a subscriber table that holds rows', () => {
