@@ -4,7 +4,8 @@
  * database what identifies it and a fingerprint of the parts of its catalog
  * the planner reads. `verifySavedPlan` tells whether a saved plan may still
  * be applied: refused when made for other databases, or stale when the file,
- * a catalog or the engine version changed since. Pure: no I/O, no secrets.
+ * a catalog, the engine installed in a database (its migration or content
+ * version) or the engine this pgconvey installs changed since. Pure: no I/O, no secrets.
  */
 import { createHash } from 'node:crypto';
 import type { NodeCatalog } from '../catalog/model.js';
@@ -34,6 +35,8 @@ export interface SavedPlan {
   /** sha256 of the normalised desired state, passwords left out. */
   stateFingerprint: string;
   engineVersion: number;
+  /** The content version of the engine this pgconvey installs (sha256 of its engine SQL). */
+  engineContent: string | null;
   databases: SavedDatabase[];
   plan: Plan;
 }
@@ -42,7 +45,7 @@ export type SavedPlanProblem =
   | { code: 'plan_for_other_databases'; message: string; hint: string }
   | { code: 'plan_stale'; message: string; hint: string };
 
-export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<Record<string, NodeCatalog>>; engineVersion: number; plan: Plan; now: Date }): SavedPlan {
+export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<Record<string, NodeCatalog>>; engineVersion: number; engineContent?: string; plan: Plan; now: Date }): SavedPlan {
   return {
     format: SAVED_PLAN_FORMAT,
     version: SAVED_PLAN_VERSION,
@@ -50,6 +53,7 @@ export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<R
     file: input.state.file,
     stateFingerprint: fingerprintState(input.state),
     engineVersion: input.engineVersion,
+    engineContent: input.engineContent ?? null,
     databases: input.state.databases.map((d) => {
       const c = input.catalogs[d.name]!;
       return {
@@ -66,7 +70,13 @@ export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<R
 }
 
 /** Why the saved plan must not be applied to these databases now, or null when it may. */
-export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs: Readonly<Record<string, NodeCatalog>>, engineVersion: number): SavedPlanProblem | null {
+export function verifySavedPlan(
+  saved: SavedPlan,
+  state: DesiredState,
+  catalogs: Readonly<Record<string, NodeCatalog>>,
+  engineVersion: number,
+  engineContent?: string,
+): SavedPlanProblem | null {
   const foreign: string[] = [];
   const names = new Set(state.databases.map((d) => d.name));
   for (const d of saved.databases) if (!names.has(d.name)) foreign.push(`database "${d.name}" is not in the file any more`);
@@ -84,6 +94,9 @@ export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs:
   }
   const changed: string[] = [];
   if (saved.engineVersion !== engineVersion) changed.push(`it was made for engine version ${saved.engineVersion}, this pgconvey installs ${engineVersion}`);
+  else if (engineContent !== undefined && (saved.engineContent ?? null) !== engineContent) {
+    changed.push(`it was made by a pgconvey whose engine content is ${saved.engineContent ? saved.engineContent.slice(0, 12) : 'not recorded'}, this one installs ${engineContent.slice(0, 12)}`);
+  }
   if (saved.stateFingerprint !== fingerprintState(state)) changed.push(`${state.file} changed`);
   for (const d of saved.databases) {
     if (fingerprintCatalog(catalogs[d.name]!) !== d.fingerprint) changed.push(`the catalog of database "${d.name}" changed`);
@@ -109,6 +122,7 @@ export function fingerprintCatalog(c: NodeCatalog): string {
     roles: c.roles,
     engine: c.engine && {
       version: c.engine.version,
+      content: c.engine.content,
       queues: c.engine.queues.map((q) => ({ name: q.name, settings: q.settings, consumers: q.consumers.map((x) => x.name), tables: q.tables, sequences: q.sequences })),
       subscriptions: c.engine.subscriptions.map((s) => ({ queue: s.queue, consumer: s.consumer, tables: s.tables.map((t) => [t.schema, t.name]) })),
     },
