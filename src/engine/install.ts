@@ -144,8 +144,7 @@ export async function installEngine(client: pg.Client, options: number | Install
     try {
       return await installOnce(client, sources, build.version, target, content);
     } catch (err) {
-      // The upgrade locks every captured table; a writer holding one and waiting for another it
-      // locked already is a deadlock that PostgreSQL ends by cancelling one side: try again.
+      // Should a deadlock with the application or a daemon still cancel the upgrade, it starts again.
       if ((err as { code?: string }).code !== '40P01' || attempt >= 5) throw err;
     }
   }
@@ -163,10 +162,13 @@ async function installOnce(client: pg.Client, sources: EngineSources, newest: nu
     }
     // Quiet NOTICEs like "schema already exists" while installing.
     await client.query("SET LOCAL client_min_messages = 'warning'");
+    // The content column, first: before the captured tables are locked, so a session that read the
+    // engine row and then waits for one of them does not hold this ALTER TABLE back.
+    if (from !== null && !(await hasContentColumn(client))) await client.query('ALTER TABLE pgconvey.engine ADD COLUMN content text');
     const pending = sources.migrations.filter((m) => (from === null || m.version > from.version) && m.version <= target);
     if (from !== null && pending.length) await lockCapturedTables(client);
     for (const m of pending) await client.query(m.sql);
-    await client.query('ALTER TABLE pgconvey.engine ADD COLUMN IF NOT EXISTS content text');
+    if (from === null) await client.query('ALTER TABLE pgconvey.engine ADD COLUMN IF NOT EXISTS content text');
     await client.query(sources.functions);
     // Row shapes exist from migration 0006 on.
     if (target >= 6) await client.query(sources.captures);
@@ -183,15 +185,28 @@ async function installOnce(client: pg.Client, sources: EngineSources, newest: nu
   }
 }
 
+async function hasContentColumn(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'pgconvey.engine'::pg_catalog.regclass AND attname = 'content' AND NOT attisdropped) AS ok",
+  );
+  return rows[0]!.ok;
+}
+
 /**
  * Before migrations run on an engine in use: every captured table locked
- * against writes (SHARE ROW EXCLUSIVE, as CREATE TRIGGER takes), in a fixed
- * order. A migration may rewrite the event tables and captures.sql makes
- * capture triggers again; a writer that had passed its table's lock and then
- * waited for an event table the upgrade holds would otherwise deadlock with
- * it. Writers wait for the upgrade's commit instead, then capture in the new
- * format.
+ * against writes (SHARE ROW EXCLUSIVE, as CREATE TRIGGER takes), so writers
+ * wait for the upgrade's commit and then capture in the new format. A
+ * migration may rewrite the event tables and captures.sql makes capture
+ * triggers again: a writer that had passed its table's lock and then waited
+ * for an event table the upgrade holds would deadlock with it. The locks are
+ * taken all at once with a short lock_timeout inside a savepoint, and given
+ * back and tried again when they time out, so a writer in the middle of a
+ * transaction over two captured tables is never a deadlock victim: the
+ * upgrade steps back instead (for at most LOCK_PATIENCE_MS).
  */
+const LOCK_TRY_MS = 200;
+const LOCK_PATIENCE_MS = 120_000;
+
 async function lockCapturedTables(client: pg.Client): Promise<void> {
   const { rows } = await client.query<{ name: string }>(
     `SELECT pg_catalog.format('%I.%I', c.table_schema, c.table_name) AS name
@@ -199,5 +214,21 @@ async function lockCapturedTables(client: pg.Client): Promise<void> {
       WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.table_schema, c.table_name)) IS NOT NULL
       ORDER BY pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.table_schema, c.table_name))::pg_catalog.oid`,
   );
-  if (rows.length) await client.query(`LOCK TABLE ${rows.map((r) => r.name).join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
+  if (!rows.length) return;
+  const previous = (await client.query<{ t: string }>("SELECT pg_catalog.current_setting('lock_timeout') AS t")).rows[0]!.t;
+  const until = Date.now() + LOCK_PATIENCE_MS;
+  for (;;) {
+    await client.query('SAVEPOINT pgconvey_lock_tables');
+    try {
+      await client.query(`SELECT pg_catalog.set_config('lock_timeout', '${LOCK_TRY_MS}ms', true)`);
+      await client.query(`LOCK TABLE ${rows.map((r) => r.name).join(', ')} IN SHARE ROW EXCLUSIVE MODE`);
+      await client.query('RELEASE SAVEPOINT pgconvey_lock_tables');
+      await client.query("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [previous]);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '55P03' || Date.now() > until) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT pgconvey_lock_tables');
+      await new Promise((r) => setTimeout(r, 10 + Math.floor(Math.random() * 50)));
+    }
+  }
 }
