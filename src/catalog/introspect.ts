@@ -83,7 +83,8 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
 
 async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
   if (!(await client.query<{ present: boolean }>(Q.ENGINE_PRESENT_SQL)).rows[0]!.present) return null;
-  const version = Number((await client.query(Q.ENGINE_VERSION_SQL)).rows[0]?.version ?? 0);
+  const row = (await client.query(Q.ENGINE_VERSION_SQL)).rows[0];
+  const version = Number(row?.version ?? 0);
   const queues = (await client.query(Q.ENGINE_QUEUES_SQL)).rows;
   const consumers = (await client.query(Q.ENGINE_CONSUMERS_SQL)).rows;
   const tables = (await client.query(Q.ENGINE_TABLES_SQL)).rows;
@@ -92,6 +93,7 @@ async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
   const subscriberTables = version >= 2 ? (await client.query(Q.ENGINE_SUBSCRIBER_TABLES_SQL)).rows : [];
   return {
     version,
+    content: row?.content ?? null,
     queues: queues.map((q) => ({
       name: q.name,
       id: Number(q.queue_id),

@@ -95,7 +95,10 @@ export interface EngineSubscriptionInfo {
 }
 
 export interface EngineInfo {
+  /** The installed engine's newest migration. */
   version: number;
+  /** Its content version (sha256 of the engine SQL that installed it); null when not recorded (installed before pgconvey recorded it). */
+  content: string | null;
   queues: EngineQueueInfo[];
   subscriptions: EngineSubscriptionInfo[];
 }

@@ -80,9 +80,9 @@ export const ROLES_SQL = `
     FROM pg_catalog.pg_roles r WHERE r.rolname NOT LIKE 'pg\\_%'
    ORDER BY 1`;
 
-/** Whether the engine is installed, and its version. */
+/** Whether the engine is installed, and its version: migration number and content (read through to_jsonb: engines installed before the content column lack it). */
 export const ENGINE_PRESENT_SQL = `SELECT to_regclass('pgconvey.engine') IS NOT NULL AS present`;
-export const ENGINE_VERSION_SQL = `SELECT version FROM pgconvey.engine`;
+export const ENGINE_VERSION_SQL = `SELECT e.version, pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'content' AS content FROM pgconvey.engine e`;
 
 /** Queues with their latest tick. */
 export const ENGINE_QUEUES_SQL = `

@@ -1,7 +1,9 @@
 /**
  * The engine's ticker and apply worker as daemons: each wraps the engine
  * object in the shared run loop, with its own connections, structured logs,
- * and the errors that should stop it rather than be retried.
+ * and the errors that should stop it rather than be retried. Every step runs
+ * under the engine guard (engine-guard.ts): an engine upgraded under a
+ * daemon stops it instead of running this code against other SQL.
  */
 import type pg from 'pg';
 import type { ConnectionSpec } from '../config/connection.js';
@@ -19,6 +21,7 @@ import {
   recordPieceRunning,
   recordWorkerError,
 } from '../engine/index.js';
+import { EngineMismatchError, checkEngine, withEngine } from './engine-guard.js';
 import type { Logger } from './log.js';
 import { errorText, runLoop } from './loop.js';
 import type { DaemonEvents } from './metrics.js';
@@ -38,15 +41,19 @@ export interface TickerDaemonOptions {
 export async function runTickerDaemon(options: TickerDaemonOptions): Promise<void> {
   const log = options.log.child('ticker');
   const pollMs = options.pollMs ?? 20;
+  const database = options.provider.dbname ?? 'provider';
   await runLoop<{ client: pg.Client; ticker: Ticker }>({
     log,
     signal: options.signal,
+    // An engine older than this code waits for its upgrade; one changed under the ticker stops it.
+    isFatal: (err) => err instanceof EngineMismatchError && err.code === 'engine_changed',
     onError: () => options.events?.error?.('ticker'),
     onBackoff: (err, ms) => void withClient(options.provider, 'ticker', (c) => recordPieceBackoff(c, `ticker:${options.queue}`, errorText(err), ms)),
     async connect() {
       const client = await connect(options.provider, 'ticker');
       const ticker = new Ticker(client, options.queue, options.maintenanceEveryMs);
       try {
+        await checkEngine(client, database);
         await ticker.start();
         await recordPieceRunning(client, `ticker:${options.queue}`).catch(() => undefined);
       } catch (err) {
@@ -56,8 +63,8 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
       log.info('ticking', { queue: options.queue });
       return { client, ticker };
     },
-    async step({ ticker }) {
-      const r = await ticker.step();
+    async step({ client, ticker }) {
+      const r = await withEngine([[client, database]], () => ticker.step());
       if (r.tick) options.events?.ticked?.(options.queue);
       if (r.maintenance?.tablesEmptied) log.info('emptied event tables', { queue: options.queue, tables: r.maintenance.tablesEmptied });
       if (r.maintenance?.ticksDeleted) log.debug('deleted old ticks', { queue: options.queue, count: r.maintenance.ticksDeleted });
@@ -101,7 +108,12 @@ export interface WorkerDaemonOptions {
 }
 
 export function isFatalWorkerError(err: unknown): boolean {
-  return err instanceof LostPositionError || err instanceof NotSubscribedError || err instanceof SubscriberSchemaError;
+  return err instanceof LostPositionError || err instanceof NotSubscribedError || err instanceof SubscriberSchemaError || err instanceof EngineMismatchError;
+}
+
+/** In `run` (waiting for setup): only a lost position, or an engine changed under the worker, stops it; an engine not yet upgraded is waited for. */
+function isFatalWhileWaiting(err: unknown): boolean {
+  return err instanceof LostPositionError || (err instanceof EngineMismatchError && err.code === 'engine_changed');
 }
 
 export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<void> {
@@ -110,11 +122,13 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
   // Copies run only while this process holds the subscription's worker lock, so a second process
   // started for the same work (waiting for the lock) never copies the same tables at the same time.
   let holdsLock = false;
+  const providerDb = options.provider.dbname ?? 'provider';
+  const subscriberDb = options.subscriber.dbname ?? 'subscriber';
   const copies = runCopyDaemon(options, () => holdsLock);
   await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
     log,
     signal: options.signal,
-    isFatal: options.waitForSetup ? (err) => err instanceof LostPositionError : isFatalWorkerError,
+    isFatal: options.waitForSetup ? isFatalWhileWaiting : isFatalWorkerError,
     retryDelayMs: options.retryDelayMs,
     onError: (err) => {
       options.events?.error?.('worker');
@@ -125,7 +139,9 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
       const provider = await connect(options.provider, 'worker');
       let subscriber: pg.Client | undefined;
       try {
+        await checkEngine(provider, providerDb);
         subscriber = await connect(options.subscriber, 'worker');
+        await checkEngine(subscriber, subscriberDb);
         const worker = new ApplyWorker(provider, subscriber, { queue: options.queue, consumer: options.consumer, maxBatchEvents: options.maxBatchEvents });
         await worker.start();
         holdsLock = true;
@@ -138,8 +154,14 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
         throw err;
       }
     },
-    async step({ worker }) {
-      const r = await worker.step();
+    async step({ provider, subscriber, worker }) {
+      const r = await withEngine(
+        [
+          [provider, providerDb],
+          [subscriber, subscriberDb],
+        ],
+        () => worker.step(),
+      );
       if (r.kind === 'idle') return pollMs;
       if (r.kind === 'skipped') {
         log.info('batch was already applied; finished it', { start_tick: r.batch.startTick, end_tick: r.batch.endTick });
@@ -188,6 +210,8 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
     connect: () => connect(options.subscriber, 'copy'),
     async step(subscriber) {
       if (!holdsLock() || !(await copiesDue(subscriber, options.queue, options.consumer))) return 500;
+      // A copy is long: it holds no install lock, but starts only on this pgconvey's engine (the worker stops on another).
+      await checkEngine(subscriber, options.subscriber.dbname ?? 'subscriber');
       await copyPendingTables(
         () => connect(options.provider, 'copy'),
         () => connect(options.subscriber, 'copy'),

@@ -10,5 +10,6 @@
 export * from './log.js';
 export * from './loop.js';
 export * from './engine-daemons.js';
+export * from './engine-guard.js';
 export * from './metrics.js';
 export * from './run-file.js';

@@ -60,11 +60,11 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
     } catch (err) {
       options.onError?.(err);
       if (options.isFatal?.(err)) {
-        log.error('stopping: this cannot be fixed by retrying', { error: errorText(err) });
+        log.error('stopping: this cannot be fixed by retrying', { ...codeOf(err), error: errorText(err) });
         if (ctx !== undefined) await options.close(ctx).catch(() => undefined);
         throw err;
       }
-      log.warn('error; will reconnect', { error: errorText(err), retry_in_ms: delay });
+      log.warn('error; will reconnect', { ...codeOf(err), error: errorText(err), retry_in_ms: delay });
       options.onBackoff?.(err, delay);
     }
     if (ctx !== undefined) await options.close(ctx).catch(() => undefined);
@@ -73,6 +73,13 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
     delay = Math.min(maxDelay, delay * 2);
   }
   log.info('stopped');
+}
+
+/** A pgconvey error's stable code and hint (e.g. engine_changed), as log fields; nothing for other errors. */
+function codeOf(err: unknown): { code?: string; hint?: string } {
+  const e = err as { code?: unknown; hint?: unknown };
+  if (typeof e?.code !== 'string' || !/^[a-z]+(_[a-z]+)+$/.test(e.code)) return {};
+  return { code: e.code, ...(typeof e.hint === 'string' ? { hint: e.hint } : {}) };
 }
 
 export function errorText(err: unknown): string {

@@ -15,7 +15,7 @@ import { introspectDatabases } from '../catalog/index.js';
 import { loadDesiredState, type DesiredState } from '../config/index.js';
 import { createLogger, runDesiredState } from '../daemons/index.js';
 import { startServer, type RunningServer } from '../embedded/index.js';
-import { ENGINE_VERSION } from '../engine/index.js';
+import { ENGINE_CONTENT, ENGINE_VERSION } from '../engine/index.js';
 import { executePlan } from '../executor/index.js';
 import { SWITCHOVER_DEFAULTS, collectStatus, compareState, switchover } from '../operations/index.js';
 import { buildPlan } from '../planner/index.js';
@@ -138,13 +138,13 @@ async function main(): Promise<void> {
 
     step('pgconvey plan — the table without a primary key is flagged');
     let state = await load(file);
-    let plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION });
+    let plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT });
     say(renderPlanHuman(plan, 'shop.yaml'));
 
     step('add `entries: public.audit_log: { key: [event_id] }` to the file, and plan again');
     writeFileSync(file, yamlFor(source, target, true));
     state = await load(file);
-    plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION });
+    plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT });
     say(renderPlanHuman(plan, 'shop.yaml'));
 
     step('pgconvey apply --auto-approve');

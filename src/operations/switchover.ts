@@ -16,6 +16,7 @@ import type { DatabaseSpec, DesiredState, NodeSpec, QueueSpec } from '../config/
 import { connect } from '../db/index.js';
 import {
   ApplyWorker,
+  ENGINE_CONTENT,
   ENGINE_VERSION,
   WorkerBusyError,
   addSequence,
@@ -26,10 +27,11 @@ import {
   fenceBlockers,
   forceTick,
   installFenceTriggers,
-  installedVersion,
+  installedEngine,
   isFenced,
   liftFence,
   markStandby,
+  shortContent,
   queueStatus,
   readFence,
   recordFence,
@@ -216,11 +218,11 @@ async function switchedLeaf(t: Topology, old: pg.Client, db: (n: NodeSpec) => Da
 }
 
 async function requireEngine(client: pg.Client, node: NodeSpec): Promise<void> {
-  const version = await installedVersion(client);
-  if (version === null || version < ENGINE_VERSION) {
+  const installed = await installedEngine(client);
+  if (installed === null || installed.version < ENGINE_VERSION || (installed.version === ENGINE_VERSION && installed.content !== ENGINE_CONTENT)) {
     throw new SwitchoverError(
       'switchover_engine_outdated',
-      `the pgconvey engine in database "${node.database}" (node "${node.name}") is ${version === null ? 'not installed' : `version ${version}`}; switchover needs version ${ENGINE_VERSION}`,
+      `the pgconvey engine in database "${node.database}" (node "${node.name}") is ${installed === null ? 'not installed' : `version ${installed.version} (content ${shortContent(installed.content)})`}; switchover needs version ${ENGINE_VERSION} (content ${shortContent(ENGINE_CONTENT)})`,
       'run `pgconvey apply FILE` to install or upgrade it, then switch over',
     );
   }

@@ -15,8 +15,10 @@ export interface PlanInput {
   state: DesiredState;
   /** Catalog of each database, by its name in the desired state. */
   catalogs: Readonly<Record<string, NodeCatalog>>;
-  /** The engine version this pgconvey installs. */
+  /** The engine version (newest migration) this pgconvey installs. */
   engineVersion: number;
+  /** The content version (sha256 of the engine SQL) it installs; when given, an engine of the same migration with other content is upgraded too. */
+  engineContent?: string;
   /** Local tools found by the caller; `prepare.schema: copy` needs pg_dump. */
   tools?: { pgDump: PgDumpTool | null };
 }
@@ -389,18 +391,24 @@ function engineAction(
   check: (severity: Diagnostic['severity'], code: string, message: string, hint: string, path?: string) => void,
 ): string | null {
   const catalog = input.catalogs[node.database]!;
-  const installed = catalog.engine?.version ?? null;
+  const installed = catalog.engine;
   if (installed === null) {
     if (!catalog.privileges.canCreateSchema) {
       check('error', 'cannot_install_engine', `role "${catalog.privileges.user}" may not create the pgconvey schema in database "${node.database}"`, `GRANT CREATE ON DATABASE ${catalog.database} TO ${catalog.privileges.user};`);
     }
     return add('install_engine', 'create', { ...node, name: `db:${node.database}` }, { reason: `the engine is not installed in database "${node.database}"`, params: { version: input.engineVersion } });
   }
-  if (installed < input.engineVersion) {
-    return add('upgrade_engine', 'update', { ...node, name: `db:${node.database}` }, { reason: `the engine in database "${node.database}" is version ${installed}, older than ${input.engineVersion}`, params: { from: installed, to: input.engineVersion } });
+  if (installed.version > input.engineVersion) {
+    check('error', 'engine_too_new', `the engine in database "${node.database}" is version ${installed.version}, newer than this pgconvey (${input.engineVersion})`, 'use a pgconvey at least as new as the one that installed it; pgconvey never downgrades an engine');
+    return null;
   }
-  if (installed > input.engineVersion) {
-    check('error', 'engine_too_new', `the engine in database "${node.database}" is version ${installed}, newer than this pgconvey (${input.engineVersion})`, 'use a pgconvey at least as new as the one that installed it');
+  const otherContent = input.engineContent !== undefined && installed.content !== input.engineContent;
+  if (installed.version < input.engineVersion || otherContent) {
+    const what = (version: number, content: string | null) => `version ${version} (content ${content === null ? 'not recorded' : content.slice(0, 12)})`;
+    return add('upgrade_engine', 'update', { ...node, name: `db:${node.database}` }, {
+      reason: `the engine in database "${node.database}" is ${what(installed.version, installed.content)}, this pgconvey installs ${what(input.engineVersion, input.engineContent ?? null)}`,
+      params: { from: installed.version, to: input.engineVersion, fromContent: installed.content, toContent: input.engineContent ?? null },
+    });
   }
   return null;
 }

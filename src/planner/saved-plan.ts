@@ -8,8 +8,9 @@
  * the two are equal, action by action and parameter by parameter (canonical
  * JSON); the fresh plan is then what runs. Refused as tampered when the saved
  * plan does not match its own fingerprint, as made for other databases, or as
- * stale when the file, a catalog, the engine version — or anything else that
- * makes the fresh plan differ — changed. Pure: no I/O, no secrets.
+ * stale when the file, a catalog, the engine version or content (installed
+ * or installed by this pgconvey) — or anything else that makes the fresh plan
+ * differ — changed. Pure: no I/O, no secrets.
  */
 import { createHash } from 'node:crypto';
 import type { NodeCatalog } from '../catalog/model.js';
@@ -39,6 +40,8 @@ export interface SavedPlan {
   /** sha256 of the normalised desired state, passwords left out. */
   stateFingerprint: string;
   engineVersion: number;
+  /** The content version of the engine this pgconvey installs (sha256 of its engine SQL). */
+  engineContent: string | null;
   databases: SavedDatabase[];
   plan: Plan;
   /** sha256 of `plan` in canonical JSON: an edit of the file that forgets it shows as plan_tampered. Not a signature — the fresh re-plan is the guard. */
@@ -50,7 +53,7 @@ export type SavedPlanProblem =
   | { code: 'plan_stale'; message: string; hint: string }
   | { code: 'plan_tampered'; message: string; hint: string };
 
-export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<Record<string, NodeCatalog>>; engineVersion: number; plan: Plan; now: Date }): SavedPlan {
+export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<Record<string, NodeCatalog>>; engineVersion: number; engineContent?: string; plan: Plan; now: Date }): SavedPlan {
   return {
     format: SAVED_PLAN_FORMAT,
     version: SAVED_PLAN_VERSION,
@@ -58,6 +61,7 @@ export function makeSavedPlan(input: { state: DesiredState; catalogs: Readonly<R
     file: input.state.file,
     stateFingerprint: fingerprintState(input.state),
     engineVersion: input.engineVersion,
+    engineContent: input.engineContent ?? null,
     databases: input.state.databases.map((d) => {
       const c = input.catalogs[d.name]!;
       return {
@@ -84,7 +88,7 @@ export function fingerprintPlan(plan: Plan): string {
  * it may: `fresh` is the plan made now from the same file and these catalogs,
  * and it must equal the saved one.
  */
-export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs: Readonly<Record<string, NodeCatalog>>, engineVersion: number, fresh: Plan): SavedPlanProblem | null {
+export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs: Readonly<Record<string, NodeCatalog>>, engineVersion: number, fresh: Plan, engineContent?: string): SavedPlanProblem | null {
   if (typeof saved.planFingerprint !== 'string' || fingerprintPlan(saved.plan) !== saved.planFingerprint) {
     return {
       code: 'plan_tampered',
@@ -109,6 +113,9 @@ export function verifySavedPlan(saved: SavedPlan, state: DesiredState, catalogs:
   }
   const changed: string[] = [];
   if (saved.engineVersion !== engineVersion) changed.push(`it was made for engine version ${saved.engineVersion}, this pgconvey installs ${engineVersion}`);
+  else if (engineContent !== undefined && (saved.engineContent ?? null) !== engineContent) {
+    changed.push(`it was made by a pgconvey whose engine content is ${saved.engineContent ? saved.engineContent.slice(0, 12) : 'not recorded'}, this one installs ${engineContent.slice(0, 12)}`);
+  }
   if (saved.stateFingerprint !== fingerprintState(state)) changed.push(`${state.file} changed`);
   for (const d of saved.databases) {
     if (fingerprintCatalog(catalogs[d.name]!) !== d.fingerprint) changed.push(`the catalog of database "${d.name}" changed`);
@@ -156,6 +163,7 @@ export function fingerprintCatalog(c: NodeCatalog): string {
     roles: c.roles,
     engine: c.engine && {
       version: c.engine.version,
+      content: c.engine.content,
       queues: c.engine.queues.map((q) => ({ name: q.name, settings: q.settings, consumers: q.consumers.map((x) => x.name), tables: q.tables, sequences: q.sequences })),
       subscriptions: c.engine.subscriptions.map((s) => ({ queue: s.queue, consumer: s.consumer, tables: s.tables.map((t) => [t.schema, t.name]) })),
     },

@@ -47,6 +47,7 @@ describe.each(servers().map((s) => [s.major, s] as const))('catalog of PostgreSQ
       expect(cat.roles.map((r) => r.name)).toContain('postgres');
       expect(cat.engine).toMatchObject({
         version: engine.ENGINE_VERSION,
+        content: engine.ENGINE_CONTENT,
         queues: [{ name: 'q', lastTick: '1', consumers: [{ name: 'sub', lastTick: '1' }], tables: [{ schema: 'Sales', name: 'Orders', keyColumns: ['id'] }], sequences: [{ schema: 'Sales', name: 'Orders_id_seq' }] }],
         subscriptions: [],
       });

@@ -31,7 +31,8 @@ describe('planning against real catalogs', () => {
       await s.query(SCHEMA);
       const file = readFileSync('test/fixtures/scenarios/shop.yaml', 'utf8');
       const state = loadDesiredStateFromText('shop.yaml', file, { PGCONVEY_OLD_DSN: pdb.dsn, PGCONVEY_NEW_DSN: sdb.dsn }).state!;
-      const plan = async () => buildPlan({ state, catalogs: { old: await introspectNode(p), new: await introspectNode(s) }, engineVersion: engine.ENGINE_VERSION });
+      const plan = async () =>
+        buildPlan({ state, catalogs: { old: await introspectNode(p), new: await introspectNode(s) }, engineVersion: engine.ENGINE_VERSION, engineContent: engine.ENGINE_CONTENT });
       const first = await plan();
       expect(first.checks).toEqual([]);
       expect(first.actions.map((a) => a.id)).toEqual(FRESH_ACTIONS);
@@ -54,6 +55,15 @@ describe('planning against real catalogs', () => {
       await p.query('CREATE TABLE public.invoices (id int PRIMARY KEY, amount numeric)');
       await s.query('CREATE TABLE public.invoices (id int PRIMARY KEY, amount numeric)');
       expect((await plan()).actions.map((a) => a.id)).toEqual(['capture_table:old_root:public.invoices', 'add_subscriber_table:new_leaf:public.invoices']);
+
+      // Another content of the same migration (a functions.sql-only change) in one database: planned as an upgrade, and applied by installing.
+      const other = { ...engine.ENGINE_SOURCES, functions: `${engine.ENGINE_SOURCES.functions}\n-- another build\n` };
+      await engine.installEngine(s, { sources: other });
+      const upgrade = (await plan()).actions.find((a) => a.kind === 'upgrade_engine')!;
+      expect(upgrade).toMatchObject({ id: 'upgrade_engine:db:new', change: 'update', params: { from: engine.ENGINE_VERSION, to: engine.ENGINE_VERSION, toContent: engine.ENGINE_CONTENT } });
+      expect(upgrade.params.fromContent).toBe(engine.engineBuild(other).content);
+      expect(await engine.installEngine(s)).toMatchObject({ action: 'upgraded', toContent: engine.ENGINE_CONTENT });
+      expect((await plan()).actions.filter((a) => a.kind === 'upgrade_engine')).toEqual([]);
     } finally {
       await p.end();
       await s.end();

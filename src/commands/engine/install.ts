@@ -4,12 +4,12 @@
  */
 import { Command, Flags } from '@oclif/core';
 import { connect } from '../../db/index.js';
-import { installEngine } from '../../engine/index.js';
+import { EngineVersionError, installEngine, shortContent } from '../../engine/index.js';
 import { dsnFlag } from '../shared/flags.js';
 
 export default class EngineInstall extends Command {
   static override summary = 'Install or upgrade the pgconvey engine in one database (low level).';
-  static override description = 'Creates the pgconvey schema with its tables and functions, or upgrades an older version in place. Installing the installed version changes nothing. `pgconvey apply` does this for every node of a desired-state file.';
+  static override description = 'Creates the pgconvey schema with its tables and functions, or upgrades an engine of fewer migrations or other content in place. Installing the installed content changes nothing; a newer engine is refused. `pgconvey apply` does this for every node of a desired-state file.';
   static override examples = ['<%= config.bin %> engine install --db "host=127.0.0.1 dbname=shop user=postgres"'];
   static override flags = {
     db: Flags.string({ description: 'DSN of the database', required: true }),
@@ -20,7 +20,12 @@ export default class EngineInstall extends Command {
     const client = await connect(dsnFlag('db', flags.db), 'install');
     try {
       const r = await installEngine(client);
-      this.log(r.action === 'unchanged' ? `engine version ${r.to} is installed; nothing to do` : `engine ${r.action}: version ${r.from ?? 'none'} → ${r.to}`);
+      const what = (version: number | null, content: string | null) => (version === null ? 'none' : `version ${version} (content ${shortContent(content)})`);
+      this.log(r.action === 'unchanged' ? `engine ${what(r.to, r.toContent)} is installed; nothing to do` : `engine ${r.action}: ${what(r.from, r.fromContent)} → ${what(r.to, r.toContent)}`);
+    } catch (err) {
+      if (!(err instanceof EngineVersionError)) throw err;
+      this.log(`error ${err.code}: ${err.message}\n    hint: ${err.hint}`);
+      return this.exit(1);
     } finally {
       await client.end();
     }

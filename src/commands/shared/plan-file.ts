@@ -10,7 +10,7 @@ import type { NodeCatalog } from '../../catalog/index.js';
 import { introspectDatabases } from '../../catalog/index.js';
 import { loadDesiredState, type DesiredState } from '../../config/index.js';
 import { ConnectionError } from '../../db/index.js';
-import { ENGINE_VERSION } from '../../engine/index.js';
+import { ENGINE_CONTENT, ENGINE_VERSION } from '../../engine/index.js';
 import { findPgDump } from '../../executor/index.js';
 import { scrubSecrets } from '../../kernel/index.js';
 import { SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, buildPlan, makeSavedPlan, verifySavedPlan, type PgDumpTool, type Plan, type SavedPlan } from '../../planner/index.js';
@@ -52,12 +52,12 @@ export async function planFile(file: string): Promise<PlannedFile> {
 async function freshPlan(state: DesiredState): Promise<Required<Omit<PlannedFile, 'print'>>> {
   const catalogs = await introspectDatabases(state.databases);
   const tools = { pgDump: state.prepare.schema === 'copy' ? await findPgDump() : null };
-  return { state, catalogs, tools, plan: buildPlan({ state, catalogs, engineVersion: ENGINE_VERSION, tools }) };
+  return { state, catalogs, tools, plan: buildPlan({ state, catalogs, engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT, tools }) };
 }
 
 /** Writes a saved plan: the plan with the fingerprints of everything it was made from, and no secrets. */
 export async function writeSavedPlan(path: string, planned: Pick<Required<PlannedFile>, 'state' | 'catalogs' | 'plan'>): Promise<void> {
-  const saved = makeSavedPlan({ state: planned.state, catalogs: planned.catalogs, engineVersion: ENGINE_VERSION, plan: planned.plan, now: new Date() });
+  const saved = makeSavedPlan({ state: planned.state, catalogs: planned.catalogs, engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT, plan: planned.plan, now: new Date() });
   await writeFile(path, `${JSON.stringify(saved, null, 2)}\n`);
 }
 
@@ -110,7 +110,7 @@ export async function planFromSaved(path: string, saved: SavedPlan): Promise<Pla
   }
   try {
     const fresh = await freshPlan(loaded.state);
-    const problem = verifySavedPlan(saved, loaded.state, fresh.catalogs, ENGINE_VERSION, fresh.plan);
+    const problem = verifySavedPlan(saved, loaded.state, fresh.catalogs, ENGINE_VERSION, fresh.plan, ENGINE_CONTENT);
     if (problem) {
       print(`error ${problem.code}: ${problem.message}\n    hint: ${problem.hint}`);
       return { print };

@@ -28,9 +28,9 @@ describe('planner', () => {
       { schema: 'public', name: 'orders', keyColumns: ['id'], columns: ['id', 'total'] },
     ];
     return {
-      old: catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '9', settings: shopSettings(), consumers: [{ name: 'new_leaf', lastTick: '9' }], tables: captured, sequences: [{ schema: 'public', name: 'orders_id_seq' }] }], subscriptions: [] } }),
+      old: catalog(12, TABLES, { engine: { version: 3, content: null, queues: [{ name: 'shop', lastTick: '9', settings: shopSettings(), consumers: [{ name: 'new_leaf', lastTick: '9' }], tables: captured, sequences: [{ schema: 'public', name: 'orders_id_seq' }] }], subscriptions: [] } }),
       new: catalog(17, TABLES, {
-        engine: { version: 3, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '9', tables: captured.map((t) => ({ schema: t.schema, name: t.name, state: 'ok', copyPin: null, copyGeneration: null })) }] },
+        engine: { version: 3, content: null, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '9', tables: captured.map((t) => ({ schema: t.schema, name: t.name, state: 'ok', copyPin: null, copyGeneration: null })) }] },
       }),
     };
   };
@@ -118,6 +118,22 @@ describe('planner', () => {
     const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
     expect(plan.errored).toBe(true);
     expect(plan.checks.map((c) => c.code)).toEqual(['engine_too_new']);
+  });
+
+  it('plans an engine upgrade when the content differs at the same migration, with from and to', () => {
+    const catalogs = converged();
+    for (const c of Object.values(catalogs)) c.engine!.content = 'a'.repeat(64);
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3, engineContent: 'a'.repeat(64) }).actions).toEqual([]);
+    catalogs.new.engine!.content = 'b'.repeat(64);
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3, engineContent: 'a'.repeat(64) });
+    expect(plan.actions.map((a) => [a.id, a.change])).toEqual([['upgrade_engine:db:new', 'update']]);
+    expect(plan.actions[0]!.params).toEqual({ from: 3, to: 3, fromContent: 'b'.repeat(64), toContent: 'a'.repeat(64) });
+    expect(plan.actions[0]!.reason).toBe('the engine in database "new" is version 3 (content bbbbbbbbbbbb), this pgconvey installs version 3 (content aaaaaaaaaaaa)');
+    catalogs.new.engine!.content = null;
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3, engineContent: 'a'.repeat(64) }).actions.map((a) => a.id)).toEqual(['upgrade_engine:db:new']);
+    // A newer migration is refused whatever its content.
+    catalogs.new.engine!.version = 4;
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3, engineContent: 'a'.repeat(64) }).checks.map((c) => c.code)).toEqual(['engine_too_new']);
   });
 
   it('reports a table without a key, naming a candidate key when there is one', () => {

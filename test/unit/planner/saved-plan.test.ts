@@ -31,7 +31,7 @@ describe('saved plans', () => {
     c.old.tables[0]!.estimatedRows = 123_456;
     c.old.tables[0]!.bytes = 99_999_999;
     expect(verifySavedPlan(saved(), state(), c, 3, fresh(c))).toBeNull();
-    const withEngine = catalog(12, TABLES, { engine: { version: 3, queues: [{ name: 'shop', lastTick: '5', settings: shopSettings(), consumers: [{ name: 'new_leaf', lastTick: '4' }], tables: [], sequences: [] }], subscriptions: [] } });
+    const withEngine = catalog(12, TABLES, { engine: { version: 3, content: null, queues: [{ name: 'shop', lastTick: '5', settings: shopSettings(), consumers: [{ name: 'new_leaf', lastTick: '4' }], tables: [], sequences: [] }], subscriptions: [] } });
     const moved = structuredClone(withEngine);
     moved.engine!.queues[0]!.lastTick = '900';
     moved.engine!.queues[0]!.consumers[0]!.lastTick = '899';
@@ -45,6 +45,18 @@ describe('saved plans', () => {
     const edited = state(FILE.replace('exclude: ["public.tmp_*"]', 'exclude: ["public.tmp_*", "public.customers"]'));
     expect(verifySavedPlan(saved(), edited, catalogs(), 3, fresh(catalogs(), edited))).toMatchObject({ code: 'plan_stale', message: expect.stringContaining('shop.yaml changed') });
     expect(verifySavedPlan(saved(), state(), catalogs(), 4, fresh())).toMatchObject({ code: 'plan_stale', message: expect.stringContaining('engine version 3') });
+  });
+
+  it('are stale when the engine content changed: in a database, or the one this pgconvey installs', () => {
+    const withEngine = (content: string | null) =>
+      catalog(12, TABLES, { engine: { version: 3, content, queues: [], subscriptions: [] } });
+    const c = { old: withEngine('a'.repeat(64)), new: catalog(17, TABLES) };
+    const s = makeSavedPlan({ state: state(), catalogs: c, engineVersion: 3, engineContent: 'a'.repeat(64), plan: buildPlan({ state: state(), catalogs: c, engineVersion: 3 }), now: new Date() });
+    expect(s.engineContent).toBe('a'.repeat(64));
+    expect(verifySavedPlan(s, state(), c, 3, s.plan, 'a'.repeat(64))).toBeNull();
+    expect(fingerprintCatalog(withEngine('b'.repeat(64)))).not.toBe(fingerprintCatalog(withEngine('a'.repeat(64))));
+    expect(verifySavedPlan(s, state(), { ...c, old: withEngine('b'.repeat(64)) }, 3, s.plan, 'a'.repeat(64))).toMatchObject({ code: 'plan_stale', message: expect.stringContaining('the catalog of database "old" changed') });
+    expect(verifySavedPlan(s, state(), c, 3, s.plan, 'c'.repeat(64))).toMatchObject({ code: 'plan_stale', message: expect.stringContaining('engine content is aaaaaaaaaaaa, this one installs cccccccccccc') });
   });
 
   it('are foreign when another database answers at the same address', () => {

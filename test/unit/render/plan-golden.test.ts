@@ -26,6 +26,7 @@ function scenarios(): Record<string, Plan> {
   const old = catalog(12, [...TABLES, table('invoices', ['id', 'amount']), table('notes', ['body'], [])], {
     engine: {
       version: 3,
+      content: null,
       queues: [
         {
           name: 'shop',
@@ -40,7 +41,7 @@ function scenarios(): Record<string, Plan> {
     },
   });
   const neu = catalog(17, [...TABLES, table('invoices', ['id'])], {
-    engine: { version: 3, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '10', tables: ['audit', 'customers', 'orders'].map((name) => ({ schema: 'public', name, state: 'ok', copyPin: null, copyGeneration: null })) }] },
+    engine: { version: 3, content: null, queues: [], subscriptions: [{ queue: 'shop', consumer: 'new_leaf', completedTick: '10', tables: ['audit', 'customers', 'orders'].map((name) => ({ schema: 'public', name, state: 'ok', copyPin: null, copyGeneration: null })) }] },
   });
   const changed = buildPlan({ state: state(FILE.replace('exclude: ["public.tmp_*"]', 'exclude: ["public.tmp_*", "public.customers"]')), catalogs: { old, new: neu }, engineVersion: 3 });
   return { fresh, changed };

@@ -1,0 +1,75 @@
+/**
+ * The engine a daemon was built for. The ticker and the apply worker check,
+ * when they connect and at every step, that the engine installed in their
+ * databases is the one this pgconvey installs (same migration, same content
+ * version). Around each step they hold the install lock shared, so an
+ * upgrade (which takes it exclusively) waits for the step in progress, and
+ * the next step sees the new engine and stops that daemon with a coded
+ * error — a supervisor then starts the pgconvey that installed it — instead
+ * of running this code against other SQL.
+ */
+import type pg from 'pg';
+import { ENGINE_CONTENT, ENGINE_VERSION, INSTALL_LOCK_KEY, installedEngine, shortContent, type InstalledEngine } from '../engine/index.js';
+
+export type EngineMismatchCode = 'engine_changed' | 'engine_not_upgraded';
+
+export class EngineMismatchError extends Error {
+  constructor(
+    readonly code: EngineMismatchCode,
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
+    this.name = 'EngineMismatchError';
+  }
+}
+
+const what = (version: number, content: string | null) => `version ${version} (content ${shortContent(content)})`;
+
+/** Why a daemon of this pgconvey must not run against the installed engine, or null when it may (or the engine is not installed: the daemon's own errors say so). */
+export function engineMismatch(installed: InstalledEngine | null, database: string): EngineMismatchError | null {
+  if (installed === null || (installed.version === ENGINE_VERSION && installed.content === ENGINE_CONTENT)) return null;
+  const mine = what(ENGINE_VERSION, ENGINE_CONTENT);
+  if (installed.version < ENGINE_VERSION || installed.content === null) {
+    return new EngineMismatchError(
+      'engine_not_upgraded',
+      `the engine in database "${database}" is ${what(installed.version, installed.content)}, older than this pgconvey's (${mine})`,
+      'upgrade it in place with this pgconvey: pgconvey plan FILE shows ~ upgrade_engine, pgconvey apply FILE runs it',
+    );
+  }
+  return new EngineMismatchError(
+    'engine_changed',
+    `the engine in database "${database}" is ${what(installed.version, installed.content)}, not the one this pgconvey runs (${mine}); it was upgraded by another pgconvey`,
+    'this piece stopped so that it is started again with the pgconvey that installed the engine (a supervisor restarting pgconvey run on exit does it); run the same pgconvey everywhere',
+  );
+}
+
+/** Throws EngineMismatchError when the installed engine is not this pgconvey's. */
+export async function checkEngine(client: pg.Client, database: string): Promise<void> {
+  const problem = engineMismatch(await installedEngine(client), database);
+  if (problem) throw problem;
+}
+
+/**
+ * Runs one daemon step holding the install lock shared on every database it
+ * touches, after checking their engines. An install waiting for the lock
+ * holds back new steps (PostgreSQL queues them behind it), so it does not
+ * starve.
+ */
+export async function withEngine<T>(databases: ReadonlyArray<readonly [pg.Client, string]>, step: () => Promise<T>): Promise<T> {
+  const locked: pg.Client[] = [];
+  try {
+    for (const [client, database] of databases) {
+      await client.query('SELECT pg_catalog.pg_advisory_lock_shared($1)', [INSTALL_LOCK_KEY]);
+      locked.push(client);
+      await checkEngine(client, database);
+    }
+    const result = await step();
+    for (const client of locked.splice(0)) await client.query('SELECT pg_catalog.pg_advisory_unlock_shared($1)', [INSTALL_LOCK_KEY]);
+    return result;
+  } catch (err) {
+    // The connections may be broken; the run loop closes them anyway, which releases the locks.
+    for (const client of locked) await client.query('SELECT pg_catalog.pg_advisory_unlock_shared($1)', [INSTALL_LOCK_KEY]).catch(() => undefined);
+    throw err;
+  }
+}

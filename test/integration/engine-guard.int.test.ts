@@ -1,0 +1,109 @@
+/**
+ * Daemons and engine upgrades: a ticker and a worker running on this
+ * pgconvey's engine stop with `engine_changed` (logged with its code) when
+ * another content is installed under them, instead of going on against other
+ * SQL; an upgrade waits for the step in progress (the install lock they hold
+ * shared around each step). A worker started on an older engine waits in
+ * `run` mode (engine_not_upgraded) and starts once it is upgraded.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseDsn } from '../../src/config/index.js';
+import { EngineMismatchError, createLogger, runTickerDaemon, runWorkerDaemon } from '../../src/daemons/index.js';
+import * as engine from '../../src/engine/index.js';
+import { freshDatabase } from '../harness/databases.js';
+import { sourceServer, targetServer } from '../harness/servers.js';
+
+const probe = (answer: string) => `\nCREATE OR REPLACE FUNCTION pgconvey.engine_probe() RETURNS text LANGUAGE sql AS $$ SELECT '${answer}'::text $$;\n`;
+const otherContent = { ...engine.ENGINE_SOURCES, functions: engine.ENGINE_SOURCES.functions + probe('other') };
+
+async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('daemons stop when the engine under them changes', () => {
+  it('ticker and worker stop with engine_changed; an older engine is waited for in run mode', async () => {
+    const pdb = await freshDatabase(sourceServer(), 'guard_prov');
+    const sdb = await freshDatabase(targetServer(), 'guard_sub');
+    const provider = await pdb.connect();
+    const subscriber = await sdb.connect();
+    try {
+      for (const c of [provider, subscriber]) {
+        await c.query('CREATE TABLE public.t (id int PRIMARY KEY, v text)');
+        await engine.installEngine(c);
+        // As installed by a pgconvey that did not record its content: older than this one.
+        await c.query('UPDATE pgconvey.engine SET content = NULL');
+      }
+      await provider.query("SELECT pgconvey.create_queue('q')");
+      await provider.query("SELECT pgconvey.add_table('q', 'public', 't')");
+      await engine.subscribe(provider, subscriber, 'q', 'sub');
+      await engine.addSubscriberTable(subscriber, 'q', 'sub', 'public', 't', 'ok');
+
+      const lines: string[] = [];
+      const log = createLogger({ format: 'json', write: (l) => lines.push(l) });
+      const stop = new AbortController();
+      const events = { batches: 0 };
+      const worker = runWorkerDaemon({
+        provider: parseDsn(pdb.dsn),
+        subscriber: parseDsn(sdb.dsn),
+        queue: 'q',
+        consumer: 'sub',
+        log,
+        signal: stop.signal,
+        retryDelayMs: 50,
+        waitForSetup: true,
+        events: { batchApplied: () => void events.batches++ },
+      });
+      // An engine older than this pgconvey: the worker waits, saying why.
+      await waitFor('engine_not_upgraded', () => lines.some((l) => JSON.parse(l).code === 'engine_not_upgraded'));
+      for (const c of [provider, subscriber]) await engine.installEngine(c);
+      const ticker = runTickerDaemon({ provider: parseDsn(pdb.dsn), queue: 'q', log, signal: stop.signal });
+      await provider.query("INSERT INTO public.t VALUES (1, 'a')");
+      await waitFor('the row applied', async () => (await subscriber.query('SELECT count(*)::int AS n FROM public.t')).rows[0].n === 1);
+
+      // Another pgconvey installs other content on the provider: both daemons stop, coded.
+      expect(await engine.installEngine(provider, { sources: otherContent })).toMatchObject({ action: 'upgraded' });
+      const [w, t] = await Promise.all([worker.catch((e: unknown) => e), ticker.catch((e: unknown) => e)]);
+      for (const err of [w, t]) {
+        expect(err).toBeInstanceOf(EngineMismatchError);
+        expect(err).toMatchObject({ code: 'engine_changed', message: expect.stringContaining(`database "${pdb.name}"`) });
+      }
+      const stopped = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 'error' && l.code === 'engine_changed');
+      expect(stopped.map((l) => l.component).sort()).toEqual(['pgconvey.ticker', 'pgconvey.worker']);
+      expect(stopped[0].hint).toContain('started again with the pgconvey that installed the engine');
+      stop.abort();
+    } finally {
+      await provider.end();
+      await subscriber.end();
+    }
+  }, 120_000);
+
+  it('an upgrade waits for the step in progress: the install lock is held shared by it', async () => {
+    const db = await freshDatabase(targetServer(), 'guard_lock');
+    const daemon = await db.connect();
+    const admin = await db.connect();
+    try {
+      await engine.installEngine(admin);
+      const { withEngine } = await import('../../src/daemons/engine-guard.js');
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      const step = withEngine([[daemon, db.name]], () => held);
+      await waitFor('the shared lock', async () => (await admin.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted")).rows[0].n === 1);
+      let upgraded = false;
+      const upgrade = engine.installEngine(admin, { sources: otherContent }).then((r) => ((upgraded = true), r));
+      await waitFor('the install to wait', async () => (await daemon.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND NOT granted")).rows[0].n === 1);
+      expect(upgraded).toBe(false);
+      release();
+      await step;
+      expect(await upgrade).toMatchObject({ action: 'upgraded' });
+      // The next step sees the other engine and refuses to run.
+      await expect(withEngine([[daemon, db.name]], async () => 'ran')).rejects.toMatchObject({ code: 'engine_changed' });
+    } finally {
+      await daemon.end();
+      await admin.end();
+    }
+  }, 60_000);
+});
