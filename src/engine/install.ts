@@ -162,6 +162,8 @@ async function installOnce(client: pg.Client, sources: EngineSources, newest: nu
     }
     // Quiet NOTICEs like "schema already exists" while installing.
     await client.query("SET LOCAL client_min_messages = 'warning'");
+    // SQL function bodies may name tables of migrations an older target version lacks (as pg_dump does).
+    await client.query('SET LOCAL check_function_bodies = off');
     // The content column, first: before the captured tables are locked, so a session that read the
     // engine row and then waits for one of them does not hold this ALTER TABLE back.
     if (from !== null && !(await hasContentColumn(client))) await client.query('ALTER TABLE pgconvey.engine ADD COLUMN content text');
