@@ -60,4 +60,9 @@ describe('module boundaries', () => {
     }
     expect(violations).toEqual([]);
   });
+
+  it('only kernel/sql-format.ts uses pg-format (identifiers are quoted exactly, always)', () => {
+    const users = files('src').filter((f) => importsOf(f).includes('pg-format'));
+    expect(users).toEqual([join('src', 'kernel', 'sql-format.ts')]);
+  });
 });
