@@ -518,16 +518,29 @@ BEGIN
     ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
-  -- The shape: once per transaction from capture_shape, then from the session setting it leaves.
   -- INSERT and UPDATE events carry no key: the reader takes it from the row.
   -- The key is compared by its binary image (*<> needs no operator lookup).
-  SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_prefix pg_catalog.text; BEGIN '
+  -- The shape is checked once per transaction and table, then taken from the session setting left
+  -- behind. The common case costs one catalog probe, inline: the table still has
+  -- the same number of columns and the same highest column number. That is the same set of columns,
+  -- because a new column always gets a number above every number used before (dropped ones included):
+  -- an ADD raises the highest, a DROP alone lowers the count.
+  SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_mark pg_catalog.text;'
+      || ' v_n pg_catalog.int8; v_max pg_catalog.int2; BEGIN '
       || v_pick
       || format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.shape_' || v_shape)
-      || 'v_prefix := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
-      || 'IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_prefix)) OPERATOR(pg_catalog.=) v_prefix THEN '
-      ||   'v_shape := pg_catalog.substr(v_cached, pg_catalog.length(v_prefix) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; '
-      || format('ELSE v_shape := pgconvey.capture_shape(%s, %s, TG_RELID, %L::pg_catalog.int2[]); END IF; ', v_table_id, v_shape, v_attnums::text)
+      || 'v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
+      || format('IF v_cached OPERATOR(pg_catalog.=) (v_mark OPERATOR(pg_catalog.||) %L) THEN v_shape := %s; ', v_shape::text, v_shape)
+      || 'ELSIF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
+      ||   'v_shape := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; '
+      || 'ELSE '
+      ||   'SELECT pg_catalog.count(*), pg_catalog.max(a.attnum) INTO v_n, v_max FROM pg_catalog.pg_attribute a '
+      ||   'WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped; '
+      ||   format('IF v_n OPERATOR(pg_catalog.=) %s AND v_max OPERATOR(pg_catalog.=) %s THEN v_shape := %s; ',
+                  array_length(v_attnums, 1), v_attnums[array_length(v_attnums, 1)], v_shape)
+      ||   format('PERFORM pg_catalog.set_config(%L, v_mark OPERATOR(pg_catalog.||) %L, false); ', 'pgconvey.shape_' || v_shape, v_shape::text)
+      ||   format('ELSE v_shape := pgconvey.capture_shape(%s, %s, TG_RELID, %L::pg_catalog.int2[]); END IF; ', v_table_id, v_shape, v_attnums::text)
+      || 'END IF; '
       || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
       ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_row)
       || ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
