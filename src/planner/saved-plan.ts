@@ -160,7 +160,10 @@ export function fingerprintCatalog(c: NodeCatalog): string {
     privileges: c.privileges,
     tables: c.tables.map(({ estimatedRows: _rows, bytes: _bytes, ...t }) => t),
     sequences: c.sequences,
-    roles: c.roles,
+    // Roles are the server's, shared by every database on it: only those owning a table here count (a
+    // role made for another database must not make this plan stale). Any other role a plan depends on
+    // (prepare.roles: copy) shows up in the fresh plan, which must equal the saved one anyway.
+    roles: c.roles.filter((r) => c.tables.some((t) => t.owner === r.name)),
     engine: c.engine && {
       version: c.engine.version,
       content: c.engine.content,
