@@ -255,6 +255,21 @@ export function buildPlan(input: PlanInput): Plan {
             check('warning', 'column_type_differs', `column ${name}.${c.name} is ${c.type} on the provider and ${other.type} on node "${leaf.name}"`, 'make sure every value converts (the subscriber reads the text of each value)', `queues.${queue.name}.nodes.${leaf.name}`);
           }
         }
+        // A trigger marked ENABLE ALWAYS or ENABLE REPLICA fires for the apply worker too, as its role: it may
+        // change replicated rows, and it runs the table owner's code with the worker's rights.
+        const firing = Object.entries(there.triggerModes ?? {})
+          .filter(([trigger, mode]) => (mode === 'A' || mode === 'R') && !trigger.startsWith('pgconvey_'))
+          .map(([trigger]) => trigger)
+          .sort();
+        if (firing.length) {
+          check(
+            'warning',
+            'subscriber_trigger_fires_on_apply',
+            `table ${name} on node "${leaf.name}" has trigger(s) ${firing.join(', ')} set to fire during replication (ENABLE ALWAYS or ENABLE REPLICA): they run as the apply role for every replicated row`,
+            'unless that is intended, ALTER TABLE … ENABLE TRIGGER … (fires only for the application) on the subscriber; see docs/security.md',
+            `queues.${queue.name}.nodes.${leaf.name}`,
+          );
+        }
         if (subscribed.has(name)) continue;
         // The initial copy empties the subscriber's table first: rows there (a finished upgrade, a wrong
         // database) would be lost, so that needs the same consent as any destructive action.

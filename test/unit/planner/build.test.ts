@@ -35,6 +35,16 @@ describe('planner', () => {
     };
   };
 
+  it('warns about subscriber triggers that fire during replication (ENABLE ALWAYS / REPLICA), not about ordinary ones', () => {
+    const sub = TABLES.map((t) =>
+      t.name === 'orders' ? { ...t, triggers: ['audit_a', 'audit_o', 'audit_r', 'pgconvey_fence'], triggerModes: { audit_a: 'A', audit_o: 'O', audit_r: 'R', pgconvey_fence: 'A' } } : t,
+    );
+    const plan = buildPlan({ state: state(), catalogs: { old: catalog(12, TABLES), new: catalog(17, sub) }, engineVersion: 3 });
+    const warnings = plan.checks.filter((c) => c.code === 'subscriber_trigger_fires_on_apply');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toContain('audit_a, audit_r');
+  });
+
   it('plans nothing once the databases match the file', () => {
     const plan = buildPlan({ state: state(), catalogs: converged(), engineVersion: 3 });
     expect(plan).toEqual({ checks: [], actions: [], summary: { add: 0, change: 0, remove: 0 }, errored: false });
