@@ -346,7 +346,8 @@ END $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.capture_shape(table_id, baked_shape, rel, baked_attnums)
 -- → the shape id of the rows this transaction captures from the table. The
--- capture function calls it once per transaction and table (the answer is
+-- capture function calls it when its inline probe finds the table's columns
+-- changed (once per transaction and table; the answer is
 -- kept in the session setting pgconvey.shape_<baked>, keyed by the
 -- transaction id; a table's columns cannot change under a transaction that
 -- has written it, except by that transaction's own DDL). When the table
