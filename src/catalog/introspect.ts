@@ -67,7 +67,14 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     serverVersion: server.version,
     database: server.database,
     identity: { databaseOid: Number(server.database_oid), systemIdentifier: server.system_identifier },
-    privileges: { user: server.user, superuser: server.superuser, canCreateSchema: server.can_create_schema, canSetReplicationRole },
+    privileges: {
+      user: server.user,
+      superuser: server.superuser,
+      canCreateSchema: server.can_create_schema,
+      canSetReplicationRole,
+      canCreateRole: server.can_create_role,
+      captureRole: { name: server.capture_role, exists: server.capture_role_exists },
+    },
     tables: [...tables.values()],
     sequences: (await client.query(Q.SEQUENCES_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name, owner: r.owner })),
     roles: (await client.query(Q.ROLES_SQL)).rows.map((r) => ({

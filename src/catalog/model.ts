@@ -64,6 +64,10 @@ export interface PrivilegeInfo {
   canCreateSchema: boolean;
   /** May set session_replication_role (superuser before PG 15; GRANT SET from 15). */
   canSetReplicationRole: boolean;
+  /** May create roles (superuser or CREATEROLE): the engine then makes its capture role itself. */
+  canCreateRole?: boolean;
+  /** This database's capture role (`pgconvey_capture_<database oid>`, the owner of the capture functions) and whether it exists. */
+  captureRole?: { name: string; exists: boolean };
 }
 
 export interface EngineQueueSettings {

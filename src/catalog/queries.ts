@@ -12,6 +12,10 @@ export const SERVER_SQL = `
          current_user AS "user",
          r.rolsuper AS superuser,
          pg_catalog.has_database_privilege(current_database(), 'CREATE') AS can_create_schema,
+         r.rolsuper OR r.rolcreaterole AS can_create_role,
+         (SELECT 'pgconvey_capture_' || d.oid::text FROM pg_catalog.pg_database d WHERE d.datname = current_database()) AS capture_role,
+         EXISTS (SELECT FROM pg_catalog.pg_roles c, pg_catalog.pg_database d
+                  WHERE d.datname = current_database() AND c.rolname = 'pgconvey_capture_' || d.oid::text) AS capture_role_exists,
          (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database()) AS database_oid,
          CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
               THEN (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s) END AS system_identifier
@@ -76,8 +80,8 @@ export const ROLES_SQL = `
          r.rolinherit AS inherit, r.rolcreaterole AS create_role, r.rolcreatedb AS create_db,
          r.rolreplication AS replication, r.rolbypassrls AS bypass_rls, r.rolconnlimit AS connection_limit,
          array(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
-                WHERE m.member = r.oid ORDER BY 1) AS member_of
-    FROM pg_catalog.pg_roles r WHERE r.rolname NOT LIKE 'pg\\_%'
+                WHERE m.member = r.oid AND g.rolname !~ '^pgconvey_capture_[0-9]+$' ORDER BY 1) AS member_of
+    FROM pg_catalog.pg_roles r WHERE r.rolname NOT LIKE 'pg\\_%' AND r.rolname !~ '^pgconvey_capture_[0-9]+$'
    ORDER BY 1`;
 
 /** Whether the engine is installed, and its version: migration number and content (read through to_jsonb: engines installed before the content column lack it). */

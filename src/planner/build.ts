@@ -67,6 +67,24 @@ function captureTriggerCheck(
   return missing;
 }
 
+/**
+ * The capture functions of a root run as its database's capture role, which
+ * can only write events; when the role does not exist and the connecting role
+ * may not create it, they run as the connecting role instead — a warning, with
+ * what an admin runs once to fix it.
+ */
+function captureOwnerCheck(root: NodeSpec, catalog: NodeCatalog, check: AddCheck): void {
+  const { captureRole, canCreateRole, user } = catalog.privileges;
+  if (!captureRole || captureRole.exists || canCreateRole) return;
+  check(
+    'warning',
+    'capture_owner_not_dedicated',
+    `role "${user}" on node "${root.name}" may not create roles, so the capture functions will run as "${user}" (with all its rights) instead of a role that can only write events`,
+    `as a superuser or a role with CREATEROLE, once: CREATE ROLE ${captureRole.name} NOLOGIN; GRANT ${captureRole.name} TO ${user}; (see docs/security.md)`,
+    `queues`,
+  );
+}
+
 export function buildPlan(input: PlanInput): Plan {
   const checks: Diagnostic[] = [];
   const actions = new Map<string, Action>();
@@ -90,6 +108,7 @@ export function buildPlan(input: PlanInput): Plan {
 
     const engineReady = (node: NodeSpec): string | null => engineAction(input, node, add, check);
     const rootEngine = engineReady(root);
+    captureOwnerCheck(root, rootCatalog, check);
     const queueState = rootCatalog.engine?.queues.find((q) => q.name === queue.name);
     const createQueue = queueState
       ? null

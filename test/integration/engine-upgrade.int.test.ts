@@ -228,6 +228,12 @@ describe('engine upgrade in place from the previous release, under load', () => 
       expect(up).toMatchObject({ action: 'upgraded', from: 5, to: engine.ENGINE_VERSION, fromContent: null, toContent: engine.ENGINE_CONTENT });
       expect(await engine.installEngine(subscriber)).toMatchObject({ action: 'upgraded', from: 5, toContent: engine.ENGINE_CONTENT });
       console.log(`[engine-upgrade] provider upgraded in ${upgradeMs} ms under ${WRITERS} writers`);
+      // The upgrade gave the installed capture functions to the capture role (they ran as the installer before).
+      const owners = await provider.query<{ owner: string }>(
+        `SELECT DISTINCT pg_catalog.pg_get_userbyid(p.proowner) AS owner FROM pg_catalog.pg_proc p
+          WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname ~ '^capture_(truncate_)?[0-9]+$'`,
+      );
+      expect(owners.rows.map((r) => r.owner)).toEqual([(await provider.query('SELECT pgconvey.capture_role_name() AS r')).rows[0].r]);
 
       // Old-format events are still queued, and today's worker starts on them while the writers go on.
       const legacy = await provider.query<{ n: number }>(

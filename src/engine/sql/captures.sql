@@ -2,7 +2,10 @@
 -- whose capture function predates the current row format (no recorded
 -- shape) gets its capture function made again, so from this transaction on
 -- its events are written in the current format. Events already queued in the
--- old format are read through pgconvey.legacy_event().
+-- old format are read through pgconvey.legacy_event(). Then every capture
+-- function is given to the capture role (pgconvey.own_capture), so an
+-- upgrade takes the installer's rights out of the capture of installed
+-- databases too.
 DO $$
 DECLARE
   t record;
@@ -12,5 +15,17 @@ BEGIN
             WHERE c.shape_id IS NULL
               AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', c.table_schema, c.table_name)) IS NOT NULL LOOP
     PERFORM pgconvey.add_table(t.queue_name, t.table_schema, t.table_name, t.key_columns);
+  END LOOP;
+END $$;
+
+DO $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT c.table_id FROM pgconvey.captured_table c
+            WHERE pg_catalog.to_regprocedure(pg_catalog.format('pgconvey.%I()', 'capture_' || c.table_id)) IS NOT NULL
+              AND pg_catalog.to_regprocedure(pg_catalog.format('pgconvey.%I()', 'capture_truncate_' || c.table_id)) IS NOT NULL
+            ORDER BY c.table_id LOOP
+    PERFORM pgconvey.own_capture(t.table_id);
   END LOOP;
 END $$;

@@ -26,7 +26,7 @@ END $$;
 -- Function: pgconvey.create_queue(name) → queue_id. Idempotent: an existing
 -- queue's id is returned unchanged. Creates the event sequence, three event
 -- tables (insert-only, emptied by TRUNCATE, indexed on the transaction id) and
--- the first tick.
+-- the first tick, and grants the capture role INSERT on the event tables.
 CREATE OR REPLACE FUNCTION pgconvey.create_queue(p_queue text)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -54,6 +54,7 @@ BEGIN
     EXECUTE format('CREATE INDEX %I ON %s (ev_txid)', 'event_' || v_id || '_' || i || '_txid', pgconvey.event_table(v_id, i));
   END LOOP;
   INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq) VALUES (v_id, 1, 0);
+  PERFORM pgconvey.ensure_capture_role();  -- its INSERT on the new event tables
   RETURN v_id;
 END $$;
 
@@ -391,6 +392,127 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.capture_role_name() → the name of this database's capture
+-- role: pgconvey_capture_<database oid> (roles belong to the server, so each
+-- database with the engine has its own, and no other database's engine owner
+-- is a member of it).
+CREATE OR REPLACE FUNCTION pgconvey.capture_role_name()
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT 'pgconvey_capture_' || d.oid::text FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.ensure_capture_role() → the capture role's name, or NULL
+-- when there is none and the caller may not create it.
+--
+-- The capture functions run for every row any role writes to a captured
+-- table, as their owner (SECURITY DEFINER). Their owner is this NOLOGIN role,
+-- which holds exactly what capture needs and nothing else: USAGE on the
+-- pgconvey schema, INSERT on the queues' event tables (and USAGE on their
+-- sequences), SELECT and INSERT on table_shape. A hole in a capture function
+-- would yield no more than writing events.
+--
+-- Created when missing if the caller is a superuser or has CREATEROLE;
+-- otherwise the capture functions stay owned by the engine's owner (plan warns:
+-- capture_owner_not_dedicated). A role of that name made by someone else is
+-- accepted only when it has no attributes, is a member of no role, and every
+-- role that may act as it could act as the caller already (a superuser, the
+-- caller, a member of the caller, one with ADMIN on the caller, or — before
+-- PostgreSQL 16, where CREATEROLE may grant any role — one with CREATEROLE).
+-- The caller (when not a superuser) is made a member, which ALTER FUNCTION
+-- … OWNER needs. The grants are made again every time (for new queues).
+CREATE OR REPLACE FUNCTION pgconvey.ensure_capture_role()
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_role text := pgconvey.capture_role_name();
+  v_me record;
+  r record;
+  v_untrusted text;
+  q record;
+  i integer;
+BEGIN
+  SELECT u.oid, u.rolsuper, u.rolcreaterole INTO v_me FROM pg_roles u WHERE u.rolname = current_user;
+  SELECT * INTO r FROM pg_roles u WHERE u.rolname = v_role;
+  IF NOT FOUND THEN
+    IF NOT (v_me.rolsuper OR v_me.rolcreaterole) THEN
+      RETURN NULL;
+    END IF;
+    EXECUTE format('CREATE ROLE %I NOLOGIN NOINHERIT', v_role);
+    SELECT * INTO r FROM pg_roles u WHERE u.rolname = v_role;
+  END IF;
+  IF r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls THEN
+    RAISE EXCEPTION 'the capture role % exists with attributes it must not have (LOGIN, SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS)', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('pgconvey gives the capture functions to this role; make it NOLOGIN without attributes (ALTER ROLE %I NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS), or drop it', v_role);
+  END IF;
+  IF EXISTS (SELECT FROM pg_auth_members m WHERE m.member = r.oid) THEN
+    RAISE EXCEPTION 'the capture role % is a member of other roles, whose rights the capture functions would hold', v_role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('revoke those memberships (SELECT roleid::regrole FROM pg_auth_members WHERE member = %L::regrole), or drop the role', v_role);
+  END IF;
+  SELECT string_agg(DISTINCT u.rolname, ', ') INTO v_untrusted
+    FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member
+   WHERE m.roleid = r.oid AND NOT u.rolsuper AND u.oid <> v_me.oid
+     AND NOT pg_has_role(u.oid, v_me.oid, 'MEMBER')
+     AND NOT EXISTS (SELECT FROM pg_auth_members a WHERE a.roleid = v_me.oid AND a.member = u.oid AND a.admin_option)
+     AND NOT (u.rolcreaterole AND NOT v_me.rolsuper AND current_setting('server_version_num')::integer < 160000);
+  IF v_untrusted IS NOT NULL THEN
+    RAISE EXCEPTION 'role(s) % may act as the capture role %, and could then write events into every queue of this database', v_untrusted, v_role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('REVOKE %I FROM %s; only the engine''s owner (or a superuser) may be a member', v_role, v_untrusted);
+  END IF;
+  -- ALTER FUNCTION … OWNER needs the right to SET ROLE to it (from PG 16 an own privilege: a creator with
+  -- CREATEROLE holds only ADMIN on the roles it creates).
+  IF NOT v_me.rolsuper AND NOT pg_has_role(v_me.oid, r.oid, CASE WHEN current_setting('server_version_num')::integer >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
+    EXECUTE format('GRANT %I TO %I', v_role, current_user);
+  END IF;
+  EXECUTE format('GRANT USAGE ON SCHEMA pgconvey TO %I', v_role);
+  IF to_regclass('pgconvey.table_shape') IS NOT NULL THEN  -- (an engine installed only up to an older migration, in tests)
+    EXECUTE format('GRANT SELECT, INSERT ON TABLE pgconvey.table_shape TO %I', v_role);
+    EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), v_role);
+  END IF;
+  FOR q IN SELECT queue_id FROM pgconvey.queue ORDER BY queue_id LOOP
+    EXECUTE format('GRANT USAGE ON SEQUENCE pgconvey.%I TO %I', 'event_' || q.queue_id || '_seq', v_role);
+    FOR i IN 0..2 LOOP
+      EXECUTE format('GRANT INSERT ON TABLE %s TO %I', pgconvey.event_table(q.queue_id, i), v_role);
+    END LOOP;
+  END LOOP;
+  RETURN v_role;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.capture_owner() → who owns a capture function made now
+-- by the caller: the capture role when it exists, else the caller (plan warns
+-- when that is not the capture role).
+CREATE OR REPLACE FUNCTION pgconvey.capture_owner()
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce((SELECT u.rolname::text FROM pg_catalog.pg_roles u WHERE u.rolname = pgconvey.capture_role_name()), current_user::text)
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.own_capture(table_id) → the owner given to the table's
+-- capture functions: the capture role (see ensure_capture_role), else the
+-- caller. Nobody else may execute them (a trigger fires without EXECUTE; only
+-- attaching one to another table needs it).
+CREATE OR REPLACE FUNCTION pgconvey.own_capture(p_table_id integer)
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_role text := pgconvey.ensure_capture_role();
+  f text;
+BEGIN
+  FOREACH f IN ARRAY ARRAY['capture_' || p_table_id, 'capture_truncate_' || p_table_id] LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', f);
+    IF v_role IS NOT NULL THEN
+      -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for this statement only.
+      EXECUTE format('GRANT CREATE ON SCHEMA pgconvey TO %I', v_role);
+      EXECUTE format('ALTER FUNCTION pgconvey.%I() OWNER TO %I', f, v_role);
+      EXECUTE format('REVOKE CREATE ON SCHEMA pgconvey FROM %I', v_role);
+    END IF;
+  END LOOP;
+  RETURN coalesce(v_role, current_user::text);
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.add_table(queue, schema, table, key_columns) → table_id.
 -- Starts capturing the table's changes into the queue: records its row
 -- shape, generates a capture function for exactly this table and creates its
@@ -566,6 +688,8 @@ BEGIN
                  || v_pick
                  || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
                  || ' RETURN NULL; END');
+
+  PERFORM pgconvey.own_capture(v_table_id);
 
   EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
   EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);

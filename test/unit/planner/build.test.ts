@@ -179,6 +179,24 @@ describe('planner', () => {
     expect(plan.checks).toEqual([expect.objectContaining({ code: 'cannot_set_replication_role', hint: 'GRANT SET ON PARAMETER session_replication_role TO mover;' })]);
   });
 
+  it('warns when the capture functions would run as the connecting role: no capture role, and it may not create one', () => {
+    const catalogs = converged();
+    const captureRole = { name: 'pgconvey_capture_16384', exists: false };
+    catalogs.old.privileges = { user: 'mover', superuser: false, canCreateSchema: true, canSetReplicationRole: false, canCreateRole: false, captureRole };
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3 }).checks).toEqual([
+      expect.objectContaining({
+        code: 'capture_owner_not_dedicated',
+        severity: 'warning',
+        hint: expect.stringContaining('CREATE ROLE pgconvey_capture_16384 NOLOGIN; GRANT pgconvey_capture_16384 TO mover;'),
+      }),
+    ]);
+    // An admin made the role, or the role may create it: nothing to say.
+    catalogs.old.privileges = { ...catalogs.old.privileges, captureRole: { ...captureRole, exists: true } };
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3 }).checks).toEqual([]);
+    catalogs.old.privileges = { ...catalogs.old.privileges, captureRole, canCreateRole: true };
+    expect(buildPlan({ state: state(), catalogs, engineVersion: 3 }).checks).toEqual([]);
+  });
+
   const PREPARE = FILE.replace('queues:', 'prepare: { roles: copy, schema: copy }\nqueues:');
 
   it('with prepare.roles: copy, creates the missing roles and memberships instead of warning', () => {
