@@ -737,10 +737,24 @@ async function applyThrough(
   }
 }
 
-/** Row counts of the tables, in one statement (one snapshot). */
-async function countRows(client: pg.Client, tables: QualifiedTable[]): Promise<number[]> {
+/**
+ * Row counts of the tables, in one statement (one snapshot): an ordinary
+ * table's own rows (ONLY: an inheritance parent's children are tables of
+ * their own), a partitioned table's rows in all its partitions.
+ */
+export async function countRows(client: pg.Client, tables: QualifiedTable[]): Promise<number[]> {
   if (!tables.length) return [];
-  const sql = tables.map((t, i) => sqlFormat('SELECT %s AS i, count(*) AS n FROM %I.%I', i, t.schema, t.name)).join(' UNION ALL ');
+  const partitioned = new Set(
+    (
+      await client.query<{ i: number }>(
+        `SELECT t.i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(s, n, i)
+           JOIN pg_catalog.pg_namespace ns ON ns.nspname = t.s JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = t.n
+          WHERE c.relkind = 'p'`,
+        [tables.map((t) => t.schema), tables.map((t) => t.name)],
+      )
+    ).rows.map((r) => Number(r.i) - 1),
+  );
+  const sql = tables.map((t, i) => sqlFormat(`SELECT %s AS i, count(*) AS n FROM ${partitioned.has(i) ? '' : 'ONLY '}%I.%I`, i, t.schema, t.name)).join(' UNION ALL ');
   const { rows } = await client.query<{ i: number; n: string }>(sql);
   const counts = new Array<number>(tables.length).fill(0);
   for (const r of rows) counts[r.i] = Number(r.n);
