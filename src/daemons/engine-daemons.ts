@@ -124,7 +124,24 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
   let holdsLock = false;
   const providerDb = options.provider.dbname ?? 'provider';
   const subscriberDb = options.subscriber.dbname ?? 'subscriber';
-  const copies = runCopyDaemon(options, () => holdsLock);
+  // The copies stop with the worker: on shutdown, and when the worker stops on an error retrying cannot fix
+  // (the copies would otherwise go on polling, with a connection open, for a worker that is gone).
+  const copiesStop = new AbortController();
+  const stopCopies = () => copiesStop.abort();
+  options.signal.addEventListener('abort', stopCopies, { once: true });
+  const copies = runCopyDaemon({ ...options, signal: copiesStop.signal }, () => holdsLock);
+  try {
+    await runWorker(options, log, pollMs, providerDb, subscriberDb, (held) => (holdsLock = held));
+  } finally {
+    copiesStop.abort();
+    options.signal.removeEventListener('abort', stopCopies);
+    await copies.catch(() => undefined);
+  }
+  await withClient(options.subscriber, 'worker', (c) => clearPiece(c, workerPiece(options)));
+}
+
+/** The apply loop of runWorkerDaemon; `setLock` tells the copies whether this process holds the worker lock. */
+async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: number, providerDb: string, subscriberDb: string, setLock: (held: boolean) => void): Promise<void> {
   await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
     log,
     signal: options.signal,
@@ -144,7 +161,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
         await checkEngine(subscriber, subscriberDb);
         const worker = new ApplyWorker(provider, subscriber, { queue: options.queue, consumer: options.consumer, maxBatchEvents: options.maxBatchEvents });
         await worker.start();
-        holdsLock = true;
+        setLock(true);
         await recordPieceRunning(subscriber, workerPiece(options)).catch(() => undefined);
         log.info('applying', { queue: options.queue, consumer: options.consumer });
         return { provider, subscriber, worker };
@@ -184,12 +201,10 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
     },
     wait: ({ worker }, ms) => worker.waitForTick(ms),
     close: async ({ provider, subscriber }) => {
-      holdsLock = false;
+      setLock(false);
       await Promise.all([provider.end(), subscriber.end()]);
     },
   });
-  await copies;
-  await withClient(options.subscriber, 'worker', (c) => clearPiece(c, workerPiece(options)));
 }
 
 /** The worker's piece: its advisory lock key. */
