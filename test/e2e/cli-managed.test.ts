@@ -192,8 +192,21 @@ function managedFlow(label: string, servers: () => { source: ServerInfo; target:
       const schema = errors.find((c) => c.code === 'schema_copy_owner_cannot_create');
       expect(schema, JSON.stringify(checks, null, 2)).toBeDefined();
       expect(schema!.hint).toContain(`GRANT CREATE ON SCHEMA public TO ${old.owner};`);
+      // The old database belongs to the application's owner: installing the engine and fencing need its rights too.
+      expect(errors.find((c) => c.code === 'cannot_install_engine')?.hint).toBe(`GRANT CREATE ON DATABASE ${old.database} TO ${old.admin};`);
+      expect(errors.find((c) => c.code === 'cannot_fence_database')?.hint).toContain(`GRANT ${old.owner} TO ${old.admin}`);
+      // The tables schema copy makes belong to the owner: the admin writes them, and lifts their fence, with its rights.
+      for (const code of ['subscriber_cannot_write', 'subscriber_cannot_unfence']) expect(errors.find((c) => c.code === code)?.hint).toContain(`GRANT ${old.owner} TO ${neu.admin} WITH INHERIT TRUE;`);
       // Nothing else is an error: the timeouts, the SCRAM logins and the rest are fine.
-      expect(errors.map((c) => c.code).sort(), JSON.stringify(errors, null, 2)).toEqual(['provider_cannot_capture', 'schema_copy_cannot_set_owner', 'schema_copy_owner_cannot_create']);
+      expect(errors.map((c) => c.code).sort(), JSON.stringify(errors, null, 2)).toEqual([
+        'cannot_fence_database',
+        'cannot_install_engine',
+        'provider_cannot_capture',
+        'schema_copy_cannot_set_owner',
+        'schema_copy_owner_cannot_create',
+        'subscriber_cannot_unfence',
+        'subscriber_cannot_write',
+      ]);
       const applied = await cli(['apply', file, '--auto-approve'], env);
       expect(applied.code).toBe(1);
       expect(await withClient(old.superConfig(), async (c) => (await c.query("SELECT to_regnamespace('pgconvey') IS NULL AS none")).rows[0].none)).toBe(true);
