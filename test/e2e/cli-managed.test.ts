@@ -26,7 +26,8 @@ const SCHEMA = `
   CREATE TABLE public.accounts (id bigserial PRIMARY KEY, name text NOT NULL, balance numeric(12,2) NOT NULL DEFAULT 0);
   CREATE TABLE public.orders (id bigserial PRIMARY KEY, account_id bigint NOT NULL REFERENCES public.accounts, note text NOT NULL);
   GRANT SELECT, INSERT, UPDATE, DELETE ON public.accounts, public.orders TO {writer};
-  GRANT USAGE ON SEQUENCE public.accounts_id_seq, public.orders_id_seq TO {writer};
+  GRANT USAGE ON SEQUENCE public.accounts_id_seq, public.orders_id_seq TO {writer};`;
+const SEED = `
   INSERT INTO public.accounts (name, balance) SELECT 'seed ' || g, g FROM generate_series(1, 300) g;
   INSERT INTO public.orders (account_id, note) SELECT 1 + g % 300, 'seed order ' || g FROM generate_series(1, 1000) g;`;
 const TABLES = ['accounts', 'orders'];
@@ -34,16 +35,17 @@ const TABLES = ['accounts', 'orders'];
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /** The grants docs/security.md lists for a managed service, given by the admin itself (a CREATEROLE role manages the roles it made). */
-function documentedGrants(side: ManagedDatabase, role: 'provider' | 'subscriber'): string {
-  const membership = side.major >= 16 ? (role === 'subscriber' ? ' WITH INHERIT TRUE, SET TRUE' : ' WITH INHERIT TRUE') : '';
+function documentedGrants(side: ManagedDatabase, schemaCopy: boolean): string {
+  // SET: schema copy gives the tables it makes to their owner (ALTER TABLE … OWNER TO).
+  const membership = side.major >= 16 ? (schemaCopy ? ' WITH INHERIT TRUE, SET TRUE' : ' WITH INHERIT TRUE') : '';
   return [
     `GRANT ${ident(side.owner)} TO ${ident(side.admin)}${membership};`,
     // Schema copy makes the tables there owned by the application's owner: from PG 15 public is not open to everyone.
-    ...(role === 'subscriber' && side.major >= 15 ? [`GRANT CREATE ON SCHEMA public TO ${ident(side.owner)};`] : []),
+    ...(schemaCopy && side.major >= 15 ? [`GRANT CREATE ON SCHEMA public TO ${ident(side.owner)};`] : []),
   ].join('\n');
 }
 
-function writeFile(old: ManagedDatabase, neu: ManagedDatabase): string {
+function writeFile(old: ManagedDatabase, neu: ManagedDatabase, schemaCopy: boolean): string {
   const file = `${mkdtempSync('/tmp/pgconvey-managed-')}/shop.yaml`;
   writeFileSync(
     file,
@@ -51,9 +53,7 @@ function writeFile(old: ManagedDatabase, neu: ManagedDatabase): string {
 databases:
   old: "${old.dsn('PW_OLD')}"
   new: "${neu.dsn('PW_NEW')}"
-prepare:
-  schema: copy
-daemons:
+${schemaCopy ? 'prepare:\n  schema: copy\n' : ''}daemons:
   worker: { retry_delay: 200ms }
 queues:
   shop:
@@ -153,7 +153,12 @@ class Writer {
 
 const cli = (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000) => runCli(args, { env, timeoutMs });
 
-function managedFlow(label: string, servers: () => { source: ServerInfo; target: ServerInfo }, reverseWorks: boolean): void {
+/**
+ * `schemaCopy`: the new node gets its tables from `prepare.schema: copy`
+ * (needs a pg_dump as new as the old server: this machine has 15), else
+ * from the application's own migrations, as its owner.
+ */
+function managedFlow(label: string, servers: () => { source: ServerInfo; target: ServerInfo }, reverseWorks: boolean, schemaCopy: boolean): void {
   describe(`no superuser anywhere: ${label}`, () => {
     let old: ManagedDatabase;
     let neu: ManagedDatabase;
@@ -164,9 +169,9 @@ function managedFlow(label: string, servers: () => { source: ServerInfo; target:
 
     beforeAll(async () => {
       const { source, target } = servers();
-      old = await managedDatabase(source, { databaseOwner: 'owner', schema: SCHEMA });
-      neu = await managedDatabase(target, { databaseOwner: 'admin', roles: { owner: old.owner, writer: old.writer } });
-      file = writeFile(old, neu);
+      old = await managedDatabase(source, { databaseOwner: 'owner', schema: SCHEMA + SEED });
+      neu = await managedDatabase(target, { databaseOwner: 'admin', roles: { owner: old.owner, writer: old.writer }, ...(schemaCopy ? {} : { schema: SCHEMA }) });
+      file = writeFile(old, neu, schemaCopy);
       env = { PW_OLD: old.password, PW_NEW: neu.password };
     }, 120_000);
 
@@ -186,35 +191,45 @@ function managedFlow(label: string, servers: () => { source: ServerInfo; target:
       const provider = errors.find((c) => c.code === 'provider_cannot_capture');
       expect(provider, JSON.stringify(checks, null, 2)).toBeDefined();
       expect(provider!.hint).toContain(`GRANT ${old.owner} TO ${old.admin}${old.major >= 16 ? ' WITH INHERIT TRUE' : ''};`);
-      const membership = errors.find((c) => c.code === 'schema_copy_cannot_set_owner');
-      expect(membership, JSON.stringify(checks, null, 2)).toBeDefined();
-      expect(membership!.hint).toContain(`GRANT ${old.owner} TO ${neu.admin} WITH INHERIT TRUE, SET TRUE;`);
-      const schema = errors.find((c) => c.code === 'schema_copy_owner_cannot_create');
-      expect(schema, JSON.stringify(checks, null, 2)).toBeDefined();
-      expect(schema!.hint).toContain(`GRANT CREATE ON SCHEMA public TO ${old.owner};`);
+      if (schemaCopy) {
+        const membership = errors.find((c) => c.code === 'schema_copy_cannot_set_owner');
+        expect(membership, JSON.stringify(checks, null, 2)).toBeDefined();
+        expect(membership!.hint).toContain(`GRANT ${old.owner} TO ${neu.admin} WITH INHERIT TRUE, SET TRUE;`);
+        const schema = errors.find((c) => c.code === 'schema_copy_owner_cannot_create');
+        expect(schema, JSON.stringify(checks, null, 2)).toBeDefined();
+        expect(schema!.hint).toContain(`GRANT CREATE ON SCHEMA public TO ${old.owner};`);
+      }
       // The old database belongs to the application's owner: installing the engine and fencing need its rights too.
       expect(errors.find((c) => c.code === 'cannot_install_engine')?.hint).toBe(`GRANT CREATE ON DATABASE ${old.database} TO ${old.admin};`);
       expect(errors.find((c) => c.code === 'cannot_fence_database')?.hint).toContain(`GRANT ${old.owner} TO ${old.admin}`);
-      // The tables schema copy makes belong to the owner: the admin writes them, and lifts their fence, with its rights.
+      // The tables there belong to the owner: the admin writes them, and lifts their fence, with its rights.
       for (const code of ['subscriber_cannot_write', 'subscriber_cannot_unfence']) expect(errors.find((c) => c.code === code)?.hint).toContain(`GRANT ${old.owner} TO ${neu.admin} WITH INHERIT TRUE;`);
       // Nothing else is an error: the timeouts, the SCRAM logins and the rest are fine.
       expect(errors.map((c) => c.code).sort(), JSON.stringify(errors, null, 2)).toEqual([
         'cannot_fence_database',
         'cannot_install_engine',
         'provider_cannot_capture',
-        'schema_copy_cannot_set_owner',
-        'schema_copy_owner_cannot_create',
+        ...(schemaCopy ? ['schema_copy_cannot_set_owner', 'schema_copy_owner_cannot_create'] : []),
         'subscriber_cannot_unfence',
         'subscriber_cannot_write',
       ]);
+      // The way back: warnings, each naming its grant.
+      const reverse = checks.filter((c) => c.code.startsWith('reverse_'));
+      expect(reverse.every((c) => c.severity === 'warning')).toBe(true);
+      expect(reverse.map((c) => c.code).sort()).toEqual([
+        'reverse_cannot_capture',
+        ...(reverseWorks ? [] : ['reverse_cannot_set_replication_role']),
+        'reverse_cannot_unfence',
+        'reverse_cannot_write',
+      ].sort());
       const applied = await cli(['apply', file, '--auto-approve'], env);
       expect(applied.code).toBe(1);
       expect(await withClient(old.superConfig(), async (c) => (await c.query("SELECT to_regnamespace('pgconvey') IS NULL AS none")).rows[0].none)).toBe(true);
     });
 
     it('with the documented grants: apply, run under a writer, compare, switchover, and equal row by row', { timeout: 400_000 }, async () => {
-      await old.asAdmin(documentedGrants(old, 'provider'));
-      await neu.asAdmin(documentedGrants(neu, 'subscriber'));
+      await old.asAdmin(documentedGrants(old, false));
+      await neu.asAdmin(documentedGrants(neu, schemaCopy));
 
       const planned = await cli(['plan', file, '--json'], env);
       expect(planned.code, planned.stdout).toBe(0);
@@ -282,6 +297,7 @@ function managedFlow(label: string, servers: () => { source: ServerInfo; target:
       }
       await writer.stop();
       expect(writer.commits).toBeGreaterThan(50);
+      await run.kill('SIGTERM');
       const final = await cli(['plan', file, '--detailed-exitcode'], env);
       expect([0, 2]).toContain(final.code);
     });
@@ -300,5 +316,5 @@ afterAll(async () => {
   await sixteen?.stop();
 });
 
-managedFlow(`PG ${12} → ${17} (the way back is refused up front)`, () => ({ source: sourceServer(), target: targetServer() }), false);
-managedFlow('PG 16 → 17 (everything, the way back included)', () => ({ source: sixteenInfo(), target: targetServer() }), true);
+managedFlow(`PG 12 → 17 (schema copy; the way back is refused up front)`, () => ({ source: sourceServer(), target: targetServer() }), false, true);
+managedFlow('PG 16 → 17 (tables made by the application; everything, the way back included)', () => ({ source: sixteenInfo(), target: targetServer() }), true, false);

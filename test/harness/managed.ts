@@ -153,6 +153,8 @@ export async function managedDatabase(server: ServerInfo, options: ManagedOption
 
   if (options.schema) {
     const sql = options.schema.replaceAll('{owner}', ident(owner)).replaceAll('{writer}', ident(writer));
+    // From PG 15 public is the database owner's: the admin lets the application's owner create there, as its DBA would.
+    if (major >= 15 && options.databaseOwner === 'admin') await run(adminConfig(database), `GRANT CREATE ON SCHEMA public TO ${ident(owner)}`);
     // The application's migrations, run as the owner role (the superuser here only to become it).
     await run(superConfig(database), `SET ROLE ${ident(owner)}; ${sql}`);
   }
