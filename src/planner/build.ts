@@ -225,8 +225,14 @@ export function buildPlan(input: PlanInput): Plan {
       const carriedSequences = sequences.map((x) => ({ schema: x.schema, name: x.name, owner: x.owner }));
       const made = input.state.prepare.schema === 'copy' ? absent.map((t) => ({ schema: t.schema, name: t.name, owner: t.owner })) : [];
       const nodePath = `queues.${queue.name}.nodes.${leaf.name}`;
+      const recapture = [...actions.values()]
+        .filter((a) => a.queue === queue.name && ((a.kind === 'capture_table' && a.change === 'update') || a.kind === 'remove_capture'))
+        .map((a) => {
+          const [schema, name] = splitName(a.object!);
+          return { schema, name, owner: rootCatalog.tables.find((t) => t.schema === schema && t.name === name)?.owner ?? '' };
+        });
       for (const problem of [
-        ...forwardPrivilegeProblems({ provider: { node: root.name, catalog: rootCatalog }, subscriber: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences, schemaCopy: made }),
+        ...forwardPrivilegeProblems({ provider: { node: root.name, catalog: rootCatalog }, subscriber: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences, schemaCopy: made, recapture }),
         ...reversePrivilegeProblems({ old: { node: root.name, catalog: rootCatalog }, neu: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences }),
       ]) {
         check(problem.severity, problem.code, problem.message, problem.hint, nodePath);

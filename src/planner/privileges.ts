@@ -62,6 +62,8 @@ export interface ForwardInput {
   sequences: ReplicatedObject[];
   /** The tables schema copy will create on the subscriber. */
   schemaCopy: ReplicatedObject[];
+  /** Captured tables whose capture triggers this plan makes again or removes (DROP TRIGGER: the owner's right). */
+  recapture?: ReplicatedObject[];
 }
 
 export interface ReverseInput {
@@ -161,13 +163,18 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
   const madeByCopy = (o: ReplicatedObject) => copied.has(`${o.schema}.${o.name}`);
   const never = () => false;
 
-  const capture = [...lacking(p, input.tables, 'table', ['trigger', 'select'], never), ...lacking(p, input.sequences, 'sequence', ['select'], never)];
+  const recaptured = new Set((input.recapture ?? []).map((t) => `${t.schema}.${t.name}`));
+  const capture = [
+    ...lacking(p, input.tables.filter((t) => !recaptured.has(`${t.schema}.${t.name}`)), 'table', ['trigger', 'select'], never),
+    ...lacking(p, input.recapture ?? [], 'table', ['trigger', 'select', 'owner'], never),
+    ...lacking(p, input.sequences, 'sequence', ['select'], never),
+  ];
   if (capture.length) {
     out.push({
       code: 'provider_cannot_capture',
       severity: 'error',
       message: `role "${p.catalog.privileges.user}" on node "${p.node}" may not capture and copy ${listObjects(capture)}`,
-      hint: grantHint(p, capture, { table: 'TRIGGER, SELECT', sequence: 'SELECT' }, 'capture triggers and the switchover\'s fence need TRIGGER, the copy SELECT'),
+      hint: grantHint(p, capture, { table: 'TRIGGER, SELECT', sequence: 'SELECT' }, 'capture triggers and the switchover\'s fence need TRIGGER, the copy SELECT; making a capture trigger again, or removing it, the owner\'s rights'),
     });
   }
 
@@ -196,8 +203,8 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
     out.push({
       code: 'subscriber_cannot_unfence',
       severity: 'error',
-      message: `role "${s.catalog.privileges.user}" on node "${s.node}" does not have the owner's rights on ${listObjects(unfence)}: the switchover's hand-over could not drop its fence triggers there`,
-      hint: grantHint(s, unfence, null, 'DROP TRIGGER is the table owner\'s'),
+      message: `role "${s.catalog.privileges.user}" on node "${s.node}" does not have the owner's rights on ${listObjects(unfence)}: the copy could not set its secondary indexes aside, nor the switchover's hand-over drop its fence triggers`,
+      hint: grantHint(s, unfence, null, 'DROP INDEX and DROP TRIGGER are the table owner\'s'),
     });
   }
   for (const side of [p, s]) out.push(...databaseProblems(side));

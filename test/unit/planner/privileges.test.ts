@@ -128,6 +128,16 @@ describe('forwardPrivilegeProblems', () => {
     expect(forwardPrivilegeProblems({ provider: { node: 'a', catalog: old }, subscriber: { node: 'b', catalog: managed(17, ALL) }, tables: TABLES, sequences: [], schemaCopy: [] })).toEqual([]);
   });
 
+  it('making a capture trigger again, or removing it, needs the owner\'s rights on the provider', () => {
+    const provider = managed(17, { ...NONE, select: true, trigger: true });
+    const input = { provider: { node: 'old_root', catalog: provider }, subscriber: { node: 'new_leaf', catalog: managed(17, ALL) }, tables: TABLES, sequences: [], schemaCopy: [] };
+    expect(forwardPrivilegeProblems(input)).toEqual([]);
+    const [problem, ...rest] = forwardPrivilegeProblems({ ...input, recapture: [TABLES[0]!] });
+    expect(rest).toEqual([]);
+    expect(problem!.code).toBe('provider_cannot_capture');
+    expect(problem!.message).toBe('role "adm" on node "old_root" may not capture and copy public.orders (owner)');
+  });
+
   it('quotes a name that needs it in the grants it gives', () => {
     const c = managed(17, NONE, { user: 'Admin' });
     const [problem] = forwardPrivilegeProblems({ provider: { node: 'a', catalog: c }, subscriber: { node: 'b', catalog: managed(17, ALL) }, tables: [{ schema: 'public', name: 'orders', owner: 'App Owner' }], sequences: [], schemaCopy: [] });
