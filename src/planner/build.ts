@@ -224,7 +224,6 @@ export function buildPlan(input: PlanInput): Plan {
       const replicated = tables.map(({ table }) => ({ schema: table.schema, name: table.name, owner: table.owner }));
       const carriedSequences = sequences.map((x) => ({ schema: x.schema, name: x.name, owner: x.owner }));
       const made = input.state.prepare.schema === 'copy' ? absent.map((t) => ({ schema: t.schema, name: t.name, owner: t.owner })) : [];
-      const nodePath = `queues.${queue.name}.nodes.${leaf.name}`;
       const recapture = [...actions.values()]
         .filter((a) => a.queue === queue.name && ((a.kind === 'capture_table' && a.change === 'update') || a.kind === 'remove_capture'))
         .map((a) => {
@@ -235,7 +234,7 @@ export function buildPlan(input: PlanInput): Plan {
         ...forwardPrivilegeProblems({ provider: { node: root.name, catalog: rootCatalog }, subscriber: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences, schemaCopy: made, recapture }),
         ...reversePrivilegeProblems({ old: { node: root.name, catalog: rootCatalog }, neu: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences }),
       ]) {
-        check(problem.severity, problem.code, problem.message, problem.hint, nodePath);
+        check(problem.severity, problem.code, problem.message, problem.hint, `queues.${queue.name}.nodes.${problem.node}`);
       }
       for (const { table } of tables) {
         const name = qualified(table.schema, table.name);

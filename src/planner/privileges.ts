@@ -38,6 +38,8 @@ export interface PrivilegeProblem {
   code: string;
   /** `error` for what the forward path needs; `warning` for what only some step may need. */
   severity: 'error' | 'warning';
+  /** The node whose role lacks the right. */
+  node: string;
   message: string;
   hint: string;
 }
@@ -173,6 +175,7 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
     out.push({
       code: 'provider_cannot_capture',
       severity: 'error',
+      node: p.node,
       message: `role "${p.catalog.privileges.user}" on node "${p.node}" may not capture and copy ${listObjects(capture)}`,
       hint: grantHint(p, capture, { table: 'TRIGGER, SELECT', sequence: 'SELECT' }, 'capture triggers and the switchover\'s fence need TRIGGER, the copy SELECT; making a capture trigger again, or removing it, the owner\'s rights'),
     });
@@ -182,6 +185,7 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
     out.push({
       code: 'cannot_set_replication_role',
       severity: 'error',
+      node: s.node,
       message: `role "${s.catalog.privileges.user}" on node "${s.node}" may not set session_replication_role, which applying needs`,
       hint: replicationRoleHint(s.catalog, false),
     });
@@ -194,6 +198,7 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
     out.push({
       code: 'subscriber_cannot_write',
       severity: 'error',
+      node: s.node,
       message: `role "${s.catalog.privileges.user}" on node "${s.node}" may not apply to ${listObjects(write)}`,
       hint: grantHint(s, write, { table: 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE', sequence: 'UPDATE' }, 'the copy and the worker write every replicated table, and move its sequences'),
     });
@@ -203,6 +208,7 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
     out.push({
       code: 'subscriber_cannot_unfence',
       severity: 'error',
+      node: s.node,
       message: `role "${s.catalog.privileges.user}" on node "${s.node}" does not have the owner's rights on ${listObjects(unfence)}: the copy could not set its secondary indexes aside, nor the switchover's hand-over drop its fence triggers`,
       hint: grantHint(s, unfence, null, 'DROP INDEX and DROP TRIGGER are the table owner\'s'),
     });
@@ -221,6 +227,7 @@ function databaseProblems(side: PrivilegeSide): PrivilegeProblem[] {
     out.push({
       code: 'cannot_fence_database',
       severity: 'error',
+      node: side.node,
       message: `role "${c.privileges.user}" on node "${side.node}" does not have the rights of database "${c.database}"'s owner (${owner}): the switchover could not fence it (ALTER DATABASE … SET default_transaction_read_only)`,
       hint: `on node "${side.node}": ${membershipGrants(c, [owner], false)} or, as ${sqlName(owner)}: ALTER DATABASE ${sqlName(c.database)} OWNER TO ${user(c)};`,
     });
@@ -229,6 +236,7 @@ function databaseProblems(side: PrivilegeSide): PrivilegeProblem[] {
     out.push({
       code: 'cannot_end_sessions',
       severity: 'warning',
+      node: side.node,
       message: `role "${c.privileges.user}" on node "${side.node}" may not end other roles' sessions: a switchover stops if the application is still connected there`,
       hint: `GRANT pg_signal_backend TO ${user(c)}; (managed services give it to their admin role, e.g. rds_superuser), or disconnect the application yourself before switching over`,
     });
@@ -250,6 +258,7 @@ function schemaCopyProblems(s: PrivilegeSide, tables: ReplicatedObject[]): Privi
     out.push({
       code: 'schema_copy_cannot_set_owner',
       severity: 'error',
+      node: s.node,
       message: `role "${me}" on node "${s.node}" may not make ${cannotBecome.join(', ')} the owner of the tables schema copy creates (ALTER TABLE … OWNER TO needs SET ROLE to the new owner)`,
       hint: `on node "${s.node}": ${missing.length ? `create ${missing.join(', ')} first (CREATE ROLE …), then ` : ''}${membershipGrants(c, cannotBecome, true)} (a CREATEROLE admin may grant itself a role it manages)`,
     });
@@ -276,6 +285,7 @@ function schemaCopyProblems(s: PrivilegeSide, tables: ReplicatedObject[]): Privi
     out.push({
       code: 'schema_copy_cannot_create',
       severity: 'error',
+      node: s.node,
       message: `role "${me}" on node "${s.node}" may not create the tables schema copy makes there`,
       hint: `on node "${s.node}", as the schema's (or database's) owner: ${[...new Set(createHints)].join(' ')}`,
     });
@@ -284,6 +294,7 @@ function schemaCopyProblems(s: PrivilegeSide, tables: ReplicatedObject[]): Privi
     out.push({
       code: 'schema_copy_owner_cannot_create',
       severity: 'error',
+      node: s.node,
       message: `on node "${s.node}" the owner(s) of the tables schema copy creates may not create in their schema (${ownerMessages.join('; ')}): PostgreSQL refuses to give them the tables (from 15, public is no longer open to everyone)`,
       hint: `on node "${s.node}", as the schema's owner (for public from PostgreSQL 15 the database's owner): ${ownerHints.join(' ')}`,
     });
@@ -306,6 +317,7 @@ export function reversePrivilegeProblems(input: ReverseInput): PrivilegeProblem[
     out.push({
       code: 'reverse_cannot_set_replication_role',
       severity: 'warning',
+      node: old.node,
       message: `role "${old.catalog.privileges.user}" on node "${old.node}" (PostgreSQL ${old.catalog.serverVersion}) may not set session_replication_role: replication back to it (switchover --reverse) cannot apply there, so a switch back would lose what is written on "${neu.node}"`,
       hint: replicationRoleHint(old.catalog, true),
     });
@@ -318,6 +330,7 @@ export function reversePrivilegeProblems(input: ReverseInput): PrivilegeProblem[
     out.push({
       code: 'reverse_cannot_write',
       severity: 'warning',
+      node: old.node,
       message: `role "${old.catalog.privileges.user}" on node "${old.node}" may not apply replication back to ${listObjects(write)}`,
       hint: grantHint(old, write, { table: 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE', sequence: 'UPDATE' }, 'switchover --reverse makes it a subscriber'),
     });
@@ -327,6 +340,7 @@ export function reversePrivilegeProblems(input: ReverseInput): PrivilegeProblem[
     out.push({
       code: 'reverse_cannot_unfence',
       severity: 'warning',
+      node: old.node,
       message: `role "${old.catalog.privileges.user}" on node "${old.node}" does not have the owner's rights on ${listObjects(unfence)}: a switch back could not drop its fence triggers there`,
       hint: grantHint(old, unfence, null, 'DROP TRIGGER is the table owner\'s'),
     });
@@ -339,6 +353,7 @@ export function reversePrivilegeProblems(input: ReverseInput): PrivilegeProblem[
     out.push({
       code: 'reverse_cannot_capture',
       severity: 'warning',
+      node: neu.node,
       message: `role "${neu.catalog.privileges.user}" on node "${neu.node}" may not capture ${listObjects(capture)} for replication back to "${old.node}"`,
       hint: grantHint(neu, capture, null, 'the reverse queue\'s capture triggers are created at the switchover and dropped (the owner\'s right) at the switch back'),
     });

@@ -54,6 +54,7 @@ describe('forwardPrivilegeProblems', () => {
     });
     expect(codes(problems)).toEqual(['provider_cannot_capture', 'subscriber_cannot_write', 'subscriber_cannot_unfence', 'schema_copy_cannot_set_owner', 'schema_copy_owner_cannot_create']);
     expect(problems.every((p) => p.severity === 'error')).toBe(true);
+    expect(problems.map((p) => p.node)).toEqual(['old_root', 'new_leaf', 'new_leaf', 'new_leaf', 'new_leaf']);
     const [capture, write, , setOwner, ownerCreate] = problems;
     expect(capture!.message).toBe('role "adm" on node "old_root" may not capture and copy public.orders (TRIGGER, SELECT), public.customers (TRIGGER, SELECT)');
     expect(capture!.hint).toContain('on node "old_root": GRANT app TO adm WITH INHERIT TRUE;');
