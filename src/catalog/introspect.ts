@@ -4,7 +4,7 @@
  * written; the caller owns the connection.
  */
 import type pg from 'pg';
-import type { ColumnInfo, EngineInfo, NodeCatalog, TableInfo } from './model.js';
+import type { ColumnInfo, EngineInfo, NodeCatalog, PrivilegeInfo, SchemaInfo, TableAccess, TableInfo } from './model.js';
 import * as Q from './queries.js';
 
 export async function introspectNode(client: pg.Client): Promise<NodeCatalog> {
@@ -22,8 +22,7 @@ export async function introspectNode(client: pg.Client): Promise<NodeCatalog> {
 async function read(client: pg.Client): Promise<NodeCatalog> {
   const server = (await client.query(Q.SERVER_SQL)).rows[0];
   const versionNum = Number(server.version_num);
-  const canSetReplicationRole =
-    versionNum >= 150000 ? (await client.query<{ ok: boolean }>(Q.CAN_SET_REPLICA_ROLE_SQL_15)).rows[0]!.ok : Boolean(server.superuser);
+  const canSetReplicationRole = Boolean(server.superuser) || (await trySetReplicaRole(client, versionNum));
 
   const tableKey = (schema: string, name: string) => `${schema}\u0000${name}`;
   const tables = new Map<string, TableInfo>();
@@ -55,6 +54,11 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     } else if (r.primary) t.primaryKey = r.columns;
     else if (r.all_not_null) t.uniqueNotNull.push(r.columns);
   }
+  const rights = new Map<string, TableAccess>();
+  for (const r of (await client.query(Q.RELATION_RIGHTS_SQL)).rows) {
+    rights.set(tableKey(r.schema, r.name), { owner: r.owner, select: r.select, insert: r.insert, update: r.update, delete: r.delete, truncate: r.truncate, trigger: r.trigger });
+  }
+  for (const [key, t] of tables) t.access = rights.get(key);
   for (const r of (await client.query(Q.TRIGGERS_SQL)).rows) {
     const t = tables.get(tableKey(r.schema, r.table));
     if (!t) continue;
@@ -67,16 +71,12 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     serverVersion: server.version,
     database: server.database,
     identity: { databaseOid: Number(server.database_oid), systemIdentifier: server.system_identifier },
-    privileges: {
-      user: server.user,
-      superuser: server.superuser,
-      canCreateSchema: server.can_create_schema,
-      canSetReplicationRole,
-      canCreateRole: server.can_create_role,
-      captureRole: { name: server.capture_role, exists: server.capture_role_exists },
-    },
+    privileges: await readPrivileges(client, server, versionNum, canSetReplicationRole),
     tables: [...tables.values()],
-    sequences: (await client.query(Q.SEQUENCES_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name, owner: r.owner })),
+    sequences: (await client.query(Q.SEQUENCES_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name, owner: r.owner, access: rights.get(tableKey(r.schema, r.name)) })),
+    schemas: (await client.query(Q.SCHEMAS_SQL)).rows.map(
+      (r): SchemaInfo => ({ name: r.name, owner: r.owner, usage: r.usage, create: r.create, createForAll: r.create_for_all, createBy: r.create_for_all ? [] : r.create_by }),
+    ),
     roles: (await client.query(Q.ROLES_SQL)).rows.map((r) => ({
       name: r.name,
       canLogin: r.can_login,
@@ -85,6 +85,45 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
       memberOf: r.member_of,
     })),
     engine: await readEngine(client),
+  };
+}
+
+/**
+ * Whether the role may set session_replication_role, tried (and undone) in
+ * a savepoint: superusers, `GRANT SET ON PARAMETER` from PG 15, and services
+ * that allow it their own way (RDS lets rds_superuser set it on every
+ * version) all show as they are. Within the read-only snapshot transaction.
+ */
+async function trySetReplicaRole(client: pg.Client, versionNum: number): Promise<boolean> {
+  if (versionNum >= 150000 && (await client.query<{ ok: boolean }>(Q.CAN_SET_REPLICA_ROLE_SQL_15)).rows[0]!.ok) return true;
+  await client.query('SAVEPOINT pgconvey_srr');
+  try {
+    await client.query('SET LOCAL session_replication_role = replica');
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '42501') throw err;
+    return false;
+  } finally {
+    await client.query('ROLLBACK TO SAVEPOINT pgconvey_srr');
+  }
+}
+
+async function readPrivileges(client: pg.Client, server: Record<string, unknown>, versionNum: number, canSetReplicationRole: boolean): Promise<PrivilegeInfo> {
+  const db = (await client.query(Q.DATABASE_RIGHTS_SQL)).rows[0];
+  const superuser = Boolean(server.superuser);
+  const memberships = superuser ? [] : (await client.query<{ name: string; usage: boolean; set: boolean }>(Q.MEMBERSHIPS_SQL(versionNum >= 160000))).rows;
+  return {
+    user: String(server.user),
+    superuser,
+    canCreateSchema: Boolean(server.can_create_schema),
+    canSetReplicationRole,
+    canAlterDatabase: superuser || Boolean(db?.can_alter),
+    databaseOwner: db?.owner,
+    canSignalBackends: superuser || Boolean(db?.can_signal),
+    actsAs: memberships.filter((m) => m.usage).map((m) => m.name),
+    canBecome: memberships.filter((m) => m.set).map((m) => m.name),
+    canCreateRole: Boolean(server.can_create_role),
+    captureRole: { name: String(server.capture_role), exists: Boolean(server.capture_role_exists) },
   };
 }
 

@@ -38,12 +38,42 @@ export interface TableInfo {
   triggers: string[];
   /** Per trigger name its `pg_trigger.tgenabled`: 'O' fires in ordinary sessions, 'D' disabled, 'R' only in replica mode, 'A' always. */
   triggerModes?: Record<string, string>;
+  /** What the connecting role may do with the table (absent in catalogs read before pgconvey read it: taken as everything). */
+  access?: TableAccess;
+}
+
+/** The connecting role's rights on one table or sequence (has_table_privilege / has_sequence_privilege, pg_has_role). */
+export interface TableAccess {
+  /** It has the owner's rights (it is the owner, an inheriting member of it, or a superuser): DROP TRIGGER, ALTER TABLE need that. */
+  owner: boolean;
+  select: boolean;
+  /** For a sequence: UPDATE (setval); the rest are false. */
+  insert: boolean;
+  update: boolean;
+  delete: boolean;
+  truncate: boolean;
+  trigger: boolean;
+}
+
+/** A schema of the database, and who may create objects in it. */
+export interface SchemaInfo {
+  name: string;
+  owner: string;
+  /** The connecting role may use it / create in it. */
+  usage: boolean;
+  create: boolean;
+  /** Everyone (PUBLIC) may create in it (the default of `public` before PostgreSQL 15). */
+  createForAll: boolean;
+  /** Other roles (not pg_*) that may create in it, when not everyone may; sorted. */
+  createBy: string[];
 }
 
 export interface SequenceInfo {
   schema: string;
   name: string;
   owner: string;
+  /** The connecting role's rights on it (select; update for setval; owner). */
+  access?: TableAccess;
 }
 
 export interface RoleInfo {
@@ -62,12 +92,22 @@ export interface PrivilegeInfo {
   superuser: boolean;
   /** May create schemas in the database (needed to install the engine). */
   canCreateSchema: boolean;
-  /** May set session_replication_role (superuser before PG 15; GRANT SET from 15). */
+  /** May set session_replication_role (superuser before PG 15; GRANT SET from 15; tried, so a service that patches this in is seen). */
   canSetReplicationRole: boolean;
   /** May create roles (superuser or CREATEROLE): the engine then makes its capture role itself. */
   canCreateRole?: boolean;
   /** This database's capture role (`pgconvey_capture_<database oid>`, the owner of the capture functions) and whether it exists. */
   captureRole?: { name: string; exists: boolean };
+  /** Has the database owner's rights (ALTER DATABASE … SET, which fencing a switchover needs); absent: not read, taken as yes. */
+  canAlterDatabase?: boolean;
+  /** The database's owner. */
+  databaseOwner?: string;
+  /** May end other roles' sessions (superuser, or a member of pg_signal_backend); absent: taken as yes. */
+  canSignalBackends?: boolean;
+  /** Roles (not pg_*) whose rights it has through inheriting membership (pg_has_role USAGE); sorted; empty for a superuser (it has all). */
+  actsAs?: string[];
+  /** Roles it may SET ROLE to (PG 16+: membership WITH SET; before: any membership), e.g. to ALTER … OWNER TO them; sorted; empty for a superuser. */
+  canBecome?: string[];
 }
 
 export interface EngineQueueSettings {
@@ -117,6 +157,8 @@ export interface NodeCatalog {
   privileges: PrivilegeInfo;
   tables: TableInfo[];
   sequences: SequenceInfo[];
+  /** User schemas (absent in catalogs read before pgconvey read them). */
+  schemas?: SchemaInfo[];
   roles: RoleInfo[];
   /** Null when the engine is not installed. */
   engine: EngineInfo | null;

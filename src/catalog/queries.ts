@@ -26,6 +26,44 @@ export const CAN_SET_REPLICA_ROLE_SQL_15 = `
   SELECT r.rolsuper OR pg_catalog.has_parameter_privilege('session_replication_role', 'SET') AS ok
     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`;
 
+/** The database's owner, and whether the connecting role has its rights (ALTER DATABASE) and may end other roles' sessions. */
+export const DATABASE_RIGHTS_SQL = `
+  SELECT pg_catalog.pg_get_userbyid(d.datdba) AS owner, pg_catalog.pg_has_role(d.datdba, 'USAGE') AS can_alter,
+         pg_catalog.pg_has_role('pg_signal_backend', 'USAGE') AS can_signal
+    FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`;
+
+/** Roles (not pg_*, not the connecting one) the connecting role is a member of: with their rights (USAGE), and may it SET ROLE to them (PG 16+: the SET option). */
+export const MEMBERSHIPS_SQL = (setOption: boolean) => `
+  SELECT r.rolname AS name, pg_catalog.pg_has_role(r.oid, 'USAGE') AS usage, pg_catalog.pg_has_role(r.oid, '${setOption ? 'SET' : 'MEMBER'}') AS set
+    FROM pg_catalog.pg_roles r
+   WHERE r.rolname NOT LIKE 'pg\\_%' AND r.rolname <> current_user AND pg_catalog.pg_has_role(r.oid, 'MEMBER')
+   ORDER BY 1`;
+
+/** The connecting role's rights on every table and sequence of user schemas. */
+export const RELATION_RIGHTS_SQL = `
+  SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind, pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owner,
+         pg_catalog.has_table_privilege(c.oid, 'SELECT') AS select,
+         c.relkind <> 'S' AND pg_catalog.has_table_privilege(c.oid, 'INSERT') AS insert,
+         pg_catalog.has_table_privilege(c.oid, 'UPDATE') AS update,
+         c.relkind <> 'S' AND pg_catalog.has_table_privilege(c.oid, 'DELETE') AS delete,
+         c.relkind <> 'S' AND pg_catalog.has_table_privilege(c.oid, 'TRUNCATE') AS truncate,
+         c.relkind <> 'S' AND pg_catalog.has_table_privilege(c.oid, 'TRIGGER') AS trigger
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
+   ORDER BY 1, 2`;
+
+/** User schemas: owner, the connecting role's USAGE and CREATE, and who else may create in them. */
+export const SCHEMAS_SQL = `
+  SELECT n.nspname AS name, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
+         pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS usage, pg_catalog.has_schema_privilege(n.oid, 'CREATE') AS create,
+         EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+                  WHERE a.grantee = 0 AND a.privilege_type = 'CREATE') AS create_for_all,
+         array(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+                WHERE r.rolname NOT LIKE 'pg\\_%' AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1) AS create_by
+    FROM pg_catalog.pg_namespace n
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
+   ORDER BY 1`;
+
 /** Ordinary and partitioned tables of user schemas, with owner, size estimate and parent. */
 export const TABLES_SQL = `
   SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind, pg_catalog.pg_get_userbyid(c.relowner) AS owner,

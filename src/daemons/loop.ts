@@ -75,9 +75,18 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
   log.info('stopped');
 }
 
-/** A pgconvey error's stable code and hint (e.g. engine_changed), as log fields; nothing for other errors. */
+/**
+ * A pgconvey error's stable code and hint (e.g. engine_changed), as log
+ * fields; for a right the server refused (SQLSTATE 42501: a worker that may
+ * not set session_replication_role, a table it may not write)
+ * `daemon_permission_denied` with where to find the grant; nothing for other
+ * errors.
+ */
 function codeOf(err: unknown): { code?: string; hint?: string } {
   const e = err as { code?: unknown; hint?: unknown };
+  if (e?.code === '42501') {
+    return { code: 'daemon_permission_denied', hint: 'the role of the file lacks a right: `pgconvey plan FILE` names the grants (see docs/security.md); the daemon retries until it has them' };
+  }
   if (typeof e?.code !== 'string' || !/^[a-z]+(_[a-z]+)+$/.test(e.code)) return {};
   return { code: e.code, ...(typeof e.hint === 'string' ? { hint: e.hint } : {}) };
 }

@@ -33,6 +33,34 @@ export class ApplyLockedError extends Error {
   }
 }
 
+/**
+ * An action the server refused: the server's message with what was being
+ * done, a stable code (`apply_permission_denied` for SQLSTATE 42501, else
+ * `apply_action_failed`) and a hint. What ran before it stays done; running
+ * apply again resumes at this action.
+ */
+export class ActionFailedError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly hint: string,
+    readonly action: Action,
+  ) {
+    super(message);
+    this.name = 'ActionFailedError';
+  }
+}
+
+function actionFailed(action: Action, err: unknown): unknown {
+  const sqlState = (err as { code?: unknown }).code;
+  if (typeof sqlState !== 'string' || !/^[0-9A-Z]{5}$/.test(sqlState)) return err;
+  const what = `action ${action.id} failed on database "${action.database}": ${(err as Error).message} (SQLSTATE ${sqlState})`;
+  if (sqlState === '42501') {
+    return new ActionFailedError('apply_permission_denied', what, 'the role of the file lacks a right this action needs: `pgconvey plan FILE` names the grants (see docs/security.md); give them and run apply again (what is done stays done)', action);
+  }
+  return new ActionFailedError('apply_action_failed', what, 'fix the cause and run apply again: every action is idempotent, and what is done stays done', action);
+}
+
 /** Advisory lock held by an apply on each database: class "pgcv" (as in the engine), key hashtext('apply'). */
 const LOCK_SQL = "SELECT pg_try_advisory_lock(1885823862, hashtext('apply')) AS ok";
 const HOLDER_SQL = `
@@ -65,8 +93,9 @@ export async function executePlan(state: DesiredState, plan: Plan, hooks: Execut
       try {
         await runAction(state, action, (db) => clients.get(db)!, tools);
       } catch (err) {
-        hooks.onFailed?.(action, err);
-        throw err;
+        const failed = actionFailed(action, err);
+        hooks.onFailed?.(action, failed);
+        throw failed;
       }
       hooks.onDone?.(action, Date.now() - t0);
     }
@@ -186,7 +215,8 @@ async function copySchema(
     await target.query('COMMIT');
   } catch (err) {
     await target.query('ROLLBACK').catch(() => undefined);
-    throw new Error(`creating ${rows.map((r) => `${r.s}.${r.t}`).join(', ')} from the provider's definitions failed: ${(err as Error).message}`);
+    // Keeps the server's SQLSTATE, so a refusal is reported with its code.
+    throw Object.assign(new Error(`creating ${rows.map((r) => `${r.s}.${r.t}`).join(', ')} from the provider's definitions failed: ${(err as Error).message}`), { code: (err as { code?: unknown }).code });
   } finally {
     await target.end();
   }

@@ -5,8 +5,9 @@
  * Library code over the engine and connections; results are plain data that
  * render turns into text or JSON.
  *
- * Must not import: planner, executor, daemons, render, commands, embedded,
- * `@oclif/core`, `chalk`.
+ * Must not import: planner (save its pure planner/privileges rule, which the
+ * switchover shares with plan), executor, daemons, render, commands,
+ * embedded, `@oclif/core`, `chalk`.
  */
 export * from './status.js';
 export * from './switchover.js';

@@ -40,7 +40,9 @@ import {
   tableStatus,
   unregisterConsumer,
 } from '../engine/index.js';
+import { introspectNode } from '../catalog/index.js';
 import { closest, sqlFormat } from '../kernel/index.js';
+import { reversePrivilegeProblems } from '../planner/privileges.js';
 
 export interface SwitchoverOptions {
   /** The queue to switch; may be left out when the file has one queue. */
@@ -381,7 +383,10 @@ class Run {
       if (lag > this.options.maxLagMs) {
         throw new SwitchoverError('switchover_lag_too_high', `node "${consumer}" is ${Math.round(lag)} ms behind queue "${queue}" (--max-lag ${this.options.maxLagMs} ms)`, 'make sure the ticker and the worker run, wait until the lag is small, or raise --max-lag');
       }
-      if (this.options.reverse) await checkReversible(old, neu, queue, tables);
+      if (this.options.reverse) {
+        await checkReversible(old, neu, queue, tables);
+        await checkReverseRights(old, neu, this.t, this.t.target.name, tables);
+      }
       return { value: tables, detail: `${tables.length} tables ok, lag ${Math.round(lag)} ms${resuming ? ' (resuming: writes already fenced)' : ''}` };
     });
     await this.confirm();
@@ -448,6 +453,8 @@ class Run {
         if (!position) throw new SwitchoverError('switchover_not_subscribed', `"${consumer}" is not a consumer of the reverse queue "${queue}" on "${leaf}"`, 'switch over again with --reverse, or repair the reverse queue by hand');
         lag = await lagMs(neu, queue, position.consumerTick!);
       }
+      // The rights may have changed since --reverse checked them: the switch back lifts the old node's fence and drops the reverse capture.
+      if (!resuming) await checkReverseRights(old, neu, this.t, leaf, tables);
       if (lag > this.options.maxLagMs) {
         throw new SwitchoverError('switchover_lag_too_high', `"${consumer}" is ${Math.round(lag)} ms behind the reverse queue "${queue}" (--max-lag ${this.options.maxLagMs} ms)`, 'make sure the reverse ticker and worker run, wait until the lag is small, or raise --max-lag');
       }
@@ -637,6 +644,32 @@ async function checkReversible(old: pg.Client, neu: pg.Client, queue: string, ta
   if (rows.length) {
     throw new SwitchoverError('switchover_reverse_impossible', `reverse replication needs ${rows.map((r) => r.name).join(', ')} on the new node, which lacks them`, 'create them there, or switch over without --reverse');
   }
+}
+
+/**
+ * Before fencing: the roles of the file may do what the way back needs
+ * (planner/privileges, the rule plan warns by): the new node captures its
+ * tables, the old one applies them in replica mode and gets its fence
+ * lifted at the switch back. Refuses, changing nothing, when one may not —
+ * a way back that cannot apply would otherwise lose every write made on
+ * the new node while claiming to keep it.
+ */
+async function checkReverseRights(old: pg.Client, neu: pg.Client, t: Topology, leaf: string, tables: QualifiedTable[]): Promise<void> {
+  const [oldCatalog, newCatalog] = [await introspectNode(old), await introspectNode(neu)];
+  const ownerOf = (schema: string, name: string, list: Array<{ schema: string; name: string; owner: string }>) => list.find((x) => x.schema === schema && x.name === name)?.owner ?? '';
+  const sequences = await carriedSequences(old, t.queue.name);
+  const problems = reversePrivilegeProblems({
+    old: { node: t.root.name, catalog: oldCatalog },
+    neu: { node: leaf, catalog: newCatalog },
+    tables: tables.map((x) => ({ schema: x.schema, name: x.name, owner: ownerOf(x.schema, x.name, oldCatalog.tables) })),
+    sequences: sequences.map((x) => ({ schema: x.schema, name: x.name, owner: ownerOf(x.schema, x.name, oldCatalog.sequences) })),
+  });
+  if (!problems.length) return;
+  throw new SwitchoverError(
+    'switchover_reverse_not_permitted',
+    `the way back to "${t.root.name}" cannot work: ${problems.map((p) => `${p.message} (${p.code})`).join('; ')}`,
+    `nothing was changed. ${problems.map((p) => p.hint).join('; ')}. Or switch over without --reverse (a switch back then loses what is written on "${leaf}")`,
+  );
 }
 
 async function carriedSequences(provider: pg.Client, queue: string): Promise<QualifiedTable[]> {

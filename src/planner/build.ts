@@ -10,6 +10,7 @@ import { matchesPattern } from '../config/names.js';
 import { copyPinOwner, hasErrors, isCopyPin, stalePins, type Diagnostic, type PinHolder } from '../kernel/index.js';
 import { ACTION_KINDS, type Action, type ActionKind, type Change } from './action.js';
 import type { Plan } from './plan.js';
+import { forwardPrivilegeProblems, reversePrivilegeProblems } from './privileges.js';
 
 export interface PlanInput {
   state: DesiredState;
@@ -220,15 +221,6 @@ export function buildPlan(input: PlanInput): Plan {
       if (Math.floor(sub.serverVersionNum / 10000) < Math.floor(rootCatalog.serverVersionNum / 10000)) {
         check('warning', 'subscriber_older', `node "${leaf.name}" runs PostgreSQL ${sub.serverVersion}, older than its provider's ${rootCatalog.serverVersion}`, 'an upgrade goes from an older server to a newer one; check the direction', `queues.${queue.name}.nodes.${leaf.name}`);
       }
-      if (!sub.privileges.canSetReplicationRole) {
-        check(
-          'error',
-          'cannot_set_replication_role',
-          `role "${sub.privileges.user}" on node "${leaf.name}" may not set session_replication_role, which applying needs`,
-          sub.serverVersionNum >= 150000 ? `GRANT SET ON PARAMETER session_replication_role TO ${sub.privileges.user};` : 'connect as a superuser (before PostgreSQL 15 only a superuser may set it)',
-          `queues.${queue.name}.nodes.${leaf.name}`,
-        );
-      }
       const missingOwners = [...new Set(tables.map((t) => t.table.owner))].filter((r) => !sub.roles.some((x) => x.name === r)).sort();
       const roleIds = input.state.prepare.roles === 'copy' ? planRoles(queue, leaf, rootCatalog, sub, add, check) : [];
       if (missingOwners.length && input.state.prepare.roles !== 'copy') {
@@ -246,6 +238,23 @@ export function buildPlan(input: PlanInput): Plan {
       const subscribed = new Set((subscription?.tables ?? []).map((t) => qualified(t.schema, t.name)));
       const absent = tables.filter(({ table }) => !sub.tables.some((t) => t.schema === table.schema && t.name === table.name)).map((t) => t.table);
       const copySchema = input.state.prepare.schema === 'copy' && absent.length ? planSchemaCopy(input, queue, leaf, rootCatalog, absent, missingOwners, roleIds, add, check) : null;
+      // The rights of the file's roles, both ways: what apply, run and the switchover need (errors), and what
+      // switchover --reverse and the switch back will need (warnings: the forward upgrade works without them).
+      const replicated = tables.map(({ table }) => ({ schema: table.schema, name: table.name, owner: table.owner }));
+      const carriedSequences = sequences.map((x) => ({ schema: x.schema, name: x.name, owner: x.owner }));
+      const made = input.state.prepare.schema === 'copy' ? absent.map((t) => ({ schema: t.schema, name: t.name, owner: t.owner })) : [];
+      const recapture = [...actions.values()]
+        .filter((a) => a.queue === queue.name && ((a.kind === 'capture_table' && a.change === 'update') || a.kind === 'remove_capture'))
+        .map((a) => {
+          const [schema, name] = splitName(a.object!);
+          return { schema, name, owner: rootCatalog.tables.find((t) => t.schema === schema && t.name === name)?.owner ?? '' };
+        });
+      for (const problem of [
+        ...forwardPrivilegeProblems({ provider: { node: root.name, catalog: rootCatalog }, subscriber: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences, schemaCopy: made, recapture }),
+        ...reversePrivilegeProblems({ old: { node: root.name, catalog: rootCatalog }, neu: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences }),
+      ]) {
+        check(problem.severity, problem.code, problem.message, problem.hint, `queues.${queue.name}.nodes.${problem.node}`);
+      }
       for (const { table } of tables) {
         const name = qualified(table.schema, table.name);
         const there = sub.tables.find((t) => t.schema === table.schema && t.name === table.name);

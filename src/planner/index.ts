@@ -10,3 +10,4 @@ export * from './action.js';
 export * from './plan.js';
 export * from './build.js';
 export * from './saved-plan.js';
+export * from './privileges.js';

@@ -45,6 +45,9 @@ export function renderSwitchoverSummary(report: SwitchoverReport): string {
       `  Run its ticker on "${report.to.node}" and its worker into "${report.from.node}" (pgconvey run does both), so a switch back loses nothing.`,
     );
   }
+  if (!report.reverse && report.direction === 'forward' && report.outcome === 'switched') {
+    out.push(`No reverse replication: a switch back to "${report.from.node}" would lose what is written on "${report.to.node}" from now on.`);
+  }
   if (report.outcome === 'undone') out.push(chalk.bold(`Undone: ${report.note}; "${report.from.node}" is fenced (read-only).`));
   else {
     if (report.note) out.push(`Note: ${report.note}.`);

@@ -43,7 +43,12 @@ describe.each(servers().map((s) => [s.major, s] as const))('catalog of PostgreSQ
       expect(cat.tables.find((t) => t.name === 'measure_2024')).toMatchObject({ kind: 'r', partitionOf: 'public.measure' });
       if (major >= 12) expect(cat.tables.find((t) => t.name === 'gen')!.columns.map((col) => col.generated)).toEqual(['', '', 's']);
       expect(cat.tables.some((t) => t.schema === 'pgconvey')).toBe(false);
-      expect(cat.sequences).toEqual([{ schema: 'Sales', name: 'Orders_id_seq', owner: 'postgres' }]);
+      expect(cat.sequences).toEqual([
+        { schema: 'Sales', name: 'Orders_id_seq', owner: 'postgres', access: { owner: true, select: true, insert: false, update: true, delete: false, truncate: false, trigger: false } },
+      ]);
+      expect(orders.access).toEqual({ owner: true, select: true, insert: true, update: true, delete: true, truncate: true, trigger: true });
+      expect(cat.privileges).toMatchObject({ canAlterDatabase: true, canSignalBackends: true, actsAs: [], canBecome: [] });
+      expect(cat.schemas?.map((x) => x.name)).toEqual(['Sales', 'public']);
       expect(cat.roles.map((r) => r.name)).toContain('postgres');
       expect(cat.engine).toMatchObject({
         version: engine.ENGINE_VERSION,
@@ -54,6 +59,41 @@ describe.each(servers().map((s) => [s.major, s] as const))('catalog of PostgreSQ
       expect(await introspectNode(c)).toEqual(cat);
     } finally {
       await c.end();
+    }
+  });
+
+  it('reads the rights of a role that is no superuser: per table, memberships, the database, session_replication_role', async () => {
+    const db = await freshDatabase(server, 'catpriv');
+    const suffix = db.name.slice(-6);
+    const [owner, admin] = [`o_${suffix}`, `a_${suffix}`];
+    await db.query(`CREATE ROLE ${owner} NOLOGIN; CREATE ROLE ${admin} LOGIN CREATEROLE NOSUPERUSER;
+      ${major >= 15 ? `GRANT CREATE ON SCHEMA public TO ${owner};` : ''}
+      SET ROLE ${owner}; CREATE TABLE public.t (id int PRIMARY KEY); CREATE SEQUENCE public.s; GRANT TRIGGER ON public.t TO ${admin}; RESET ROLE`);
+    const read = async () => {
+      const c = new (await import('pg')).default.Client({ ...db.config, user: admin });
+      await c.connect();
+      try {
+        return await introspectNode(c);
+      } finally {
+        await c.end();
+      }
+    };
+    try {
+      const before = await read();
+      expect(before.privileges).toMatchObject({ user: admin, superuser: false, canCreateSchema: false, canSetReplicationRole: false, canAlterDatabase: false, databaseOwner: 'postgres', canSignalBackends: false, actsAs: [], canBecome: [] });
+      expect(before.tables.find((t) => t.name === 't')!.access).toEqual({ owner: false, select: false, insert: false, update: false, delete: false, truncate: false, trigger: true });
+      expect(before.sequences.find((x) => x.name === 's')!.access).toMatchObject({ owner: false, select: false, update: false });
+      const pub = before.schemas!.find((x) => x.name === 'public')!;
+      expect(pub).toMatchObject({ usage: true, create: major < 15, createForAll: major < 15 });
+      if (major >= 15) expect(pub.createBy).toContain(owner);
+
+      await db.query(`GRANT ${owner} TO ${admin}${major >= 16 ? ' WITH INHERIT TRUE, SET FALSE' : ''}; ${major >= 15 ? `GRANT SET ON PARAMETER session_replication_role TO ${admin};` : ''}`);
+      const after = await read();
+      expect(after.privileges).toMatchObject({ canSetReplicationRole: major >= 15, actsAs: [owner], canBecome: major >= 16 ? [] : [owner] });
+      expect(after.tables.find((t) => t.name === 't')!.access).toEqual({ owner: true, select: true, insert: true, update: true, delete: true, truncate: true, trigger: true });
+    } finally {
+      await db.query(`DROP TABLE public.t; DROP SEQUENCE public.s; ${major >= 15 ? `REVOKE SET ON PARAMETER session_replication_role FROM ${admin}; REVOKE CREATE ON SCHEMA public FROM ${owner};` : ''}`);
+      await db.query(`DROP ROLE ${admin}; DROP ROLE ${owner}`);
     }
   });
 

@@ -21,6 +21,12 @@ const FORBIDDEN: Record<string, string[]> = {
   embedded: ['kernel', 'config', 'catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', '@oclif/core', 'chalk'],
 };
 
+/** Narrow exceptions: module → the imports it may make although its rule forbids their module. */
+const ALLOWED: Record<string, string[]> = {
+  // The switchover refuses a way back that cannot work with the planner's own pure rule (no I/O in it).
+  operations: ['planner/privileges'],
+};
+
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
@@ -54,6 +60,7 @@ describe('module boundaries', () => {
       for (const file of files(join('src', mod))) {
         for (const spec of importsOf(file)) {
           const t = target(file, spec);
+          if ((ALLOWED[mod] ?? []).includes(t)) continue;
           if (forbidden.some((f) => t === f || t.startsWith(`${f}/`))) violations.push(`${file} imports ${spec}`);
         }
       }
