@@ -180,6 +180,7 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
     // or from one half of April's sub-partitions to the other), deletes, in transactions of a few statements.
     let stop = false;
     let transactions = 0;
+    let moves = 0;
     const writer = (async () => {
       const c = await pdb.connect();
       const rng = createRng(SEED + 1);
@@ -191,7 +192,7 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
             const id = rng.int(1, nextId);
             if (op < 3) await insertRows(c, rng.int(1, 5), () => dateOf(rng));
             else if (op < 6) await c.query('UPDATE public.payment SET amount = amount + 1, note = $2 WHERE payment_id = $1', [id, `u${transactions}`]);
-            else if (op < 8 && MODERN) await c.query('UPDATE public.payment SET payment_date = $2, customer_id = $3 WHERE payment_id = $1', [id, dateOf(rng), rng.int(0, 99)]);
+            else if (op < 8 && MODERN) moves += (await c.query('UPDATE public.payment SET payment_date = $2, customer_id = $3 WHERE payment_id = $1', [id, dateOf(rng), rng.int(0, 99)])).rowCount ?? 0;
             else await c.query('DELETE FROM public.payment WHERE payment_id = $1', [id]);
           }
           await c.query('COMMIT');
@@ -206,8 +207,8 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
     stop = true;
     await writer;
     await expectSame('after the copy under a writer');
-    const moved = MODERN ? (await prov.query("SELECT count(*)::int AS n FROM public.payment WHERE note LIKE 'u%'")).rows[0].n : 0;
-    console.log(`[partitions] ${transactions} writer transactions, ${(await prov.query('SELECT count(*)::int AS n FROM public.payment')).rows[0].n} rows, ${moved} updated`);
+    console.log(`[partitions] ${transactions} writer transactions, ${moves} rows moved to another date, ${(await prov.query('SELECT count(*)::int AS n FROM public.payment')).rows[0].n} rows`);
+    if (MODERN) expect(moves).toBeGreaterThan(0);
     expect((await plan()).actions).toEqual([]);
   });
 
