@@ -128,7 +128,16 @@ export function buildPlan(input: PlanInput): Plan {
       const columnsChanged = current && current.columns.join(',') !== shipped.join(',');
       const triggerMissing = current ? captureTriggerCheck(queue.name, queueState, table, check, rootCatalog.serverVersionNum) : false;
       // A partitioned table: partitions attached or created since its capture, and tables detached from it.
-      const parts = table.kind === 'p' && current && queueState?.id !== undefined ? partitionCapture(rootCatalog, table, queueState.id, current.id) : { uncaptured: [], detached: [] };
+      const parts = table.kind === 'p' && current && queueState?.id !== undefined ? partitionCapture(rootCatalog, table, queueState.id, current.id) : { uncaptured: [], detached: [], disabled: [] };
+      for (const d of parts.disabled) {
+        check(
+          'error',
+          'capture_trigger_disabled',
+          `the capture trigger ${d.trigger} of partition ${d.table} of ${name} (queue "${queue.name}") is ${d.mode === 'D' ? 'disabled' : 'enabled for replica sessions only'}: writes to the partition are not captured`,
+          `ALTER TABLE ${d.table} ENABLE TRIGGER ${d.trigger}; then check ${name} with \`pgconvey compare\` (and \`pgconvey resync\` it if it differs)`,
+          `queues.${queue.name}.tables`,
+        );
+      }
       for (const gone of parts.detached) {
         check(
           'warning',

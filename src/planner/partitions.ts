@@ -51,6 +51,8 @@ export interface PartitionCapture {
   uncaptured: string[];
   /** Tables outside the tree that still carry the table's capture triggers: detached since. */
   detached: string[];
+  /** Capture triggers on partitions that do not fire for ordinary sessions ('D' disabled, 'R' replica only). */
+  disabled: Array<{ table: string; trigger: string; mode: string }>;
 }
 
 /**
@@ -78,5 +80,10 @@ export function partitionCapture(root: NodeCatalog, table: TableInfo, queueId: n
     .filter((t) => !inTree.has(qualified(t)) && Object.values(t.triggerFunctions ?? {}).some((fn) => mine.includes(fn)))
     .map(qualified)
     .sort();
-  return { uncaptured, detached };
+  const disabled = tree.flatMap((t) =>
+    Object.entries(t.triggerModes ?? {})
+      .filter(([trigger, mode]) => (mode === 'D' || mode === 'R') && (trigger in wants(t) || trigger === `pgconvey_capture_${queueId}`))
+      .map(([trigger, mode]) => ({ table: qualified(t), trigger, mode })),
+  );
+  return { uncaptured, detached, disabled };
 }

@@ -111,6 +111,15 @@ describe('planner: partitioned tables', () => {
     });
   }
 
+  it('refuses a partition whose capture trigger is disabled', () => {
+    const provider = [...TABLES.map(withCapture), ...tree(17, true).map((t) => (t.name === 'payment_p1' ? { ...t, triggerModes: { ...t.triggerModes, [`pgconvey_truncate_rows_${Q}`]: 'D' } } : t))];
+    const p = plan(converged(17, provider));
+    expect(p.errored).toBe(true);
+    expect(p.checks.map((c) => [c.code, c.message])).toEqual([
+      ['capture_trigger_disabled', `the capture trigger pgconvey_truncate_rows_${Q} of partition public.payment_p1 of public.payment (queue "shop") is disabled: writes to the partition are not captured`],
+    ]);
+  });
+
   it('shows a partition detached on the provider (and still attached on the subscriber) as drift', () => {
     const detached = { ...captured(part('payment_p1', 'payment'), 12), partitionOf: null };
     const provider = [...TABLES.map(withCapture), ...tree(12, true).filter((t) => t.name !== 'payment_p1'), detached];
