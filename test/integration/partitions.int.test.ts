@@ -82,7 +82,7 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
   let sub: pg.Client;
   let state: DesiredState;
   const tickerStop = new AbortController();
-  const workerStop = new AbortController();
+  let workerStop = new AbortController();
   let ticker: Promise<void>;
   let worker: Promise<void>;
   let nextId = 1;
@@ -119,7 +119,7 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
   async function leafRows(c: pg.Client, leaf: string): Promise<string[]> {
     await c.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'");
     const { rows } = await c.query<{ r: string }>(
-      `SELECT ROW(payment_id, customer_id, amount, payment_date, note)::text AS r FROM public.${leaf} ORDER BY payment_date, payment_id`,
+      `SELECT ROW(payment_id, customer_id, amount, payment_date, note, to_jsonb(t) -> 'channel')::text AS r FROM public.${leaf} t ORDER BY payment_date, payment_id`,
     );
     return rows.map((x) => x.r);
   }
@@ -250,6 +250,28 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
     await prov.query('TRUNCATE public.payment_p2024_04_a, public.payment_p2024_03');
     await expectSame('TRUNCATE of two partitions at once');
     expect((await plan()).actions).toEqual([]);
+  });
+
+  it('carries a column added to the parent (every partition gets it) from the next write on, in a session that wrote before', { timeout: 120_000 }, async () => {
+    await prov.query("UPDATE public.payment SET note = 'before' WHERE payment_id % 10 = 0"); // this session knows the partitions' shapes
+    await synced();
+    // A running worker keeps the subscriber's columns it read (for plain tables too) until the table is
+    // captured again: it is stopped across the DDL and started afresh.
+    workerStop.abort();
+    await worker;
+    await sub.query('ALTER TABLE public.payment ADD COLUMN channel text');
+    await prov.query('ALTER TABLE public.payment ADD COLUMN channel text');
+    await prov.query("UPDATE public.payment SET channel = 'web' WHERE payment_id % 3 = 0");
+    await insertRows(prov, 20, (i) => `2024-0${1 + (i % 4)}-11 11:00:00+00`);
+    workerStop = new AbortController();
+    worker = runWorkerDaemon({ provider: parseDsn(pdb.dsn), subscriber: parseDsn(sdb.dsn), queue: 'q', consumer: 'new', log: createLogger({ level: 'error' }), signal: workerStop.signal });
+    await expectSame('a column added to the partitioned table');
+    expect(Number((await sub.query("SELECT count(*) FROM public.payment WHERE channel = 'web'")).rows[0].count)).toBeGreaterThan(0);
+    const p = await plan();
+    expect(p.actions.map((a) => a.id)).toEqual(['capture_table:root:public.payment']);
+    await applyAndReplan(p);
+    await prov.query("UPDATE public.payment SET channel = 'shop' WHERE payment_id % 3 = 1");
+    await expectSame('after the capture was made again');
   });
 
   it('shows a DETACH on the provider in plan, and compare covers the parent', { timeout: 120_000 }, async () => {

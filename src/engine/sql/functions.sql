@@ -540,7 +540,20 @@ BEGIN
       || format('v_cached := pg_catalog.current_setting(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true); ', 'pgconvey.pshape_' || v_shape || '_')
       || 'IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
       ||   'v_shape := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; '
-      || format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID); END IF; ', v_table_id, v_shape)
+      -- From PG 11 (the trigger is a clone, gone from a detached partition) a partition's shape is known from
+      -- an earlier transaction of the session while it has the same number of columns and the same highest
+      -- column number (the argument of the inline probe of ordinary tables, per partition): one probe.
+      || CASE WHEN v_clone THEN
+           'ELSE '
+        || format('v_cached := pg_catalog.current_setting(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true); ', 'pgconvey.pknown_' || v_shape || '_')
+        || 'SELECT pg_catalog.count(*), pg_catalog.max(a.attnum) INTO v_n, v_max FROM pg_catalog.pg_attribute a '
+        || 'WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped; '
+        || 'IF v_cached IS NOT NULL AND pg_catalog.split_part(v_cached, '':'', 1) OPERATOR(pg_catalog.=) v_n::pg_catalog.text '
+        ||    'AND pg_catalog.split_part(v_cached, '':'', 2) OPERATOR(pg_catalog.=) v_max::pg_catalog.text THEN '
+        ||   'v_shape := pg_catalog.split_part(v_cached, '':'', 3)::pg_catalog.int4; '
+        ||   format('PERFORM pg_catalog.set_config(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, v_mark OPERATOR(pg_catalog.||) v_shape::pg_catalog.text, false); ', 'pgconvey.pshape_' || v_shape || '_')
+        || format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID); END IF; END IF; ', v_table_id, v_shape)
+         ELSE format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID); END IF; ', v_table_id, v_shape) END
       || 'IF v_shape OPERATOR(pg_catalog.=) 0 THEN RETURN NULL; END IF; '
     END;
   SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_mark pg_catalog.text;'
@@ -701,7 +714,8 @@ $$;
 -- types but may be in another order or numbered otherwise (ATTACH of a table made on its own, columns
 -- dropped before): the shape is the partition's own columns by name, under the parent's table_id and
 -- with the baked shape's key. The answer is kept for the transaction in the session setting
--- pgconvey.pshape_<baked>_<rel>.
+-- pgconvey.pshape_<baked>_<rel>, and with the partition's column count and highest column number in
+-- pgconvey.pknown_<baked>_<rel> (used from PG 11 by later transactions while those still match).
 CREATE OR REPLACE FUNCTION pgconvey.partition_shape(p_table_id integer, p_baked integer, p_rel oid)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -729,6 +743,10 @@ BEGIN
     END IF;
   END IF;
   PERFORM set_config('pgconvey.pshape_' || p_baked || '_' || p_rel, txid_current() || ':' || v_shape, false);
+  -- For later transactions of the session (PG 11+, see add_table): columns, highest column number, shape.
+  IF v_shape <> 0 THEN
+    PERFORM set_config('pgconvey.pknown_' || p_baked || '_' || p_rel, array_length(v_attnums, 1) || ':' || v_attnums[array_length(v_attnums, 1)] || ':' || v_shape, false);
+  END IF;
   RETURN v_shape;
 END $$;
 
