@@ -433,6 +433,7 @@ DECLARE
   v_shape_sql text;
   v_settings text;
   v_part record;
+  v_trigger record;
 BEGIN
   SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
   IF NOT FOUND THEN
@@ -674,13 +675,16 @@ BEGIN
   END IF;
   -- Statement triggers are never cloned: every table of the tree gets the TRUNCATE pair.
   FOR v_part IN SELECT r AS rel, c.relkind FROM pgconvey.partition_tree(v_rel) r JOIN pg_class c ON c.oid = r LOOP
+    -- The ones there already go first (dropped by name only where they exist: no notice per partition).
+    FOR v_trigger IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = v_part.rel AND NOT t.tgisinternal
+                        AND (t.tgname IN ('pgconvey_truncate_' || v_queue_id, 'pgconvey_truncate_rows_' || v_queue_id)
+                             OR (NOT v_clone AND t.tgname = 'pgconvey_capture_' || v_queue_id)) LOOP
+      EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_part.rel::regclass);
+    END LOOP;
     IF NOT v_clone AND v_part.relkind = 'r' THEN
-      EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_part.rel::regclass);
       EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
                      'pgconvey_capture_' || v_queue_id, v_part.rel::regclass, 'capture_' || v_table_id);
     END IF;
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_part.rel::regclass);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_rows_' || v_queue_id, v_part.rel::regclass);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
                    'pgconvey_truncate_' || v_queue_id, v_part.rel::regclass, 'capture_truncate_' || v_table_id);
     EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
