@@ -39,6 +39,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
       estimatedRows: r.estimated_rows === null ? null : Number(r.estimated_rows),
       bytes: Number(r.bytes),
       triggers: [],
+      ...(r.inherits?.length ? { inherits: r.inherits } : {}),
     });
   }
   for (const r of (await client.query(Q.COLUMNS_SQL(versionNum >= 120000))).rows) {
@@ -64,6 +65,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     if (!t) continue;
     t.triggers.push(r.name);
     (t.triggerModes ??= {})[r.name] = r.enabled;
+    if (r.function) (t.triggerFunctions ??= {})[r.name] = r.function;
   }
 
   return {
@@ -152,7 +154,7 @@ async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
         tickRetentionMs: Number(q.tick_retention_ms),
       },
       consumers: consumers.filter((c) => c.queue_id === q.queue_id).map((c) => ({ name: c.name, lastTick: c.last_tick })),
-      tables: tables.filter((t) => t.queue_id === q.queue_id).map((t) => ({ schema: t.schema, name: t.name, keyColumns: t.key_columns, columns: t.columns })),
+      tables: tables.filter((t) => t.queue_id === q.queue_id).map((t) => ({ schema: t.schema, name: t.name, keyColumns: t.key_columns, columns: t.columns, id: Number(t.table_id) })),
       sequences: sequences.filter((s) => s.queue_id === q.queue_id).map((s) => ({ schema: s.schema, name: s.name })),
     })),
     subscriptions: subscriptions.map((s) => ({

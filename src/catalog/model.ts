@@ -21,6 +21,8 @@ export interface TableInfo {
   kind: 'r' | 'p';
   /** A partition of another table: its parent `schema.name`, else null. */
   partitionOf: string | null;
+  /** The tables it inherits from with INHERITS (not partitioning), `schema.name`; absent when none. */
+  inherits?: string[];
   owner: string;
   columns: ColumnInfo[];
   /** Primary key columns in key order; empty when there is none. */
@@ -38,6 +40,8 @@ export interface TableInfo {
   triggers: string[];
   /** Per trigger name its `pg_trigger.tgenabled`: 'O' fires in ordinary sessions, 'D' disabled, 'R' only in replica mode, 'A' always. */
   triggerModes?: Record<string, string>;
+  /** Per pgconvey trigger (`pgconvey_*`) the name of the function it calls, e.g. `capture_truncate_7`; absent when none. */
+  triggerFunctions?: Record<string, string>;
   /** What the connecting role may do with the table (absent in catalogs read before pgconvey read it: taken as everything). */
   access?: TableAccess;
 }
@@ -126,7 +130,8 @@ export interface EngineQueueInfo {
   /** The ticker and rotation settings stored in the queue. */
   settings: EngineQueueSettings;
   consumers: Array<{ name: string; lastTick: string }>;
-  tables: Array<{ schema: string; name: string; keyColumns: string[]; columns: string[] }>;
+  /** id: captured_table.table_id, which names its capture functions (`capture_<id>`). */
+  tables: Array<{ schema: string; name: string; keyColumns: string[]; columns: string[]; id?: number }>;
   sequences: Array<{ schema: string; name: string }>;
 }
 

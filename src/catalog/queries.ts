@@ -64,14 +64,26 @@ export const SCHEMAS_SQL = `
    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY 1`;
 
-/** Ordinary and partitioned tables of user schemas, with owner, size estimate and parent. */
+/**
+ * Ordinary and partitioned tables of user schemas, with owner, size estimate (a partitioned table's: the
+ * sum over its partitions at every level), the parent it is a partition of, and the tables it inherits
+ * from (INHERITS, not partitioning).
+ */
 export const TABLES_SQL = `
+  WITH RECURSIVE tree(root, rel) AS (
+    SELECT c.oid, c.oid FROM pg_catalog.pg_class c WHERE c.relkind = 'p'
+    UNION ALL SELECT t.root, i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.rel)
   SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
-         CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS estimated_rows,
-         pg_catalog.pg_relation_size(c.oid) AS bytes,
+         CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(greatest(x.reltuples, 0)), 0)::bigint FROM tree t JOIN pg_catalog.pg_class x ON x.oid = t.rel WHERE t.root = c.oid AND x.relkind = 'r')
+              WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS estimated_rows,
+         CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_catalog.pg_relation_size(t.rel)), 0) FROM tree t WHERE t.root = c.oid)
+              ELSE pg_catalog.pg_relation_size(c.oid) END AS bytes,
          (SELECT pn.nspname || '.' || pc.relname FROM pg_catalog.pg_inherits i
             JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
-           WHERE i.inhrelid = c.oid AND c.relispartition LIMIT 1) AS partition_of
+           WHERE i.inhrelid = c.oid AND c.relispartition LIMIT 1) AS partition_of,
+         array(SELECT pn.nspname || '.' || pc.relname FROM pg_catalog.pg_inherits i
+                 JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+                WHERE i.inhrelid = c.oid AND NOT c.relispartition ORDER BY i.inhseqno) AS inherits
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY 1, 2`;
@@ -98,9 +110,10 @@ export const KEYS_SQL = `
    GROUP BY n.nspname, c.relname, x.indexrelid, x.indisprimary, x.indimmediate, x.indkey, x.indrelid
    ORDER BY 1, 2, 3 DESC, 4`;
 
-/** User triggers of those tables. */
+/** User triggers of those tables, with the function of pgconvey's own (a partition's tell which captured table they belong to). */
 export const TRIGGERS_SQL = `
-  SELECT n.nspname AS schema, c.relname AS table, t.tgname AS name, t.tgenabled::text AS enabled
+  SELECT n.nspname AS schema, c.relname AS table, t.tgname AS name, t.tgenabled::text AS enabled,
+         CASE WHEN t.tgname LIKE 'pgconvey\_%' THEN (SELECT p.proname::text FROM pg_catalog.pg_proc p WHERE p.oid = t.tgfoid) END AS function
     FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY 1, 2, 3`;
@@ -138,7 +151,7 @@ export const ENGINE_QUEUES_SQL = `
 export const ENGINE_CONSUMERS_SQL = `SELECT queue_id, consumer_name AS name, last_tick::text AS last_tick FROM pgconvey.consumer ORDER BY 1, 2`;
 
 /** Captured tables of every queue. */
-export const ENGINE_TABLES_SQL = `SELECT queue_id, table_schema AS schema, table_name AS name, key_columns, columns FROM pgconvey.captured_table ORDER BY 1, 2, 3`;
+export const ENGINE_TABLES_SQL = `SELECT queue_id, table_id, table_schema AS schema, table_name AS name, key_columns, columns FROM pgconvey.captured_table ORDER BY 1, 3, 4`;
 
 /** Sequences every queue carries (from engine version 3). */
 export const ENGINE_SEQUENCES_SQL = `SELECT queue_id, seq_schema AS schema, seq_name AS name FROM pgconvey.captured_sequence ORDER BY 1, 2, 3`;

@@ -149,22 +149,28 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     // Still this attempt's? (No batch applies a `copying` table; a resync since would make it another's.)
     const mine = await target.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${where} AND state = 'copying' AND copy_generation = $5`, [...key, generation]);
     if (mine.rowCount === 0) throw new CopySupersededError(qualified);
+    // A partitioned table is loaded through the parent (PostgreSQL routes each row to its partition) and emptied
+    // with its partitions: no ONLY. Its indexes stay (pg_get_indexdef of a partitioned index says ON ONLY).
+    const partitioned = async (c: pg.Client) =>
+      (await c.query<{ p: boolean }>("SELECT c.relkind = 'p' AS p FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", [qualified])).rows[0]?.p === true;
+    const targetPartitioned = await partitioned(target);
+    const targetOnly = targetPartitioned ? '' : 'ONLY ';
     // Secondary indexes (not behind a constraint, not unique) are rebuilt after the load.
     const indexes = await target.query<{ schema: string; name: string; def: string }>(
       `SELECT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
          FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique
+        WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique AND NOT $2
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)`,
-      [qualified],
+      [qualified, targetPartitioned],
     );
     for (const ix of indexes.rows) await target.query(`DROP INDEX ${quoteQualified(ix.schema, ix.name)}`);
     // Empty the table: TRUNCATE, or DELETE when foreign keys point at it (their checks are off in replica mode).
     await target.query('SAVEPOINT pgconvey_empty');
     try {
-      await target.query(`TRUNCATE ONLY ${qualified}`);
+      await target.query(`TRUNCATE ${targetOnly}${qualified}`);
     } catch {
       await target.query('ROLLBACK TO SAVEPOINT pgconvey_empty');
-      await target.query(`DELETE FROM ONLY ${qualified}`);
+      await target.query(`DELETE FROM ${targetOnly}${qualified}`);
     }
 
     // Pin the queue at the latest tick T before the copy's snapshot is taken.
@@ -172,11 +178,16 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     pinned = true;
     // The source table is locked before the snapshot is fixed (LOCK takes no snapshot): an ALTER TABLE
     // that rewrites it has committed before S, or waits until the COPY is done.
+    // A partitioned source: all its rows (every partition's), locked with its partitions (LOCK recurses without ONLY).
+    const sourcePartitioned = await partitioned(source);
+    const sourceOnly = sourcePartitioned ? '' : 'ONLY ';
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await source.query(`LOCK TABLE ONLY ${qualified} IN ACCESS SHARE MODE`);
+    await source.query(`LOCK TABLE ${sourceOnly}${qualified} IN ACCESS SHARE MODE`);
     const info = await source.query<{ snapshot: string; expected: string | null }>(
-      'SELECT pg_catalog.txid_current_snapshot()::text AS snapshot, (SELECT greatest(reltuples, 0)::bigint FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)) AS expected',
-      [qualified],
+      `SELECT pg_catalog.txid_current_snapshot()::text AS snapshot,
+              (SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_catalog.pg_class c
+                WHERE c.oid = pg_catalog.to_regclass($1) OR ($2 AND c.relkind = 'r' AND c.oid IN (SELECT pgconvey.partition_tree(pg_catalog.to_regclass($1))))) AS expected`,
+      [qualified, sourcePartitioned],
     );
     const snapshot = info.rows[0]!.snapshot;
     const rowsExpected = info.rows[0]!.expected === null || Number(info.rows[0]!.expected) <= 0 ? null : Number(info.rows[0]!.expected);
@@ -200,7 +211,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     report(); // the expected row count is on record from the first row on
     timer = setInterval(report, options.progressEveryMs ?? 1000);
     await pipeline(
-      source.query(copyTo(`COPY (SELECT ${columns} FROM ONLY ${qualified}) TO STDOUT`)),
+      source.query(copyTo(`COPY (SELECT ${columns} FROM ${sourceOnly}${qualified}) TO STDOUT`)),
       counter,
       target.query(copyFrom(`COPY ${qualified} (${columns}) FROM STDIN`)),
     );

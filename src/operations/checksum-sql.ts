@@ -7,7 +7,8 @@
  * over the compared columns in one fixed order. Every identifier is quoted
  * (a column may be called `window` or `current_role`), and every statement
  * reads the table itself only (`FROM ONLY`: an inheritance child's rows are
- * not the parent's). The sessions run under EXACT_SESSION_SQL
+ * not the parent's), except a partitioned table, which is read whole (every
+ * partition's rows are its rows). The sessions run under EXACT_SESSION_SQL
  * (src/engine/session.ts), so a value's text does not depend on the
  * server's or the role's settings.
  */
@@ -37,6 +38,8 @@ export interface TableShape {
    * (float4send/float8send): their text differs between servers before and after PostgreSQL 12.
    */
   floats?: ReadonlyMap<string, 'real' | 'double precision'>;
+  /** A partitioned table on this side: read with its partitions (no ONLY). */
+  partitioned?: boolean;
 }
 
 /** Key values as text, one per key column, in key order. */
@@ -72,9 +75,15 @@ export async function readColumns(client: pg.Client, schema: string, table: stri
   return new Map(rows.map((r) => [r.name, { type: r.type, collatable: r.collatable }]));
 }
 
-/** `ONLY schema.table`: the table's own rows, without those of inheritance children. */
+/** `ONLY schema.table`: the table's own rows, without those of inheritance children; a partitioned table's are its partitions'. */
 function only(t: TableShape): string {
-  return `ONLY ${quoteQualified(t.schema, t.name)}`;
+  return `${t.partitioned ? '' : 'ONLY '}${quoteQualified(t.schema, t.name)}`;
+}
+
+/** Whether the table is partitioned on this side. */
+export async function isPartitioned(client: pg.Client, schema: string, table: string): Promise<boolean> {
+  const { rows } = await client.query<{ p: boolean }>("SELECT c.relkind = 'p' AS p FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", [quoteQualified(schema, table)]);
+  return rows[0]?.p === true;
 }
 
 function keyExpressions(t: TableShape): string[] {

@@ -25,6 +25,7 @@ import {
   canonicalKeys,
   keyAtOffset,
   readColumns,
+  isPartitioned,
   rowDigests,
   sortKeys,
   summarizeRange,
@@ -562,9 +563,11 @@ async function compareTable(plan: PairPlan, t: PlannedTable, conns: Connections,
 
 /** The table on each side: this side's key types, and the shipped columns both sides have, in the provider's order. */
 async function tableShapes(plan: PairPlan, captured: CapturedTable, conns: Connections): Promise<{ provider: TableShape; subscriber: TableShape }> {
-  const [pCols, sCols] = await Promise.all([
+  const [pCols, sCols, pPart, sPart] = await Promise.all([
     readColumns(conns.provider, captured.schema, captured.name),
     readColumns(conns.subscriber, captured.schema, captured.name),
+    isPartitioned(conns.provider, captured.schema, captured.name),
+    isPartitioned(conns.subscriber, captured.schema, captured.name),
   ]);
   const label = displayQualified(captured.schema, captured.name);
   const missingKeys = captured.keyColumns.filter((k) => !pCols.has(k) || !sCols.has(k));
@@ -576,14 +579,15 @@ async function tableShapes(plan: PairPlan, captured: CapturedTable, conns: Conne
     );
   }
   const columns = captured.columns.filter((c) => pCols.has(c) && sCols.has(c));
-  const shape = (cols: Map<string, { type: string; collatable: boolean }>): TableShape => ({
+  const shape = (cols: Map<string, { type: string; collatable: boolean }>, partitioned: boolean): TableShape => ({
+    partitioned,
     schema: captured.schema,
     name: captured.name,
     keys: captured.keyColumns.map((k) => ({ name: k, ...cols.get(k)! })),
     columns,
     floats: new Map(columns.flatMap((c) => (cols.get(c)!.type === 'real' || cols.get(c)!.type === 'double precision' ? [[c, cols.get(c)!.type as 'real' | 'double precision']] : []))),
   });
-  return { provider: shape(pCols), subscriber: shape(sCols) };
+  return { provider: shape(pCols, pPart), subscriber: shape(sCols, sPart) };
 }
 
 /** What taking a table's consistency point cost, and whom it waited for. */
@@ -679,7 +683,9 @@ async function lockAndSnapshot(
   };
   await conns.lock.query('BEGIN');
   try {
-    await conns.lock.query(sqlFormat('LOCK TABLE ONLY %I.%I IN SHARE MODE', captured.schema, captured.name));
+    // A partitioned table is locked with its partitions (writes go to them): no ONLY.
+    const lockOnly = (await isPartitioned(conns.lock, captured.schema, captured.name)) ? '' : 'ONLY ';
+    await conns.lock.query(sqlFormat(`LOCK TABLE ${lockOnly}%I.%I IN SHARE MODE`, captured.schema, captured.name));
   } catch (err) {
     await release('ROLLBACK');
     const code = (err as { code?: string }).code;

@@ -9,6 +9,7 @@ import type { DesiredState, NodeSpec, QueueSpec, Selection } from '../config/ind
 import { matchesPattern } from '../config/names.js';
 import { copyPinOwner, hasErrors, isCopyPin, stalePins, type Diagnostic, type PinHolder } from '../kernel/index.js';
 import { ACTION_KINDS, type Action, type ActionKind, type Change } from './action.js';
+import { ancestorsOf, inheritanceChildrenOf, partitionCapture, partitionsOf } from './partitions.js';
 import type { Plan } from './plan.js';
 import { forwardPrivilegeProblems, reversePrivilegeProblems } from './privileges.js';
 
@@ -44,11 +45,18 @@ function captureTriggerCheck(
   queueState: { id?: number } | undefined,
   table: TableInfo,
   check: (severity: Diagnostic['severity'], code: string, message: string, hint: string, path?: string) => void,
+  serverVersionNum: number,
 ): boolean {
   if (queueState?.id === undefined || !table.triggerModes) return false;
   const name = qualified(table.schema, table.name);
   let missing = false;
-  for (const trigger of [`pgconvey_capture_${queueState.id}`, `pgconvey_truncate_${queueState.id}`]) {
+  // A partitioned table has the TRUNCATE pair; its row trigger is on the table from PostgreSQL 11 (cloned onto the
+  // partitions), on each leaf before (checked with the partitions).
+  const triggers =
+    table.kind === 'p'
+      ? [...(serverVersionNum >= 110000 ? [`pgconvey_capture_${queueState.id}`] : []), `pgconvey_truncate_${queueState.id}`, `pgconvey_truncate_rows_${queueState.id}`]
+      : [`pgconvey_capture_${queueState.id}`, `pgconvey_truncate_${queueState.id}`];
+  for (const trigger of triggers) {
     const mode = table.triggerModes[trigger];
     if (mode === undefined) {
       missing = true;
@@ -138,8 +146,38 @@ export function buildPlan(input: PlanInput): Plan {
       const shipped = table.columns.filter((c) => c.generated === '').map((c) => c.name);
       const keyChanged = current && current.keyColumns.join(',') !== key.join(',');
       const columnsChanged = current && current.columns.join(',') !== shipped.join(',');
-      const triggerMissing = current ? captureTriggerCheck(queue.name, queueState, table, check) : false;
-      if (current && !keyChanged && !columnsChanged && !triggerMissing) continue;
+      const triggerMissing = current ? captureTriggerCheck(queue.name, queueState, table, check, rootCatalog.serverVersionNum) : false;
+      // A partitioned table: partitions attached or created since its capture, and tables detached from it.
+      const parts = table.kind === 'p' && current && queueState?.id !== undefined ? partitionCapture(rootCatalog, table, queueState.id, current.id) : { uncaptured: [], detached: [], disabled: [] };
+      for (const d of parts.disabled) {
+        check(
+          'error',
+          'capture_trigger_disabled',
+          `the capture trigger ${d.trigger} of partition ${d.table} of ${name} (queue "${queue.name}") is ${d.mode === 'D' ? 'disabled' : 'enabled for replica sessions only'}: writes to the partition are not captured`,
+          `ALTER TABLE ${d.table} ENABLE TRIGGER ${d.trigger}; then check ${name} with \`pgconvey compare\` (and \`pgconvey resync\` it if it differs)`,
+          `queues.${queue.name}.tables`,
+        );
+      }
+      for (const gone of parts.detached) {
+        check(
+          'warning',
+          'partition_detached',
+          `table ${gone} was a partition of ${name} (queue "${queue.name}") and is detached on the provider: its rows no longer belong to ${name} there, and pgconvey does not replicate DETACH`,
+          `on each subscriber detach (or drop) the same partition of ${name}, or delete its rows from ${name}; then check with \`pgconvey compare\` (or \`pgconvey resync ${name}\`)`,
+          `queues.${queue.name}.tables`,
+        );
+      }
+      if (parts.uncaptured.length && rootCatalog.serverVersionNum < 110000) {
+        check(
+          'warning',
+          'partition_captured_late',
+          `partition(s) ${parts.uncaptured.join(', ')} of ${name} are not captured yet: on PostgreSQL ${rootCatalog.serverVersion} each partition needs its own capture trigger, so rows written to them before this apply are not replicated`,
+          `apply this plan, then \`pgconvey resync ${name}\` if rows were written to them already (create partitions before rows arrive, and apply right after)`,
+          `queues.${queue.name}.tables`,
+        );
+      }
+      const partsChanged = parts.uncaptured.length > 0 || parts.detached.length > 0;
+      if (current && !keyChanged && !columnsChanged && !triggerMissing && !partsChanged) continue;
       captureIds.set(
         name,
         add('capture_table', current ? 'update' : 'create', root, {
@@ -149,6 +187,11 @@ export function buildPlan(input: PlanInput): Plan {
             ? `it matches the queue's tables and is not captured yet`
             : triggerMissing
               ? 'its capture trigger is missing (dropped by hand?): add_table creates it again'
+              : partsChanged && !keyChanged && !columnsChanged
+              ? [
+                  ...(parts.uncaptured.length ? [`partition(s) ${parts.uncaptured.join(', ')} attached or created since it was captured`] : []),
+                  ...(parts.detached.length ? [`table(s) ${parts.detached.join(', ')} detached from it (their capture triggers go)`] : []),
+                ].join('; ')
               : keyChanged
               ? `its key changed from (${current.keyColumns.join(', ')}) to (${key.join(', ')})`
               : `its columns changed from (${current.columns.join(', ')}) to (${shipped.join(', ')}) (ALTER TABLE on the provider)`,
@@ -283,6 +326,7 @@ export function buildPlan(input: PlanInput): Plan {
             check('warning', 'column_type_differs', `column ${name}.${c.name} is ${c.type} on the provider and ${other.type} on node "${leaf.name}"`, 'make sure every value converts (the subscriber reads the text of each value)', `queues.${queue.name}.nodes.${leaf.name}`);
           }
         }
+        if (table.kind === 'p') partitionSubscriberChecks(input, queue, leaf, rootCatalog, sub, table, there, check);
         // A trigger marked ENABLE ALWAYS or ENABLE REPLICA fires for the apply worker too, as its role: it may
         // change replicated rows, and it runs the table owner's code with the worker's rights.
         const firing = Object.entries(there.triggerModes ?? {})
@@ -338,6 +382,46 @@ export function buildPlan(input: PlanInput): Plan {
     },
     errored: hasErrors(checks),
   };
+}
+
+/**
+ * A partitioned table on a subscriber: rows arrive through the parent, which routes each to its partition
+ * there (the layout may differ from the provider's). Warns of a provider leaf with no partition of the same
+ * name there (unless the schema copy makes it), and of a partition still attached there that was detached on
+ * the provider (a table of that name exists on the provider outside the tree).
+ */
+function partitionSubscriberChecks(input: PlanInput, queue: QueueSpec, leaf: NodeSpec, root: NodeCatalog, sub: NodeCatalog, table: TableInfo, there: TableInfo, check: AddCheck): void {
+  const name = qualified(table.schema, table.name);
+  const providerTree = new Set(partitionsOf(root, table).map((t) => qualified(t.schema, t.name)));
+  const subTree = partitionsOf(sub, there);
+  const subNames = new Set(subTree.map((t) => qualified(t.schema, t.name)));
+  if (there.kind === 'p' && input.state.prepare.schema !== 'copy') {
+    const lacking = partitionsOf(root, table)
+      .filter((t) => t.kind === 'r' && !subNames.has(qualified(t.schema, t.name)))
+      .map((t) => qualified(t.schema, t.name));
+    if (lacking.length) {
+      check(
+        'warning',
+        'partition_missing_on_subscriber',
+        `${name} on node "${leaf.name}" has no partition named like ${lacking.join(', ')} of the provider: their rows are applied through ${name} there and need a partition of it that accepts them`,
+        `create the partition(s) on the subscriber (CREATE TABLE … PARTITION OF ${name} FOR VALUES …) before rows arrive, or make sure another (or the DEFAULT) partition takes them; otherwise the worker stops with "no partition of relation … found for row"`,
+        `queues.${queue.name}.nodes.${leaf.name}`,
+      );
+    }
+  }
+  const providerNames = new Set(root.tables.map((t) => qualified(t.schema, t.name)));
+  for (const t of subTree) {
+    const n = qualified(t.schema, t.name);
+    if (providerNames.has(n) && !providerTree.has(n) && !ancestorsOf(root, root.tables.find((x) => qualified(x.schema, x.name) === n)!).includes(name)) {
+      check(
+        'warning',
+        'partition_detached',
+        `table ${n} is a partition of ${name} on node "${leaf.name}" but not on the provider (detached there): its rows there are counted in ${name} and are no longer replicated`,
+        `ALTER TABLE ${name} DETACH PARTITION ${n} on node "${leaf.name}" (or delete its rows), as on the provider; then check with \`pgconvey compare\``,
+        `queues.${queue.name}.nodes.${leaf.name}`,
+      );
+    }
+  }
 }
 
 type AddAction = (kind: ActionKind, change: Change, node: NodeSpec, rest: Partial<Action> & { reason: string }) => string;
@@ -483,14 +567,40 @@ function selectTables(queue: QueueSpec, root: NodeCatalog, check: (severity: Dia
     }
   }
   const byName = [...root.tables].sort((a, b) => a.schema.localeCompare(b.schema) || a.name.localeCompare(b.name));
+  const isSelected = (n: string) => {
+    const t = root.tables.find((x) => qualified(x.schema, x.name) === n);
+    return t !== undefined && selected(queue.tables, t.schema, t.name);
+  };
   for (const table of byName) {
     if (!selected(queue.tables, table.schema, table.name)) continue;
     const name = qualified(table.schema, table.name);
-    if (table.kind === 'p') {
-      check('error', 'partitioned_table_not_supported', `table ${name} is partitioned; its parent cannot be replicated yet`, 'exclude it and replicate its partitions (they are ordinary tables)', path);
+    const entry = queue.tables.entries.find((e) => e.pattern.exact.schema === table.schema && e.pattern.exact.name === table.name);
+    // A partition of a selected partitioned table replicates as part of it (the highest selected ancestor):
+    // captured once, under the ancestor's name. Listing it too is redundant, and said so.
+    const covering = ancestorsOf(root, table).filter(isSelected).pop();
+    if (covering) {
+      if (entry) {
+        check(
+          'warning',
+          'partition_covered_by_parent',
+          `table ${name} is listed under entries, but it is a partition of ${covering}, which is selected too: it replicates as part of ${covering}`,
+          `remove ${name} from entries (or exclude ${covering} to replicate ${name} alone)`,
+          `${path}.entries`,
+        );
+      }
       continue;
     }
-    const entry = queue.tables.entries.find((e) => e.pattern.exact.schema === table.schema && e.pattern.exact.name === table.name);
+    // Inheritance (INHERITS) children are ordinary tables with rows of their own: each replicates only when selected.
+    const children = inheritanceChildrenOf(root, table).filter((c) => !isSelected(c));
+    if (children.length) {
+      check(
+        'warning',
+        'inheritance_children_not_selected',
+        `table ${name} has inheritance children ${children.join(', ')} that are not selected: only the rows of ${name} itself replicate (as with ONLY), theirs do not`,
+        'select the children too (include or entries) if their rows must move, or exclude them knowingly',
+        path,
+      );
+    }
     const givenKey = entry?.options.key;
     if (givenKey) {
       const bad = givenKey.filter((k) => !table.columns.some((c) => c.name === k && c.notNull));

@@ -52,6 +52,14 @@ async function privilegesOf(db: TestDatabase, role: string): Promise<string[]> {
       WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
         AND pg_catalog.has_table_privilege($1, c.oid, p)
      UNION ALL
+     SELECT 'table ' || n.nspname || '.' || c.relname || ' ' || p || ' (' ||
+            (SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND pg_catalog.has_column_privilege($1, c.oid, a.attnum, p)) || ')'
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       CROSS JOIN unnest(ARRAY['SELECT','INSERT','UPDATE','REFERENCES']) p
+      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND NOT pg_catalog.has_table_privilege($1, c.oid, p) AND pg_catalog.has_any_column_privilege($1, c.oid, p)
+     UNION ALL
      SELECT 'sequence ' || n.nspname || '.' || c.relname || ' ' || p
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
        CROSS JOIN unnest(ARRAY['USAGE','SELECT','UPDATE']) p
@@ -104,6 +112,7 @@ for (const server of [sourceServer(), targetServer()]) {
         expect(await privilegesOf(db, role)).toEqual(
           [
             ...[0, 1, 2].map((i) => `table pgconvey.event_${queueId}_${i} INSERT`),
+            'table pgconvey.captured_table SELECT (table_id, table_schema, table_name)',
             'table pgconvey.table_shape INSERT',
             'table pgconvey.table_shape SELECT',
             `sequence pgconvey.event_${queueId}_seq USAGE`,
@@ -127,6 +136,38 @@ for (const server of [sourceServer(), targetServer()]) {
         }
         const events = await admin.query(`SELECT ev_op, ev_data FROM pgconvey.event_${queueId}_0 UNION ALL SELECT ev_op, ev_data FROM pgconvey.event_${queueId}_1 UNION ALL SELECT ev_op, ev_data FROM pgconvey.event_${queueId}_2`);
         expect(events.rows.map((r) => `${r.ev_op}${r.ev_data ?? ''}`).sort()).toEqual(['D', 'I(1,a)', 'U(1,b,7)']);
+
+        // A partitioned table: its partitions' rows are captured as the capture role too; a TRUNCATE of one
+        // partition (captured as deletes of its rows, which it must read) runs as the engine's owner.
+        await admin.query(`CREATE TABLE public.p (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+          CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+          CREATE TABLE public.p2 PARTITION OF public.p FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+          GRANT INSERT, UPDATE, SELECT ON public.p TO ${writer}`);
+        const pid = await engine.addTable(admin, 'q', 'public', 'p');
+        const w2 = await connectAs(db, writer);
+        try {
+          await w2.query("INSERT INTO public.p VALUES (1, '2026-01-05', 'a'), (2, '2026-01-06', 'b')");
+          await w2.query("UPDATE public.p SET at = '2026-02-07' WHERE id = 2");
+        } finally {
+          await w2.end();
+        }
+        await admin.query('TRUNCATE public.p1');
+        const pOwners = await admin.query<{ f: string; owner: string; public_exec: boolean }>(
+          `SELECT p.proname AS f, pg_catalog.pg_get_userbyid(p.proowner) AS owner, pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec
+             FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname ~ $1 ORDER BY 1`,
+          [`^capture_(truncate_|truncate_rows_)?${pid}$`],
+        );
+        expect(pOwners.rows).toEqual([
+          { f: `capture_${pid}`, owner: role, public_exec: false },
+          { f: `capture_truncate_${pid}`, owner: role, public_exec: false },
+          { f: `capture_truncate_rows_${pid}`, owner: server.user, public_exec: false },
+        ]);
+        const pEvents = await admin.query(
+          `SELECT ev_op, coalesce(ev_key, ev_data) AS d FROM (SELECT * FROM pgconvey.event_${queueId}_0 UNION ALL SELECT * FROM pgconvey.event_${queueId}_1 UNION ALL SELECT * FROM pgconvey.event_${queueId}_2) e
+            WHERE ev_table = $1 ORDER BY ev_id`,
+          [pid],
+        );
+        expect(pEvents.rows.map((r) => `${r.ev_op}${r.d}`)).toEqual(['I(1,2026-01-05,a)', 'I(2,2026-01-06,b)', 'D(2,2026-01-06)', 'I(2,2026-02-07,b)', 'D(1,2026-01-05)']);
 
         // What a hole in a capture function would yield: writing events, and nothing of the application's.
         await admin.query(`SET ROLE ${role}`);

@@ -31,7 +31,7 @@ describe('docs', () => {
       readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(`${dir}/${e.name}`) : e.name.endsWith('.ts') ? [`${dir}/${e.name}`] : []));
     for (const file of sources('src')) {
       const text = readFileSync(file, 'utf8');
-      for (const m of text.matchAll(/(?:code: |report\(|code === |check\('(?:error|warning)', )'([a-z_]+)'/g)) codes.add(m[1]!);
+      for (const m of text.matchAll(/(?:code: |report\(|code === |check\(\s*'(?:error|warning)',\s*)'([a-z_]+)'/g)) codes.add(m[1]!);
       for (const m of text.matchAll(/[`'"]error ([a-z_]+):/g)) codes.add(m[1]!);
       for (const m of text.matchAll(/(?:Error|Problem)\('([a-z_]+)'/g)) codes.add(m[1]!);
       for (const m of text.matchAll(/ConnectionError\([^;]*?'([a-z_]+)'\)/gs)) codes.add(m[1]!);

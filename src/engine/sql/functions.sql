@@ -467,6 +467,8 @@ BEGIN
     EXECUTE format('GRANT %I TO %I', v_role, current_user);
   END IF;
   EXECUTE format('GRANT USAGE ON SCHEMA pgconvey TO %I', v_role);
+  -- A partition's capture asks whether its table is still in the captured tree (pgconvey.partition_member).
+  EXECUTE format('GRANT SELECT (table_id, table_schema, table_name) ON TABLE pgconvey.captured_table TO %I', v_role);
   IF to_regclass('pgconvey.table_shape') IS NOT NULL THEN  -- (an engine installed only up to an older migration, in tests)
     EXECUTE format('GRANT SELECT, INSERT ON TABLE pgconvey.table_shape TO %I', v_role);
     EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), v_role);
@@ -500,6 +502,11 @@ DECLARE
   v_role text := pgconvey.ensure_capture_role();
   f text;
 BEGIN
+  -- capture_truncate_rows_<id> (a partitioned table's: a TRUNCATE of one partition is captured as deletes of
+  -- its rows, which it reads) stays the engine owner's: the capture role reads no application table.
+  IF to_regprocedure(format('pgconvey.%I()', 'capture_truncate_rows_' || p_table_id)) IS NOT NULL THEN
+    EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', 'capture_truncate_rows_' || p_table_id);
+  END IF;
   FOREACH f IN ARRAY ARRAY['capture_' || p_table_id, 'capture_truncate_' || p_table_id] LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', f);
     IF v_role IS NOT NULL THEN
@@ -550,6 +557,12 @@ DECLARE
   v_oldkey text;
   v_body text;
   v_row constant text := 'pg_catalog.textin(pg_catalog.record_out(NEW))';
+  v_partitioned boolean;
+  v_clone boolean := current_setting('server_version_num')::integer >= 110000;
+  v_shape_sql text;
+  v_settings text;
+  v_part record;
+  v_trigger record;
 BEGIN
   SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
   IF NOT FOUND THEN
@@ -561,6 +574,7 @@ BEGIN
     RAISE EXCEPTION 'table %.% does not exist', quote_ident(p_schema), quote_ident(p_table)
       USING HINT = 'check the name; unquoted names are lower case';
   END IF;
+  v_partitioned := (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = v_rel);
 
   -- The row's columns (all not dropped), and those not generated (attgenerated exists from PG 12).
   EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.attnum ORDER BY a.attnum),
@@ -648,10 +662,36 @@ BEGIN
   -- the same number of columns and the same highest column number. That is the same set of columns,
   -- because a new column always gets a number above every number used before (dropped ones included):
   -- an ADD raises the highest, a DROP alone lowers the count.
+  -- A partitioned table's rows are captured on its partitions (whose columns may be in another order, or
+  -- numbered otherwise): the shape is looked up once per transaction and partition (partition_shape), which
+  -- also answers 0 for a table no longer in the tree (a detached partition whose trigger is still there).
+  v_shape_sql := CASE WHEN v_partitioned THEN
+         'v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
+      || format('v_cached := pg_catalog.current_setting(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true); ', 'pgconvey.pshape_' || v_shape || '_')
+      || 'IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
+      ||   'v_shape := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; '
+      -- From PG 11 (the trigger is a clone, gone from a detached partition) a partition's shape is known from
+      -- an earlier transaction of the session while it has the same number of columns and the same highest
+      -- column number (the argument of the inline probe of ordinary tables, per partition): one probe.
+      || CASE WHEN v_clone THEN
+           'ELSE '
+        || format('v_cached := pg_catalog.current_setting(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true); ', 'pgconvey.pknown_' || v_shape || '_')
+        || 'SELECT pg_catalog.count(*), pg_catalog.max(a.attnum) INTO v_n, v_max FROM pg_catalog.pg_attribute a '
+        || 'WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped; '
+        || 'IF v_cached IS NOT NULL AND pg_catalog.split_part(v_cached, '':'', 1) OPERATOR(pg_catalog.=) v_n::pg_catalog.text '
+        ||    'AND pg_catalog.split_part(v_cached, '':'', 2) OPERATOR(pg_catalog.=) v_max::pg_catalog.text THEN '
+        ||   'v_shape := pg_catalog.split_part(v_cached, '':'', 3)::pg_catalog.int4; '
+        ||   format('PERFORM pg_catalog.set_config(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, v_mark OPERATOR(pg_catalog.||) v_shape::pg_catalog.text, false); ', 'pgconvey.pshape_' || v_shape || '_')
+        || format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID); END IF; END IF; ', v_table_id, v_shape)
+         ELSE format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID); END IF; ', v_table_id, v_shape) END
+      || 'IF v_shape OPERATOR(pg_catalog.=) 0 THEN RETURN NULL; END IF; '
+    END;
   SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_mark pg_catalog.text;'
       || ' v_n pg_catalog.int8; v_max pg_catalog.int2; BEGIN '
       || v_pick
-      || format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.shape_' || v_shape)
+      || coalesce(v_shape_sql, '')
+      || CASE WHEN v_partitioned THEN '' ELSE
+         format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.shape_' || v_shape)
       || 'v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
       || format('IF v_cached OPERATOR(pg_catalog.=) (v_mark OPERATOR(pg_catalog.||) %L) THEN v_shape := %s; ', v_shape::text, v_shape)
       || 'ELSIF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
@@ -663,7 +703,7 @@ BEGIN
                   array_length(v_attnums, 1), v_attnums[array_length(v_attnums, 1)], v_shape)
       ||   format('PERFORM pg_catalog.set_config(%L, v_mark OPERATOR(pg_catalog.||) %L, false); ', 'pgconvey.shape_' || v_shape, v_shape::text)
       ||   format('ELSE v_shape := pgconvey.capture_shape(%s, %s, TG_RELID, %L::pg_catalog.int2[]); END IF; ', v_table_id, v_shape, v_attnums::text)
-      || 'END IF; '
+      || 'END IF; ' END
       || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
       ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_row)
       || ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
@@ -680,24 +720,170 @@ BEGIN
     INTO v_body
     FROM unnest(v_keys) k;
 
+  v_settings := pgconvey.capture_settings_sql(v_rel);
   EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L',
-                 'capture_' || v_table_id, pgconvey.capture_settings_sql(v_rel), v_body);
+                 'capture_' || v_table_id, v_settings, v_body);
+  IF NOT v_partitioned THEN
+    EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+                   'capture_truncate_' || v_table_id,
+                   'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; BEGIN '
+                   || v_pick
+                   || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
+                   || ' RETURN NULL; END');
+    PERFORM pgconvey.own_capture(v_table_id);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
+                   'pgconvey_capture_' || v_queue_id, v_rel, 'capture_' || v_table_id);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
+                   'pgconvey_truncate_' || v_queue_id, v_rel, 'capture_truncate_' || v_table_id);
+    RETURN v_table_id;
+  END IF;
+
+  -- A partitioned table: its rows live in its partitions (every level), and every event is the parent's
+  -- (ev_table is its table_id; the subscriber applies through the parent, which routes each row).
+  -- TRUNCATE of the parent is one T event (AFTER, capture_truncate_<id>); TRUNCATE of a partition (not
+  -- as part of the parent's) is captured BEFORE it runs as a DELETE of each of its rows
+  -- (capture_truncate_rows_<id>), so the subscriber loses only those rows, whatever its partition layout.
+  -- A statement truncating the parent fires every partition's BEFORE trigger after the parent's, which
+  -- marks the tree covered; one truncating a partition marks its subtree covered; the AFTER triggers
+  -- clear the mark. The mark is a session setting prefixed with the transaction id (function SET clauses
+  -- would undo a transaction-local one).
   EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
                  'capture_truncate_' || v_table_id,
                  'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; BEGIN '
                  || v_pick
-                 || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
-                 || ' RETURN NULL; END');
+                 || format('IF TG_TABLE_SCHEMA OPERATOR(pg_catalog.=) %L AND TG_TABLE_NAME OPERATOR(pg_catalog.=) %L THEN ', p_schema, p_table)
+                 ||   replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
+                 || ' END IF; '
+                 || format('PERFORM pg_catalog.set_config(%L, '''', false); ', 'pgconvey.truncating_' || v_table_id)
+                 || 'RETURN NULL; END');
+  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L',
+                 'capture_truncate_rows_' || v_table_id, v_settings,
+                 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_mark pg_catalog.text; v_cov pg_catalog.text; v_sub pg_catalog.text; BEGIN '
+                 || v_pick
+                 || 'v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
+                 || format('v_cov := pg_catalog.current_setting(%L, true); ', 'pgconvey.truncating_' || v_table_id)
+                 || 'IF v_cov IS NULL OR pg_catalog.left(v_cov, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.<>) v_mark THEN v_cov := v_mark OPERATOR(pg_catalog.||) '',''; END IF; '
+                 || format('IF TG_TABLE_SCHEMA OPERATOR(pg_catalog.=) %L AND TG_TABLE_NAME OPERATOR(pg_catalog.=) %L THEN ', p_schema, p_table)
+                 ||   format('PERFORM pg_catalog.set_config(%L, v_mark OPERATOR(pg_catalog.||) ''*'', false); RETURN NULL; END IF; ', 'pgconvey.truncating_' || v_table_id)
+                 || 'IF v_cov OPERATOR(pg_catalog.=) (v_mark OPERATOR(pg_catalog.||) ''*'') '
+                 ||   'OR pg_catalog.strpos(v_cov, '','' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text OPERATOR(pg_catalog.||) '','') OPERATOR(pg_catalog.>) 0 '
+                 ||   format('OR NOT pgconvey.partition_member(%s, TG_RELID) THEN RETURN NULL; END IF; ', v_table_id)
+                 || format('EXECUTE pg_catalog.format(%L, pgconvey.event_table(%s, v_cur::pg_catalog.int4), TG_RELID::pg_catalog.regclass); ',
+                           -- the template of the runtime format(): %s for the event table and the partition, every other % doubled
+                           format('INSERT INTO %%s (ev_table, ev_op, ev_shape, ev_key, ev_data) SELECT %s, %L, %s, pg_catalog.textin(pg_catalog.record_out(ROW(%s))), NULL FROM %%s t',
+                                  v_table_id, 'D', v_shape,
+                                  replace((SELECT string_agg(format('t.%I', k), ', ' ORDER BY o) FROM unnest(v_keys) WITH ORDINALITY AS u(k, o)), '%', '%%')),
+                           v_queue_id)
+                 || 'WITH RECURSIVE down(rel) AS (SELECT TG_RELID UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN down d ON i.inhparent OPERATOR(pg_catalog.=) d.rel) '
+                 ||   'SELECT pg_catalog.string_agg(rel::pg_catalog.text, '','') INTO v_sub FROM down; '
+                 || format('PERFORM pg_catalog.set_config(%L, v_cov OPERATOR(pg_catalog.||) v_sub OPERATOR(pg_catalog.||) '','', false); ', 'pgconvey.truncating_' || v_table_id)
+                 || 'RETURN NULL; END');
 
   PERFORM pgconvey.own_capture(v_table_id);
 
-  EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
-  EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
-  EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
-                 'pgconvey_capture_' || v_queue_id, v_rel, 'capture_' || v_table_id);
-  EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
-                 'pgconvey_truncate_' || v_queue_id, v_rel, 'capture_truncate_' || v_table_id);
+  -- A partition captured on its own by this queue gives way to its parent.
+  FOR v_part IN SELECT n.nspname, c.relname FROM pgconvey.partition_tree(v_rel) r JOIN pg_class c ON c.oid = r
+                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r <> v_rel LOOP
+    IF EXISTS (SELECT FROM pgconvey.captured_table t WHERE t.queue_id = v_queue_id AND t.table_schema = v_part.nspname AND t.table_name = v_part.relname) THEN
+      PERFORM pgconvey.remove_table(p_queue, v_part.nspname, v_part.relname);
+    END IF;
+  END LOOP;
+  -- Triggers of this parent left on tables no longer in its tree (detached) go.
+  FOR v_part IN SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_trigger t
+                 WHERE t.tgfoid IN (SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'pgconvey'::regnamespace
+                                       AND p.proname IN ('capture_' || v_table_id, 'capture_truncate_' || v_table_id, 'capture_truncate_rows_' || v_table_id))
+                   AND NOT t.tgisinternal AND NOT (t.tgrelid IN (SELECT r FROM pgconvey.partition_tree(v_rel) r)) LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_part.tgname, v_part.rel);
+  END LOOP;
+  -- Rows: from PostgreSQL 11 a row trigger on the parent is cloned onto every partition, existing or
+  -- future, at every level (and removed from one that is detached); PostgreSQL 10 has no row triggers on
+  -- partitioned tables, so each leaf gets its own (a partition created later is captured by the next apply).
+  IF v_clone THEN
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
+                   'pgconvey_capture_' || v_queue_id, v_rel, 'capture_' || v_table_id);
+  END IF;
+  -- Statement triggers are never cloned: every table of the tree gets the TRUNCATE pair.
+  FOR v_part IN SELECT r AS rel, c.relkind FROM pgconvey.partition_tree(v_rel) r JOIN pg_class c ON c.oid = r LOOP
+    -- The ones there already go first (dropped by name only where they exist: no notice per partition).
+    FOR v_trigger IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = v_part.rel AND NOT t.tgisinternal
+                        AND (t.tgname IN ('pgconvey_truncate_' || v_queue_id, 'pgconvey_truncate_rows_' || v_queue_id)
+                             OR (NOT v_clone AND t.tgname = 'pgconvey_capture_' || v_queue_id)) LOOP
+      EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_part.rel::regclass);
+    END LOOP;
+    IF NOT v_clone AND v_part.relkind = 'r' THEN
+      EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
+                     'pgconvey_capture_' || v_queue_id, v_part.rel::regclass, 'capture_' || v_table_id);
+    END IF;
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
+                   'pgconvey_truncate_' || v_queue_id, v_part.rel::regclass, 'capture_truncate_' || v_table_id);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
+                   'pgconvey_truncate_rows_' || v_queue_id, v_part.rel::regclass, 'capture_truncate_rows_' || v_table_id);
+  END LOOP;
   RETURN v_table_id;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.partition_tree(rel) → the table and every partition under it, at every level.
+CREATE OR REPLACE FUNCTION pgconvey.partition_tree(p_rel oid)
+RETURNS SETOF oid LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE down(rel) AS (SELECT p_rel UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN down d ON i.inhparent = d.rel)
+  SELECT rel FROM down
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.partition_member(table_id, rel) → whether rel is the captured (partitioned) table
+-- table_id or one of its partitions at any level now.
+CREATE OR REPLACE FUNCTION pgconvey.partition_member(p_table_id integer, p_rel oid)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE up(rel) AS (SELECT p_rel UNION ALL SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up u ON i.inhrelid = u.rel)
+  SELECT EXISTS (SELECT FROM up u JOIN pgconvey.captured_table t ON t.table_id = p_table_id
+                  WHERE u.rel = pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.table_schema, t.table_name)))
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.partition_shape(table_id, baked_shape, rel) → the shape of the rows this
+-- transaction captures from partition rel of the partitioned table table_id, or 0 when rel is no longer
+-- in its tree (their events are not the parent's). A partition's columns have the parent's names and
+-- types but may be in another order or numbered otherwise (ATTACH of a table made on its own, columns
+-- dropped before): the shape is the partition's own columns by name, under the parent's table_id and
+-- with the baked shape's key. The answer is kept for the transaction in the session setting
+-- pgconvey.pshape_<baked>_<rel>, and with the partition's column count and highest column number in
+-- pgconvey.pknown_<baked>_<rel> (used from PG 11 by later transactions while those still match).
+CREATE OR REPLACE FUNCTION pgconvey.partition_shape(p_table_id integer, p_baked integer, p_rel oid)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_attnums smallint[];
+  v_cols text[];
+  v_keys text[];
+  v_generated text[];
+  v_shape integer;
+BEGIN
+  IF NOT pgconvey.partition_member(p_table_id, p_rel) THEN
+    v_shape := 0;
+  ELSE
+    EXECUTE 'SELECT array_agg(a.attnum ORDER BY a.attnum), array_agg(a.attname::text ORDER BY a.attnum), '
+         || CASE WHEN current_setting('server_version_num')::integer >= 120000
+                 THEN 'coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> ''''), ''{}'')' ELSE '''{}''::text[]' END
+         || ' FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
+      INTO v_attnums, v_cols, v_generated USING p_rel;
+    SELECT s.key_columns INTO v_keys FROM pgconvey.table_shape s WHERE s.shape_id = p_baked;
+    SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
+     WHERE s.table_id = p_table_id AND s.attnums = v_attnums AND s.columns = v_cols AND s.key_columns = v_keys
+     ORDER BY s.shape_id LIMIT 1;
+    IF NOT FOUND THEN
+      INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
+      VALUES (p_table_id, v_attnums, v_cols, v_keys, v_generated) RETURNING shape_id INTO v_shape;
+    END IF;
+  END IF;
+  PERFORM set_config('pgconvey.pshape_' || p_baked || '_' || p_rel, txid_current() || ':' || v_shape, false);
+  -- For later transactions of the session (PG 11+, see add_table): columns, highest column number, shape.
+  IF v_shape <> 0 THEN
+    PERFORM set_config('pgconvey.pknown_' || p_baked || '_' || p_rel, array_length(v_attnums, 1) || ':' || v_attnums[array_length(v_attnums, 1)] || ':' || v_shape, false);
+  END IF;
+  RETURN v_shape;
 END $$;
 
 ------------------------------------------------------------------------------
@@ -743,6 +929,8 @@ DECLARE
   v_queue_id integer;
   v_table_id integer;
   v_rel regclass;
+  v_trigger record;
+  v_functions text[];
 BEGIN
   SELECT t.queue_id, t.table_id INTO v_queue_id, v_table_id
     FROM pgconvey.captured_table t JOIN pgconvey.queue q USING (queue_id)
@@ -750,14 +938,25 @@ BEGIN
   IF NOT FOUND THEN
     RETURN false;
   END IF;
+  v_functions := ARRAY['capture_' || v_table_id, 'capture_truncate_' || v_table_id, 'capture_truncate_rows_' || v_table_id];
   SELECT c.oid INTO v_rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = p_schema AND c.relname = p_table;
+  -- The table's own triggers first (on a partitioned table that drops the clones on its partitions), then
+  -- every other trigger calling its capture functions (a partitioned table's partitions): never a trigger of
+  -- another captured table, whatever its name.
   IF v_rel IS NOT NULL THEN
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
+    FOR v_trigger IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = v_rel AND NOT t.tgisinternal
+                        AND t.tgfoid IN (SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = ANY (v_functions)) LOOP
+      EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_trigger.tgname, v_rel);
+    END LOOP;
   END IF;
+  FOR v_trigger IN SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_trigger t WHERE NOT t.tgisinternal
+                      AND t.tgfoid IN (SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = ANY (v_functions)) LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_trigger.tgname, v_trigger.rel);
+  END LOOP;
   EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_' || v_table_id);
   EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_truncate_' || v_table_id);
+  EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_truncate_rows_' || v_table_id);
   DELETE FROM pgconvey.captured_table WHERE table_id = v_table_id;
   RETURN true;
 END $$;
@@ -951,10 +1150,13 @@ END $$;
 CREATE OR REPLACE FUNCTION pgconvey.fence_tables()
 RETURNS SETOF regclass LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
-  SELECT DISTINCT to_regclass(format('%I.%I', t.s, t.n))
+  -- A partitioned table's partitions (every level) too: a write to a partition does not fire the parent's statement triggers.
+  SELECT DISTINCT r::regclass
     FROM (SELECT table_schema AS s, table_name AS n FROM pgconvey.captured_table
           UNION SELECT table_schema, table_name FROM pgconvey.subscriber_table) t
+   CROSS JOIN LATERAL pgconvey.partition_tree(to_regclass(format('%I.%I', t.s, t.n))) r
    WHERE to_regclass(format('%I.%I', t.s, t.n)) IS NOT NULL
+     AND (r = to_regclass(format('%I.%I', t.s, t.n)) OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = to_regclass(format('%I.%I', t.s, t.n))) = 'p')
 $$;
 
 -- The fence trigger: refuses every write of a session that is not in replica mode.
@@ -1014,9 +1216,17 @@ CREATE OR REPLACE FUNCTION pgconvey.capture_trigger_state(p_queue text)
 RETURNS TABLE (table_schema text, table_name text, trigger_kind text, trigger_name text, enabled text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
+  -- On PostgreSQL 10 a partitioned table's row trigger is on each leaf: the first leaf lacking it, or not firing normally, speaks.
   SELECT c.table_schema, c.table_name, k.kind, k.name,
-         coalesce((SELECT t.tgenabled::text FROM pg_catalog.pg_trigger t
-                    WHERE t.tgrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name)) AND t.tgname = k.name), 'missing')
+         CASE WHEN k.kind = 'row' AND current_setting('server_version_num')::integer < 110000
+                   AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = to_regclass(format('%I.%I', c.table_schema, c.table_name))) = 'p'
+              THEN coalesce((SELECT coalesce(t.tgenabled::text, 'missing')
+                               FROM pgconvey.partition_tree(to_regclass(format('%I.%I', c.table_schema, c.table_name))) p
+                               JOIN pg_catalog.pg_class l ON l.oid = p AND l.relkind = 'r'
+                               LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = p AND t.tgname = k.name
+                              ORDER BY t.tgenabled IS NULL DESC, t.tgenabled = 'O' LIMIT 1), 'O')
+              ELSE coalesce((SELECT t.tgenabled::text FROM pg_catalog.pg_trigger t
+                              WHERE t.tgrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name)) AND t.tgname = k.name), 'missing') END
     FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
    CROSS JOIN LATERAL (VALUES ('row', 'pgconvey_capture_' || q.queue_id), ('truncate', 'pgconvey_truncate_' || q.queue_id)) k(kind, name)
    WHERE q.queue_name = p_queue
