@@ -7,8 +7,8 @@
  * died half way is finished by running it again.
  */
 import { Args, Command, Flags } from '@oclif/core';
-import { ApplyLockedError, executePlan } from '../executor/index.js';
-import { renderPlanHuman } from '../render/index.js';
+import { ApplyActionError, ApplyLockedError, executePlan } from '../executor/index.js';
+import { renderDiagnostics, renderPlanHuman } from '../render/index.js';
 import { askYes, canAsk } from './shared/confirm.js';
 import { planFile, planFromSaved, printKnownError, readSavedPlan } from './shared/plan-file.js';
 
@@ -57,7 +57,7 @@ export default class Apply extends Command {
       await executePlan(state, plan, {
         onStart: (a) => process.stdout.write(`  ${a.change === 'delete' ? '-' : a.change === 'update' ? '~' : '+'} ${a.id} … `),
         onDone: (_a, ms) => process.stdout.write(`done (${ms} ms)\n`),
-        onFailed: (_a, err) => print(`failed: ${String((err as Error).message ?? err)}`),
+        onFailed: () => print('failed'),
       }, tools);
       print(`\nApply complete: ${plan.actions.length} action(s).`);
     } catch (err) {
@@ -66,7 +66,13 @@ export default class Apply extends Command {
         print(`error apply_locked: ${err.message}\n    hint: wait for it to finish, then run apply again`);
         return this.exit(1);
       }
-      throw err;
+      // Every other failure is reported the same way, on stderr: a code, what failed, a hint.
+      const failure =
+        err instanceof ApplyActionError
+          ? { code: err.code, message: err.message, hint: err.hint }
+          : { code: 'apply_failed', message: `apply stopped: ${(err as Error)?.message ?? String(err)}`, hint: 'run apply again (every action is idempotent); if it fails the same way, report it with this message' };
+      process.stderr.write(`${renderDiagnostics([{ severity: 'error', ...failure }])}\n`);
+      return this.exit(1);
     }
   }
 }

@@ -10,12 +10,12 @@
 import { sqlFormat as format } from '../kernel/index.js';
 import type pg from 'pg';
 import type { RoleInfo } from '../catalog/index.js';
-import type { ConnectionSpec } from '../config/connection.js';
 import type { DesiredState } from '../config/index.js';
 import { connect } from '../db/index.js';
 import * as engine from '../engine/index.js';
 import { queueSettings, type Action, type PgDumpTool, type Plan } from '../planner/index.js';
-import { dumpTableDefinitions, type TableName } from './pg-dump.js';
+import type { TableName } from './pg-dump.js';
+import { dumpArchive, prepareSchemaCopy, releaseArchive, runSchemaCopy, SchemaCopyError, type PreparedSchemaCopy } from './schema-copy.js';
 
 export interface ExecutorHooks {
   onStart?(action: Action): void;
@@ -43,6 +43,46 @@ const HOLDER_SQL = `
 /** The tools found on this machine when the plan was made (in this process): never read from a plan. */
 export interface ExecutorTools {
   pgDump: PgDumpTool | null;
+  /** The schema copy scripts the plan's dry runs tried, by action id (made in this process; absent: made again here). */
+  schemaCopies?: ReadonlyMap<string, PreparedSchemaCopy>;
+}
+
+/** What to do when an action of this kind fails (the cause is in the message). */
+const ACTION_HINTS: Record<Action['kind'], string> = {
+  create_role: "the subscriber's role needs CREATEROLE (or to be a superuser); or create the role there yourself",
+  grant_role: "the subscriber's role needs CREATEROLE or ADMIN OPTION on the granted role; or grant it there yourself",
+  copy_schema: 'fix the cause on the subscriber or the provider',
+  install_engine: 'the role needs CREATE on the database (see docs/security.md)',
+  upgrade_engine: 'the role needs to own the pgconvey schema, or to be a superuser (see docs/security.md)',
+  create_queue: "check the root's engine with `pgconvey status`",
+  configure_queue: "check the root's engine with `pgconvey status`",
+  capture_table: "the root's role must own the table (capture creates triggers on it), see docs/security.md",
+  capture_sequence: "the root's role needs SELECT on the sequence",
+  subscribe: 'check both engines with `pgconvey status`',
+  add_subscriber_table: "check the subscriber's engine with `pgconvey status`",
+  remove_subscriber_table: "check the subscriber's engine with `pgconvey status`",
+  remove_sequence: "check the root's engine with `pgconvey status`",
+  remove_consumer: "check the root's engine with `pgconvey status`",
+  remove_capture: "the root's role must own the table (its capture triggers are dropped)",
+};
+
+/** An action that failed: its code (the schema copy's own, or apply_action_failed), a message naming it, a hint. */
+export class ApplyActionError extends Error {
+  readonly code: string;
+  readonly hint: string;
+  constructor(
+    readonly action: Action,
+    cause: unknown,
+  ) {
+    const sqlState = (cause as { code?: unknown }).code;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const state = typeof sqlState === 'string' && /^[0-9A-Z]{5}$/.test(sqlState) ? ` (SQLSTATE ${sqlState})` : '';
+    super(cause instanceof SchemaCopyError ? `action ${action.id}: ${why}` : `action ${action.id} failed: ${why}${state}`);
+    this.name = 'ApplyActionError';
+    this.code = cause instanceof SchemaCopyError ? cause.code : 'apply_action_failed';
+    const base = cause instanceof SchemaCopyError ? cause.hint : ACTION_HINTS[action.kind];
+    this.hint = `${base}; then run apply again (every action is idempotent: what is done is skipped)`;
+  }
 }
 
 export async function executePlan(state: DesiredState, plan: Plan, hooks: ExecutorHooks = {}, tools: ExecutorTools = { pgDump: null }): Promise<void> {
@@ -65,8 +105,9 @@ export async function executePlan(state: DesiredState, plan: Plan, hooks: Execut
       try {
         await runAction(state, action, (db) => clients.get(db)!, tools);
       } catch (err) {
-        hooks.onFailed?.(action, err);
-        throw err;
+        const failure = err instanceof ApplyActionError ? err : new ApplyActionError(action, err);
+        hooks.onFailed?.(action, failure);
+        throw failure;
       }
       hooks.onDone?.(action, Date.now() - t0);
     }
@@ -96,8 +137,17 @@ async function runAction(state: DesiredState, a: Action, db: (name: string) => p
     case 'copy_schema': {
       const provider = state.databases.find((d) => d.name === providerOf(state, a)[0])!;
       const subscriber = state.databases.find((d) => d.name === a.database)!;
-      if (!tools.pgDump) throw new Error('copy_schema needs pg_dump, and none was found when this plan was made');
-      await copySchema(tools.pgDump.path, provider.connection, subscriber.connection, a.params.tables as TableName[], db(provider.name), c);
+      if (!tools.pgDump) throw new SchemaCopyError('pg_dump_not_found', 'copy_schema needs pg_dump, and none was found when this plan was made', 'install the client tools of the provider\'s major or newer, or set PGCONVEY_PG_DUMP');
+      let prepared = tools.schemaCopies?.get(a.id);
+      if (!prepared) {
+        const archive = await dumpArchive(tools.pgDump, provider.connection);
+        try {
+          prepared = await prepareSchemaCopy(archive, { node: a.node, provider: provider.connection, subscriber: subscriber.connection, tables: a.params.tables as TableName[], selected: a.params.tables as TableName[], mode: (a.params.mode as 'tables' | 'all' | undefined) ?? 'tables', roles: [] });
+        } finally {
+          await releaseArchive(archive);
+        }
+      }
+      if (prepared.entries.length) await runSchemaCopy(subscriber.connection, a.node, prepared, { dryRun: false });
       return;
     }
     case 'install_engine':
@@ -160,53 +210,3 @@ async function createRole(provider: pg.Client, subscriber: pg.Client, role: Role
   // A stored SCRAM or md5 hash is taken as is by ALTER ROLE … PASSWORD; the password itself is never seen.
   if (hash) await subscriber.query(format('ALTER ROLE %I PASSWORD %L', role.name, hash));
 }
-
-/** Creates the tables still missing on the subscriber from the provider's definitions, in one transaction. */
-async function copySchema(
-  pgDump: string,
-  providerSpec: ConnectionSpec,
-  subscriberSpec: ConnectionSpec,
-  tables: TableName[],
-  provider: pg.Client,
-  subscriber: pg.Client,
-): Promise<void> {
-  const { rows } = await subscriber.query<{ s: string; t: string }>(
-    'SELECT x.s, x.t FROM unnest($1::text[], $2::text[]) AS x(s, t) WHERE to_regclass(format(\'%I.%I\', x.s, x.t)) IS NULL',
-    [tables.map((t) => t.schema), tables.map((t) => t.table)],
-  );
-  if (!rows.length) return;
-  const sql = await dumpTableDefinitions(pgDump, providerSpec, rows.map((r) => ({ schema: r.s, table: r.t })));
-  const schemas = await schemaDefinitions(provider, subscriber, [...new Set(rows.map((r) => r.s))]);
-  // pg_dump's script changes session settings (search_path…): run it on a connection of its own.
-  const target = await connect(subscriberSpec, 'copy_schema');
-  try {
-    await target.query('BEGIN');
-    for (const statement of schemas) await target.query(statement);
-    await target.query(sql);
-    await target.query('COMMIT');
-  } catch (err) {
-    await target.query('ROLLBACK').catch(() => undefined);
-    throw new Error(`creating ${rows.map((r) => `${r.s}.${r.t}`).join(', ')} from the provider's definitions failed: ${(err as Error).message}`);
-  } finally {
-    await target.end();
-  }
-}
-
-/** CREATE SCHEMA and GRANT statements for the schemas missing on the subscriber, with the provider's owner and privileges. */
-async function schemaDefinitions(provider: pg.Client, subscriber: pg.Client, schemas: string[]): Promise<string[]> {
-  const present = new Set((await subscriber.query<{ n: string }>('SELECT nspname AS n FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)', [schemas])).rows.map((r) => r.n));
-  const { rows } = await provider.query<{ schema: string; owner: string; grantee: string | null; privilege: string | null }>(
-    `SELECT n.nspname AS schema, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
-            CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, a.privilege_type AS privilege
-       FROM pg_catalog.pg_namespace n LEFT JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a ON a.grantee <> n.nspowner
-      WHERE n.nspname = ANY($1) ORDER BY 1, 3, 4`,
-    [schemas.filter((x) => !present.has(x))],
-  );
-  const out: string[] = [];
-  for (const r of rows) {
-    if (!out.some((s) => s.startsWith(format('CREATE SCHEMA %I ', r.schema)))) out.push(format('CREATE SCHEMA %I AUTHORIZATION %I', r.schema, r.owner));
-    if (r.privilege) out.push(format(`GRANT ${r.privilege === 'CREATE' ? 'CREATE' : 'USAGE'} ON SCHEMA %I TO ${r.grantee === null ? 'PUBLIC' : '%I'}`, r.schema, ...(r.grantee === null ? [] : [r.grantee])));
-  }
-  return out;
-}
-

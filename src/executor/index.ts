@@ -8,3 +8,5 @@
  */
 export * from './apply.js';
 export * from './pg-dump.js';
+export * from './schema-copy.js';
+export * from './schema-toc.js';

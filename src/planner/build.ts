@@ -21,6 +21,27 @@ export interface PlanInput {
   engineContent?: string;
   /** Local tools found by the caller; `prepare.schema: copy` needs pg_dump. */
   tools?: { pgDump: PgDumpTool | null };
+  /**
+   * What the caller's dry run of each `copy_schema` found (by action id): the
+   * objects it creates and every one it cannot. Absent: the action is planned
+   * without them (the caller plans once to learn which copies to try).
+   */
+  schemaCopies?: Readonly<Record<string, SchemaCopyFindings>>;
+}
+
+export interface SchemaCopyFindings {
+  /** The objects the copy creates, in order: pg_dump's entry type (`TABLE`, `FK CONSTRAINT`…) and the object's name. */
+  objects: Array<{ type: string; name: string }>;
+  /** Each object the copy cannot create, and why. */
+  problems: SchemaCopyProblem[];
+}
+
+export interface SchemaCopyProblem {
+  code: string;
+  /** The object, e.g. `EXTENSION postgis`. */
+  object: string;
+  message: string;
+  hint: string;
 }
 
 export interface PgDumpTool {
@@ -377,13 +398,24 @@ function planSchemaCopy(
     check('error', 'roles_missing_for_schema_copy', `the tables to create on node "${leaf.name}" are owned by role(s) ${owners.join(', ')}, which do not exist there`, 'create the roles there, or set prepare.roles: copy', 'prepare.schema');
     return null;
   }
+  const id = `copy_schema:${leaf.name}:${queue.name}`;
+  const findings = input.schemaCopies?.[id];
+  for (const p of findings?.problems ?? []) check('error', p.code, p.message, p.hint, 'prepare.schema');
+  const objects = findings ? ` and what they need: ${countByType(findings.objects)}` : '';
   return add('copy_schema', 'create', leaf, {
     queue: queue.name,
-    reason: `table(s) ${names.join(', ')} do not exist here; pg_dump ${pgDump.version} creates them from the provider's definitions`,
+    reason: `table(s) ${names.join(', ')} do not exist here; pg_dump ${pgDump.version} creates them from the provider's definitions${objects}`,
     dependsOn: roleIds,
     // No path to pg_dump here: nothing executable is ever taken from a plan; apply finds pg_dump itself.
-    params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), consumer: leaf.name },
+    params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), consumer: leaf.name, mode: input.state.prepare.schemaObjects, ...(findings ? { objects: findings.objects } : {}) },
   });
+}
+
+/** `3 table, 2 sequence…` in the order first met. */
+function countByType(objects: ReadonlyArray<{ type: string }>): string {
+  const counts = new Map<string, number>();
+  for (const o of objects) counts.set(o.type, (counts.get(o.type) ?? 0) + 1);
+  return counts.size ? [...counts].map(([t, n]) => `${n} ${t.toLowerCase()}`).join(', ') : 'nothing else';
 }
 
 /** The queue settings the file asks for, in the engine's terms. */
@@ -432,6 +464,11 @@ function selected(selection: Selection<unknown>, schema: string, name: string): 
   const listed = selection.entries.some((e) => e.pattern.exact.schema === schema && e.pattern.exact.name === name);
   if (listed) return true;
   return selection.include.some((p) => matchesPattern(p, schema, name)) && !selection.exclude.some((p) => matchesPattern(p, schema, name));
+}
+
+/** The root's tables a queue replicates (as the plan selects them), for callers that prepare actions. */
+export function replicatedTables(queue: QueueSpec, root: NodeCatalog): TableInfo[] {
+  return selectTables(queue, root, () => undefined).map((t) => t.table);
 }
 
 interface SelectedTable {
