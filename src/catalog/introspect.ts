@@ -70,6 +70,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     privileges: { user: server.user, superuser: server.superuser, canCreateSchema: server.can_create_schema, canSetReplicationRole },
     tables: [...tables.values()],
     sequences: (await client.query(Q.SEQUENCES_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name, owner: r.owner })),
+    materializedViews: (await client.query(Q.MATVIEWS_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name })),
     roles: (await client.query(Q.ROLES_SQL)).rows.map((r) => ({
       name: r.name,
       canLogin: r.can_login,

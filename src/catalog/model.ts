@@ -113,6 +113,8 @@ export interface NodeCatalog {
   privileges: PrivilegeInfo;
   tables: TableInfo[];
   sequences: SequenceInfo[];
+  /** Materialized views (absent in catalogs saved before pgconvey read them). */
+  materializedViews?: Array<{ schema: string; name: string }>;
   roles: RoleInfo[];
   /** Null when the engine is not installed. */
   engine: EngineInfo | null;

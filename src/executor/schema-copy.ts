@@ -213,7 +213,7 @@ export function problemOf(node: string, { entry, error }: EntryFailure, dryRun: 
     return { code: 'schema_copy_lock_timeout', object, message: `creating ${object} on node "${node}" ${what}`, hint: `a session on the subscriber holds a lock the copy needs for more than ${SCHEMA_COPY_TIMEOUTS.lockMs / 1000} s (see pg_locks); end it, then plan again` };
   }
   return {
-    code: 'schema_copy_would_fail',
+    code: dryRun ? 'schema_copy_would_fail' : 'schema_copy_failed',
     object,
     message: `creating ${object} on node "${node}" ${what}`,
     hint: 'create it on the subscriber yourself (its definition: pg_dump --schema-only on the provider), or change it on the provider; then plan again. An error naming a missing object often follows from an earlier one',

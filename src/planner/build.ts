@@ -101,10 +101,24 @@ export function buildPlan(input: PlanInput): Plan {
     return id;
   };
 
+  const matviewsListed = new Set<string>();
   for (const queue of input.state.queues) {
     const root = queue.nodes.find((n) => n.type === 'root')!;
     const rootCatalog = input.catalogs[root.database];
     if (!rootCatalog) throw new Error(`internal: no catalog for database "${root.database}"`);
+    // Materialized views hold computed rows, not captured ones: nothing replicates them.
+    if (!matviewsListed.has(root.database)) {
+      matviewsListed.add(root.database);
+      for (const m of rootCatalog.materializedViews ?? []) {
+        check(
+          'warning',
+          'materialized_view_not_replicated',
+          `materialized view ${qualified(m.schema, m.name)} of database "${root.database}" is not replicated: on a subscriber it holds what its last REFRESH there computed (nothing, after a schema copy)`,
+          '`pgconvey switchover` refreshes it on the node taking over before the hand-over (--no-refresh-matviews skips it); or REFRESH MATERIALIZED VIEW it there yourself',
+          `queues.${queue.name}.nodes.${root.name}`,
+        );
+      }
+    }
     for (const node of queue.nodes.filter((n) => n.type === 'branch')) {
       check('error', 'branch_not_supported', `node "${node.name}" of queue "${queue.name}" is a branch; cascades are not supported yet`, 'make it a leaf of the root for now', `queues.${queue.name}.nodes.${node.name}`);
     }
