@@ -149,11 +149,12 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     // Still this attempt's? (No batch applies a `copying` table; a resync since would make it another's.)
     const mine = await target.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${where} AND state = 'copying' AND copy_generation = $5`, [...key, generation]);
     if (mine.rowCount === 0) throw new CopySupersededError(qualified);
-    // Secondary indexes (not behind a constraint, not unique) are rebuilt after the load.
+    // Secondary indexes (not behind a constraint, not unique) are rebuilt after the load. Not a partition's
+    // index attached to its parent's: PostgreSQL refuses to drop it alone (and a rebuilt one would be detached).
     const indexes = await target.query<{ schema: string; name: string; def: string }>(
       `SELECT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
          FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique
+        WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique AND NOT c.relispartition
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)`,
       [qualified],
     );

@@ -91,22 +91,30 @@ export interface ScriptEntry {
 
 /**
  * Splits a plain script by pg_dump's entry headers (`-- Name: …; Type: …;
- * Schema: …; Owner: …`). Returns null when the headers do not match the
- * entries one to one, in order (the script is then not the one listed).
+ * Schema: …; Owner: …`), each block with its entry, in the script's order
+ * (pg_restore keeps the list's order except that grants come in a pass of
+ * their own at the end). Returns null when the headers and the entries do not
+ * match one to one (the script is then not the one listed).
  */
 export function splitScript(script: string, entries: TocEntry[]): { preamble: string; entries: ScriptEntry[] } | null {
   const text = script
     .split('\n')
     .filter((line) => !line.startsWith('\\'))
     .join('\n');
-  const header = /^--\n-- (?:Data for )?Name: .*; Type: (.*); Schema: (.*); Owner: .*\n--\n/gm;
+  const header = /^--\n-- (?:Data for )?Name: (.*); Type: (.*); Schema: (.*); Owner: .*\n--\n/gm;
   const found = [...text.matchAll(header)];
   if (found.length !== entries.length) return null;
+  const pending = new Map<string, TocEntry[]>();
+  const id = (type: string, schema: string | null, tag: string) => `${type}\u0000${schema ?? '-'}\u0000${tag}`;
+  for (const e of entries) {
+    const k = id(e.type, e.schema, e.tag);
+    (pending.get(k) ?? pending.set(k, []).get(k)!).push(e);
+  }
   const out: ScriptEntry[] = [];
   for (let i = 0; i < found.length; i++) {
     const m = found[i]!;
-    const entry = entries[i]!;
-    if (m[1] !== entry.type || (m[2] === '-' ? null : m[2]) !== entry.schema) return null;
+    const entry = pending.get(id(m[2]!, m[3] === '-' ? null : m[3]!, m[1]!))?.shift();
+    if (!entry) return null;
     const end = i + 1 < found.length ? found[i + 1]!.index : text.length;
     out.push({ entry, sql: text.slice(m.index + m[0].length, end).trim() });
   }

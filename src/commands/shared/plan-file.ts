@@ -89,14 +89,15 @@ async function trySchemaCopies(state: DesiredState, catalogs: Record<string, Nod
       const rootDb = queue.nodes.find((n) => n.type === 'root')!.database;
       const provider = state.databases.find((d) => d.name === rootDb)!;
       const subscriber = state.databases.find((d) => d.name === action.database)!;
+      const dumpFailed = (err: Error): SchemaCopyFindings => ({
+        objects: [],
+        problems: [{ code: 'schema_copy_dump_failed', object: `database ${rootDb}`, message: `the schema of database "${rootDb}" cannot be read for node "${action.node}": ${err.message}`, hint: "the provider's role must be able to read every object's definition (pg_dump --schema-only); install the full client tools (pg_dump with pg_restore)" }],
+      });
       if (!archives.has(rootDb)) archives.set(rootDb, await dumpArchive(pgDump, provider.connection).catch((err: Error) => err));
       const archive = archives.get(rootDb)!;
       if (archive instanceof Error) {
         if (!(archive instanceof PgDumpError)) throw archive;
-        findings[action.id] = {
-          objects: [],
-          problems: [{ code: 'schema_copy_dump_failed', object: `database ${rootDb}`, message: `the schema of database "${rootDb}" cannot be read for node "${action.node}": ${archive.message}`, hint: "the provider's role must be able to read every object's definition (pg_dump --schema-only); install the full client tools (pg_dump with pg_restore)" }],
-        };
+        findings[action.id] = dumpFailed(archive);
         continue;
       }
       const selected = replicatedTables(queue, catalogs[rootDb]!).map((t) => ({ schema: t.schema, table: t.name }));
@@ -108,7 +109,14 @@ async function trySchemaCopies(state: DesiredState, catalogs: Record<string, Nod
         selected,
         mode: state.prepare.schemaObjects,
         roles: roles.filter((r) => r.database === action.database).map((r) => r.object!),
+      }).catch((err: Error) => {
+        if (err instanceof PgDumpError) return err;
+        throw err;
       });
+      if (copy instanceof PgDumpError) {
+        findings[action.id] = dumpFailed(copy);
+        continue;
+      }
       prepared.set(action.id, copy);
       findings[action.id] = { objects: copy.objects, problems: copy.problems };
     }
