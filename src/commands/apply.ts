@@ -7,7 +7,7 @@
  * died half way is finished by running it again.
  */
 import { Args, Command, Flags } from '@oclif/core';
-import { ApplyActionError, ApplyLockedError, executePlan } from '../executor/index.js';
+import { applyFailure, executePlan } from '../executor/index.js';
 import { renderDiagnostics, renderPlanHuman } from '../render/index.js';
 import { askYes, canAsk } from './shared/confirm.js';
 import { planFile, planFromSaved, printKnownError, readSavedPlan } from './shared/plan-file.js';
@@ -62,16 +62,8 @@ export default class Apply extends Command {
       print(`\nApply complete: ${plan.actions.length} action(s).`);
     } catch (err) {
       if (printKnownError(print, err)) return this.exit(1);
-      if (err instanceof ApplyLockedError) {
-        print(`error apply_locked: ${err.message}\n    hint: wait for it to finish, then run apply again`);
-        return this.exit(1);
-      }
-      // Every other failure is reported the same way, on stderr: a code, what failed, a hint.
-      const failure =
-        err instanceof ApplyActionError
-          ? { code: err.code, message: err.message, hint: err.hint }
-          : { code: 'apply_failed', message: `apply stopped: ${(err as Error)?.message ?? String(err)}`, hint: 'run apply again (every action is idempotent); if it fails the same way, report it with this message' };
-      process.stderr.write(`${renderDiagnostics([{ severity: 'error', ...failure }])}\n`);
+      // Every other failure the same way, on stderr: a code, what failed, a hint.
+      process.stderr.write(`${renderDiagnostics([{ severity: 'error', ...applyFailure(err) }])}\n`);
       return this.exit(1);
     }
   }

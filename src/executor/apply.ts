@@ -85,6 +85,17 @@ export class ApplyActionError extends Error {
   }
 }
 
+/**
+ * Any failure of an apply, as what the command prints: an action's failure
+ * (apply_action_failed, or the schema copy's own code), the apply lock, or
+ * anything else (apply_failed) — always a code, a message and a hint.
+ */
+export function applyFailure(err: unknown): { code: string; message: string; hint: string } {
+  if (err instanceof ApplyActionError) return { code: err.code, message: err.message, hint: err.hint };
+  if (err instanceof ApplyLockedError) return { code: 'apply_locked', message: err.message, hint: 'wait for it to finish, then run apply again' };
+  return { code: 'apply_failed', message: `apply stopped: ${(err as Error)?.message ?? String(err)}`, hint: 'run apply again (every action is idempotent); if it fails the same way, report it with this message' };
+}
+
 export async function executePlan(state: DesiredState, plan: Plan, hooks: ExecutorHooks = {}, tools: ExecutorTools = { pgDump: null }): Promise<void> {
   if (plan.errored) throw new Error('the plan has errors; fix them before applying');
   const needed = [...new Set(plan.actions.flatMap((a) => [a.database, ...providerOf(state, a)]))];
