@@ -415,7 +415,7 @@ function planSchemaCopy(
   const id = `copy_schema:${leaf.name}:${queue.name}`;
   const findings = input.schemaCopies?.[id];
   for (const p of findings?.problems ?? []) check('error', p.code, p.message, p.hint, 'prepare.schema');
-  const objects = findings ? ` and what they need: ${countByType(findings.objects)}` : '';
+  const objects = findings ? `${input.state.prepare.schemaObjects === 'all' ? ', with every other object missing here' : ' and what they need'}: ${countByType(findings.objects)}` : '';
   return add('copy_schema', 'create', leaf, {
     queue: queue.name,
     reason: `table(s) ${names.join(', ')} do not exist here; pg_dump ${pgDump.version} creates them from the provider's definitions${objects}`,
