@@ -110,11 +110,16 @@ export async function executePlan(state: DesiredState, plan: Plan, hooks: Execut
         throw new ApplyLockedError(name, h ? `pid ${h.pid}, ${h.application_name || 'no application_name'}${h.addr ? ` from ${h.addr}` : ''}, since ${new Date(h.backend_start).toISOString()}` : 'holder unknown');
       }
     }
+    // A schema copy prepared at plan time does not know what an earlier copy of this apply created in
+    // the same database (two queues, one subscriber): the later one is prepared again when it runs.
+    const copiedInto = new Set<string>();
     for (const action of plan.actions) {
       hooks.onStart?.(action);
       const t0 = Date.now();
       try {
-        await runAction(state, action, (db) => clients.get(db)!, tools);
+        const fresh = action.kind === 'copy_schema' && copiedInto.has(action.database);
+        await runAction(state, action, (db) => clients.get(db)!, fresh ? { pgDump: tools.pgDump } : tools);
+        if (action.kind === 'copy_schema') copiedInto.add(action.database);
       } catch (err) {
         const failure = err instanceof ApplyActionError ? err : new ApplyActionError(action, err);
         hooks.onFailed?.(action, failure);
@@ -214,7 +219,13 @@ async function createRole(provider: pg.Client, subscriber: pg.Client, role: Role
     flag(a.bypassRls, 'BYPASSRLS'),
     `CONNECTION LIMIT ${Number(a.connectionLimit)}`,
   ];
-  await subscriber.query(format(`CREATE ROLE %I WITH ${options.join(' ')}`, role.name));
+  try {
+    await subscriber.query(format(`CREATE ROLE %I WITH ${options.join(' ')}`, role.name));
+  } catch (err) {
+    // Made meanwhile by another session (roles are the server's, not one database's): it exists, as wanted.
+    if ((err as { code?: string }).code === '42710') return;
+    throw err;
+  }
   const superuser = (await provider.query<{ s: boolean }>('SELECT rolsuper AS s FROM pg_catalog.pg_roles WHERE rolname = current_user')).rows[0]!.s;
   if (!superuser || !role.canLogin) return;
   const hash = (await provider.query<{ h: string | null }>('SELECT rolpassword AS h FROM pg_catalog.pg_authid WHERE rolname = $1', [role.name])).rows[0]?.h;
