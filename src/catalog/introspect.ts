@@ -79,6 +79,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     schemas: (await client.query(Q.SCHEMAS_SQL)).rows.map(
       (r): SchemaInfo => ({ name: r.name, owner: r.owner, usage: r.usage, create: r.create, createForAll: r.create_for_all, createBy: r.create_for_all ? [] : r.create_by }),
     ),
+    materializedViews: (await client.query(Q.MATVIEWS_SQL)).rows.map((r) => ({ schema: r.schema, name: r.name })),
     roles: (await client.query(Q.ROLES_SQL)).rows.map((r) => ({
       name: r.name,
       canLogin: r.can_login,

@@ -164,6 +164,8 @@ export interface NodeCatalog {
   sequences: SequenceInfo[];
   /** User schemas (absent in catalogs read before pgconvey read them). */
   schemas?: SchemaInfo[];
+  /** Materialized views (absent in catalogs saved before pgconvey read them). */
+  materializedViews?: Array<{ schema: string; name: string }>;
   roles: RoleInfo[];
   /** Null when the engine is not installed. */
   engine: EngineInfo | null;

@@ -118,6 +118,13 @@ export const TRIGGERS_SQL = `
    WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY 1, 2, 3`;
 
+/** Materialized views of user schemas (not replicated: plan lists them, switchover refreshes them). */
+export const MATVIEWS_SQL = `
+  SELECT n.nspname AS schema, c.relname AS name
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
+   ORDER BY 1, 2`;
+
 /** Sequences of user schemas. */
 export const SEQUENCES_SQL = `
   SELECT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_userbyid(c.relowner) AS owner

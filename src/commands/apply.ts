@@ -7,8 +7,8 @@
  * died half way is finished by running it again.
  */
 import { Args, Command, Flags } from '@oclif/core';
-import { ActionFailedError, ApplyLockedError, executePlan } from '../executor/index.js';
-import { renderPlanHuman } from '../render/index.js';
+import { applyFailure, executePlan } from '../executor/index.js';
+import { renderDiagnostics, renderPlanHuman } from '../render/index.js';
 import { askYes, canAsk } from './shared/confirm.js';
 import { planFile, planFromSaved, printKnownError, readSavedPlan } from './shared/plan-file.js';
 
@@ -57,20 +57,15 @@ export default class Apply extends Command {
       await executePlan(state, plan, {
         onStart: (a) => process.stdout.write(`  ${a.change === 'delete' ? '-' : a.change === 'update' ? '~' : '+'} ${a.id} … `),
         onDone: (_a, ms) => process.stdout.write(`done (${ms} ms)\n`),
-        onFailed: (_a, err) => print(err instanceof ActionFailedError ? 'failed' : `failed: ${String((err as Error).message ?? err)}`),
+        onFailed: () => print('failed'),
       }, tools);
       print(`\nApply complete: ${plan.actions.length} action(s).`);
     } catch (err) {
+      if ((err as { oclif?: { exit?: number } }).oclif?.exit !== undefined) throw err; // this.exit() above
       if (printKnownError(print, err)) return this.exit(1);
-      if (err instanceof ActionFailedError) {
-        print(`error ${err.code}: ${err.message}\n    hint: ${err.hint}`);
-        return this.exit(1);
-      }
-      if (err instanceof ApplyLockedError) {
-        print(`error apply_locked: ${err.message}\n    hint: wait for it to finish, then run apply again`);
-        return this.exit(1);
-      }
-      throw err;
+      // Every other failure the same way, on stderr: a code, what failed, a hint.
+      process.stderr.write(`${renderDiagnostics([{ severity: 'error', ...applyFailure(err) }])}\n`);
+      return this.exit(1);
     }
   }
 }

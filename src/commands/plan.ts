@@ -1,7 +1,7 @@
 /**
  * `pgconvey plan FILE` — compares the desired state with every database and
  * prints what apply would do: checks first, then the actions, then a summary.
- * Read-only. Exit 1 on errors; with --detailed-exitcode 0 for no changes and
+ * Changes nothing (a schema copy's dry run is rolled back). Exit 1 on errors; with --detailed-exitcode 0 for no changes and
  * 2 for changes.
  */
 import { Args, Command, Flags } from '@oclif/core';
@@ -11,7 +11,7 @@ import { planFile, writeSavedPlan } from './shared/plan-file.js';
 export default class Plan extends Command {
   static override summary = 'Show what apply would change to make the databases match FILE.';
   static override description =
-    'Connects read-only to every database in FILE, reads their catalogs, and prints checks (tables without a key, tables or columns missing on a subscriber, privileges, engine versions) and the ordered actions apply would take, each with its reason. Globs are resolved on the root, so a new table that matches `include` appears in the next plan.';
+    'Connects to every database in FILE, reads their catalogs, and prints checks (tables without a key, tables or columns missing on a subscriber, privileges, engine versions) and the ordered actions apply would take, each with its reason. Globs are resolved on the root, so a new table that matches `include` appears in the next plan. Nothing is changed: with prepare.schema: copy the schema copy is tried on each subscriber in a transaction that is rolled back (it takes the DDL\'s locks meanwhile, lock timeout 10 s), and each object it cannot create is an error.';
   static override examples = [
     '<%= config.bin %> plan plans/upgrade-two-node.yaml',
     '<%= config.bin %> plan plans/upgrade-two-node.yaml --markdown > plan.md',

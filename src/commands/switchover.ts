@@ -36,6 +36,7 @@ export default class Switchover extends Command {
     }),
     'sequence-margin': Flags.integer({ description: 'increments sequences end past the old node\'s values', default: SWITCHOVER_DEFAULTS.sequenceMargin, min: 0 }),
     timeout: Flags.string({ description: 'how long to wait for sessions to end and the queue to drain', default: '60s' }),
+    'refresh-matviews': Flags.boolean({ description: "refresh the materialized views of the node taking writes before the hand-over (inside the write window); --no-refresh-matviews leaves them as they are and says so", default: true, allowNo: true }),
     'auto-approve': Flags.boolean({ description: 'do not ask for confirmation' }),
     json: Flags.boolean({ description: 'print the result as JSON' }),
   };
@@ -59,7 +60,7 @@ export default class Switchover extends Command {
       print(renderDiagnostics(loaded.diagnostics));
       return this.exit(1);
     }
-    const options = { queue: flags.queue, to: flags.to, reverse: flags.reverse, maxLagMs: maxLagMs!, sequenceMargin: flags['sequence-margin'], timeoutMs: timeoutMs!, verify: flags.verify as 'counts' | 'none' };
+    const options = { queue: flags.queue, to: flags.to, reverse: flags.reverse, maxLagMs: maxLagMs!, sequenceMargin: flags['sequence-margin'], timeoutMs: timeoutMs!, verify: flags.verify as 'counts' | 'none', refreshMatviews: flags['refresh-matviews'] };
     try {
       resolveTarget(loaded.state, options);
       if (!flags['auto-approve'] && !process.stdin.isTTY) {

@@ -64,7 +64,8 @@ export interface DesiredState {
   file: string;
   databases: DatabaseSpec[];
   queues: QueueSpec[];
-  prepare: { roles: PrepareMode; schema: PrepareMode };
+  /** schemaObjects: what `schema: copy` creates — `tables` (the missing tables and what they need) or `all` (every object of the provider missing there). */
+  prepare: { roles: PrepareMode; schema: PrepareMode; schemaObjects: 'tables' | 'all' };
   daemons: DaemonSettings;
 }
 

@@ -45,7 +45,7 @@ export interface RawDesiredState {
   version: 1;
   databases: Record<string, string | RawConnectionFields>;
   queues: Record<string, { nodes: Record<string, { database: string; type: NodeSpec['type']; provider?: string }>; tables: RawSelection; sequences?: RawSelection; daemons?: RawDaemons }>;
-  prepare?: { roles?: 'copy' | 'check'; schema?: 'copy' | 'check' };
+  prepare?: { roles?: 'copy' | 'check'; schema?: 'copy' | 'check'; schema_objects?: 'tables' | 'all' };
   daemons?: RawDaemons;
 }
 
@@ -66,7 +66,7 @@ export function normalize(file: string, raw: RawDesiredState): DesiredState {
       sequences: normalizeSelection<Record<string, never>>(q.sequences ?? {}, () => ({})),
       daemons: mergeDaemons(daemons, q.daemons),
     })),
-    prepare: { roles: raw.prepare?.roles ?? 'check', schema: raw.prepare?.schema ?? 'check' },
+    prepare: { roles: raw.prepare?.roles ?? 'check', schema: raw.prepare?.schema ?? 'check', schemaObjects: raw.prepare?.schema_objects ?? 'tables' },
     daemons,
   };
 }

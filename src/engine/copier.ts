@@ -160,6 +160,8 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
       `SELECT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
          FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique AND NOT $2
+          -- Not a partition's index attached to its parent's: PostgreSQL refuses to drop it alone (a rebuilt one would be detached).
+          AND NOT c.relispartition
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)`,
       [qualified, targetPartitioned],
     );

@@ -10,12 +10,12 @@
 import { sqlFormat as format } from '../kernel/index.js';
 import type pg from 'pg';
 import type { RoleInfo } from '../catalog/index.js';
-import type { ConnectionSpec } from '../config/connection.js';
 import type { DesiredState } from '../config/index.js';
 import { connect } from '../db/index.js';
 import * as engine from '../engine/index.js';
 import { queueSettings, type Action, type PgDumpTool, type Plan } from '../planner/index.js';
-import { dumpTableDefinitions, type TableName } from './pg-dump.js';
+import type { TableName } from './pg-dump.js';
+import { dumpArchive, prepareSchemaCopy, releaseArchive, runSchemaCopy, SchemaCopyError, type PreparedSchemaCopy } from './schema-copy.js';
 
 export interface ExecutorHooks {
   onStart?(action: Action): void;
@@ -33,34 +33,6 @@ export class ApplyLockedError extends Error {
   }
 }
 
-/**
- * An action the server refused: the server's message with what was being
- * done, a stable code (`apply_permission_denied` for SQLSTATE 42501, else
- * `apply_action_failed`) and a hint. What ran before it stays done; running
- * apply again resumes at this action.
- */
-export class ActionFailedError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly hint: string,
-    readonly action: Action,
-  ) {
-    super(message);
-    this.name = 'ActionFailedError';
-  }
-}
-
-function actionFailed(action: Action, err: unknown): unknown {
-  const sqlState = (err as { code?: unknown }).code;
-  if (typeof sqlState !== 'string' || !/^[0-9A-Z]{5}$/.test(sqlState)) return err;
-  const what = `action ${action.id} failed on database "${action.database}": ${(err as Error).message} (SQLSTATE ${sqlState})`;
-  if (sqlState === '42501') {
-    return new ActionFailedError('apply_permission_denied', what, 'the role of the file lacks a right this action needs: `pgconvey plan FILE` names the grants (see docs/security.md); give them and run apply again (what is done stays done)', action);
-  }
-  return new ActionFailedError('apply_action_failed', what, 'fix the cause and run apply again: every action is idempotent, and what is done stays done', action);
-}
-
 /** Advisory lock held by an apply on each database: class "pgcv" (as in the engine), key hashtext('apply'). */
 const LOCK_SQL = "SELECT pg_try_advisory_lock(1885823862, hashtext('apply')) AS ok";
 const HOLDER_SQL = `
@@ -71,6 +43,63 @@ const HOLDER_SQL = `
 /** The tools found on this machine when the plan was made (in this process): never read from a plan. */
 export interface ExecutorTools {
   pgDump: PgDumpTool | null;
+  /** The schema copy scripts the plan's dry runs tried, by action id (made in this process; absent: made again here). */
+  schemaCopies?: ReadonlyMap<string, PreparedSchemaCopy>;
+}
+
+/** What to do when an action of this kind fails (the cause is in the message). */
+const ACTION_HINTS: Record<Action['kind'], string> = {
+  create_role: "the subscriber's role needs CREATEROLE (or to be a superuser); or create the role there yourself",
+  grant_role: "the subscriber's role needs CREATEROLE or ADMIN OPTION on the granted role; or grant it there yourself",
+  copy_schema: 'fix the cause on the subscriber or the provider',
+  install_engine: 'the role needs CREATE on the database (see docs/security.md)',
+  upgrade_engine: 'the role needs to own the pgconvey schema, or to be a superuser (see docs/security.md)',
+  create_queue: "check the root's engine with `pgconvey status`",
+  configure_queue: "check the root's engine with `pgconvey status`",
+  capture_table: "the root's role must own the table (capture creates triggers on it), see docs/security.md",
+  capture_sequence: "the root's role needs SELECT on the sequence",
+  subscribe: 'check both engines with `pgconvey status`',
+  add_subscriber_table: "check the subscriber's engine with `pgconvey status`",
+  remove_subscriber_table: "check the subscriber's engine with `pgconvey status`",
+  remove_sequence: "check the root's engine with `pgconvey status`",
+  remove_consumer: "check the root's engine with `pgconvey status`",
+  remove_capture: "the root's role must own the table (its capture triggers are dropped)",
+};
+
+/** An action that failed: its code (the schema copy's own, apply_permission_denied for SQLSTATE 42501, else apply_action_failed), a message naming it, a hint. */
+export class ApplyActionError extends Error {
+  readonly code: string;
+  readonly hint: string;
+  constructor(
+    readonly action: Action,
+    cause: unknown,
+  ) {
+    const sqlState = (cause as { code?: unknown }).code;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const state = typeof sqlState === 'string' && /^[0-9A-Z]{5}$/.test(sqlState) ? ` (SQLSTATE ${sqlState})` : '';
+    super(cause instanceof SchemaCopyError ? `action ${action.id}: ${why}` : `action ${action.id} failed: ${why}${state}`);
+    this.name = 'ApplyActionError';
+    // A right the server refused (42501): the plan names the grants (src/planner/privileges.ts).
+    const denied = !(cause instanceof SchemaCopyError) && sqlState === '42501';
+    this.code = cause instanceof SchemaCopyError ? cause.code : denied ? 'apply_permission_denied' : 'apply_action_failed';
+    const base = cause instanceof SchemaCopyError
+      ? cause.hint
+      : denied
+        ? `${ACTION_HINTS[action.kind]}; \`pgconvey plan FILE\` names the grants the file's roles lack (see docs/security.md)`
+        : ACTION_HINTS[action.kind];
+    this.hint = `${base}; then run apply again (every action is idempotent: what is done is skipped)`;
+  }
+}
+
+/**
+ * Any failure of an apply, as what the command prints: an action's failure
+ * (apply_action_failed, or the schema copy's own code), the apply lock, or
+ * anything else (apply_failed) — always a code, a message and a hint.
+ */
+export function applyFailure(err: unknown): { code: string; message: string; hint: string } {
+  if (err instanceof ApplyActionError) return { code: err.code, message: err.message, hint: err.hint };
+  if (err instanceof ApplyLockedError) return { code: 'apply_locked', message: err.message, hint: 'wait for it to finish, then run apply again' };
+  return { code: 'apply_failed', message: `apply stopped: ${(err as Error)?.message ?? String(err)}`, hint: 'run apply again (every action is idempotent); if it fails the same way, report it with this message' };
 }
 
 export async function executePlan(state: DesiredState, plan: Plan, hooks: ExecutorHooks = {}, tools: ExecutorTools = { pgDump: null }): Promise<void> {
@@ -87,15 +116,20 @@ export async function executePlan(state: DesiredState, plan: Plan, hooks: Execut
         throw new ApplyLockedError(name, h ? `pid ${h.pid}, ${h.application_name || 'no application_name'}${h.addr ? ` from ${h.addr}` : ''}, since ${new Date(h.backend_start).toISOString()}` : 'holder unknown');
       }
     }
+    // A schema copy prepared at plan time does not know what an earlier copy of this apply created in
+    // the same database (two queues, one subscriber): the later one is prepared again when it runs.
+    const copiedInto = new Set<string>();
     for (const action of plan.actions) {
       hooks.onStart?.(action);
       const t0 = Date.now();
       try {
-        await runAction(state, action, (db) => clients.get(db)!, tools);
+        const fresh = action.kind === 'copy_schema' && copiedInto.has(action.database);
+        await runAction(state, action, (db) => clients.get(db)!, fresh ? { pgDump: tools.pgDump } : tools);
+        if (action.kind === 'copy_schema') copiedInto.add(action.database);
       } catch (err) {
-        const failed = actionFailed(action, err);
-        hooks.onFailed?.(action, failed);
-        throw failed;
+        const failure = err instanceof ApplyActionError ? err : new ApplyActionError(action, err);
+        hooks.onFailed?.(action, failure);
+        throw failure;
       }
       hooks.onDone?.(action, Date.now() - t0);
     }
@@ -125,8 +159,17 @@ async function runAction(state: DesiredState, a: Action, db: (name: string) => p
     case 'copy_schema': {
       const provider = state.databases.find((d) => d.name === providerOf(state, a)[0])!;
       const subscriber = state.databases.find((d) => d.name === a.database)!;
-      if (!tools.pgDump) throw new Error('copy_schema needs pg_dump, and none was found when this plan was made');
-      await copySchema(tools.pgDump.path, provider.connection, subscriber.connection, a.params.tables as TableName[], db(provider.name), c);
+      if (!tools.pgDump) throw new SchemaCopyError('pg_dump_not_found', 'copy_schema needs pg_dump, and none was found when this plan was made', 'install the client tools of the provider\'s major or newer, or set PGCONVEY_PG_DUMP');
+      let prepared = tools.schemaCopies?.get(a.id);
+      if (!prepared) {
+        const archive = await dumpArchive(tools.pgDump, provider.connection);
+        try {
+          prepared = await prepareSchemaCopy(archive, { node: a.node, provider: provider.connection, subscriber: subscriber.connection, tables: a.params.tables as TableName[], selected: a.params.tables as TableName[], mode: (a.params.mode as 'tables' | 'all' | undefined) ?? 'tables', roles: [] });
+        } finally {
+          await releaseArchive(archive);
+        }
+      }
+      if (prepared.entries.length) await runSchemaCopy(subscriber.connection, a.node, prepared, { dryRun: false });
       return;
     }
     case 'install_engine':
@@ -182,61 +225,16 @@ async function createRole(provider: pg.Client, subscriber: pg.Client, role: Role
     flag(a.bypassRls, 'BYPASSRLS'),
     `CONNECTION LIMIT ${Number(a.connectionLimit)}`,
   ];
-  await subscriber.query(format(`CREATE ROLE %I WITH ${options.join(' ')}`, role.name));
+  try {
+    await subscriber.query(format(`CREATE ROLE %I WITH ${options.join(' ')}`, role.name));
+  } catch (err) {
+    // Made meanwhile by another session (roles are the server's, not one database's): it exists, as wanted.
+    if ((err as { code?: string }).code === '42710') return;
+    throw err;
+  }
   const superuser = (await provider.query<{ s: boolean }>('SELECT rolsuper AS s FROM pg_catalog.pg_roles WHERE rolname = current_user')).rows[0]!.s;
   if (!superuser || !role.canLogin) return;
   const hash = (await provider.query<{ h: string | null }>('SELECT rolpassword AS h FROM pg_catalog.pg_authid WHERE rolname = $1', [role.name])).rows[0]?.h;
   // A stored SCRAM or md5 hash is taken as is by ALTER ROLE … PASSWORD; the password itself is never seen.
   if (hash) await subscriber.query(format('ALTER ROLE %I PASSWORD %L', role.name, hash));
 }
-
-/** Creates the tables still missing on the subscriber from the provider's definitions, in one transaction. */
-async function copySchema(
-  pgDump: string,
-  providerSpec: ConnectionSpec,
-  subscriberSpec: ConnectionSpec,
-  tables: TableName[],
-  provider: pg.Client,
-  subscriber: pg.Client,
-): Promise<void> {
-  const { rows } = await subscriber.query<{ s: string; t: string }>(
-    'SELECT x.s, x.t FROM unnest($1::text[], $2::text[]) AS x(s, t) WHERE to_regclass(format(\'%I.%I\', x.s, x.t)) IS NULL',
-    [tables.map((t) => t.schema), tables.map((t) => t.table)],
-  );
-  if (!rows.length) return;
-  const sql = await dumpTableDefinitions(pgDump, providerSpec, rows.map((r) => ({ schema: r.s, table: r.t })));
-  const schemas = await schemaDefinitions(provider, subscriber, [...new Set(rows.map((r) => r.s))]);
-  // pg_dump's script changes session settings (search_path…): run it on a connection of its own.
-  const target = await connect(subscriberSpec, 'copy_schema');
-  try {
-    await target.query('BEGIN');
-    for (const statement of schemas) await target.query(statement);
-    await target.query(sql);
-    await target.query('COMMIT');
-  } catch (err) {
-    await target.query('ROLLBACK').catch(() => undefined);
-    // Keeps the server's SQLSTATE, so a refusal is reported with its code.
-    throw Object.assign(new Error(`creating ${rows.map((r) => `${r.s}.${r.t}`).join(', ')} from the provider's definitions failed: ${(err as Error).message}`), { code: (err as { code?: unknown }).code });
-  } finally {
-    await target.end();
-  }
-}
-
-/** CREATE SCHEMA and GRANT statements for the schemas missing on the subscriber, with the provider's owner and privileges. */
-async function schemaDefinitions(provider: pg.Client, subscriber: pg.Client, schemas: string[]): Promise<string[]> {
-  const present = new Set((await subscriber.query<{ n: string }>('SELECT nspname AS n FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)', [schemas])).rows.map((r) => r.n));
-  const { rows } = await provider.query<{ schema: string; owner: string; grantee: string | null; privilege: string | null }>(
-    `SELECT n.nspname AS schema, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
-            CASE WHEN a.grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS grantee, a.privilege_type AS privilege
-       FROM pg_catalog.pg_namespace n LEFT JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a ON a.grantee <> n.nspowner
-      WHERE n.nspname = ANY($1) ORDER BY 1, 3, 4`,
-    [schemas.filter((x) => !present.has(x))],
-  );
-  const out: string[] = [];
-  for (const r of rows) {
-    if (!out.some((s) => s.startsWith(format('CREATE SCHEMA %I ', r.schema)))) out.push(format('CREATE SCHEMA %I AUTHORIZATION %I', r.schema, r.owner));
-    if (r.privilege) out.push(format(`GRANT ${r.privilege === 'CREATE' ? 'CREATE' : 'USAGE'} ON SCHEMA %I TO ${r.grantee === null ? 'PUBLIC' : '%I'}`, r.schema, ...(r.grantee === null ? [] : [r.grantee])));
-  }
-  return out;
-}
-

@@ -1,12 +1,13 @@
 /**
  * pg_dump for `prepare.schema: copy`: finding one on this machine (the
  * newest of PGCONVEY_PG_DUMP, PATH and the usual install directories), and
- * dumping table definitions from a provider — connection settings passed in
- * the environment, never on the command line — as SQL a subscriber can run.
+ * dumping a provider's schema as an archive (connection settings passed in
+ * the environment, never on the command line) whose table of contents and
+ * SQL pg_restore (found next to pg_dump) reads back.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ConnectionSpec } from '../config/connection.js';
 import { maskDsn, scrubSecrets } from '../kernel/index.js';
@@ -48,25 +49,56 @@ export interface TableName {
   table: string;
 }
 
-/**
- * The SQL that creates `tables` (with their indexes, constraints, owned
- * sequences, owners and grants) as on the provider. pg_dump's psql
- * meta-commands and pgconvey's own capture triggers are left out.
- */
-export async function dumpTableDefinitions(pgDump: string, provider: ConnectionSpec, tables: TableName[]): Promise<string> {
-  const quote = (s: string) => `"${s.replace(/"/g, '""')}"`;
-  const args = ['--schema-only', '--strict-names', '--no-tablespaces', ...tables.flatMap((t) => ['--table', `${quote(t.schema)}.${quote(t.table)}`])];
-  const env: NodeJS.ProcessEnv = { ...process.env, PGHOST: provider.host, PGPORT: provider.port?.toString(), PGUSER: provider.user, PGDATABASE: provider.dbname, PGSSLMODE: provider.sslmode, PGAPPNAME: 'pgconvey:copy_schema' };
-  if (provider.password !== undefined) env.PGPASSWORD = provider.password;
+/** pg_restore next to a pg_dump (the same client tools), or null. */
+export function pgRestoreOf(pgDump: string): string | null {
+  const path = join(dirname(pgDump), 'pg_restore');
+  return existsSync(path) ? path : null;
+}
+
+/** The environment that connects pg_dump to a database: connection settings there, never on the command line. */
+function connectionEnv(spec: ConnectionSpec, app: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PGHOST: spec.host, PGPORT: spec.port?.toString(), PGUSER: spec.user, PGDATABASE: spec.dbname, PGSSLMODE: spec.sslmode, PGAPPNAME: app };
+  if (spec.password !== undefined) env.PGPASSWORD = spec.password;
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+  return env;
+}
+
+export class PgDumpError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PgDumpError';
+  }
+}
+
+/**
+ * `pg_dump --schema-only -Fc` of the whole provider database (pgconvey's own
+ * schema, publications and subscriptions left out) into `file`.
+ */
+export async function dumpSchemaArchive(pgDump: string, provider: ConnectionSpec, file: string): Promise<void> {
+  const args = ['--schema-only', '--format=custom', '--no-tablespaces', '--no-publications', '--no-subscriptions', '--exclude-schema=pgconvey', '--file', file];
   try {
-    const { stdout } = await run(pgDump, args, { env, maxBuffer: 256 * 1024 * 1024 });
-    return stdout
-      .split('\n')
-      .filter((line) => !line.startsWith('\\') && !/^CREATE (?:CONSTRAINT )?TRIGGER .* pgconvey\./.test(line))
-      .join('\n');
+    await run(pgDump, args, { env: connectionEnv(provider, 'pgconvey:copy_schema'), maxBuffer: 64 * 1024 * 1024 });
   } catch (err) {
     const e = err as { stderr?: string; message?: string };
-    throw new Error(`pg_dump failed: ${scrubSecrets(maskDsn((e.stderr || e.message || String(err)).trim()), provider.password ? [provider.password] : [])}`);
+    throw new PgDumpError(`pg_dump failed: ${scrubSecrets(maskDsn((e.stderr || e.message || String(err)).trim()), provider.password ? [provider.password] : [])}`);
+  }
+}
+
+/** `pg_restore -l` of an archive: its table of contents, in pg_dump's order. */
+export async function archiveList(pgRestore: string, file: string): Promise<string> {
+  return pgRestoreRun(pgRestore, ['--list', file]);
+}
+
+/** The SQL script of the archive's entries listed in `listFile` (in that file's order). */
+export async function archiveScript(pgRestore: string, file: string, listFile: string): Promise<string> {
+  return pgRestoreRun(pgRestore, ['--use-list', listFile, '--file', '-', file]);
+}
+
+async function pgRestoreRun(pgRestore: string, args: string[]): Promise<string> {
+  try {
+    return (await run(pgRestore, args, { maxBuffer: 256 * 1024 * 1024 })).stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message?: string };
+    throw new PgDumpError(`pg_restore failed: ${(e.stderr || e.message || String(err)).trim()}`);
   }
 }

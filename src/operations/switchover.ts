@@ -62,11 +62,17 @@ export interface SwitchoverOptions {
   verify?: 'counts' | 'none';
   /** How long to wait for sessions to end and for the queue to drain. */
   timeoutMs: number;
+  /**
+   * Refresh the materialized views of the node taking writes before the hand-over (default true):
+   * nothing replicates them, so there they hold what was computed there last (nothing after a schema
+   * copy). Inside the write window: each REFRESH adds its time to it.
+   */
+  refreshMatviews?: boolean;
 }
 
 export const SWITCHOVER_DEFAULTS = { maxLagMs: 5_000, sequenceMargin: 1_000, timeoutMs: 60_000 } as const;
 
-export type StepName = 'preconditions' | 'fence-target' | 'fence' | 'drain' | 'sequences' | 'verify' | 'reverse' | 'drop-reverse' | 'handover' | 'undo';
+export type StepName = 'preconditions' | 'fence-target' | 'fence' | 'drain' | 'sequences' | 'verify' | 'matviews' | 'reverse' | 'drop-reverse' | 'handover' | 'undo';
 
 export interface StepReport {
   step: StepName;
@@ -115,6 +121,8 @@ export interface SwitchoverReport {
   tables: TableCount[];
   /** The reverse replication set up (forward) or dropped (rollback). */
   reverse: { queue: string; consumer: string; provider: string; tables: number; sequences: number } | null;
+  /** Materialized views of the node taking writes: refreshed, or not (skipped, or the REFRESH failed: why). Null before that step. */
+  materializedViews: { refreshed: string[]; notRefreshed: Array<{ view: string; reason: string }> } | null;
   /**
    * From the switchover's first fence (recorded in the database, so a resumed
    * run measures from the first run's fence) to the hand-over's commit, on the
@@ -286,6 +294,7 @@ class Run {
       sequences: 0,
       tables: [],
       reverse: null,
+      materializedViews: null,
       writeUnavailableMs: null,
     };
   }
@@ -400,6 +409,7 @@ class Run {
       return { value: null, detail: `${this.report.sequences} sequences on "${consumer}" moved past "${root}" + ${this.options.sequenceMargin}` };
     });
     await this.verify(old, neu, tables);
+    await this.refreshMatviews(neu, consumer);
     if (this.options.reverse) {
       await this.step('reverse', async () => {
         this.report.reverse = await setUpReverse(old, neu, this.t, newDb, tables);
@@ -472,6 +482,7 @@ class Run {
       });
       await this.verify(neu, old, tables);
     }
+    await this.refreshMatviews(old, consumer);
     await this.step('drop-reverse', async () => {
       // On NEW in one transaction: the reverse queue, the switched-over mark, and NEW's fence becomes standby.
       await inTransaction(neu, async () => {
@@ -581,6 +592,37 @@ class Run {
       this.report.drainTick = tick;
       this.report.drainedBy = await applyThrough(providerDb, subscriberDb, subscriber, queue, consumer, tick, this.options.timeoutMs);
       return { value: null, detail: `tick ${tick} applied by ${this.report.drainedBy === 'switchover' ? "switchover's own worker" : 'the running worker'}` };
+    });
+  }
+
+  /**
+   * Step 6: the materialized views of the node taking writes, refreshed in creation order (one built on
+   * another comes later). A REFRESH that fails (not the owner…) does not stop the hand-over: the report
+   * names each view not refreshed and why.
+   */
+  private async refreshMatviews(client: pg.Client, node: string): Promise<void> {
+    await this.step('matviews', async () => {
+      const { rows } = await client.query<{ schema: string; name: string }>(
+        `SELECT n.nspname AS schema, c.relname AS name FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') ORDER BY c.oid`,
+      );
+      const result = { refreshed: [] as string[], notRefreshed: [] as Array<{ view: string; reason: string }> };
+      this.report.materializedViews = result;
+      for (const r of rows) {
+        const view = `${r.schema}.${r.name}`;
+        if (this.options.refreshMatviews === false) {
+          result.notRefreshed.push({ view, reason: 'skipped (--no-refresh-matviews)' });
+          continue;
+        }
+        try {
+          await client.query(sqlFormat('REFRESH MATERIALIZED VIEW %I.%I', r.schema, r.name));
+          result.refreshed.push(view);
+        } catch (err) {
+          result.notRefreshed.push({ view, reason: `${(err as Error).message} (SQLSTATE ${(err as { code?: string }).code ?? 'unknown'})` });
+        }
+      }
+      const not = result.notRefreshed.length ? `; NOT refreshed: ${result.notRefreshed.map((m) => `${m.view} (${m.reason})`).join(', ')}` : '';
+      return { value: null, detail: rows.length ? `${result.refreshed.length} of ${rows.length} materialized view(s) on "${node}" refreshed${not}` : `no materialized views on "${node}"` };
     });
   }
 

@@ -23,6 +23,27 @@ export interface PlanInput {
   engineContent?: string;
   /** Local tools found by the caller; `prepare.schema: copy` needs pg_dump. */
   tools?: { pgDump: PgDumpTool | null };
+  /**
+   * What the caller's dry run of each `copy_schema` found (by action id): the
+   * objects it creates and every one it cannot. Absent: the action is planned
+   * without them (the caller plans once to learn which copies to try).
+   */
+  schemaCopies?: Readonly<Record<string, SchemaCopyFindings>>;
+}
+
+export interface SchemaCopyFindings {
+  /** The objects the copy creates, in order: pg_dump's entry type (`TABLE`, `FK CONSTRAINT`…) and the object's name. */
+  objects: Array<{ type: string; name: string }>;
+  /** Each object the copy cannot create, and why. */
+  problems: SchemaCopyProblem[];
+}
+
+export interface SchemaCopyProblem {
+  code: string;
+  /** The object, e.g. `EXTENSION postgis`. */
+  object: string;
+  message: string;
+  hint: string;
 }
 
 export interface PgDumpTool {
@@ -107,10 +128,24 @@ export function buildPlan(input: PlanInput): Plan {
     return id;
   };
 
+  const matviewsListed = new Set<string>();
   for (const queue of input.state.queues) {
     const root = queue.nodes.find((n) => n.type === 'root')!;
     const rootCatalog = input.catalogs[root.database];
     if (!rootCatalog) throw new Error(`internal: no catalog for database "${root.database}"`);
+    // Materialized views hold computed rows, not captured ones: nothing replicates them.
+    if (!matviewsListed.has(root.database)) {
+      matviewsListed.add(root.database);
+      for (const m of rootCatalog.materializedViews ?? []) {
+        check(
+          'warning',
+          'materialized_view_not_replicated',
+          `materialized view ${qualified(m.schema, m.name)} of database "${root.database}" is not replicated: on a subscriber it holds what its last REFRESH there computed (nothing, after a schema copy)`,
+          '`pgconvey switchover` refreshes it on the node taking over before the hand-over (--no-refresh-matviews skips it); or REFRESH MATERIALIZED VIEW it there yourself',
+          `queues.${queue.name}.nodes.${root.name}`,
+        );
+      }
+    }
     for (const node of queue.nodes.filter((n) => n.type === 'branch')) {
       check('error', 'branch_not_supported', `node "${node.name}" of queue "${queue.name}" is a branch; cascades are not supported yet`, 'make it a leaf of the root for now', `queues.${queue.name}.nodes.${node.name}`);
     }
@@ -279,7 +314,18 @@ export function buildPlan(input: PlanInput): Plan {
             params: { provider: root.name, consumer: leaf.name },
           });
       const subscribed = new Set((subscription?.tables ?? []).map((t) => qualified(t.schema, t.name)));
-      const absent = tables.filter(({ table }) => !sub.tables.some((t) => t.schema === table.schema && t.name === table.name)).map((t) => t.table);
+      const onSub = (t: Pick<TableInfo, 'schema' | 'name'>) => sub.tables.some((x) => x.schema === t.schema && x.name === t.name);
+      const absent = tables.filter(({ table }) => !onSub(table)).map((t) => t.table);
+      // A partitioned parent new has already: the schema copy adds the partitions created on the provider since
+      // (one that is missing with its parent comes with the parent's own copy).
+      if (input.state.prepare.schema === 'copy') {
+        for (const { table } of tables) {
+          if (table.kind !== 'p' || !onSub(table)) continue;
+          const missing = partitionsOf(rootCatalog, table).filter((p) => !onSub(p));
+          const names = new Set(missing.map((p) => qualified(p.schema, p.name)));
+          absent.push(...missing.filter((p) => !(p.partitionOf && names.has(p.partitionOf))));
+        }
+      }
       const copySchema = input.state.prepare.schema === 'copy' && absent.length ? planSchemaCopy(input, queue, leaf, rootCatalog, absent, missingOwners, roleIds, add, check) : null;
       // The rights of the file's roles, both ways: what apply, run and the switchover need (errors), and what
       // switchover --reverse and the switch back will need (warnings: the forward upgrade works without them).
@@ -489,13 +535,24 @@ function planSchemaCopy(
     check('error', 'roles_missing_for_schema_copy', `the tables to create on node "${leaf.name}" are owned by role(s) ${owners.join(', ')}, which do not exist there`, 'create the roles there, or set prepare.roles: copy', 'prepare.schema');
     return null;
   }
+  const id = `copy_schema:${leaf.name}:${queue.name}`;
+  const findings = input.schemaCopies?.[id];
+  for (const p of findings?.problems ?? []) check('error', p.code, p.message, p.hint, 'prepare.schema');
+  const objects = findings ? `${input.state.prepare.schemaObjects === 'all' ? ', with every other object missing here' : ' and what they need'}: ${countByType(findings.objects)}` : '';
   return add('copy_schema', 'create', leaf, {
     queue: queue.name,
-    reason: `table(s) ${names.join(', ')} do not exist here; pg_dump ${pgDump.version} creates them from the provider's definitions`,
+    reason: `table(s) ${names.join(', ')} do not exist here; pg_dump ${pgDump.version} creates them from the provider's definitions${objects}`,
     dependsOn: roleIds,
     // No path to pg_dump here: nothing executable is ever taken from a plan; apply finds pg_dump itself.
-    params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), consumer: leaf.name },
+    params: { tables: absent.map((t) => ({ schema: t.schema, table: t.name })), consumer: leaf.name, mode: input.state.prepare.schemaObjects, ...(findings ? { objects: findings.objects } : {}) },
   });
+}
+
+/** `3 table, 2 sequence…` in the order first met. */
+function countByType(objects: ReadonlyArray<{ type: string }>): string {
+  const counts = new Map<string, number>();
+  for (const o of objects) counts.set(o.type, (counts.get(o.type) ?? 0) + 1);
+  return counts.size ? [...counts].map(([t, n]) => `${n} ${t.toLowerCase()}`).join(', ') : 'nothing else';
 }
 
 /** The queue settings the file asks for, in the engine's terms. */
@@ -544,6 +601,11 @@ function selected(selection: Selection<unknown>, schema: string, name: string): 
   const listed = selection.entries.some((e) => e.pattern.exact.schema === schema && e.pattern.exact.name === name);
   if (listed) return true;
   return selection.include.some((p) => matchesPattern(p, schema, name)) && !selection.exclude.some((p) => matchesPattern(p, schema, name));
+}
+
+/** The root's tables a queue replicates (as the plan selects them), for callers that prepare actions. */
+export function replicatedTables(queue: QueueSpec, root: NodeCatalog): TableInfo[] {
+  return selectTables(queue, root, () => undefined).map((t) => t.table);
 }
 
 interface SelectedTable {

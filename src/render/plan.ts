@@ -10,9 +10,11 @@ import { diagnosticToJson, renderDiagnostics } from './diagnostics.js';
 const GLYPH: Record<Change, string> = { create: '+', update: '~', delete: '-' };
 const COLOUR: Record<Change, (s: string) => string> = { create: chalk.green, update: chalk.yellow, delete: chalk.red };
 
+/** The summary: `No changes.` only for a plan without errors (one with errors changes nothing because it cannot be applied). */
 export function summaryLine(plan: Plan): string {
   const { add, change, remove } = plan.summary;
-  return add + change + remove === 0 ? 'No changes.' : `Plan: ${add} to add, ${change} to change, ${remove} to remove.`;
+  if (add + change + remove === 0) return plan.errored ? 'The plan has errors: fix them, then plan again.' : 'No changes.';
+  return `Plan: ${add} to add, ${change} to change, ${remove} to remove.`;
 }
 
 function byDatabase(actions: readonly Action[]): Array<[string, Action[]]> {

@@ -54,6 +54,8 @@ export function renderSwitchoverSummary(report: SwitchoverReport): string {
     out.push(chalk.bold(`Switchover complete: "${report.to.node}" takes writes; "${report.from.node}" is fenced (read-only).`));
     out.push(`Move the application to "${report.to.node}" now (at its first SQLSTATE 25006 it may already have).`);
   }
+  const stale = report.materializedViews?.notRefreshed ?? [];
+  if (stale.length) out.push(chalk.yellow(`Materialized views NOT refreshed on "${report.to.node}" (they hold old or no rows): ${stale.map((m) => m.view).join(', ')}. Run REFRESH MATERIALIZED VIEW there.`));
   if (report.writeUnavailableMs !== null) out.push(`Writes unavailable: ${report.writeUnavailableMs} ms (from the first fence to the hand-over).`);
   return out.join('\n');
 }
@@ -74,6 +76,7 @@ export function switchoverToJson(report: SwitchoverReport, error?: { code: strin
     sequences: report.sequences,
     tables: report.tables,
     reverse: report.reverse,
+    materializedViews: report.materializedViews,
     writeUnavailableMs: report.writeUnavailableMs,
     ...(error ? { error } : {}),
   });

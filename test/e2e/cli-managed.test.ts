@@ -215,7 +215,8 @@ function managedFlow(label: string, servers: () => { source: ServerInfo; target:
         'cannot_fence_database',
         'cannot_install_engine',
         'provider_cannot_capture',
-        ...(schemaCopy ? ['schema_copy_cannot_set_owner', 'schema_copy_owner_cannot_create'] : []),
+        // (and the plan's dry run of the schema copy cannot dump the provider's tables it may not lock yet)
+        ...(schemaCopy ? ['schema_copy_cannot_set_owner', 'schema_copy_dump_failed', 'schema_copy_owner_cannot_create'] : []),
         'subscriber_cannot_unfence',
         'subscriber_cannot_write',
       ]);

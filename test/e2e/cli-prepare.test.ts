@@ -119,4 +119,35 @@ describe('prepare: copy', () => {
     expect(r.stdout).toContain(`error pg_dump_too_old: prepare.schema: copy needs pg_dump of PostgreSQL ${sourceServer().major} or newer to create sales.t on node "new_leaf"; found 9.6.24 at ${dir}/pg_dump`);
     expect((await s.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname IN ('pgconvey', 'sales')")).rows[0].n).toBe(0);
   });
+
+  it('plan reports, before apply, each object the schema copy cannot create on an empty database, and apply changes nothing', { timeout: 90_000 }, async () => {
+    const [p, s] = [await freshDatabase(sourceServer(), 'prep_xp'), await freshDatabase(targetServer(), 'prep_xs')];
+    // adminpack ships with PostgreSQL up to 16; on a newer target its files are gone. (pg_available_extensions
+    // cannot be read on every embedded server: one has a control file its server does not understand.)
+    const missing = await s.query("CREATE EXTENSION adminpack").then(() => false, () => true);
+    if (!missing) await s.query('DROP EXTENSION adminpack');
+    const onSource = await p.query('CREATE EXTENSION adminpack').then(() => true, () => false);
+    await p.query(`
+      CREATE SCHEMA sales;
+      CREATE TABLE sales.regions (id int PRIMARY KEY);
+      CREATE TABLE sales.shops (id int PRIMARY KEY, region_id int REFERENCES sales.regions (id));`);
+    const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn };
+    // A foreign key to a table the queue leaves out.
+    const tables = writeTwoNodeFile({ ...FILE, tables: ['sales.shops'] }, 'sales.yaml');
+    const r = await runCli(['plan', tables], { env });
+    expect(r.code, r.stdout).toBe(1);
+    expect(r.stdout).toContain('error schema_copy_needs_unselected_table: table constraint shops_region_id_fkey on sales.shops needs table sales.regions, which the queue does not replicate and node "new_leaf" does not have');
+    expect(r.stdout).toContain('hint: add sales.regions to the queue\'s tables, or create it on the subscriber yourself');
+    expect(r.stdout).not.toContain('No changes');
+    if (missing && onSource) {
+      const all = writeTwoNodeFile({ ...FILE, extra: 'prepare: { roles: copy, schema: copy, schema_objects: all }' }, 'sales.yaml');
+      const plan = await runCli(['plan', all], { env });
+      expect(plan.code, plan.stdout).toBe(1);
+      expect(plan.stdout).toMatch(/error schema_copy_extension_unavailable: creating EXTENSION adminpack on node "new_leaf" would fail: .*\(SQLSTATE \w+\)\n {4}hint: install the extension's package/);
+      const applied = await runCli(['apply', all, '--auto-approve'], { env });
+      expect(applied.code).toBe(1);
+    }
+    // Nothing was created by the dry runs, nor by the refused apply.
+    expect((await s.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname IN ('pgconvey', 'sales')")).rows[0].n).toBe(0);
+  });
 });

@@ -281,7 +281,7 @@ describe('pgconvey switchover', () => {
       expect(report.outcome).toBe('switched');
       expect(report.steps[0].detail).toContain('resuming: writes already fenced');
       expect(typeof report.write_unavailable_ms).toBe('number');
-      expect(report.steps.map((s: { step: string }) => s.step)).toEqual(['preconditions', 'fence-target', 'fence', 'drain', 'sequences', 'verify', 'handover']);
+      expect(report.steps.map((s: { step: string }) => s.step)).toEqual(['preconditions', 'fence-target', 'fence', 'drain', 'sequences', 'verify', 'matviews', 'handover']);
       console.log(`switchover --to new (no reverse): writes unavailable ${report.write_unavailable_ms} ms`);
       const back = await runCli(['switchover', file, '--to', 'old', '--auto-approve'], { env });
       expect(back.code, back.stdout).toBe(1);

@@ -11,9 +11,20 @@ import { introspectDatabases } from '../../catalog/index.js';
 import { loadDesiredState, type DesiredState } from '../../config/index.js';
 import { ConnectionError } from '../../db/index.js';
 import { ENGINE_CONTENT, ENGINE_VERSION } from '../../engine/index.js';
-import { findPgDump } from '../../executor/index.js';
+import { dumpArchive, findPgDump, PgDumpError, prepareSchemaCopy, releaseArchive, type ExecutorTools, type PreparedSchemaCopy, type SchemaArchive } from '../../executor/index.js';
 import { scrubSecrets } from '../../kernel/index.js';
-import { SAVED_PLAN_FORMAT, SAVED_PLAN_VERSION, buildPlan, makeSavedPlan, verifySavedPlan, type PgDumpTool, type Plan, type SavedPlan } from '../../planner/index.js';
+import {
+  SAVED_PLAN_FORMAT,
+  SAVED_PLAN_VERSION,
+  buildPlan,
+  makeSavedPlan,
+  replicatedTables,
+  verifySavedPlan,
+  type PgDumpTool,
+  type Plan,
+  type SavedPlan,
+  type SchemaCopyFindings,
+} from '../../planner/index.js';
 import { renderDiagnostics } from '../../render/index.js';
 import { guardOutput } from './output-guard.js';
 
@@ -24,8 +35,8 @@ export interface PlannedFile {
   state?: DesiredState;
   plan?: Plan;
   catalogs?: Record<string, NodeCatalog>;
-  /** The tools found here that the plan was made with; apply runs these, never a path from a plan file. */
-  tools?: { pgDump: PgDumpTool | null };
+  /** The tools found here that the plan was made with, and the schema copies it tried; apply runs these, never anything from a plan file. */
+  tools?: ExecutorTools;
 }
 
 /** Loads a desired-state file for commands that do not plan (run, status…): the state, or its problems printed. */
@@ -48,11 +59,71 @@ export async function planFile(file: string): Promise<PlannedFile> {
   }
 }
 
-/** Reads the catalogs and plans: the one way a plan is made, for `plan`, `apply FILE` and `apply PLANFILE` alike. */
+/**
+ * Reads the catalogs and plans: the one way a plan is made, for `plan`,
+ * `apply FILE` and `apply PLANFILE` alike. With `prepare.schema: copy` a
+ * first plan says which schema copies are needed; each is then tried on its
+ * subscriber (a dry run, rolled back) and the plan made again with what the
+ * dry runs found — the planner itself stays free of I/O.
+ */
 async function freshPlan(state: DesiredState): Promise<Required<Omit<PlannedFile, 'print'>>> {
   const catalogs = await introspectDatabases(state.databases);
-  const tools = { pgDump: state.prepare.schema === 'copy' ? await findPgDump() : null };
-  return { state, catalogs, tools, plan: buildPlan({ state, catalogs, engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT, tools }) };
+  const pgDump: PgDumpTool | null = state.prepare.schema === 'copy' ? await findPgDump() : null;
+  const input = { state, catalogs, engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT, tools: { pgDump } };
+  const first = buildPlan(input);
+  const copies = pgDump ? first.actions.filter((a) => a.kind === 'copy_schema') : [];
+  if (!copies.length) return { state, catalogs, tools: { pgDump }, plan: first };
+  const { findings, prepared } = await trySchemaCopies(state, catalogs, first, pgDump!);
+  return { state, catalogs, tools: { pgDump, schemaCopies: prepared }, plan: buildPlan({ ...input, schemaCopies: findings }) };
+}
+
+/** Dry runs of the plan's copy_schema actions (one pg_dump per provider database). */
+async function trySchemaCopies(state: DesiredState, catalogs: Record<string, NodeCatalog>, plan: Plan, pgDump: PgDumpTool): Promise<{ findings: Record<string, SchemaCopyFindings>; prepared: Map<string, PreparedSchemaCopy> }> {
+  const findings: Record<string, SchemaCopyFindings> = {};
+  const prepared = new Map<string, PreparedSchemaCopy>();
+  const archives = new Map<string, SchemaArchive | Error>();
+  const roles = plan.actions.filter((a) => a.kind === 'create_role');
+  try {
+    for (const action of plan.actions.filter((a) => a.kind === 'copy_schema')) {
+      const queue = state.queues.find((q) => q.name === action.queue)!;
+      const rootDb = queue.nodes.find((n) => n.type === 'root')!.database;
+      const provider = state.databases.find((d) => d.name === rootDb)!;
+      const subscriber = state.databases.find((d) => d.name === action.database)!;
+      const dumpFailed = (err: Error): SchemaCopyFindings => ({
+        objects: [],
+        problems: [{ code: 'schema_copy_dump_failed', object: `database ${rootDb}`, message: `the schema of database "${rootDb}" cannot be read for node "${action.node}": ${err.message}`, hint: "the provider's role must be able to read every object's definition (pg_dump --schema-only); install the full client tools (pg_dump with pg_restore)" }],
+      });
+      if (!archives.has(rootDb)) archives.set(rootDb, await dumpArchive(pgDump, provider.connection).catch((err: Error) => err));
+      const archive = archives.get(rootDb)!;
+      if (archive instanceof Error) {
+        if (!(archive instanceof PgDumpError)) throw archive;
+        findings[action.id] = dumpFailed(archive);
+        continue;
+      }
+      const selected = replicatedTables(queue, catalogs[rootDb]!).map((t) => ({ schema: t.schema, table: t.name }));
+      const copy = await prepareSchemaCopy(archive, {
+        node: action.node,
+        provider: provider.connection,
+        subscriber: subscriber.connection,
+        tables: action.params.tables as Array<{ schema: string; table: string }>,
+        selected,
+        mode: state.prepare.schemaObjects,
+        roles: roles.filter((r) => r.database === action.database).map((r) => r.object!),
+      }).catch((err: Error) => {
+        if (err instanceof PgDumpError) return err;
+        throw err;
+      });
+      if (copy instanceof PgDumpError) {
+        findings[action.id] = dumpFailed(copy);
+        continue;
+      }
+      prepared.set(action.id, copy);
+      findings[action.id] = { objects: copy.objects, problems: copy.problems };
+    }
+  } finally {
+    for (const a of archives.values()) if (!(a instanceof Error)) await releaseArchive(a);
+  }
+  return { findings, prepared };
 }
 
 /** Writes a saved plan: the plan with the fingerprints of everything it was made from, and no secrets. */

@@ -23,7 +23,7 @@ describe('example plans', () => {
     expect(q.tables.entries[0]!.options).toEqual({ key: ['event_id'] });
     expect(q.daemons.ticker.maxLagMs).toBe(100);
     expect(q.daemons.ticker.idlePeriodMs).toBe(30_000);
-    expect(state.prepare).toEqual({ roles: 'copy', schema: 'copy' });
+    expect(state.prepare).toEqual({ roles: 'copy', schema: 'copy', schemaObjects: 'tables' });
   });
 
   it('plans/cascade.yaml: root → branch → leaf, with queue-level overrides', async () => {

@@ -224,7 +224,7 @@ describe('planner', () => {
     const plan = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump } });
     expect(plan.checks).toEqual([]);
     expect(plan.actions.map((a) => a.id)).toEqual(['copy_schema:new_leaf:shop', 'add_subscriber_table:new_leaf:public.customers', 'add_subscriber_table:new_leaf:public.orders']);
-    expect(plan.actions[0]!.params).toEqual({ tables: [{ schema: 'public', table: 'customers' }, { schema: 'public', table: 'orders' }], consumer: 'new_leaf' });
+    expect(plan.actions[0]!.params).toEqual({ tables: [{ schema: 'public', table: 'customers' }, { schema: 'public', table: 'orders' }], consumer: 'new_leaf', mode: 'tables' });
     expect(plan.actions[1]!.dependsOn).toContain('copy_schema:new_leaf:shop');
     const none = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump: null } });
     expect(none.checks.map((c) => c.code)).toEqual(['pg_dump_not_found']);
@@ -234,6 +234,29 @@ describe('planner', () => {
     catalogs.new.roles = catalogs.new.roles.filter((r) => r.name !== 'app');
     const noRoles = buildPlan({ state: state(FILE.replace('queues:', 'prepare: { schema: copy }\nqueues:')), catalogs, engineVersion: 3, tools: { pgDump } });
     expect(noRoles.checks.map((c) => c.code)).toEqual(['roles_missing_on_subscriber', 'roles_missing_for_schema_copy']);
+  });
+
+  it("with the schema copy's dry-run findings: lists what it creates and turns each object it cannot create into an error", () => {
+    const catalogs = converged();
+    catalogs.new.tables = catalogs.new.tables.filter((t) => t.name !== 'orders');
+    const pgDump = { path: '/usr/bin/pg_dump', major: 15, version: '15.18' };
+    const objects = [{ type: 'SEQUENCE', name: 'SEQUENCE public.orders_id_seq' }, { type: 'TABLE', name: 'TABLE public.orders' }, { type: 'CONSTRAINT', name: 'CONSTRAINT orders_pkey on public.orders' }];
+    const ok = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump }, schemaCopies: { 'copy_schema:new_leaf:shop': { objects, problems: [] } } });
+    expect(ok.errored).toBe(false);
+    expect(ok.actions[0]!.params.objects).toEqual(objects);
+    expect(ok.actions[0]!.reason).toContain('and what they need: 1 sequence, 1 table, 1 constraint');
+    const problem = { code: 'schema_copy_extension_unavailable', object: 'EXTENSION postgis', message: 'creating EXTENSION postgis on node "new_leaf" would fail: …', hint: 'install it' };
+    const bad = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump }, schemaCopies: { 'copy_schema:new_leaf:shop': { objects, problems: [problem] } } });
+    expect(bad.errored).toBe(true);
+    expect(bad.checks).toEqual([{ severity: 'error', code: problem.code, message: problem.message, hint: problem.hint, path: 'prepare.schema' }]);
+  });
+
+  it('lists the root\'s materialized views as not replicated (a warning, once per root database)', () => {
+    const catalogs = converged();
+    catalogs.old.materializedViews = [{ schema: 'public', name: 'sales_by_day' }];
+    const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
+    expect(plan.errored).toBe(false);
+    expect(plan.checks).toEqual([expect.objectContaining({ severity: 'warning', code: 'materialized_view_not_replicated', message: expect.stringContaining('public.sales_by_day') })]);
   });
 
   it('is deterministic', () => {

@@ -60,3 +60,14 @@ describe('plan renderings (golden files)', () => {
     });
   }
 });
+
+describe('a plan with errors and no actions', () => {
+  it('does not say "No changes." (it cannot be applied: its errors are what must change)', () => {
+    chalk.level = 0;
+    const plan: Plan = { checks: [{ severity: 'error', code: 'table_without_key', message: 'table public.audit_log has no primary key', hint: 'add one' }], actions: [], summary: { add: 0, change: 0, remove: 0 }, errored: true };
+    for (const text of [renderPlanHuman(plan, 'plans/shop.yaml'), renderPlanMarkdown(plan, 'plans/shop.yaml')]) {
+      expect(text).not.toContain('No changes');
+      expect(text).toContain('The plan has errors');
+    }
+  });
+});
