@@ -27,7 +27,7 @@ export default class Switchover extends Command {
   static override flags = {
     to: Flags.string({ description: 'the node that becomes writable', required: true }),
     queue: Flags.string({ description: 'the queue (needed when the file has several)' }),
-    reverse: Flags.boolean({ description: 'replicate from the new node back to the old one, so switching back loses nothing' }),
+    reverse: Flags.boolean({ description: 'replicate from the new node back to the old one, so switching back loses nothing (refused up front, changing nothing, when the roles of the file lack the rights the way back needs: see the reverse_* warnings of plan)' }),
     'max-lag': Flags.string({ description: 'refuse when the subscriber is further behind than this', default: '5s' }),
     verify: Flags.string({
       description: 'counts: compare row counts of every table while writes are fenced (grows with the data); none: skip it, e.g. after a compare just before',
