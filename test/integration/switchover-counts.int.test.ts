@@ -19,7 +19,7 @@ describe('switchover row counts', () => {
       CREATE TABLE public.child (extra int) INHERITS (public.parent);
       INSERT INTO public.parent VALUES (1, 'a'), (2, 'b');
       INSERT INTO public.child VALUES (3, 'c', 1), (4, 'd', 2), (5, 'e', 3);
-      CREATE TABLE public.measure (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+      CREATE TABLE public.measure (id int, at date) PARTITION BY RANGE (at);
       CREATE TABLE public.measure_1 PARTITION OF public.measure FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
       CREATE TABLE public.measure_2 PARTITION OF public.measure FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
       INSERT INTO public.measure VALUES (1, '2026-01-05'), (2, '2026-02-05'), (3, '2026-02-06');`);

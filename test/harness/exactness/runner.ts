@@ -79,13 +79,32 @@ async function dropDatabase(s: ServerRef, name: string): Promise<void> {
   }).catch(() => undefined);
 }
 
+/** The extensions of `names` that can be created on the connection's server. */
+async function installable(c: pg.Client, names: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of names) {
+    await c.query('BEGIN');
+    try {
+      await c.query(`CREATE EXTENSION IF NOT EXISTS ${name}`);
+      out.push(name);
+    } catch {
+      // not installable here
+    } finally {
+      await c.query('ROLLBACK');
+    }
+  }
+  return out;
+}
+
 /** What both servers offer: majors, shared collations and extensions. */
 export async function detectEnvironment(source: ServerRef, target: ServerRef): Promise<Environment> {
   const candidates = ['C', 'POSIX', 'ucs_basic', 'und-x-icu', 'de-x-icu', 'sv-x-icu', 'en_US', 'en_US.utf8', 'de_DE.utf8', 'C.utf8'];
   const probe = (s: ServerRef) =>
     withAdmin(s, async (c) => ({
       collations: (await c.query<{ n: string }>("SELECT collname AS n FROM pg_collation WHERE collname = ANY($1) AND collencoding IN (-1, 6)", [candidates])).rows.map((r) => r.n),
-      extensions: (await c.query<{ n: string }>("SELECT name AS n FROM pg_available_extensions WHERE name IN ('citext', 'hstore', 'ltree')")).rows.map((r) => r.n),
+      // Tried one by one in a rolled-back transaction: pg_available_extensions reads every control file, and the
+      // PG 10 package ships one (jsonb_plperl) with a parameter 10 does not know, which makes it fail.
+      extensions: await installable(c, ['citext', 'hstore', 'ltree']),
     }));
   const [a, b] = await Promise.all([probe(source), probe(target)]);
   return {
