@@ -345,6 +345,38 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.record_shape(table_id, baked_shape, rel) → the shape of
+-- the rows relation rel (the captured table, or one of its partitions) has
+-- now: its columns by number and name (generated ones marked) with the baked
+-- shape's key, found among the table's recorded shapes or recorded anew. No
+-- unique constraint: two writers recording the same new shape at once each
+-- keep their own row rather than one waiting for the other's transaction.
+CREATE OR REPLACE FUNCTION pgconvey.record_shape(p_table_id integer, p_baked integer, p_rel oid)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_attnums smallint[];
+  v_cols text[];
+  v_keys text[];
+  v_generated text[];
+  v_shape integer;
+BEGIN
+  EXECUTE 'SELECT array_agg(a.attnum ORDER BY a.attnum), array_agg(a.attname::text ORDER BY a.attnum), '
+       || CASE WHEN current_setting('server_version_num')::integer >= 120000
+               THEN 'coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> ''''), ''{}'')' ELSE '''{}''::text[]' END
+       || ' FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
+    INTO v_attnums, v_cols, v_generated USING p_rel;
+  SELECT s.key_columns INTO v_keys FROM pgconvey.table_shape s WHERE s.shape_id = p_baked;
+  SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
+   WHERE s.table_id = p_table_id AND s.attnums = v_attnums AND s.columns = v_cols AND s.key_columns = v_keys
+   ORDER BY s.shape_id LIMIT 1;
+  IF NOT FOUND THEN
+    INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
+    VALUES (p_table_id, v_attnums, v_cols, v_keys, v_generated) RETURNING shape_id INTO v_shape;
+  END IF;
+  RETURN v_shape;
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.capture_shape(table_id, baked_shape, rel, baked_attnums)
 -- → the shape id of the rows this transaction captures from the table. The
 -- capture function calls it when its inline probe finds the table's columns
@@ -361,9 +393,6 @@ CREATE OR REPLACE FUNCTION pgconvey.capture_shape(p_table_id integer, p_baked in
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_attnums smallint[];
-  v_cols text[];
-  v_keys text[];
-  v_generated text[];
   v_shape integer;
 BEGIN
   SELECT array_agg(a.attnum ORDER BY a.attnum) INTO v_attnums
@@ -371,21 +400,7 @@ BEGIN
   IF v_attnums = p_attnums THEN
     v_shape := p_baked;
   ELSE
-    EXECUTE 'SELECT array_agg(a.attname::text ORDER BY a.attnum), '
-         || CASE WHEN current_setting('server_version_num')::integer >= 120000
-                 THEN 'coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> ''''), ''{}'')' ELSE '''{}''::text[]' END
-         || ' FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
-      INTO v_cols, v_generated USING p_rel;
-    SELECT s.key_columns INTO v_keys FROM pgconvey.table_shape s WHERE s.shape_id = p_baked;
-    -- No unique constraint: two writers recording the same new shape at once each keep their own row
-    -- rather than one waiting for the other's transaction.
-    SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
-     WHERE s.table_id = p_table_id AND s.attnums = v_attnums AND s.columns = v_cols AND s.key_columns = v_keys
-     ORDER BY s.shape_id LIMIT 1;
-    IF NOT FOUND THEN
-      INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
-      VALUES (p_table_id, v_attnums, v_cols, v_keys, v_generated) RETURNING shape_id INTO v_shape;
-    END IF;
+    v_shape := pgconvey.record_shape(p_table_id, p_baked, p_rel);
   END IF;
   PERFORM set_config('pgconvey.shape_' || p_baked, txid_current() || ':' || v_shape, false);
   RETURN v_shape;
@@ -856,27 +871,14 @@ CREATE OR REPLACE FUNCTION pgconvey.partition_shape(p_table_id integer, p_baked 
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_attnums smallint[];
-  v_cols text[];
-  v_keys text[];
-  v_generated text[];
   v_shape integer;
 BEGIN
   IF NOT pgconvey.partition_member(p_table_id, p_rel) THEN
     v_shape := 0;
   ELSE
-    EXECUTE 'SELECT array_agg(a.attnum ORDER BY a.attnum), array_agg(a.attname::text ORDER BY a.attnum), '
-         || CASE WHEN current_setting('server_version_num')::integer >= 120000
-                 THEN 'coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> ''''), ''{}'')' ELSE '''{}''::text[]' END
-         || ' FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
-      INTO v_attnums, v_cols, v_generated USING p_rel;
-    SELECT s.key_columns INTO v_keys FROM pgconvey.table_shape s WHERE s.shape_id = p_baked;
-    SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
-     WHERE s.table_id = p_table_id AND s.attnums = v_attnums AND s.columns = v_cols AND s.key_columns = v_keys
-     ORDER BY s.shape_id LIMIT 1;
-    IF NOT FOUND THEN
-      INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
-      VALUES (p_table_id, v_attnums, v_cols, v_keys, v_generated) RETURNING shape_id INTO v_shape;
-    END IF;
+    SELECT array_agg(a.attnum ORDER BY a.attnum) INTO v_attnums
+      FROM pg_attribute a WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
+    v_shape := pgconvey.record_shape(p_table_id, p_baked, p_rel);
   END IF;
   PERFORM set_config('pgconvey.pshape_' || p_baked || '_' || p_rel, txid_current() || ':' || v_shape, false);
   -- For later transactions of the session (PG 11+, see add_table): columns, highest column number, shape.
