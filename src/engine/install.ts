@@ -11,17 +11,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import type pg from 'pg';
+import { INSTALL_LOCK_KEY } from './locks.js';
 
 const SQL_DIR = new URL('../../src/engine/sql/', import.meta.url);
 
-/**
- * Advisory lock key serializing installs and upgrades: the first 8 bytes of
- * "pgconvey" read as a signed 64-bit integer, so it will not collide with
- * application locks by accident. An install takes it exclusively (for its
- * transaction); the daemons take it shared around each step, so no step runs
- * half on the old engine and half on the new one.
- */
-export const INSTALL_LOCK_KEY = '8099551785094899065';
+export { INSTALL_LOCK_KEY };
 
 export interface Migration {
   version: number;

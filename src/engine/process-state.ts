@@ -9,6 +9,7 @@
  */
 import { hostname } from 'node:os';
 import type pg from 'pg';
+import { pieceLockHeld } from './locks.js';
 
 /** This process, as its rows name it. */
 export const PROCESS_ID = `${hostname()}:${process.pid}`;
@@ -63,8 +64,7 @@ export async function readPiece(client: pg.Client, piece: string): Promise<Piece
   const { rows } = await client.query<{ process: string; application: string | null; state: 'running' | 'backing-off'; backend_pid: number | null; last_error: string | null; last_error_at: Date | null; retry_at: Date | null; updated_at: Date; live: boolean }>(
     `SELECT p.process, p.application, p.state, p.backend_pid, p.last_error, p.last_error_at, p.retry_at, p.updated_at,
             CASE WHEN p.state = 'running'
-                 THEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.classid = 1885823862 AND l.objid = hashtext($1)::oid
-                                 AND l.objsubid = 2 AND l.granted AND l.pid = p.backend_pid)
+                 THEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE ${pieceLockHeld('l', '$1')} AND l.pid = p.backend_pid)
                  ELSE p.retry_at > clock_timestamp() - interval '30 seconds' END AS live
        FROM pgconvey.process_state p WHERE p.piece = $1 ORDER BY p.updated_at DESC`,
     [piece],

@@ -7,6 +7,7 @@
  */
 import type pg from 'pg';
 import { maintainQueue, tick, type MaintenanceResult } from './api.js';
+import { tryPieceLockSql } from './locks.js';
 
 export class TickerBusyError extends Error {
   constructor(queue: string) {
@@ -31,7 +32,7 @@ export class Ticker {
 
   /** Takes the queue's ticker lock; throws TickerBusyError when another process holds it. */
   async start(): Promise<void> {
-    const { rows } = await this.client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(1885823862, hashtext('ticker:' || $1)) AS ok", [this.queue]);
+    const { rows } = await this.client.query<{ ok: boolean }>(tryPieceLockSql("'ticker:' || $1"), [this.queue]);
     if (!rows[0]!.ok) throw new TickerBusyError(this.queue);
   }
 

@@ -13,6 +13,7 @@ import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type R
 import { syncSequences } from './api.js';
 import { finishBatch, nextBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
+import { tryPieceLockSql } from './locks.js';
 import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
 
@@ -87,7 +88,7 @@ export class ApplyWorker {
 
   /** Takes the subscription's worker lock, sets the session up, and listens for ticks. */
   async start(): Promise<void> {
-    const { rows } = await this.subscriber.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(1885823862, hashtext('worker:' || $1 || ':' || $2)) AS ok", [
+    const { rows } = await this.subscriber.query<{ ok: boolean }>(tryPieceLockSql("'worker:' || $1 || ':' || $2"), [
       this.options.queue,
       this.options.consumer,
     ]);

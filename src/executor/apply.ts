@@ -34,11 +34,11 @@ export class ApplyLockedError extends Error {
 }
 
 /** Advisory lock held by an apply on each database: class "pgcv" (as in the engine), key hashtext('apply'). */
-const LOCK_SQL = "SELECT pg_try_advisory_lock(1885823862, hashtext('apply')) AS ok";
+const LOCK_SQL = engine.tryPieceLockSql("'apply'");
 const HOLDER_SQL = `
   SELECT a.pid, a.application_name, a.client_addr::text AS addr, a.backend_start
     FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-   WHERE l.locktype = 'advisory' AND l.classid = 1885823862 AND l.objid = hashtext('apply')::oid AND l.granted LIMIT 1`;
+   WHERE ${engine.pieceLockHeld('l', "'apply'")} LIMIT 1`;
 
 /** The tools found on this machine when the plan was made (in this process): never read from a plan. */
 export interface ExecutorTools {

@@ -15,7 +15,7 @@ import { connect } from '../db/index.js';
 import { copyPinOwner, isCopyPin, quoteQualified, stalePins } from '../kernel/index.js';
 
 export type { FenceState, PieceProcess } from '../engine/index.js';
-import { isFenced, parseSnapshot, queueStatus, readFence, readPiece, snapshotSees, tableStatus, type FenceState, type PieceProcess, type TableStatus } from '../engine/index.js';
+import { isFenced, parseSnapshot, pieceLockHeld, queueStatus, readFence, readPiece, snapshotSees, tableStatus, type FenceState, type PieceProcess, type TableStatus } from '../engine/index.js';
 
 export interface NodeStatusBase {
   node: string;
@@ -86,11 +86,10 @@ export interface StatusReport {
   problems: string[];
 }
 
-/** Advisory lock class of the engine ("pgcv"), as taken by tickers and workers. */
+/** Whether a piece's lock (a ticker's, a worker's) is held in this database. */
 const LOCK_HELD_SQL = `
   SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                  WHERE l.locktype = 'advisory' AND l.classid = 1885823862 AND l.objid = hashtext($1)::oid
-                    AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) AS held`;
+                  WHERE ${pieceLockHeld('l', '$1')} AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) AS held`;
 
 const RATE_SQL = `
   SELECT (l.tick_event_seq - f.tick_event_seq)::float8 / nullif(extract(epoch FROM l.tick_time - f.tick_time), 0) AS rate,
