@@ -147,6 +147,8 @@ DECLARE
   v_last pgconvey.tick%ROWTYPE;
   v_new bigint;
   v_age interval;
+  v_found boolean;
+  i integer;
 BEGIN
   SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
   IF NOT FOUND THEN
@@ -159,6 +161,20 @@ BEGIN
      OR (v_new > 0 AND v_age >= q.ticker_max_lag)
      OR v_age >= q.ticker_idle_period THEN
     RETURN pgconvey.insert_tick(q.queue_id);
+  END IF;
+  -- An event id taken before the last tick, by a transaction that committed after it, was counted by that
+  -- tick but is not in its batch: no new id comes for it. So a tick is also due, after max_lag, when an event
+  -- the last tick's snapshot does not see is visible now (committed). The event tables are indexed on
+  -- ev_txid; only ids from the snapshot's xmin on are looked at.
+  IF v_age >= q.ticker_max_lag THEN
+    FOR i IN 0..2 LOOP
+      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid >= txid_snapshot_xmin($1) AND NOT txid_visible_in_snapshot(e.ev_txid, $1))',
+                     pgconvey.event_table(q.queue_id, i))
+        INTO v_found USING v_last.tick_snapshot;
+      IF v_found THEN
+        RETURN pgconvey.insert_tick(q.queue_id);
+      END IF;
+    END LOOP;
   END IF;
   RETURN NULL;
 END $$;
