@@ -11,6 +11,7 @@
  */
 import type pg from 'pg';
 import { quoteIdent } from '../kernel/index.js';
+import { inTransaction } from '../db/index.js';
 
 export type FencePurpose = 'switchover' | 'standby';
 
@@ -140,15 +141,4 @@ export async function liftFence(client: pg.Client): Promise<{ windowMs: number |
 /** The fence stays, on purpose: this node is not the writable one of `switchoverTo`'s queue. Run inside the caller's transaction. */
 export async function markStandby(client: pg.Client, switchoverTo: string): Promise<void> {
   await client.query("UPDATE pgconvey.fence SET purpose = 'standby', switchover_to = $1, window_started_at = NULL", [switchoverTo]);
-}
-
-async function inTransaction(client: pg.Client, body: () => Promise<void>): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await body();
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
 }

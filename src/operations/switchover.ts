@@ -13,7 +13,7 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { DatabaseSpec, DesiredState, NodeSpec, QueueSpec } from '../config/index.js';
-import { connect } from '../db/index.js';
+import { connect, inTransaction } from '../db/index.js';
 import {
   ApplyWorker,
   ENGINE_CONTENT,
@@ -834,17 +834,6 @@ export async function countRows(client: pg.Client, tables: QualifiedTable[]): Pr
   const counts = new Array<number>(tables.length).fill(0);
   for (const r of rows) counts[r.i] = Number(r.n);
   return counts;
-}
-
-async function inTransaction(client: pg.Client, body: () => Promise<void>): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await body();
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
 }
 
 /**

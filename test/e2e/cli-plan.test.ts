@@ -55,6 +55,11 @@ describe('pgconvey plan', () => {
       expect(r.code).toBe(1);
       expect(r.stdout).toContain('error table_without_key: table public.events has no primary key');
       expect(r.stdout).toContain('key: [id]');
+      // apply refuses the same plan with its errors only (its own exit was once caught and printed as apply_failed: EEXIT).
+      const applied = await runCli(['apply', FILE, '--auto-approve'], { env });
+      expect(applied.code).toBe(1);
+      expect(applied.stdout).toContain('error table_without_key');
+      expect(applied.stdout + applied.stderr).not.toMatch(/apply_failed|EEXIT/);
     } finally {
       await p.query('DROP TABLE public.events');
     }

@@ -148,7 +148,6 @@ DECLARE
   v_new bigint;
   v_age interval;
   v_found boolean;
-  i integer;
 BEGIN
   SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
   IF NOT FOUND THEN
@@ -167,14 +166,13 @@ BEGIN
   -- the last tick's snapshot does not see is visible now (committed). The event tables are indexed on
   -- ev_txid; only ids from the snapshot's xmin on are looked at.
   IF v_age >= q.ticker_max_lag THEN
-    FOR i IN 0..2 LOOP
-      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid >= txid_snapshot_xmin($1) AND NOT txid_visible_in_snapshot(e.ev_txid, $1))',
-                     pgconvey.event_table(q.queue_id, i))
-        INTO v_found USING v_last.tick_snapshot;
-      IF v_found THEN
-        RETURN pgconvey.insert_tick(q.queue_id);
-      END IF;
-    END LOOP;
+    EXECUTE (SELECT 'SELECT ' || string_agg(format('EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid >= txid_snapshot_xmin($1) AND NOT txid_visible_in_snapshot(e.ev_txid, $1))',
+                                                   pgconvey.event_table(q.queue_id, n)), ' OR ')
+               FROM generate_series(0, 2) n)
+      INTO v_found USING v_last.tick_snapshot;
+    IF v_found THEN
+      RETURN pgconvey.insert_tick(q.queue_id);
+    END IF;
   END IF;
   RETURN NULL;
 END $$;
@@ -538,15 +536,19 @@ BEGIN
   IF to_regprocedure(format('pgconvey.%I()', 'capture_truncate_rows_' || p_table_id)) IS NOT NULL THEN
     EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', 'capture_truncate_rows_' || p_table_id);
   END IF;
+  -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for these statements only.
+  IF v_role IS NOT NULL THEN
+    EXECUTE format('GRANT CREATE ON SCHEMA pgconvey TO %I', v_role);
+  END IF;
   FOREACH f IN ARRAY ARRAY['capture_' || p_table_id, 'capture_truncate_' || p_table_id] LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', f);
     IF v_role IS NOT NULL THEN
-      -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for this statement only.
-      EXECUTE format('GRANT CREATE ON SCHEMA pgconvey TO %I', v_role);
       EXECUTE format('ALTER FUNCTION pgconvey.%I() OWNER TO %I', f, v_role);
-      EXECUTE format('REVOKE CREATE ON SCHEMA pgconvey FROM %I', v_role);
     END IF;
   END LOOP;
+  IF v_role IS NOT NULL THEN
+    EXECUTE format('REVOKE CREATE ON SCHEMA pgconvey FROM %I', v_role);
+  END IF;
   RETURN coalesce(v_role, current_user::text);
 END $$;
 
