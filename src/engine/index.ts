@@ -19,4 +19,5 @@ export * from './copier.js';
 export * from './session.js';
 export * from './fence.js';
 export * from './process-state.js';
+export * from './table-state.js';
 export { LOCK_CLASS, tryPieceLockSql, pieceLockHeld } from './locks.js';

@@ -1,6 +1,7 @@
 /**
  * kernel — the small shared vocabulary every other module may use: diagnostics
- * (problems with a code, a position and a fix hint), secret masking for DSNs,
+ * (problems with a code, a position and a fix hint), the one error type
+ * (PgconveyError: code, message, hint), qualified names as data, secret masking for DSNs,
  * duration parsing, and the names of copy pins with the rule of which are
  * still needed (shared by the engine, plan and status). It performs no I/O.
  *
@@ -8,6 +9,8 @@
  * `@oclif/core`, `chalk`.
  */
 export * from './diagnostics.js';
+export * from './errors.js';
+export * from './qualified-name.js';
 export * from './secrets.js';
 export * from './duration.js';
 export * from './suggest.js';
