@@ -13,6 +13,7 @@ import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type R
 import { syncSequences } from './api.js';
 import { finishBatch, nextBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
+import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
 import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
@@ -203,7 +204,7 @@ export class ApplyWorker {
     return syncSequences(this.provider, this.subscriber, this.options.queue, margin);
   }
 
-  private async setTableState(t: AppliedTable, state: 'ok' | 'catching-up', tick: string): Promise<void> {
+  private async setTableState(t: AppliedTable, state: Extract<TableState, 'ok' | 'catching-up'>, tick: string): Promise<void> {
     const table = t.statements.table;
     await this.subscriber.query(
       `UPDATE pgconvey.subscriber_table SET state = $5, copy_tick = $6, state_since = CASE WHEN state = $5 THEN state_since ELSE now() END
@@ -241,9 +242,9 @@ export class ApplyWorker {
     );
     // Read inside the batch's transaction and locked until it ends: a resync or a copy of one of
     // these tables waits for this batch, and this batch never applies to a table being copied.
-    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: string; copy_snapshot: string | null; copy_tick: string | null; copy_generation: string }>(
+    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: TableState; copy_snapshot: string | null; copy_tick: string | null; copy_generation: string }>(
       `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
-        WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('ok', 'catching-up') FOR SHARE`,
+        WHERE queue_name = $1 AND consumer_name = $2 AND state IN (${sqlStates('ok', 'catching-up')}) FOR SHARE`,
       [this.options.queue, this.options.consumer],
     );
     const wanted = new Map(applied.rows.map((r) => [`${r.table_schema}\u0000${r.table_name}`, r]));
