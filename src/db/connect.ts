@@ -6,7 +6,7 @@
  * become messages that say what to fix — never with a password in them.
  */
 import pg from 'pg';
-import { maskDsn, scrubSecrets } from '../kernel/index.js';
+import { maskDsn, PgconveyError, scrubSecrets } from '../kernel/index.js';
 import { describeConnection, type ConnectionSpec } from '../config/connection.js';
 import { NO_TIMEOUTS_SQL, NO_TIMEOUTS_STARTUP_OPTIONS } from './session-settings.js';
 
@@ -36,16 +36,11 @@ export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfi
   };
 }
 
-export class ConnectionError extends Error {
+export class ConnectionError extends PgconveyError {
   /** The hint again, under the name the CLI framework prints as "Try this". */
   readonly suggestions: string[];
-  constructor(
-    message: string,
-    readonly hint: string,
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = 'ConnectionError';
+  constructor(message: string, hint: string, code: string) {
+    super(code, message, hint);
     this.suggestions = [hint];
   }
 }

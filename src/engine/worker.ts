@@ -8,7 +8,7 @@
  * when.
  */
 import type pg from 'pg';
-import { sqlFormat as format } from '../kernel/index.js';
+import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
 import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences } from './api.js';
 import { finishBatch, nextBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
@@ -39,30 +39,32 @@ export type StepOutcome =
   | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number }
   | { kind: 'skipped'; batch: BatchInfo };
 
-export class LostPositionError extends Error {
+/** The subscriber's position is not where the provider's next batch starts (changed behind pgconvey's back): code `lost_position`. */
+export class LostPositionError extends PgconveyError {
   constructor(
     readonly subscriberTick: string | null,
     readonly batch: BatchInfo,
   ) {
     super(
+      'lost_position',
       `the subscriber's position (tick ${subscriberTick ?? 'none'}) does not match the provider's next batch (ticks ${batch.startTick} to ${batch.endTick}); ` +
         'events between them cannot be applied exactly once',
+      'restarting does not help: re-add the subscriber (docs/operations.md, "A subscriber falls far behind")',
     );
-    this.name = 'LostPositionError';
   }
 }
 
-export class NotSubscribedError extends Error {
+/** Code `not_subscribed`. */
+export class NotSubscribedError extends PgconveyError {
   constructor(queue: string, consumer: string) {
-    super(`this database has no subscription "${consumer}" to queue "${queue}"`);
-    this.name = 'NotSubscribedError';
+    super('not_subscribed', `this database has no subscription "${consumer}" to queue "${queue}"`, 'run `pgconvey apply` with the file first');
   }
 }
 
-export class WorkerBusyError extends Error {
+/** Another session holds the worker's lock: code `worker_busy`. */
+export class WorkerBusyError extends PgconveyError {
   constructor(queue: string, consumer: string) {
-    super(`another worker is already applying subscription "${consumer}" of queue "${queue}" on this subscriber`);
-    this.name = 'WorkerBusyError';
+    super('worker_busy', `another worker is already applying subscription "${consumer}" of queue "${queue}" on this subscriber`, 'one worker per subscription: `pgconvey status` names the process that runs it');
   }
 }
 
