@@ -2,8 +2,9 @@
  * engine — the replication machinery: versioned SQL/PL/pgSQL installed into a
  * `pgconvey` schema on each node (queue, rotating event tables, ticks,
  * generated capture triggers, consumers, subscriber positions), and the
- * TypeScript that drives it (ticker, apply worker, copier). It is the only
- * module with SQL on the `pgconvey` schema: the others read and write the
+ * TypeScript that drives it (ticker, apply worker, copier). Other modules
+ * have no SQL on the `pgconvey` schema (test/unit/engine-boundary.test.ts;
+ * switchover and compare are still exempt): they read and write the
  * engine's state through its typed calls (api.ts; engine-version.ts,
  * queue-state.ts, subscription-state.ts, fence.ts, process-state.ts), its
  * lock ids (locks.ts), session settings (session.ts) and table states
