@@ -1,11 +1,14 @@
 /**
  * Reads one node's catalog in a single REPEATABLE READ, READ ONLY
  * transaction, so every part comes from the same snapshot. Nothing is
- * written; the caller owns the connection.
+ * written; the caller owns the connection. The engine's own state is read
+ * through the engine's typed calls (engine/queue-state.ts,
+ * engine/subscription-state.ts, engine/engine-version.ts).
  */
 import type pg from 'pg';
 import type { ColumnInfo, EngineInfo, NodeCatalog, PrivilegeInfo, SchemaInfo, TableAccess, TableInfo } from './model.js';
 import * as Q from './queries.js';
+import { readCapturedSequences, readCapturedTables, readConsumers, readEngineVersion, readQueues, readSubscriberTables, readSubscriptions } from '../engine/index.js';
 
 export async function introspectNode(client: pg.Client): Promise<NodeCatalog> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -131,38 +134,36 @@ async function readPrivileges(client: pg.Client, server: Record<string, unknown>
 }
 
 async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
-  if (!(await client.query<{ present: boolean }>(Q.ENGINE_PRESENT_SQL)).rows[0]!.present) return null;
-  const row = (await client.query(Q.ENGINE_VERSION_SQL)).rows[0];
-  const version = Number(row?.version ?? 0);
-  const queues = (await client.query(Q.ENGINE_QUEUES_SQL)).rows;
-  const consumers = (await client.query(Q.ENGINE_CONSUMERS_SQL)).rows;
-  const tables = (await client.query(Q.ENGINE_TABLES_SQL)).rows;
-  const sequences = version >= 3 ? (await client.query(Q.ENGINE_SEQUENCES_SQL)).rows : [];
-  const subscriptions = version >= 2 ? (await client.query(Q.ENGINE_SUBSCRIPTIONS_SQL)).rows : [];
-  const subscriberTables = version >= 2 ? (await client.query(Q.ENGINE_SUBSCRIBER_TABLES_SQL)).rows : [];
+  const installed = await readEngineVersion(client);
+  if (installed === null) return null;
+  const { version } = installed;
+  const queues = await readQueues(client);
+  const consumers = await readConsumers(client);
+  const tables = await readCapturedTables(client);
+  const sequences = version >= 3 ? await readCapturedSequences(client) : [];
+  const subscriptions = version >= 2 ? await readSubscriptions(client) : [];
+  const subscriberTables = version >= 2 ? await readSubscriberTables(client) : [];
   return {
     version,
-    content: row?.content ?? null,
+    content: installed.content,
     queues: queues.map((q) => ({
       name: q.name,
-      id: Number(q.queue_id),
-      lastTick: q.last_tick,
-      settings: {
-        tickerMaxCount: Number(q.ticker_max_count),
-        tickerMaxLagMs: Number(q.ticker_max_lag_ms),
-        tickerIdlePeriodMs: Number(q.ticker_idle_period_ms),
-        rotationTxids: Number(q.rotation_txids),
-        tickRetentionMs: Number(q.tick_retention_ms),
-      },
-      consumers: consumers.filter((c) => c.queue_id === q.queue_id).map((c) => ({ name: c.name, lastTick: c.last_tick })),
-      tables: tables.filter((t) => t.queue_id === q.queue_id).map((t) => ({ schema: t.schema, name: t.name, keyColumns: t.key_columns, columns: t.columns, id: Number(t.table_id) })),
-      sequences: sequences.filter((s) => s.queue_id === q.queue_id).map((s) => ({ schema: s.schema, name: s.name })),
+      id: q.queueId,
+      lastTick: q.lastTick,
+      settings: q.settings,
+      consumers: consumers.filter((c) => c.queueId === q.queueId).map((c) => ({ name: c.name, lastTick: c.lastTick })),
+      tables: tables
+        .filter((t) => t.queueId === q.queueId)
+        .map((t) => ({ schema: t.table.schema, name: t.table.name, keyColumns: t.keyColumns, columns: t.columns, id: t.tableId })),
+      sequences: sequences.filter((s) => s.queueId === q.queueId).map((s) => ({ schema: s.sequence.schema, name: s.sequence.name })),
     })),
     subscriptions: subscriptions.map((s) => ({
       queue: s.queue,
       consumer: s.consumer,
-      completedTick: s.completed_tick,
-      tables: subscriberTables.filter((t) => t.queue === s.queue && t.consumer === s.consumer).map((t) => ({ schema: t.schema, name: t.name, state: t.state, copyPin: t.copy_pin, copyGeneration: t.copy_generation })),
+      completedTick: s.completedTick,
+      tables: subscriberTables
+        .filter((t) => t.queue === s.queue && t.consumer === s.consumer)
+        .map((t) => ({ schema: t.table.schema, name: t.table.name, state: t.state, copyPin: t.copyPin, copyGeneration: t.copyGeneration })),
     })),
   };
 }

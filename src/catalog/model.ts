@@ -1,8 +1,11 @@
 /**
  * What the catalog of one node holds, as plain JSON-serialisable data: the
  * planner's view of a database. Names are unquoted (as in pg_catalog); lists
- * are sorted, so two snapshots of the same catalog are equal.
+ * are sorted, so two snapshots of the same catalog are equal. A table's
+ * state in a subscription is the engine's TableState (a type, nothing more is
+ * taken from the engine).
  */
+import type { TableState } from '../engine/table-state.js';
 
 export interface ColumnInfo {
   name: string;
@@ -140,7 +143,7 @@ export interface EngineSubscriptionInfo {
   consumer: string;
   completedTick: string | null;
   /** copyPin/copyGeneration: the copy the table's state belongs to (null before engine version 7). */
-  tables: Array<{ schema: string; name: string; state: string; copyPin: string | null; copyGeneration: string | null }>;
+  tables: Array<{ schema: string; name: string; state: TableState; copyPin: string | null; copyGeneration: string | null }>;
 }
 
 export interface EngineInfo {

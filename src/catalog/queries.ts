@@ -1,7 +1,8 @@
 /**
  * The catalog queries, named, each with one line saying what it reads. All
  * are schema-qualified, read-only and ordered, and skip system schemas and
- * pgconvey's own.
+ * pgconvey's own. The engine's tables are read by the engine's own calls
+ * (src/engine: queue-state, subscription-state, engine-version).
  */
 
 /** Server version, database (with what identifies it: its oid and the cluster's system identifier, when readable) and the connecting role's rights that matter. */
@@ -141,31 +142,3 @@ export const ROLES_SQL = `
                 WHERE m.member = r.oid AND g.rolname !~ '^pgconvey_capture_[0-9]+$' ORDER BY 1) AS member_of
     FROM pg_catalog.pg_roles r WHERE r.rolname NOT LIKE 'pg\\_%' AND r.rolname !~ '^pgconvey_capture_[0-9]+$'
    ORDER BY 1`;
-
-/** Whether the engine is installed, and its version: migration number and content (read through to_jsonb: engines installed before the content column lack it). */
-export const ENGINE_PRESENT_SQL = `SELECT to_regclass('pgconvey.engine') IS NOT NULL AS present`;
-export const ENGINE_VERSION_SQL = `SELECT e.version, pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'content' AS content FROM pgconvey.engine e`;
-
-/** Queues with their latest tick. */
-export const ENGINE_QUEUES_SQL = `
-  SELECT q.queue_id, q.queue_name AS name, (SELECT max(t.tick_id) FROM pgconvey.tick t WHERE t.queue_id = q.queue_id)::text AS last_tick,
-         q.ticker_max_count, (extract(epoch FROM q.ticker_max_lag) * 1000)::bigint AS ticker_max_lag_ms,
-         (extract(epoch FROM q.ticker_idle_period) * 1000)::bigint AS ticker_idle_period_ms, q.rotation_txids,
-         (extract(epoch FROM q.tick_retention) * 1000)::bigint AS tick_retention_ms
-    FROM pgconvey.queue q ORDER BY 2`;
-
-/** Consumers of every queue. */
-export const ENGINE_CONSUMERS_SQL = `SELECT queue_id, consumer_name AS name, last_tick::text AS last_tick FROM pgconvey.consumer ORDER BY 1, 2`;
-
-/** Captured tables of every queue. */
-export const ENGINE_TABLES_SQL = `SELECT queue_id, table_id, table_schema AS schema, table_name AS name, key_columns, columns FROM pgconvey.captured_table ORDER BY 1, 3, 4`;
-
-/** Sequences every queue carries (from engine version 3). */
-export const ENGINE_SEQUENCES_SQL = `SELECT queue_id, seq_schema AS schema, seq_name AS name FROM pgconvey.captured_sequence ORDER BY 1, 2, 3`;
-
-/** Subscriptions held in this database (as a subscriber), and their tables. */
-export const ENGINE_SUBSCRIPTIONS_SQL = `SELECT queue_name AS queue, consumer_name AS consumer, completed_tick::text AS completed_tick FROM pgconvey.subscription ORDER BY 1, 2`;
-/** Subscriber tables with the copy each state belongs to (copy_pin, copy_generation: engine version 7; NULL before). */
-export const ENGINE_SUBSCRIBER_TABLES_SQL = `SELECT queue_name AS queue, consumer_name AS consumer, table_schema AS schema, table_name AS name, state,
-         to_jsonb(t) ->> 'copy_pin' AS copy_pin, to_jsonb(t) ->> 'copy_generation' AS copy_generation
-    FROM pgconvey.subscriber_table t ORDER BY 1, 2, 3, 4`;

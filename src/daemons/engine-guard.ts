@@ -9,18 +9,15 @@
  * of running this code against other SQL.
  */
 import type pg from 'pg';
+import { PgconveyError } from '../kernel/index.js';
 import { ENGINE_CONTENT, ENGINE_VERSION, INSTALL_LOCK_KEY, installedEngine, shortContent, type InstalledEngine } from '../engine/index.js';
 
 export type EngineMismatchCode = 'engine_changed' | 'engine_not_upgraded';
 
-export class EngineMismatchError extends Error {
-  constructor(
-    readonly code: EngineMismatchCode,
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = 'EngineMismatchError';
+export class EngineMismatchError extends PgconveyError {
+  declare readonly code: EngineMismatchCode;
+  constructor(code: EngineMismatchCode, message: string, hint: string) {
+    super(code, message, hint);
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { TABLE_STATES, type TableState } from '../engine/index.js';
 import type { StatusReport } from '../operations/index.js';
 
 /** What the daemons report as they work; every method is optional to call. */
@@ -81,12 +82,12 @@ export class RunMetrics implements DaemonEvents {
         if (s.workerRunning !== null) this.up.set({ ...labels, daemon: 'worker' }, s.workerRunning ? 1 : 0);
         if (s.lagSeconds !== null) this.lagSeconds.set(labels, s.lagSeconds);
         if (s.pendingEvents !== null) this.lagEvents.set(labels, s.pendingEvents);
-        const counts = new Map<string, number>();
+        const counts = new Map<TableState, number>();
         for (const t of s.tables) {
           counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
           if (t.state === 'copying' && t.rowsExpected) this.copyProgress.set({ ...labels, table: `${t.schema}.${t.table}` }, Math.min(1, t.rowsCopied / t.rowsExpected));
         }
-        for (const state of ['pending', 'copying', 'catching-up', 'ok']) this.tables.set({ ...labels, state }, counts.get(state) ?? 0);
+        for (const state of TABLE_STATES) this.tables.set({ ...labels, state }, counts.get(state) ?? 0);
       }
     }
   }

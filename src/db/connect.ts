@@ -6,17 +6,12 @@
  * become messages that say what to fix — never with a password in them.
  */
 import pg from 'pg';
-import { maskDsn, scrubSecrets } from '../kernel/index.js';
+import { maskDsn, PgconveyError, scrubSecrets } from '../kernel/index.js';
 import { describeConnection, type ConnectionSpec } from '../config/connection.js';
+import { NO_TIMEOUTS_SQL, NO_TIMEOUTS_STARTUP_OPTIONS } from './session-settings.js';
 
 export type PgClient = pg.Client;
 
-/** Timeouts every server from PostgreSQL 10 knows, off at connection start. */
-const SESSION_TIMEOUTS = '-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0';
-
-/** Timeouts of newer servers (idle_session_timeout: 14, transaction_timeout: 17), off when the server has them. */
-const NEWER_TIMEOUTS_SQL =
-  "SELECT pg_catalog.set_config(name, '0', false) FROM pg_catalog.pg_settings WHERE name IN ('idle_session_timeout', 'transaction_timeout') AND setting <> '0'";
 
 export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfig {
   return {
@@ -34,23 +29,18 @@ export function clientConfig(spec: ConnectionSpec, role: string): pg.ClientConfi
     // pgconvey's own sessions (ticks, batches, the reverse worker) must still write there.
     // The server's (database's, role's) timeouts must not cancel a COPY, a batch or a merge: every
     // session starts without them, and a wait that must stay short bounds itself (SET LOCAL lock_timeout).
-    options: `-c default_transaction_read_only=off ${SESSION_TIMEOUTS}`,
+    options: `-c default_transaction_read_only=off ${NO_TIMEOUTS_STARTUP_OPTIONS}`,
     ...(spec.sslmode && spec.sslmode !== 'disable' && spec.sslmode !== 'allow' && spec.sslmode !== 'prefer'
       ? { ssl: spec.sslmode === 'require' ? { rejectUnauthorized: false } : true }
       : {}),
   };
 }
 
-export class ConnectionError extends Error {
+export class ConnectionError extends PgconveyError {
   /** The hint again, under the name the CLI framework prints as "Try this". */
   readonly suggestions: string[];
-  constructor(
-    message: string,
-    readonly hint: string,
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = 'ConnectionError';
+  constructor(message: string, hint: string, code: string) {
+    super(code, message, hint);
     this.suggestions = [hint];
   }
 }
@@ -62,7 +52,8 @@ export async function connect(spec: ConnectionSpec, role: string): Promise<PgCli
   client.on('error', () => undefined);
   try {
     await client.connect();
-    await client.query(NEWER_TIMEOUTS_SQL);
+    // The newer timeouts (idle_session_timeout: 14, transaction_timeout: 17), where the server has them.
+    await client.query(NO_TIMEOUTS_SQL);
   } catch (err) {
     await client.end().catch(() => undefined);
     throw translateConnectError(err, spec);

@@ -4,6 +4,7 @@
  * is (create_queue, add_table, register_consumer, subscribe).
  */
 import type pg from 'pg';
+import { sqlStates, tableStateOf, type TableState } from './table-state.js';
 
 export interface QueueSettings {
   tickerMaxCount: number;
@@ -105,7 +106,7 @@ export async function subscribe(provider: pg.Client, subscriber: pg.Client, queu
 }
 
 /** Marks a table as applied by a subscription (state 'ok': its events apply with every batch). */
-export async function addSubscriberTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string, state = 'ok'): Promise<void> {
+export async function addSubscriberTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string, state: TableState = 'ok'): Promise<void> {
   await subscriber.query(
     `INSERT INTO pgconvey.subscriber_table (queue_name, consumer_name, table_schema, table_name, state) VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (queue_name, consumer_name, table_schema, table_name) DO UPDATE SET state = EXCLUDED.state, state_since = now()
@@ -173,7 +174,7 @@ export async function recordWorkerError(subscriber: pg.Client, queue: string, co
  */
 export async function resyncTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string): Promise<void> {
   const r = await subscriber.query(
-    `UPDATE pgconvey.subscriber_table SET state = 'pending', state_since = now(), copy_snapshot = NULL, copy_tick = NULL,
+    `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('pending')}, state_since = now(), copy_snapshot = NULL, copy_tick = NULL,
             copy_generation = pg_catalog.nextval('pgconvey.copy_generation_seq'), copy_pin = NULL, last_error = NULL, last_error_at = NULL, copy_failures = 0
       WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4`,
     [queue, consumer, schema, table],
@@ -213,8 +214,7 @@ export async function syncSequences(provider: pg.Client, subscriber: pg.Client, 
 export interface TableStatus {
   schema: string;
   table: string;
-  /** `pending`, `copying`, `catching-up` or `ok`. */
-  state: string;
+  state: TableState;
   since: Date;
   rowsCopied: number;
   bytesCopied: number;
@@ -248,6 +248,7 @@ export async function tableStatus(subscriber: pg.Client, queue: string, consumer
     [queue, consumer],
   );
   return rows.map((r) => {
+    const state = tableStateOf(r.state);
     const rowsCopied = Number(r.rows_copied);
     const seconds = r.seconds === null ? null : Number(r.seconds);
     const rate = seconds && seconds > 0 && rowsCopied > 0 ? rowsCopied / seconds : null;
@@ -256,13 +257,13 @@ export async function tableStatus(subscriber: pg.Client, queue: string, consumer
     return {
       schema: r.table_schema,
       table: r.table_name,
-      state: r.state,
+      state,
       since: r.state_since,
       rowsCopied,
       bytesCopied: Number(r.bytes_copied),
       rowsExpected: expected,
       rowsPerSecond: rate,
-      etaSeconds: r.state === 'copying' && rate && expected !== null ? Math.max(0, (expected - rowsCopied) / rate) : null,
+      etaSeconds: state === 'copying' && rate && expected !== null ? Math.max(0, (expected - rowsCopied) / rate) : null,
       lastError: r.last_error,
       lastErrorAt: r.last_error_at,
       copyFailures: Number(r.copy_failures),

@@ -32,7 +32,7 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { quoteIdent, quoteQualified } from '../kernel/index.js';
+import { PgconveyError, quoteIdent, quoteQualified } from '../kernel/index.js';
 import type { QueueEvent } from './batch-reader.js';
 import { keyIdentity, parseRowText } from './row-text.js';
 
@@ -66,13 +66,10 @@ export function emptyStats(): ApplyStats {
   return { events: 0, rowsDeleted: 0, rowsWritten: 0, truncates: 0 };
 }
 
-export class SubscriberSchemaError extends Error {
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = 'SubscriberSchemaError';
+/** The subscriber's table cannot take the provider's rows (missing, or lacking key columns): code `subscriber_schema_mismatch`. */
+export class SubscriberSchemaError extends PgconveyError {
+  constructor(message: string, hint: string) {
+    super('subscriber_schema_mismatch', message, hint);
   }
 }
 

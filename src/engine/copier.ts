@@ -33,6 +33,7 @@ import type pg from 'pg';
 import { copyPinName, quoteIdent, quoteQualified, stalePins, type PinHolder } from '../kernel/index.js';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
+import { isCopyInProgress, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
 export type OpenClient = () => Promise<pg.Client>;
 
@@ -127,10 +128,10 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     pin = copyPinName(consumer, generation, schema, table);
     // The pin's name is on record before the pin exists: a worker sweeping stale pins keeps it.
     const marked = await progress.query(
-      `UPDATE pgconvey.subscriber_table SET state = 'copying', state_since = now(), copy_started_at = now(), copy_finished_at = NULL,
+      `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('copying')}, state_since = now(), copy_started_at = now(), copy_finished_at = NULL,
               rows_copied = 0, bytes_copied = 0, rows_expected = NULL, copy_snapshot = NULL, copy_tick = NULL,
               copy_generation = $5, copy_pin = $6
-        WHERE ${where} AND state IN ('pending', 'copying')`,
+        WHERE ${where} AND state IN (${sqlStates('pending', 'copying')})`,
       [...key, generation, pin],
     );
     if (marked.rowCount === 0) throw new Error(`table ${qualified} is not waiting for a copy in subscription "${consumer}" of queue "${queue}" on the subscriber`);
@@ -147,7 +148,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     await target.query('BEGIN');
     await target.query('SET LOCAL session_replication_role = replica');
     // Still this attempt's? (No batch applies a `copying` table; a resync since would make it another's.)
-    const mine = await target.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${where} AND state = 'copying' AND copy_generation = $5`, [...key, generation]);
+    const mine = await target.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${where} AND state = ${sqlStates('copying')} AND copy_generation = $5`, [...key, generation]);
     if (mine.rowCount === 0) throw new CopySupersededError(qualified);
     // A partitioned table is loaded through the parent (PostgreSQL routes each row to its partition) and emptied
     // with its partitions: no ONLY. Its indexes stay (pg_get_indexdef of a partitioned index says ON ONLY).
@@ -225,7 +226,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     for (const ix of indexes.rows) await target.query(ix.def);
     // Recorded only if the row is still this attempt's (a resync during the load makes this copy void).
     const recorded = await target.query(
-      `UPDATE pgconvey.subscriber_table SET state = 'catching-up', state_since = now(), copy_snapshot = $5, copy_tick = $6,
+      `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('catching-up')}, state_since = now(), copy_snapshot = $5, copy_tick = $6,
               rows_copied = $7, bytes_copied = $8, rows_expected = $9, copy_finished_at = clock_timestamp(),
               last_error = NULL, last_error_at = NULL, copy_failures = 0
         WHERE ${where} AND copy_generation = $10`,
@@ -246,9 +247,9 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     if (generation !== undefined && !(err instanceof CopySupersededError)) {
       await progress
         .query(
-          `UPDATE pgconvey.subscriber_table SET state = 'pending', state_since = now(), copy_pin = NULL, last_error = $5,
+          `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('pending')}, state_since = now(), copy_pin = NULL, last_error = $5,
                   last_error_at = clock_timestamp(), copy_failures = copy_failures + 1
-            WHERE ${where} AND copy_generation = $6 AND state = 'copying'`,
+            WHERE ${where} AND copy_generation = $6 AND state = ${sqlStates('copying')}`,
           [...key, errorMessage(err).slice(0, 2000), generation],
         )
         .catch(() => undefined);
@@ -284,15 +285,16 @@ export async function dropStalePins(provider: pg.Client, subscriber: pg.Client, 
   if (!pins.rows.length) return [];
   const rows = await subscriber.query<{ state: string; copy_pin: string | null; copy_generation: string; reached: boolean }>(
     `SELECT t.state, t.copy_pin, t.copy_generation::text AS copy_generation,
-            (t.state = 'catching-up' AND t.copy_tick IS NOT NULL AND t.copy_tick >= s.completed_tick) AS reached
+            (t.state = ${sqlStates('catching-up')} AND t.copy_tick IS NOT NULL AND t.copy_tick >= s.completed_tick) AS reached
        FROM pgconvey.subscriber_table t JOIN pgconvey.subscription s USING (queue_name, consumer_name)
       WHERE t.queue_name = $1 AND t.consumer_name = $2`,
     [queue, consumer],
   );
-  const holders: PinHolder[] = rows.rows.map((r) => ({ state: r.reached ? 'ok' : r.state, copyPin: r.copy_pin, copyGeneration: r.copy_generation }));
+  const holders: PinHolder<TableState>[] = rows.rows.map((r) => ({ state: r.reached ? 'ok' : tableStateOf(r.state), copyPin: r.copy_pin, copyGeneration: r.copy_generation }));
   const stale = stalePins(
     pins.rows.map((r) => r.name),
     new Map([[consumer, holders]]),
+    isCopyInProgress,
   );
   for (const p of stale) await unregisterConsumer(provider, queue, p);
   return stale;
@@ -307,7 +309,7 @@ const COPY_DUE_SQL = `(last_error_at IS NULL OR last_error_at <= clock_timestamp
 /** Tables of a subscription waiting for a copy (`pending`, or `copying` after a crash) and due, largest first. */
 export async function tablesToCopy(provider: pg.Client, subscriber: pg.Client, queue: string, consumer: string): Promise<Array<{ schema: string; table: string }>> {
   const { rows } = await subscriber.query<{ table_schema: string; table_name: string }>(
-    `SELECT table_schema, table_name FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('pending', 'copying') AND ${COPY_DUE_SQL}`,
+    `SELECT table_schema, table_name FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN (${sqlStates('pending', 'copying')}) AND ${COPY_DUE_SQL}`,
     [queue, consumer],
   );
   if (!rows.length) return [];
@@ -325,7 +327,7 @@ export async function tablesToCopy(provider: pg.Client, subscriber: pg.Client, q
 /** Whether tables of the subscription wait for their initial copy and are due (see tablesToCopy). */
 export async function copiesDue(subscriber: pg.Client, queue: string, consumer: string): Promise<boolean> {
   const { rows } = await subscriber.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('pending', 'copying') AND ${COPY_DUE_SQL}`,
+    `SELECT count(*)::int AS n FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN (${sqlStates('pending', 'copying')}) AND ${COPY_DUE_SQL}`,
     [queue, consumer],
   );
   return rows[0]!.n > 0;

@@ -2,8 +2,13 @@
  * engine — the replication machinery: versioned SQL/PL/pgSQL installed into a
  * `pgconvey` schema on each node (queue, rotating event tables, ticks,
  * generated capture triggers, consumers, subscriber positions), and the
- * TypeScript that drives it (ticker, apply worker). The engine knows nothing
- * of YAML files or plans.
+ * TypeScript that drives it (ticker, apply worker, copier). Other modules
+ * have no SQL on the `pgconvey` schema (test/unit/engine-boundary.test.ts;
+ * switchover and compare are still exempt): they read and write the
+ * engine's state through its typed calls (api.ts; engine-version.ts,
+ * queue-state.ts, subscription-state.ts, fence.ts, process-state.ts), its
+ * lock ids (locks.ts), session settings (session.ts) and table states
+ * (table-state.ts). The engine knows nothing of YAML files or plans.
  *
  * Must not import: config (other than connection types), catalog, planner,
  * executor, daemons, render, commands, `@oclif/core`, `chalk`.
@@ -20,4 +25,7 @@ export * from './session.js';
 export * from './fence.js';
 export * from './process-state.js';
 export * from './table-state.js';
-export { LOCK_CLASS, tryPieceLockSql, pieceLockHeld } from './locks.js';
+export { LOCK_CLASS, tryPieceLockSql, pieceLockHeld, pieceRunning } from './locks.js';
+export * from './engine-version.js';
+export * from './queue-state.js';
+export * from './subscription-state.js';

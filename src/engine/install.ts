@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import type pg from 'pg';
+import { PgconveyError } from '../kernel/index.js';
 import { INSTALL_LOCK_KEY } from './locks.js';
 
 const SQL_DIR = new URL('../../src/engine/sql/', import.meta.url);
@@ -86,15 +87,17 @@ export interface InstallResult {
   toContent: string | null;
 }
 
-export class EngineVersionError extends Error {
-  readonly code = 'engine_too_new';
-  readonly hint = 'use a pgconvey at least as new as the one that installed it (pgconvey never downgrades an engine: a newer one may have changed tables an older one cannot read)';
+export class EngineVersionError extends PgconveyError {
+  declare readonly code: 'engine_too_new';
   constructor(
     readonly installed: number,
     readonly supported: number,
   ) {
-    super(`the pgconvey engine in this database is version ${installed}, newer than this pgconvey (${supported})`);
-    this.name = 'EngineVersionError';
+    super(
+      'engine_too_new',
+      `the pgconvey engine in this database is version ${installed}, newer than this pgconvey (${supported})`,
+      'use a pgconvey at least as new as the one that installed it (pgconvey never downgrades an engine: a newer one may have changed tables an older one cannot read)',
+    );
   }
 }
 

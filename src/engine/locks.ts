@@ -3,8 +3,10 @@
  * session lock of class LOCK_CLASS ("pgcv" read as a 32-bit integer) and key
  * hashtext(<piece>): `ticker:<queue>`, `worker:<queue>:<consumer>`, `apply`.
  * Installs and upgrades take the 64-bit INSTALL_LOCK_KEY exclusively; the
- * daemons take it shared around each step.
+ * daemons take it shared around each step. `pieceRunning` tells whether a
+ * piece's lock is held (status).
  */
+import type pg from 'pg';
 
 /** The class id of the pieces' locks: the bytes of "pgcv" as a 32-bit integer. */
 export const LOCK_CLASS = 1885823862;
@@ -23,4 +25,15 @@ export function tryPieceLockSql(keySql: string): string {
 /** An SQL condition on pg_locks row `alias`: it is a piece's lock for the key `keySql`, granted. */
 export function pieceLockHeld(alias: string, keySql: string): string {
   return `${alias}.locktype = 'advisory' AND ${alias}.classid = ${LOCK_CLASS} AND ${alias}.objid = pg_catalog.hashtext(${keySql})::oid AND ${alias}.objsubid = 2 AND ${alias}.granted`;
+}
+
+/** Whether a piece's lock (a ticker's `ticker:<queue>`, a worker's `worker:<queue>:<consumer>`) is held in this database, by any process. */
+export async function pieceRunning(client: pg.Client, key: string): Promise<boolean> {
+  const { rows } = await client.query<{ held: boolean }>(
+    `
+  SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                  WHERE ${pieceLockHeld('l', '$1')} AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) AS held`,
+    [key],
+  );
+  return rows[0]!.held;
 }

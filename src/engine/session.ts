@@ -25,13 +25,8 @@ export const EXACT_SESSION_SQL = EXACT_SETTINGS.map(([name, value]) => `SET ${na
 export const EXACT_FUNCTION_SET_CLAUSES = EXACT_SETTINGS.map(([name, value]) => ` SET ${name} = '${value}'`).join('');
 
 /**
- * Timeouts a server, database or role may set (statement_timeout = 30s is a
- * common production default) that would cancel pgconvey's long statements
- * and transactions — a COPY of hours, a batch transaction, a merge — off for
- * this session. Only settings the server knows are set (idle_session_timeout
- * exists from PostgreSQL 14, transaction_timeout from 17). A wait that must
- * stay short sets its own bound (SET LOCAL lock_timeout) where it waits.
+ * The server's timeouts, off for the session (the one statement of
+ * db/session-settings.ts, which connect() runs too): for sessions that may
+ * not come from connect(), such as a copy's.
  */
-export const NO_TIMEOUTS_SQL =
-  "SELECT pg_catalog.set_config(name, '0', false) FROM pg_catalog.pg_settings " +
-  "WHERE name IN ('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout', 'transaction_timeout')";
+export { NO_TIMEOUTS_SQL } from '../db/session-settings.js';

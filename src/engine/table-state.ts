@@ -18,3 +18,14 @@ export function isTableState(value: unknown): value is TableState {
 export function isCopyInProgress(state: TableState): boolean {
   return state === 'copying' || state === 'catching-up';
 }
+
+/** A state read from the database (pgconvey.subscriber_table.state has no CHECK): one of the four, or an error naming it. */
+export function tableStateOf(value: unknown): TableState {
+  if (isTableState(value)) return value;
+  throw new Error(`unknown table state ${JSON.stringify(value)} in pgconvey.subscriber_table (expected ${TABLE_STATES.join(', ')})`);
+}
+
+/** States as an SQL list of literals for `state IN (…)` / `state = …`, e.g. `'pending', 'copying'` (the names need no escaping). */
+export function sqlStates(...states: readonly TableState[]): string {
+  return states.map((s) => `'${s}'`).join(', ');
+}

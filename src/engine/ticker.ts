@@ -7,12 +7,13 @@
  */
 import type pg from 'pg';
 import { maintainQueue, tick, type MaintenanceResult } from './api.js';
+import { PgconveyError } from '../kernel/index.js';
 import { tryPieceLockSql } from './locks.js';
 
-export class TickerBusyError extends Error {
+/** Another session holds the queue's ticker lock: code `ticker_busy`. */
+export class TickerBusyError extends PgconveyError {
   constructor(queue: string) {
-    super(`another ticker is already running for queue "${queue}"`);
-    this.name = 'TickerBusyError';
+    super('ticker_busy', `another ticker is already running for queue "${queue}"`, 'one ticker per queue: `pgconvey status` names the process that runs it');
   }
 }
 

@@ -8,11 +8,12 @@
  * when.
  */
 import type pg from 'pg';
-import { sqlFormat as format } from '../kernel/index.js';
+import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
 import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences } from './api.js';
 import { finishBatch, nextBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
+import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
 import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
@@ -38,30 +39,32 @@ export type StepOutcome =
   | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number }
   | { kind: 'skipped'; batch: BatchInfo };
 
-export class LostPositionError extends Error {
+/** The subscriber's position is not where the provider's next batch starts (changed behind pgconvey's back): code `lost_position`. */
+export class LostPositionError extends PgconveyError {
   constructor(
     readonly subscriberTick: string | null,
     readonly batch: BatchInfo,
   ) {
     super(
+      'lost_position',
       `the subscriber's position (tick ${subscriberTick ?? 'none'}) does not match the provider's next batch (ticks ${batch.startTick} to ${batch.endTick}); ` +
         'events between them cannot be applied exactly once',
+      'restarting does not help: re-add the subscriber (docs/operations.md, "A subscriber falls far behind")',
     );
-    this.name = 'LostPositionError';
   }
 }
 
-export class NotSubscribedError extends Error {
+/** Code `not_subscribed`. */
+export class NotSubscribedError extends PgconveyError {
   constructor(queue: string, consumer: string) {
-    super(`this database has no subscription "${consumer}" to queue "${queue}"`);
-    this.name = 'NotSubscribedError';
+    super('not_subscribed', `this database has no subscription "${consumer}" to queue "${queue}"`, 'run `pgconvey apply` with the file first');
   }
 }
 
-export class WorkerBusyError extends Error {
+/** Another session holds the worker's lock: code `worker_busy`. */
+export class WorkerBusyError extends PgconveyError {
   constructor(queue: string, consumer: string) {
-    super(`another worker is already applying subscription "${consumer}" of queue "${queue}" on this subscriber`);
-    this.name = 'WorkerBusyError';
+    super('worker_busy', `another worker is already applying subscription "${consumer}" of queue "${queue}" on this subscriber`, 'one worker per subscription: `pgconvey status` names the process that runs it');
   }
 }
 
@@ -203,7 +206,7 @@ export class ApplyWorker {
     return syncSequences(this.provider, this.subscriber, this.options.queue, margin);
   }
 
-  private async setTableState(t: AppliedTable, state: 'ok' | 'catching-up', tick: string): Promise<void> {
+  private async setTableState(t: AppliedTable, state: Extract<TableState, 'ok' | 'catching-up'>, tick: string): Promise<void> {
     const table = t.statements.table;
     await this.subscriber.query(
       `UPDATE pgconvey.subscriber_table SET state = $5, copy_tick = $6, state_since = CASE WHEN state = $5 THEN state_since ELSE now() END
@@ -241,9 +244,9 @@ export class ApplyWorker {
     );
     // Read inside the batch's transaction and locked until it ends: a resync or a copy of one of
     // these tables waits for this batch, and this batch never applies to a table being copied.
-    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: string; copy_snapshot: string | null; copy_tick: string | null; copy_generation: string }>(
+    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: TableState; copy_snapshot: string | null; copy_tick: string | null; copy_generation: string }>(
       `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
-        WHERE queue_name = $1 AND consumer_name = $2 AND state IN ('ok', 'catching-up') FOR SHARE`,
+        WHERE queue_name = $1 AND consumer_name = $2 AND state IN (${sqlStates('ok', 'catching-up')}) FOR SHARE`,
       [this.options.queue, this.options.consumer],
     );
     const wanted = new Map(applied.rows.map((r) => [`${r.table_schema}\u0000${r.table_name}`, r]));

@@ -33,9 +33,9 @@ export function copyPinGeneration(pin: string): bigint | null {
   return m ? BigInt(m[1]!) : null;
 }
 
-/** A subscriber table row as the pin rule needs it. */
-export interface PinHolder {
-  state: string;
+/** A subscriber table row as the pin rule needs it (`S`: the engine's table states; the kernel does not know them). */
+export interface PinHolder<S extends string = string> {
+  state: S;
   copyPin: string | null;
   copyGeneration: string | null;
 }
@@ -47,15 +47,16 @@ export interface PinHolder {
  * after the rows were read). `subscriptions` maps a subscription's node name
  * to its rows; a pin of a node not in the map is stale (its node is gone).
  * Whoever reads the pins must read them BEFORE the rows, so that a pin
- * registered in between is not among them.
+ * registered in between is not among them. `copyInProgress` says which
+ * states are a copy under way (the engine's isCopyInProgress).
  */
-export function stalePins(pins: readonly string[], subscriptions: ReadonlyMap<string, readonly PinHolder[]>): string[] {
+export function stalePins<S extends string>(pins: readonly string[], subscriptions: ReadonlyMap<string, readonly PinHolder<S>[]>, copyInProgress: (state: S) => boolean): string[] {
   return pins.filter((pin) => {
     const owner = copyPinOwner(pin);
     if (owner === null) return false;
     const rows = subscriptions.get(owner);
     if (!rows) return true;
-    if (rows.some((r) => r.copyPin === pin && (r.state === 'copying' || r.state === 'catching-up'))) return false;
+    if (rows.some((r) => r.copyPin === pin && copyInProgress(r.state))) return false;
     const generation = copyPinGeneration(pin);
     const newest = rows.reduce((m, r) => (r.copyGeneration !== null && BigInt(r.copyGeneration) > m ? BigInt(r.copyGeneration) : m), 0n);
     return !(generation !== null && generation > newest);

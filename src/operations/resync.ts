@@ -8,18 +8,13 @@
 import type pg from 'pg';
 import { displayQualified, type DesiredState, type NodeSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
-import { resyncTable } from '../engine/index.js';
-import { closest } from '../kernel/index.js';
+import { readSwitchedOverAt, readTableStates, resyncTable, type TableState } from '../engine/index.js';
+import { closest, PgconveyError } from '../kernel/index.js';
 import { parseTableName } from './table-name.js';
 
-export class ResyncError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = 'ResyncError';
+export class ResyncError extends PgconveyError {
+  constructor(code: string, message: string, hint: string) {
+    super(code, message, hint);
   }
 }
 
@@ -28,7 +23,7 @@ export interface ResyncTarget {
   node: string;
   table: string;
   /** The state the table was in before. */
-  previousState: string;
+  previousState: TableState;
 }
 
 /** Marks the tables for a new copy on every subscriber that has them (or only on `node`); returns what it marked. */
@@ -48,23 +43,17 @@ export async function resyncTables(state: DesiredState, names: string[], options
     const targets: Array<ResyncTarget & { schema: string; name: string; database: string }> = [];
     for (const { queue, leaf } of leaves) {
       if (!clients.has(leaf.database)) clients.set(leaf.database, await connect(state.databases.find((d) => d.name === leaf.database)!.connection, 'resync'));
-      const switched = await clients.get(leaf.database)!.query<{ at: string | null }>(
-        "SELECT to_jsonb(s) ->> 'switched_over_at' AS at FROM pgconvey.subscription s WHERE queue_name = $1 AND consumer_name = $2",
-        [queue, leaf.name],
-      );
-      if (switched.rows[0]?.at) {
+      const switchedAt = await readSwitchedOverAt(clients.get(leaf.database)!, queue, leaf.name);
+      if (switchedAt) {
         throw new ResyncError(
           'resync_after_switchover',
-          `node "${leaf.name}" took over writes from its provider (switchover at ${switched.rows[0].at}): copying from the old node would overwrite newer data`,
+          `node "${leaf.name}" took over writes from its provider (switchover at ${switchedAt}): copying from the old node would overwrite newer data`,
           'switch back first (pgconvey switchover FILE --to <root>), or repair the table on the old node instead',
         );
       }
-      const { rows } = await clients.get(leaf.database)!.query<{ schema: string; name: string; state: string }>(
-        'SELECT table_schema AS schema, table_name AS name, state FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2',
-        [queue, leaf.name],
-      );
+      const rows = await readTableStates(clients.get(leaf.database)!, queue, leaf.name);
       for (const w of wanted) {
-        const row = rows.find((r) => r.schema === w.schema && r.name === w.name);
+        const row = rows.find((r) => r.table.schema === w.schema && r.table.name === w.name);
         if (row) targets.push({ queue, node: leaf.name, table: displayQualified(w.schema, w.name), previousState: row.state, schema: w.schema, name: w.name, database: leaf.database });
       }
     }

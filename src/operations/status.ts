@@ -15,7 +15,25 @@ import { connect } from '../db/index.js';
 import { copyPinOwner, isCopyPin, quoteQualified, stalePins } from '../kernel/index.js';
 
 export type { FenceState, PieceProcess } from '../engine/index.js';
-import { isFenced, parseSnapshot, pieceLockHeld, queueStatus, readFence, readPiece, snapshotSees, tableStatus, type FenceState, type PieceProcess, type TableStatus } from '../engine/index.js';
+import {
+  engineTablesPresent,
+  isCopyInProgress,
+  isFenced,
+  parseSnapshot,
+  pieceRunning,
+  queueStatus,
+  readCaptureTriggerStates,
+  readFence,
+  readLastTick,
+  readPiece,
+  readQueueRate,
+  readSubscriptionProgress,
+  snapshotSees,
+  tableStatus,
+  type FenceState,
+  type PieceProcess,
+  type TableStatus,
+} from '../engine/index.js';
 
 export interface NodeStatusBase {
   node: string;
@@ -86,36 +104,6 @@ export interface StatusReport {
   problems: string[];
 }
 
-/** Whether a piece's lock (a ticker's, a worker's) is held in this database. */
-const LOCK_HELD_SQL = `
-  SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                  WHERE ${pieceLockHeld('l', '$1')} AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) AS held`;
-
-const RATE_SQL = `
-  SELECT (l.tick_event_seq - f.tick_event_seq)::float8 / nullif(extract(epoch FROM l.tick_time - f.tick_time), 0) AS rate,
-         extract(epoch FROM clock_timestamp() - l.tick_time) AS age
-    FROM pgconvey.queue q
-    CROSS JOIN LATERAL (SELECT * FROM pgconvey.tick t WHERE t.queue_id = q.queue_id ORDER BY t.tick_id DESC LIMIT 1) l
-    CROSS JOIN LATERAL (SELECT * FROM pgconvey.tick t WHERE t.queue_id = q.queue_id AND t.tick_time >= l.tick_time - interval '60 seconds'
-                         ORDER BY t.tick_id LIMIT 1) f
-   WHERE q.queue_name = $1`;
-
-const SUBSCRIPTION_SQL = `
-  SELECT completed_tick::text AS completed_tick, extract(epoch FROM clock_timestamp() - applied_at) AS applied_age,
-         (to_jsonb(s) ->> 'last_error') AS last_error,
-         extract(epoch FROM clock_timestamp() - (to_jsonb(s) ->> 'last_error_at')::timestamptz) AS error_age,
-         (to_jsonb(s) ->> 'last_error_at')::timestamptz > coalesce(applied_at, '-infinity') AS error_is_newer,
-         (to_jsonb(s) ->> 'switched_over_at')::timestamptz AS switched_over_at
-    FROM pgconvey.subscription s WHERE queue_name = $1 AND consumer_name = $2`;
-
-async function lockHeld(client: pg.Client, key: string): Promise<boolean> {
-  return (await client.query<{ held: boolean }>(LOCK_HELD_SQL, [key])).rows[0]!.held;
-}
-
-async function engineInstalled(client: pg.Client): Promise<boolean> {
-  return (await client.query<{ ok: boolean }>("SELECT to_regclass('pgconvey.queue') IS NOT NULL AS ok")).rows[0]!.ok;
-}
-
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 /** Reads the status of every queue (or only those nodes named) of the desired state. */
@@ -144,7 +132,7 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
       const pins = consumers.map((c) => c.consumer ?? '').filter((n) => isCopyPin(n) && (!options.node || copyPinOwner(n) === options.node));
       const holders = new Map(subscribers.filter((s) => s.subscribed).map((s) => [s.node, s.tables.map((t) => ({ state: t.state, copyPin: t.copyPin ?? null, copyGeneration: t.copyGeneration ?? null }))]));
       const unread = new Set([...leafNames].filter((n) => !holders.has(n)));
-      const stale = stalePins(pins, holders).filter((p) => !unread.has(copyPinOwner(p) ?? ''));
+      const stale = stalePins(pins, holders, isCopyInProgress).filter((p) => !unread.has(copyPinOwner(p) ?? ''));
       if (root.error === null) await annotateWaits(await client(dbOf(rootNode)), queue.name, subscribers, (s) => client(dbOf(leaves.find((l) => l.name === s.node)!)));
       queues.push({ queue: queue.name, reverse: false, root, subscribers, stalePins: stale });
     }
@@ -166,7 +154,7 @@ async function reverseQueues(state: DesiredState, options: { node?: string }, cl
     let rows: Array<{ queue: string; consumer: string; provider: string }>;
     try {
       const c = await client(db);
-      if (!(await engineInstalled(c))) continue;
+      if (!(await engineTablesPresent(c))) continue;
       rows = (await c.query(REVERSE_SQL)).rows;
     } catch {
       continue; // unreachable: reported with the file's own queues
@@ -191,21 +179,21 @@ async function readRoot(queue: string, node: NodeSpec, db: DatabaseSpec, client:
   const base = { node: node.name, database: db.name, display: db.display, error: null, queueExists: false, tickerRunning: null, lastTick: null, lastTickAgeSeconds: null, eventsSinceTick: null, eventsPerSecond: null };
   try {
     const c = await client(db);
-    if (!(await engineInstalled(c))) return { ...base, error: 'the engine is not installed (run pgconvey apply)' };
+    if (!(await engineTablesPresent(c))) return { ...base, error: 'the engine is not installed (run pgconvey apply)' };
     const status = (await queueStatus(c, queue))[0];
     if (!status) return { ...base, error: `queue "${queue}" does not exist (run pgconvey apply)` };
-    const rate = (await c.query(RATE_SQL, [queue])).rows[0];
+    const rate = await readQueueRate(c, queue);
     return {
       ...base,
       fence: await fenceOf(c),
       captureTriggers: await captureTriggerProblems(c, queue),
       tickerProcesses: (await readPiece(c, `ticker:${queue}`)).filter((p) => p.live),
       queueExists: true,
-      tickerRunning: await lockHeld(c, `ticker:${queue}`),
+      tickerRunning: await pieceRunning(c, `ticker:${queue}`),
       lastTick: status.lastTick,
-      lastTickAgeSeconds: num(rate?.age),
+      lastTickAgeSeconds: rate?.lastTickAgeSeconds ?? null,
       eventsSinceTick: num(status.eventsSinceTick),
-      eventsPerSecond: num(rate?.rate),
+      eventsPerSecond: rate?.eventsPerSecond ?? null,
     };
   } catch (err) {
     return { ...base, error: (err as Error).message };
@@ -222,21 +210,21 @@ async function readSubscriber(
   const base = { node: node.name, database: db.name, display: db.display, error: null, subscribed: false, workerRunning: null, lagSeconds: null, pendingEvents: null, completedTick: null, appliedAgeSeconds: null, lastError: null, tables: [] };
   try {
     const c = await client(db);
-    if (!(await engineInstalled(c))) return { ...base, error: 'the engine is not installed (run pgconvey apply)' };
-    const sub = (await c.query(SUBSCRIPTION_SQL, [queue, node.name])).rows[0];
+    if (!(await engineTablesPresent(c))) return { ...base, error: 'the engine is not installed (run pgconvey apply)' };
+    const sub = await readSubscriptionProgress(c, queue, node.name);
     if (!sub) return { ...base, error: `not subscribed to queue "${queue}" (run pgconvey apply)` };
     return {
       ...base,
       fence: await fenceOf(c),
-      switchedOverAt: sub.switched_over_at ?? null,
+      switchedOverAt: sub.switchedOverAt,
       workerProcesses: (await readPiece(c, `worker:${queue}:${node.name}`)).filter((p) => p.live),
       subscribed: true,
-      workerRunning: await lockHeld(c, `worker:${queue}:${node.name}`),
+      workerRunning: await pieceRunning(c, `worker:${queue}:${node.name}`),
       lagSeconds: consumer?.lagMs === null || consumer === null ? null : consumer.lagMs / 1000,
       pendingEvents: consumer?.pending ?? null,
-      completedTick: sub.completed_tick,
-      appliedAgeSeconds: num(sub.applied_age),
-      lastError: sub.error_is_newer ? { message: sub.last_error, ageSeconds: Number(sub.error_age) } : null,
+      completedTick: sub.completedTick,
+      appliedAgeSeconds: sub.appliedAgeSeconds,
+      lastError: sub.errorIsNewer ? { message: sub.lastError!, ageSeconds: Number(sub.lastErrorAgeSeconds) } : null,
       tables: await tableStatus(c, queue, node.name),
     };
   } catch (err) {
@@ -253,16 +241,10 @@ const TRIGGER_STATES: Record<string, CaptureTriggerProblem['state'] | undefined>
 
 /** Capture triggers of the queue's tables that are not enabled for ordinary sessions (tgenabled 'O'). */
 async function captureTriggerProblems(c: pg.Client, queue: string): Promise<CaptureTriggerProblem[]> {
-  const present = (await c.query<{ ok: boolean }>("SELECT to_regprocedure('pgconvey.capture_trigger_state(text)') IS NOT NULL AS ok")).rows[0]!.ok;
-  if (!present) return [];
-  const { rows } = await c.query<{ table_schema: string; table_name: string; trigger_kind: 'row' | 'truncate'; trigger_name: string; enabled: string }>(
-    'SELECT table_schema, table_name, trigger_kind, trigger_name, enabled FROM pgconvey.capture_trigger_state($1)',
-    [queue],
-  );
   const out: CaptureTriggerProblem[] = [];
-  for (const r of rows) {
+  for (const r of await readCaptureTriggerStates(c, queue)) {
     const state = TRIGGER_STATES[r.enabled];
-    if (state) out.push({ table: quoteQualified(r.table_schema, r.table_name), name: r.trigger_name, trigger: r.trigger_kind, state });
+    if (state) out.push({ table: quoteQualified(r.table.schema, r.table.name), name: r.trigger, trigger: r.kind, state });
   }
   return out;
 }
@@ -378,10 +360,6 @@ const COPY_WAITS_SQL = `
     LEFT JOIN pg_catalog.pg_stat_activity b ON b.pid = bp.pid
    WHERE w.datname = current_database() AND w.application_name = 'pgconvey:copy'`;
 
-const LAST_TICK_SQL = `
-  SELECT t.tick_id::text AS tick, t.tick_snapshot::text AS snap FROM pgconvey.tick t JOIN pgconvey.queue q USING (queue_id)
-   WHERE q.queue_name = $1 ORDER BY t.tick_id DESC LIMIT 1`;
-
 interface LockWait {
   schema: string;
   name: string;
@@ -407,10 +385,10 @@ async function lockWaits(c: pg.Client, side: string): Promise<LockWait[]> {
  * Best effort: what cannot be read is left out.
  */
 async function annotateWaits(root: pg.Client, queue: string, subscribers: SubscriberStatus[], clientOf: (s: SubscriberStatus) => Promise<pg.Client>): Promise<void> {
-  const busy = subscribers.filter((s) => s.tables.some((t) => t.state === 'copying' || t.state === 'catching-up'));
+  const busy = subscribers.filter((s) => s.tables.some((t) => isCopyInProgress(t.state)));
   if (!busy.length) return;
   try {
-    const last = (await root.query<{ tick: string; snap: string }>(LAST_TICK_SQL, [queue])).rows[0];
+    const last = await readLastTick(root, queue);
     const providerWaits = busy.some((s) => s.tables.some((t) => t.state === 'copying')) ? await lockWaits(root, 'the provider') : [];
     for (const s of busy) {
       const subscriberWaits = s.tables.some((t) => t.state === 'copying') ? await lockWaits(await clientOf(s), 'the subscriber') : [];
@@ -419,7 +397,7 @@ async function annotateWaits(root: pg.Client, queue: string, subscribers: Subscr
           const w = [...providerWaits, ...subscriberWaits].filter((x) => quoteQualified(x.schema, x.name) === quoteQualified(t.schema, t.table));
           if (w.length) t.waitingFor = w.map((x) => x.text).join('; ');
         } else if (t.state === 'catching-up' && t.copySnapshot && last) {
-          t.waitingFor = snapshotSees(parseSnapshot(last.snap), parseSnapshot(t.copySnapshot))
+          t.waitingFor = snapshotSees(parseSnapshot(last.snapshot), parseSnapshot(t.copySnapshot))
             ? `the worker's next batch (tick ${last.tick} sees all the copy saw)`
             : 'a tick after the copy (is a ticker running?)';
         }

@@ -8,6 +8,7 @@ import type { EngineQueueSettings, NodeCatalog, TableInfo } from '../catalog/mod
 import type { DesiredState, NodeSpec, QueueSpec, Selection } from '../config/index.js';
 import { matchesPattern } from '../config/names.js';
 import { copyPinOwner, hasErrors, isCopyPin, stalePins, type Diagnostic, type PinHolder } from '../kernel/index.js';
+import { isCopyInProgress, type TableState } from '../engine/table-state.js';
 import { ACTION_KINDS, type Action, type ActionKind, type Change } from './action.js';
 import { ancestorsOf, inheritanceChildrenOf, partitionCapture, partitionsOf } from './partitions.js';
 import type { Plan } from './plan.js';
@@ -262,14 +263,14 @@ export function buildPlan(input: PlanInput): Plan {
     }
 
     // Copy pins no copy needs (the copy finished or failed, its table or node left the file) hold events back too.
-    const pinHolders = new Map<string, PinHolder[]>();
+    const pinHolders = new Map<string, PinHolder<TableState>[]>();
     const unknown = new Set<string>();
     for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
       const subscription = input.catalogs[leaf.database]?.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === leaf.name);
       if (subscription) pinHolders.set(leaf.name, subscription.tables);
       else unknown.add(leaf.name); // not subscribed (yet): its pins, if any, are left alone
     }
-    const stale = stalePins((queueState?.consumers ?? []).map((c) => c.name), pinHolders).filter((pin) => !unknown.has(copyPinOwner(pin) ?? ''));
+    const stale = stalePins((queueState?.consumers ?? []).map((c) => c.name), pinHolders, isCopyInProgress).filter((pin) => !unknown.has(copyPinOwner(pin) ?? ''));
     for (const name of stale) {
       add('remove_consumer', 'delete', root, {
         queue: queue.name,

@@ -4,7 +4,8 @@
  * reasons and dependencies. Deterministic, unit-tested on plain data.
  *
  * Must not import: `pg`, `node:fs`, `node:net` or any I/O; catalog (other
- * than its types), executor, engine, daemons, render, commands, db.
+ * than its types), executor, engine (save engine/table-state: the table
+ * states, pure), daemons, render, commands, db.
  */
 export * from './action.js';
 export * from './plan.js';

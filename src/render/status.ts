@@ -9,6 +9,17 @@ import { describeFence, type NodeStatusBase, type PieceProcess, type RootStatus,
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
+/** A subscriber table's state (the engine's TableState, taken from the report's type: render does not import the engine). */
+type TableState = SubscriberStatus['tables'][number]['state'];
+
+/** Each state's colour: replicating green, waiting for its copy yellow, a copy under way cyan. */
+const STATE_COLOR: Record<TableState, (text: string) => string> = {
+  ok: (s) => chalk.green(s),
+  pending: (s) => chalk.yellow(s),
+  copying: (s) => chalk.cyan(s),
+  'catching-up': (s) => chalk.cyan(s),
+};
+
 export function formatSeconds(s: number | null): string {
   if (s === null) return '–';
   if (s < 1) return `${Math.round(s * 1000)} ms`;
@@ -66,7 +77,7 @@ function subscriberLines(s: SubscriberStatus): string[] {
   const width = Math.max(0, ...s.tables.map((t) => `${t.schema}.${t.table}`.length));
   for (const t of s.tables) {
     const name = `${t.schema}.${t.table}`.padEnd(width);
-    const state = t.state === 'ok' ? chalk.green('ok') : t.state === 'pending' ? chalk.yellow('pending') : chalk.cyan(t.state);
+    const state = STATE_COLOR[t.state](t.state);
     let detail = '';
     if (t.state === 'copying') {
       const f = t.rowsExpected ? t.rowsCopied / t.rowsExpected : 0;

@@ -5,10 +5,11 @@
  */
 import chalk from 'chalk';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { TableState } from '../../../src/engine/table-state.js';
 import type { StatusReport } from '../../../src/operations/index.js';
 import { formatSeconds, renderStatusHuman, statusToJson } from '../../../src/render/index.js';
 
-const table = (name: string, state: string, extra: object = {}) => ({
+const table = (name: string, state: TableState, extra: object = {}) => ({
   schema: 'public',
   table: name,
   state,
