@@ -55,7 +55,7 @@ export function errorDiagnostics(err: unknown): Diagnostic[] {
   const server = asServerError(err);
   if (server) return [serverErrorDiagnostic(server)];
   const e = err as { code?: unknown; hint?: unknown; message?: unknown; position?: unknown } | null;
-  if (e && typeof e === 'object' && typeof e.code === 'string' && /^[a-z][a-z0-9_]*$/.test(e.code) && typeof e.hint === 'string' && typeof e.message === 'string') {
+  if (e && typeof e === 'object' && isText(e.code) && /^[a-z][a-z0-9_]*$/.test(e.code) && isText(e.hint) && isText(e.message)) {
     return [{ severity: 'error', code: e.code, message: e.message, hint: e.hint, ...(isPosition(e.position) ? { position: e.position } : {}) }];
   }
   const message = err instanceof Error ? err.message || err.name : String(err);
@@ -91,7 +91,7 @@ interface ServerError {
 
 function asServerError(err: unknown): ServerError | null {
   const e = err as Partial<ServerError> | null;
-  if (!e || typeof e !== 'object' || typeof e.code !== 'string' || !/^[0-9A-Z]{5}$/.test(e.code) || typeof e.severity !== 'string') return null;
+  if (!e || typeof e !== 'object' || !isText(e.code) || !/^[0-9A-Z]{5}$/.test(e.code) || !isText(e.severity)) return null;
   return { code: e.code, message: String(e.message ?? ''), severity: e.severity, ...(e.detail ? { detail: e.detail } : {}), ...(e.hint ? { hint: e.hint } : {}) };
 }
 
@@ -125,6 +125,8 @@ function serverErrorDiagnostic(e: ServerError): Diagnostic {
     hint: e.hint ?? kind?.hint ?? 'as the message says; run it again once the cause is fixed',
   };
 }
+
+const isText = (v: unknown): v is string => typeof v === 'string';
 
 function isPosition(p: unknown): p is SourcePosition {
   const q = p as SourcePosition | null;

@@ -12,4 +12,5 @@ export * from './load.js';
 export * from './plan.js';
 export * from './saved-plan.js';
 export * from './apply.js';
+export * from './engine.js';
 export * from './operations.js';
