@@ -5,12 +5,12 @@
  * SHARE lock per table and a forced tick. Exit 0 when all equal, 1 on any
  * difference or error.
  */
-import { Args, Command, Flags } from '@oclif/core';
-import { COMPARE_DEFAULTS, CompareError, compareState, type CompareProgress } from '../operations/index.js';
+import { Args, Flags } from '@oclif/core';
 import { compareToJson, renderCompareHuman, renderCompareProgress } from '../render/index.js';
-import { loadFile, printKnownError } from './shared/plan-file.js';
+import { COMPARE_DEFAULTS, compareState, loadFile, type CompareProgress } from '../workflow/index.js';
+import { PgconveyCommand } from './shared/command.js';
 
-export default class Compare extends Command {
+export default class Compare extends PgconveyCommand {
   static override summary = 'Prove the copy is exact: row counts and checksums per table on both sides, at one queue position.';
   static override description =
     'For every table replicated from the root to each subscriber in FILE (or only the TABLEs named: schema.table, or table for public), locks the table on the provider in SHARE mode for at most 100 ms (waiting first, without holding up anyone, for transactions that hold it), waits until the subscriber has applied everything up to that point, takes a snapshot on both sides, and compares row counts and checksums chunk by chunk in key order. A chunk that differs is narrowed to the exact keys missing, extra or changed on the subscriber. After a switchover with --reverse, compares the new node with the old one through the reverse queue. Needs the apply worker running. Exit 0 when every table is equal, 1 on a difference or an error.';
@@ -39,8 +39,8 @@ export default class Compare extends Command {
 
   async run(): Promise<void> {
     const { args, argv, flags } = await this.parse(Compare);
-    const { print, state } = await loadFile(args.file);
-    if (!state) return this.exit(1);
+    this.json = flags.json;
+    const { state } = await loadFile(args.file, this.workflow);
     const progress = progressPrinter();
     try {
       const report = await compareState(state, {
@@ -52,16 +52,10 @@ export default class Compare extends Command {
         onProgress: progress.update,
       });
       progress.clear();
-      print(flags.json ? JSON.stringify(compareToJson(report), null, 2) : renderCompareHuman(report));
+      this.print(flags.json ? JSON.stringify(compareToJson(report), null, 2) : renderCompareHuman(report));
       if (!report.equal) this.exit(1);
-    } catch (err) {
+    } finally {
       progress.clear();
-      if (err instanceof CompareError) {
-        print(`error ${err.code}: ${err.message}\n    hint: ${err.hint}`);
-        return this.exit(1);
-      }
-      if (printKnownError(print, err)) return this.exit(1);
-      throw err;
     }
   }
 }

@@ -4,11 +4,12 @@
  * Changes nothing (a schema copy's dry run is rolled back). Exit 1 on errors; with --detailed-exitcode 0 for no changes and
  * 2 for changes.
  */
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { planToJson, renderPlanHuman, renderPlanMarkdown } from '../render/index.js';
-import { planFile, writeSavedPlan } from './shared/plan-file.js';
+import { planFile, writeSavedPlan } from '../workflow/index.js';
+import { PgconveyCommand } from './shared/command.js';
 
-export default class Plan extends Command {
+export default class Plan extends PgconveyCommand {
   static override summary = 'Show what apply would change to make the databases match FILE.';
   static override description =
     'Connects to every database in FILE, reads their catalogs, and prints checks (tables without a key, tables or columns missing on a subscriber, privileges, engine versions) and the ordered actions apply would take, each with its reason. Globs are resolved on the root, so a new table that matches `include` appears in the next plan. Nothing is changed: with prepare.schema: copy the schema copy is tried on each subscriber in a transaction that is rolled back (it takes the DDL\'s locks meanwhile, lock timeout 10 s), and each object it cannot create is an error.';
@@ -28,15 +29,15 @@ export default class Plan extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Plan);
-    const planned = await planFile(args.file);
-    const { print, plan, state, catalogs } = planned;
-    if (!plan || !state || !catalogs) return this.exit(1);
-    if (flags.json) print(JSON.stringify(planToJson(plan, args.file), null, 2));
-    else if (flags.markdown) print(renderPlanMarkdown(plan, args.file));
-    else print(renderPlanHuman(plan, args.file));
+    this.json = flags.json;
+    const planned = await planFile(args.file, this.workflow);
+    const { plan } = planned;
+    if (flags.json) this.print(JSON.stringify(planToJson(plan, args.file), null, 2));
+    else if (flags.markdown) this.print(renderPlanMarkdown(plan, args.file));
+    else this.print(renderPlanHuman(plan, args.file));
     if (plan.errored) this.exit(1);
     if (flags.out) {
-      await writeSavedPlan(flags.out, { plan, state, catalogs });
+      await writeSavedPlan(flags.out, planned);
       // On stderr, so that --json and --markdown output stays clean.
       process.stderr.write(`Saved the plan to ${flags.out}. Apply exactly this plan with: pgconvey apply ${flags.out}\n`);
     }

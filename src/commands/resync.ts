@@ -3,12 +3,12 @@
  * subscribers (after damage, or a failed copy), while the rest replicates.
  * The running `pgconvey run` does the copy; `status` shows its progress.
  */
-import { Args, Command, Flags } from '@oclif/core';
-import { ResyncError, TableNameError, resyncTables } from '../operations/index.js';
-import { askYes, canAsk } from './shared/confirm.js';
-import { loadFile, printKnownError } from './shared/plan-file.js';
+import { Args, Flags } from '@oclif/core';
+import { loadFile, resyncTables } from '../workflow/index.js';
+import { PgconveyCommand } from './shared/command.js';
+import { askYes, requireTerminal } from './shared/confirm.js';
 
-export default class Resync extends Command {
+export default class Resync extends PgconveyCommand {
   static override summary = 'Copy tables again from scratch on their subscribers, while the rest replicates.';
   static override description =
     "Puts each TABLE (schema.table, or table for public) back to `pending` on every subscriber of FILE that replicates it (or only on --node). The running `pgconvey run` then empties the subscriber's table and copies it anew in one transaction, merging the changes made meanwhile by snapshot, exactly as for a new table. Asks first (the subscriber's rows are replaced) unless --auto-approve.";
@@ -26,27 +26,17 @@ export default class Resync extends Command {
 
   async run(): Promise<void> {
     const { args, argv, flags } = await this.parse(Resync);
-    const { print, state } = await loadFile(args.file);
-    if (!state) return this.exit(1);
+    const { state } = await loadFile(args.file, this.workflow);
     const tables = (argv as string[]).slice(1);
     if (!flags['auto-approve']) {
-      if (!canAsk(print)) return this.exit(1);
+      requireTerminal();
       if (!(await askYes(`Copy ${tables.join(', ')} again from scratch on ${flags.node ?? 'every subscriber'}? Their rows there are replaced.`))) {
-        print('Resync cancelled.');
+        this.print('Resync cancelled.');
         return this.exit(1);
       }
     }
-    try {
-      const done = await resyncTables(state, tables, { node: flags.node, queue: flags.queue });
-      for (const t of done) print(`  ~ ${t.table} on ${t.node} (queue ${t.queue}): ${t.previousState} → pending`);
-      print(`\n${done.length} table(s) will be copied again by the running pgconvey run; watch with: pgconvey status ${args.file}`);
-    } catch (err) {
-      if (err instanceof ResyncError || err instanceof TableNameError) {
-        print(`error ${err.code}: ${err.message}\n    hint: ${err.hint}`);
-        return this.exit(1);
-      }
-      if (printKnownError(print, err)) return this.exit(1);
-      throw err;
-    }
+    const done = await resyncTables(state, tables, { node: flags.node, queue: flags.queue });
+    for (const t of done) this.print(`  ~ ${t.table} on ${t.node} (queue ${t.queue}): ${t.previousState} → pending`);
+    this.print(`\n${done.length} table(s) will be copied again by the running pgconvey run; watch with: pgconvey status ${args.file}`);
   }
 }

@@ -4,12 +4,13 @@
  * SIGINT, with structured logs and optional Prometheus metrics. Exit 1 when
  * some work had to stop for good.
  */
-import { Args, Command, Flags } from '@oclif/core';
-import { RunMetrics, runDesiredState, shutdownSignal } from '../daemons/index.js';
-import { logFlags, makeLogger } from './shared/flags.js';
-import { loadFile } from './shared/plan-file.js';
+import { Args, Flags } from '@oclif/core';
+import { PgconveyError } from '../kernel/index.js';
+import { RunMetrics, loadFile, runDesiredState, shutdownSignal } from '../workflow/index.js';
+import { PgconveyCommand } from './shared/command.js';
+import { logFlags, makeLogger, requireNode } from './shared/flags.js';
 
-export default class Run extends Command {
+export default class Run extends PgconveyCommand {
   static override summary = 'Run replication for FILE: tickers, apply workers and copies, until stopped.';
   static override description =
     'One process that runs everything the file needs: the ticker and maintenance of each queue on its root, and for each subscriber the apply worker and its initial copies — or, with --node, only the work of that node, so the work can be spread over machines (a second process with the same work waits for the first: tickers and workers hold advisory locks). Reconnects with backoff when a server restarts or the network drops; replication set up by `switchover --reverse` is found and started by itself. Stops cleanly on SIGTERM/SIGINT: the batch in flight is finished or rolled back, never half applied.';
@@ -29,28 +30,20 @@ export default class Run extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Run);
-    const { print, state } = await loadFile(args.file);
-    if (!state) return this.exit(1);
-    const nodes = [...new Set(state.queues.flatMap((q) => q.nodes.map((n) => n.name)))];
-    if (flags.node && !nodes.includes(flags.node)) {
-      print(`error unknown_node: no node "${flags.node}" in ${args.file}\n    hint: name one of: ${nodes.join(', ')}`);
-      return this.exit(1);
-    }
+    const { state } = await loadFile(args.file, this.workflow);
+    requireNode(state, flags.node, args.file);
     if (state.queues.some((q) => q.nodes.some((n) => n.type === 'branch'))) {
-      print('error branch_not_supported: the file has a branch node; cascades are not supported yet\n    hint: make it a leaf of the root for now');
-      return this.exit(1);
+      throw new PgconveyError('branch_not_supported', 'the file has a branch node; cascades are not supported yet', 'make it a leaf of the root for now');
     }
     const log = makeLogger(flags);
     const metrics = flags['metrics-port'] ? new RunMetrics() : undefined;
     let server;
     if (metrics && flags['metrics-port']) {
-      try {
-        server = await metrics.serve(flags['metrics-port'], flags['metrics-host']);
-      } catch (err) {
-        print(`error metrics_port_unavailable: cannot listen on ${flags['metrics-host']}:${flags['metrics-port']} (${(err as NodeJS.ErrnoException).code ?? String(err)})\n    hint: pick a free port with --metrics-port`);
-        return this.exit(1);
-      }
-      log.info('serving metrics', { url: `http://${flags['metrics-host']}:${flags['metrics-port']}/metrics` });
+      const where = `${flags['metrics-host']}:${flags['metrics-port']}`;
+      server = await metrics.serve(flags['metrics-port'], flags['metrics-host']).catch((err: NodeJS.ErrnoException) => {
+        throw new PgconveyError('metrics_port_unavailable', `cannot listen on ${where} (${err.code ?? String(err)})`, 'pick a free port with --metrics-port', { cause: err });
+      });
+      log.info('serving metrics', { url: `http://${where}/metrics` });
     }
     log.info('running', { file: args.file, ...(flags.node ? { node: flags.node } : {}) });
     const result = await runDesiredState({ state, node: flags.node, log, signal: shutdownSignal(log), metrics, copyParallel: flags['copy-parallel'] });

@@ -5,16 +5,14 @@
  * back over the reverse queue. Ends sessions, so it asks first (or takes
  * --auto-approve). Exit 0 done or nothing to do, 1 refused or failed.
  */
-import { Args, Command, Flags } from '@oclif/core';
-import { loadDesiredState } from '../config/index.js';
-import { parseDuration, scrubSecrets } from '../kernel/index.js';
-import { SWITCHOVER_DEFAULTS, SwitchoverError, resolveTarget, switchover, type SwitchoverReport } from '../operations/index.js';
-import { renderDiagnostics, renderEndedSessions, renderSwitchoverStart, renderSwitchoverStep, renderSwitchoverSummary, switchoverToJson } from '../render/index.js';
-import { askYes } from './shared/confirm.js';
-import { printKnownError } from './shared/plan-file.js';
-import { guardOutput } from './shared/output-guard.js';
+import { Args, Flags } from '@oclif/core';
+import { errorToJson, renderEndedSessions, renderSwitchoverStart, renderSwitchoverStep, renderSwitchoverSummary, switchoverToJson } from '../render/index.js';
+import { SWITCHOVER_DEFAULTS, SwitchoverError, loadFile, resolveTarget, switchover, type SwitchoverReport } from '../workflow/index.js';
+import { PgconveyCommand } from './shared/command.js';
+import { askYes, requireTerminal } from './shared/confirm.js';
+import { durationFlag } from './shared/flags.js';
 
-export default class Switchover extends Command {
+export default class Switchover extends PgconveyCommand {
   static override summary = 'Make NODE the writable node of a queue: fence the old one, drain, move sequences, verify, hand over.';
   static override description =
     'With --to a leaf of the queue\'s root: checks that every table is replicating and the lag is below --max-lag, makes the root read-only for new sessions and ends its other sessions (pgconvey\'s own excepted), waits until the leaf has applied everything, moves its sequences past the root\'s plus --sequence-margin, compares row counts, with --reverse sets up replication back to the root, and makes the leaf writable. With --to the root: the same steps back over the reverse queue, which is then dropped. Running it again finishes an interrupted switchover, or says there is nothing to do.';
@@ -41,49 +39,34 @@ export default class Switchover extends Command {
     json: Flags.boolean({ description: 'print the result as JSON' }),
   };
 
+  /** Under --json a failure after some steps comes with the report of what was done. */
+  protected override errorJson(err: unknown): unknown {
+    if (err instanceof SwitchoverError && err.report) return switchoverToJson(err.report, err);
+    return errorToJson(err);
+  }
+
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Switchover);
-    const loaded = await loadDesiredState(args.file);
-    guardOutput(loaded.secrets);
-    const print = (text: string) => process.stdout.write(`${scrubSecrets(text, loaded.secrets)}\n`);
-    const fail = (code: string, message: string, hint: string, report: SwitchoverReport | null = null) => {
-      if (flags.json) print(JSON.stringify(report ? switchoverToJson(report, { code, message, hint }) : { error: { code, message, hint } }, null, 2));
-      else print(`error ${code}: ${message}\n    hint: ${hint}`);
-      return this.exit(1);
-    };
-    const maxLagMs = parseDuration(flags['max-lag']);
-    const timeoutMs = parseDuration(flags.timeout);
-    for (const [flag, value, ms] of [['max-lag', flags['max-lag'], maxLagMs], ['timeout', flags.timeout, timeoutMs]] as const) {
-      if (ms === undefined) return fail('invalid_duration', `--${flag} "${value}" is not a duration`, 'write a number with a unit: 500ms, 5s, 1min');
-    }
-    if (!loaded.state) {
-      print(renderDiagnostics(loaded.diagnostics));
-      return this.exit(1);
-    }
-    const options = { queue: flags.queue, to: flags.to, reverse: flags.reverse, maxLagMs: maxLagMs!, sequenceMargin: flags['sequence-margin'], timeoutMs: timeoutMs!, verify: flags.verify as 'counts' | 'none', refreshMatviews: flags['refresh-matviews'] };
-    try {
-      resolveTarget(loaded.state, options);
-      if (!flags['auto-approve'] && !process.stdin.isTTY) {
-        return fail('confirmation_needed', 'there is no terminal to confirm on, and a switchover ends sessions', 'run again with --auto-approve');
-      }
-      let started = false;
-      const report = await switchover(loaded.state, options, {
-        onStep: (step, so) => {
-          if (flags.json) return;
-          if (!started) print(renderSwitchoverStart(so));
-          started = true;
-          print(renderSwitchoverStep(step));
-          if (step.step === 'fence') print(renderEndedSessions(so.endedSessions));
-        },
-        confirm: flags['auto-approve'] ? undefined : (so) => this.ask(so),
-      });
-      if (flags.json) print(JSON.stringify(switchoverToJson(report), null, 2));
-      else print(renderSwitchoverSummary(report));
-    } catch (err) {
-      if (err instanceof SwitchoverError) return fail(err.code, err.message, err.hint, err.report);
-      if (printKnownError(print, err)) return this.exit(1);
-      throw err;
-    }
+    this.json = flags.json;
+    const maxLagMs = durationFlag('max-lag', flags['max-lag']);
+    const timeoutMs = durationFlag('timeout', flags.timeout);
+    const { state } = await loadFile(args.file, this.workflow);
+    const options = { queue: flags.queue, to: flags.to, reverse: flags.reverse, maxLagMs, sequenceMargin: flags['sequence-margin'], timeoutMs, verify: flags.verify as 'counts' | 'none', refreshMatviews: flags['refresh-matviews'] };
+    resolveTarget(state, options);
+    if (!flags['auto-approve']) requireTerminal('there is no terminal to confirm on, and a switchover ends sessions', 'run again with --auto-approve');
+    let started = false;
+    const report = await switchover(state, options, {
+      onStep: (step, so) => {
+        if (flags.json) return;
+        if (!started) this.print(renderSwitchoverStart(so));
+        started = true;
+        this.print(renderSwitchoverStep(step));
+        if (step.step === 'fence') this.print(renderEndedSessions(so.endedSessions));
+      },
+      confirm: flags['auto-approve'] ? undefined : (so) => this.ask(so),
+    });
+    if (flags.json) this.print(JSON.stringify(switchoverToJson(report), null, 2));
+    else this.print(renderSwitchoverSummary(report));
   }
 
   private async ask(report: SwitchoverReport): Promise<boolean> {

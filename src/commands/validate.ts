@@ -3,13 +3,13 @@
  * anywhere: YAML syntax, schema, `${VAR}` references, node topology, names.
  * Exit 0 when valid (warnings allowed), 1 on any error.
  */
-import { Args, Command, Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { loadDesiredState } from '../config/index.js';
-import { hasErrors, scrubSecrets } from '../kernel/index.js';
-import { guardOutput } from './shared/output-guard.js';
+import { hasErrors } from '../kernel/index.js';
 import { countLine, diagnosticToJson, renderDesiredStateSummary, renderDiagnostics, summarizeDesiredState } from '../render/index.js';
+import { PgconveyCommand } from './shared/command.js';
 
-export default class Validate extends Command {
+export default class Validate extends PgconveyCommand {
   static override summary = 'Check a desired-state file: syntax, schema, references and topology.';
   static override description = `Reads FILE, resolves \${VAR} references from the environment, and reports every problem at once as FILE:LINE:COL: error CODE: message, each with a hint. Connects to no database. Exits 0 when the file is valid (warnings allowed) and 1 otherwise.`;
   static override examples = ['<%= config.bin %> validate plans/upgrade-two-node.yaml', '<%= config.bin %> validate plans/cascade.yaml --json'];
@@ -22,10 +22,11 @@ export default class Validate extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Validate);
+    this.json = flags.json;
     const result = await loadDesiredState(args.file);
-    guardOutput(result.secrets);
+    this.workflow.onSecrets?.(result.secrets);
     const failed = hasErrors(result.diagnostics);
-    const print = (text: string) => process.stdout.write(`${scrubSecrets(text, result.secrets)}\n`);
+    const print = (text: string) => this.print(text);
     if (flags.json) {
       print(
         JSON.stringify(

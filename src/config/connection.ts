@@ -4,7 +4,7 @@
  * with the password masked. Parsing errors name the problem without ever
  * echoing the password.
  */
-import { closest } from '../kernel/index.js';
+import { PgconveyError, closest } from '../kernel/index.js';
 
 export interface ConnectionSpec {
   host?: string;
@@ -42,14 +42,10 @@ export const INVALID_DSN = 'invalid_dsn';
  * the DSN except the names of known keys (and of an unknown key written
  * before any password): a fragment of a DSN may be a fragment of a password.
  */
-export class DsnError extends Error {
-  readonly code = INVALID_DSN;
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = 'DsnError';
+export class DsnError extends PgconveyError {
+  declare readonly code: typeof INVALID_DSN;
+  constructor(message: string, hint: string) {
+    super(INVALID_DSN, message, hint);
   }
 }
 

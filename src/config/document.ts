@@ -94,3 +94,20 @@ export function locate(source: SourceDocument, path: DocPath, at: 'key' | 'value
 export function formatPath(path: DocPath): string {
   return path.map((seg) => (typeof seg === 'number' ? `[${seg}]` : seg)).join('.').replace(/\.\[/g, '[');
 }
+
+/**
+ * Position of a dotted path (`queues.app.tables.entries`, as plan checks name
+ * one; names of databases, queues and nodes hold no dot), or undefined when
+ * the document does not have it.
+ */
+export function locatePath(source: SourceDocument, dotted: string): SourcePosition | undefined {
+  const path = dotted.split('.');
+  let node: unknown = source.doc.contents;
+  for (const seg of path) {
+    if (!isMap(node)) return undefined;
+    const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === seg);
+    if (!pair) return undefined;
+    node = pair.value;
+  }
+  return locate(source, path, 'key');
+}

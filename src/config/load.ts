@@ -5,10 +5,10 @@
  * never throws for a problem in the file.
  */
 import { readFile } from 'node:fs/promises';
-import { hasErrors, sortDiagnostics, type Diagnostic } from '../kernel/index.js';
+import { hasErrors, sortDiagnostics, type Diagnostic, type SourcePosition } from '../kernel/index.js';
 import { parseDsn } from './connection.js';
 import type { DesiredState } from './desired-state.js';
-import { parseSource } from './document.js';
+import { locatePath, parseSource } from './document.js';
 import { interpolateEnvironment } from './interpolate.js';
 import { normalize, type RawDesiredState } from './normalize.js';
 import { checkSchema } from './schema-check.js';
@@ -20,6 +20,12 @@ export interface LoadResult {
   diagnostics: Diagnostic[];
   /** Every password found (after interpolation): callers scrub these from anything they print. */
   secrets: string[];
+  /**
+   * Where a dotted path of the document (`queues.app.nodes.new`, as plan
+   * checks name it) is in the file; undefined when the path is not there.
+   * Present when the file parsed.
+   */
+  locate?: (path: string) => SourcePosition | undefined;
 }
 
 export async function loadDesiredState(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadResult> {
@@ -61,8 +67,9 @@ export function loadDesiredStateFromText(file: string, text: string, env: NodeJS
   const secrets = collectSecrets(data, env);
   diagnostics.push(...checkSchema(source, data), ...checkSemantics(source, data));
   const sorted = sortDiagnostics(diagnostics);
-  if (hasErrors(sorted)) return { diagnostics: sorted, secrets };
-  return { state: normalize(file, data as RawDesiredState), diagnostics: sorted, secrets };
+  const locate = (path: string) => locatePath(source, path);
+  if (hasErrors(sorted)) return { diagnostics: sorted, secrets, locate };
+  return { state: normalize(file, data as RawDesiredState), diagnostics: sorted, secrets, locate };
 }
 
 /**

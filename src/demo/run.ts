@@ -3,7 +3,8 @@
  * a small shop database under a steady writer, and the whole loop — validate,
  * plan (which flags a table without a key), apply, run, status, compare, and
  * a switchover with reverse replication while the writer moves over — with a
- * short summary of what it measured. Cleans up after itself.
+ * short summary of what it measured. Cleans up after itself. Every step is
+ * a call of the library (workflow/), as the CLI makes it.
  *
  * Must not be imported by any other module.
  */
@@ -11,15 +12,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { introspectDatabases } from '../catalog/index.js';
-import { loadDesiredState, type DesiredState } from '../config/index.js';
-import { createLogger, runDesiredState } from '../daemons/index.js';
 import { startServer, type RunningServer } from '../embedded/index.js';
-import { ENGINE_CONTENT, ENGINE_VERSION } from '../engine/index.js';
-import { executePlan } from '../executor/index.js';
-import { SWITCHOVER_DEFAULTS, collectStatus, compareState, switchover } from '../operations/index.js';
-import { buildPlan } from '../planner/index.js';
-import { renderCompareHuman, renderDiagnostics, renderEndedSessions, renderPlanHuman, renderStatusHuman, renderSwitchoverStep, renderSwitchoverSummary } from '../render/index.js';
+import { renderCompareHuman, renderEndedSessions, renderError, renderPlanHuman, renderStatusHuman, renderSwitchoverStep, renderSwitchoverSummary } from '../render/index.js';
+import { SWITCHOVER_DEFAULTS, applyPlan, collectStatus, compareState, createLogger, loadFile, planFile, runDesiredState, switchover } from '../workflow/index.js';
 
 const SOURCE_MAJOR = Number(process.env.PGCONVEY_DEMO_SOURCE ?? 12);
 const TARGET_MAJOR = Number(process.env.PGCONVEY_DEMO_TARGET ?? 17);
@@ -79,12 +74,6 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-async function load(file: string): Promise<DesiredState> {
-  const r = await loadDesiredState(file);
-  if (!r.state) throw new Error(renderDiagnostics(r.diagnostics));
-  return r.state;
-}
-
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'pgconvey-demo-'));
   step(`starting PostgreSQL ${SOURCE_MAJOR} (old) and ${TARGET_MAJOR} (new) on local ports`);
@@ -133,22 +122,20 @@ async function main(): Promise<void> {
     const file = join(dir, 'shop.yaml');
     writeFileSync(file, yamlFor(source, target, false));
     step(`pgconvey validate ${file}`);
-    await load(file);
+    await loadFile(file);
     say('valid.');
 
     step('pgconvey plan — the table without a primary key is flagged');
-    let state = await load(file);
-    let plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT });
-    say(renderPlanHuman(plan, 'shop.yaml'));
+    say(renderPlanHuman((await planFile(file)).plan, 'shop.yaml'));
 
     step('add `entries: public.audit_log: { key: [event_id] }` to the file, and plan again');
     writeFileSync(file, yamlFor(source, target, true));
-    state = await load(file);
-    plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT });
-    say(renderPlanHuman(plan, 'shop.yaml'));
+    const planned = await planFile(file);
+    const { state } = planned;
+    say(renderPlanHuman(planned.plan, 'shop.yaml'));
 
     step('pgconvey apply --auto-approve');
-    await executePlan(state, plan, { onDone: (a, ms) => say(`  ${a.id} … done (${ms} ms)`) });
+    await applyPlan(planned, { onDone: (a, ms) => say(`  ${a.id} … done (${ms} ms)`) });
 
     step('pgconvey run: the ticker on old; on new the worker copying and applying');
     const running = new AbortController();
@@ -243,6 +230,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`demo failed:\n${renderError(err)}\n`);
   process.exit(1);
 });

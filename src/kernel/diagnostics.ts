@@ -5,6 +5,7 @@
  * Modules return lists of these instead of throwing, so a command can report
  * every problem at once.
  */
+import { PgconveyError } from './errors.js';
 
 export type Severity = 'error' | 'warning';
 
@@ -48,14 +49,16 @@ export function sortDiagnostics(diagnostics: readonly Diagnostic[]): Diagnostic[
 }
 
 /**
- * An error carrying diagnostics, for code paths that must abort (a command
- * catches it, renders the diagnostics and exits 1).
+ * An error carrying a list of diagnostics, for code paths that must abort
+ * with every problem at once (a file that does not load, a saved plan whose
+ * file does not): its code, message and hint are those of its first error,
+ * and the renderer prints all of its diagnostics.
  */
-export class DiagnosticError extends Error {
+export class DiagnosticError extends PgconveyError {
   readonly diagnostics: Diagnostic[];
   constructor(diagnostics: Diagnostic[]) {
-    super(diagnostics.map((d) => `${d.code}: ${d.message}`).join('\n'));
-    this.name = 'DiagnosticError';
+    const first = diagnostics.find((d) => d.severity === 'error') ?? diagnostics[0];
+    super(first?.code ?? 'invalid', first?.message ?? 'no diagnostics', first?.hint ?? '', first?.position ? { position: first.position } : {});
     this.diagnostics = diagnostics;
   }
 }

@@ -1,7 +1,8 @@
 /**
- * render — everything a person or a script reads: diagnostics, summaries,
- * plans, status and compare results, as text (chalk) or JSON. Pure functions
- * from data to strings.
+ * render — everything a person or a script reads: diagnostics and errors
+ * (renderError: any thrown value as `error CODE: message` + hint, or JSON),
+ * summaries, plans, status and compare results, as text (chalk) or JSON.
+ * Pure functions from data to strings.
  *
  * Must not import: catalog, executor, engine, daemons, commands, db, `pg`,
  * `@oclif/core`. (It may read the types of config and planner.)

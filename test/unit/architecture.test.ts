@@ -18,6 +18,8 @@ const FORBIDDEN: Record<string, string[]> = {
   render: ['catalog/introspect', 'executor', 'engine', 'daemons', 'commands', 'db', 'embedded', 'pg', '@oclif/core'],
   db: ['catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
   operations: ['planner', 'executor', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
+  workflow: ['render', 'commands', 'embedded', 'demo', '@oclif/core', 'chalk'],
+  commands: ['catalog', 'planner', 'executor', 'engine', 'operations', 'db', 'embedded', 'demo', 'pg'],
   embedded: ['kernel', 'config', 'catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', '@oclif/core', 'chalk'],
 };
 
@@ -69,6 +71,22 @@ describe('module boundaries', () => {
       }
     }
     expect(violations).toEqual([]);
+  });
+
+  it('only commands/ and the demo import workflow/, and src/index.ts exports neither embedded/ nor demo/', () => {
+    const users = files('src').filter((f) => importsOf(f).some((spec) => target(f, spec).startsWith('workflow')) && !f.startsWith(join('src', 'workflow')));
+    expect(users.filter((f) => !f.startsWith(join('src', 'commands')) && !f.startsWith(join('src', 'demo')) && f !== join('src', 'index.ts'))).toEqual([]);
+    expect(importsOf(join('src', 'index.ts')).filter((spec) => /embedded|demo|commands/.test(spec))).toEqual([]);
+  });
+
+  it('commands format no error by hand: every failure goes through render/ (renderError)', () => {
+    const handMade = files(join('src', 'commands')).flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .map((line, i) => ({ line, at: `${f}:${i + 1}` }))
+        .filter(({ line }) => /[`'"]error [$a-z_{]|\bhint: /.test(line)),
+    );
+    expect(handMade.map((h) => `${h.at}: ${h.line.trim()}`)).toEqual([]);
   });
 
   it('only kernel/sql-format.ts uses pg-format (identifiers are quoted exactly, always)', () => {

@@ -1,13 +1,14 @@
 /**
  * `pgconvey engine ticker --db DSN --queue Q` — runs the ticker and queue
  * maintenance of one queue on its root until SIGTERM/SIGINT (low level;
- * `pgconvey run` hosts it for a whole file).
+ * `pgconvey run` hosts it for a whole file). A failure prints on stderr, with its logs.
  */
-import { Command, Flags } from '@oclif/core';
+import { Flags } from '@oclif/core';
 import { runTickerDaemon, shutdownSignal } from '../../daemons/index.js';
+import { PgconveyCommand } from '../shared/command.js';
 import { dsnFlag, logFlags, makeLogger } from '../shared/flags.js';
 
-export default class EngineTicker extends Command {
+export default class EngineTicker extends PgconveyCommand {
   static override summary = 'Run the ticker of one queue (low level).';
   static override description = 'Ticks the queue when a tick is due and rotates its event tables, until SIGTERM or SIGINT. Only one ticker per queue runs at a time; a second one waits and takes over when the first stops.';
   static override examples = ['<%= config.bin %> engine ticker --db "host=old dbname=shop" --queue shop'];
@@ -16,6 +17,10 @@ export default class EngineTicker extends Command {
     queue: Flags.string({ description: 'queue name', required: true }),
     ...logFlags,
   };
+
+  protected override errorStream(): NodeJS.WritableStream {
+    return process.stderr;
+  }
 
   async run(): Promise<void> {
     const { flags } = await this.parse(EngineTicker);

@@ -4,12 +4,11 @@
  * --auto-approve.
  */
 import { createInterface } from 'node:readline/promises';
+import { PgconveyError } from '../../kernel/index.js';
 
-/** Whether stdin can answer; when not, prints `confirmation_needed` with the hint. */
-export function canAsk(print: (text: string) => void): boolean {
-  if (process.stdin.isTTY) return true;
-  print('error confirmation_needed: there is no terminal to confirm on\n    hint: review what it will do, then run again with --auto-approve');
-  return false;
+/** Throws `confirmation_needed` when stdin cannot answer. */
+export function requireTerminal(why = 'there is no terminal to confirm on', hint = 'review what it will do, then run again with --auto-approve'): void {
+  if (!process.stdin.isTTY) throw new PgconveyError('confirmation_needed', why, hint);
 }
 
 /** Asks `question`; true only for the answer "yes". */
