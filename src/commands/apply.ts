@@ -7,7 +7,7 @@
  * died half way is finished by running it again.
  */
 import { Args, Command, Flags } from '@oclif/core';
-import { applyFailure, executePlan } from '../executor/index.js';
+import { applyFailure, connectionsOf, executePlan } from '../executor/index.js';
 import { renderDiagnostics, renderPlanHuman } from '../render/index.js';
 import { askYes, canAsk } from './shared/confirm.js';
 import { planFile, planFromSaved, printKnownError, readSavedPlan } from './shared/plan-file.js';
@@ -54,7 +54,7 @@ export default class Apply extends Command {
         return this.exit(1);
       }
       print('');
-      await executePlan(state, plan, {
+      await executePlan(plan, connectionsOf(state.databases), {
         onStart: (a) => process.stdout.write(`  ${a.change === 'delete' ? '-' : a.change === 'update' ? '~' : '+'} ${a.id} … `),
         onDone: (_a, ms) => process.stdout.write(`done (${ms} ms)\n`),
         onFailed: () => print('failed'),

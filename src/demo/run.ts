@@ -16,7 +16,7 @@ import { loadDesiredState, type DesiredState } from '../config/index.js';
 import { createLogger, runDesiredState } from '../daemons/index.js';
 import { startServer, type RunningServer } from '../embedded/index.js';
 import { ENGINE_CONTENT, ENGINE_VERSION } from '../engine/index.js';
-import { executePlan } from '../executor/index.js';
+import { connectionsOf, executePlan } from '../executor/index.js';
 import { SWITCHOVER_DEFAULTS, collectStatus, compareState, switchover } from '../operations/index.js';
 import { buildPlan } from '../planner/index.js';
 import { renderCompareHuman, renderDiagnostics, renderEndedSessions, renderPlanHuman, renderStatusHuman, renderSwitchoverStep, renderSwitchoverSummary } from '../render/index.js';
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
     say(renderPlanHuman(plan, 'shop.yaml'));
 
     step('pgconvey apply --auto-approve');
-    await executePlan(state, plan, { onDone: (a, ms) => say(`  ${a.id} … done (${ms} ms)`) });
+    await executePlan(plan, connectionsOf(state.databases), { onDone: (a, ms) => say(`  ${a.id} … done (${ms} ms)`) });
 
     step('pgconvey run: the ticker on old; on new the worker copying and applying');
     const running = new AbortController();
