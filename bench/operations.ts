@@ -22,7 +22,7 @@ import { loadDesiredStateFromText, type DesiredState } from '../src/config/index
 import { createLogger, runDesiredState } from '../src/daemons/index.js';
 import { startServer, type RunningServer } from '../src/embedded/index.js';
 import { ENGINE_VERSION } from '../src/engine/index.js';
-import { executePlan, findPgDump } from '../src/executor/index.js';
+import { connectionsOf, executePlan, findPgDump } from '../src/executor/index.js';
 import { SWITCHOVER_DEFAULTS, collectStatus, compareState, switchover } from '../src/operations/index.js';
 import { buildPlan } from '../src/planner/index.js';
 import { median, pgbench, waitUntil, withClient } from './pg.js';
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION, tools: { pgDump: await findPgDump() } });
     if (plan.errored) throw new Error(JSON.stringify(plan.checks));
-    await executePlan(state, plan);
+    await executePlan(plan, connectionsOf(state.databases));
     const applyMs = Date.now() - t0;
     daemon = runDesiredState({ state, log: createLogger({ level: 'error' }), signal: stop.signal, discoverEveryMs: 500 });
     await waitUntil('every table copied and merged', async () => (await collectStatus(state)).queues[0]!.subscribers[0]!.tables.every((t) => t.state === 'ok'), 600_000, 100);

@@ -2,8 +2,11 @@
  * Schema-qualified names and globs for table and sequence selection:
  * `schema.table`, `public.*`, `"Sales"."Order Items"`, `app_?.log_[0-9]*`.
  * Unquoted parts fold to lower case as in SQL; quoted parts match exactly.
- * `*`, `?` and `[...]` are glob characters in unquoted parts only.
+ * `*`, `?` and `[...]` are glob characters in unquoted parts only. A plain
+ * name's exact parts are a `QualifiedName`, which is how the name travels on
+ * (planner, action params, executor, SQL); it is never joined and split again.
  */
+import { displayName, displayPart, qualifiedName, type QualifiedName } from '../kernel/index.js';
 
 export interface NamePattern {
   /** As written in the file. */
@@ -12,7 +15,7 @@ export interface NamePattern {
   schema: RegExp;
   name: RegExp;
   /** For a plain name (no glob): the exact schema and relation name. */
-  exact?: { schema: string; name: string };
+  exact?: QualifiedName;
 }
 
 export interface NameProblem {
@@ -98,7 +101,7 @@ export function parseNamePattern(text: string): NamePattern | NameProblem {
     isGlob,
     schema: new RegExp(`^${schema.regex}$`, 's'),
     name: new RegExp(`^${name.regex}$`, 's'),
-    ...(isGlob ? {} : { exact: { schema: schema.literal, name: name.literal } }),
+    ...(isGlob ? {} : { exact: qualifiedName(schema.literal, name.literal) }),
   };
 }
 
@@ -110,13 +113,14 @@ export function matchesPattern(pattern: NamePattern, schema: string, name: strin
   return pattern.schema.test(schema) && pattern.name.test(name);
 }
 
-/** Quotes an identifier part for display only when it would not survive unquoted. */
+/** Quotes an identifier part for display only when it would not survive unquoted (kernel's `displayPart`). */
 export function displayIdent(part: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(part) ? part : `"${part.replace(/"/g, '""')}"`;
+  return displayPart(part);
 }
 
+/** `schema.name` for people (kernel's `displayName`). */
 export function displayQualified(schema: string, name: string): string {
-  return `${displayIdent(schema)}.${displayIdent(name)}`;
+  return displayName({ schema, name });
 }
 
 function findClosingQuote(text: string, from: number): number {

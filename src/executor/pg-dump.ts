@@ -10,7 +10,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ConnectionSpec } from '../config/connection.js';
-import { maskDsn, scrubSecrets } from '../kernel/index.js';
+import { maskDsn, PgconveyError, scrubSecrets } from '../kernel/index.js';
 import type { PgDumpTool } from '../planner/index.js';
 
 const run = promisify(execFile);
@@ -63,10 +63,10 @@ function connectionEnv(spec: ConnectionSpec, app: string): NodeJS.ProcessEnv {
   return env;
 }
 
-export class PgDumpError extends Error {
+/** pg_dump or pg_restore failed, or is not usable (the message says which, passwords scrubbed). */
+export class PgDumpError extends PgconveyError {
   constructor(message: string) {
-    super(message);
-    this.name = 'PgDumpError';
+    super('schema_copy_dump_failed', message, "let the provider's role read every object's definition (pg_dump --schema-only); install the full client tools (pg_dump with pg_restore)");
   }
 }
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { ConnectionSpec } from '../config/connection.js';
 import { connect } from '../db/index.js';
-import { sqlFormat as format } from '../kernel/index.js';
+import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
 import type { PgDumpTool, SchemaCopyFindings, SchemaCopyProblem } from '../planner/index.js';
 import { archiveList, archiveScript, dumpSchemaArchive, PgDumpError, pgRestoreOf, type TableName } from './pg-dump.js';
 import { describeEntry, parseToc, selectEntries, splitScript, type DependRow, type ObjectInfo, type ScriptEntry, type TocEntry } from './schema-toc.js';
@@ -182,16 +182,8 @@ export async function runSchemaCopy(spec: ConnectionSpec, node: string, script: 
 }
 
 /** A failure of the real run, with the same code and hint as its dry run reports. */
-export class SchemaCopyError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = 'SchemaCopyError';
-  }
-}
+/** A schema copy that failed or cannot run: its own code (schema_copy_failed, pg_dump_not_found…), what failed, the fix. */
+export class SchemaCopyError extends PgconveyError {}
 
 function schemaCopyError(node: string, failure: EntryFailure): SchemaCopyError {
   const p = problemOf(node, failure, false);

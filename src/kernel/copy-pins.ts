@@ -1,17 +1,22 @@
 /**
- * Copy pins: the provider consumers (`copy:<consumer>:<generation>:<schema>.<table>`)
+ * Copy pins: the provider consumers (`copy:<consumer>:<generation>:<table>`,
+ * the table shown with `displayName`, so `"a.b".c` and `a."b.c"` differ)
  * that hold a queue's events from a copy's tick until the worker has merged
- * the copy. One pin per copy attempt (the generation), recorded in the
+ * the copy. Pins of older engines (`copy:<consumer>:<schema>.<table>`, and
+ * unquoted names with a generation) are still recognised: only the owner and
+ * the generation are ever read from a pin's name, never the table. One pin per copy attempt (the generation), recorded in the
  * subscriber's table row. The rule of which pins are still needed lives here,
  * shared by the worker (which drops the others on every batch), `plan` and
  * `status` (which report them). Pure: no I/O.
  */
 
+import { displayName } from './qualified-name.js';
+
 const PREFIX = 'copy:';
 
-/** The pin of one copy attempt. */
+/** The pin of one copy attempt (for plain lower-case names the same text as pins have always had). */
 export function copyPinName(consumer: string, generation: string | number | bigint, schema: string, table: string): string {
-  return `${PREFIX}${consumer}:${generation}:${schema}.${table}`;
+  return `${PREFIX}${consumer}:${generation}:${displayName({ schema, name: table })}`;
 }
 
 export function isCopyPin(consumerName: string): boolean {

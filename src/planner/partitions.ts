@@ -8,37 +8,53 @@
  * children (INHERITS) of a table, which are ordinary tables of their own.
  */
 import type { NodeCatalog, TableInfo } from '../catalog/model.js';
+import { displayName, nameKey, sameName } from '../kernel/index.js';
 
-const qualified = (t: Pick<TableInfo, 'schema' | 'name'>) => `${t.schema}.${t.name}`;
+/**
+ * A table's name as the catalog writes a parent in `partitionOf` and `inherits`
+ * (`schema.name`, unquoted): only ever compared with those fields, never shown
+ * or split. (Those catalog fields are strings; a schema or table with a dot in
+ * its name is ambiguous in them.)
+ */
+const catalogRelName = (t: Pick<TableInfo, 'schema' | 'name'>) => `${t.schema}.${t.name}`;
 
 /** Every partition under `table` at every level (not the table itself), by name. */
 export function partitionsOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schema' | 'name'>): TableInfo[] {
   const out: TableInfo[] = [];
-  const todo = [qualified(table)];
+  const todo = [catalogRelName(table)];
   while (todo.length) {
     const parent = todo.shift()!;
     for (const t of catalog.tables) {
       if (t.partitionOf === parent) {
         out.push(t);
-        todo.push(qualified(t));
+        todo.push(catalogRelName(t));
       }
     }
   }
-  return out.sort((a, b) => qualified(a).localeCompare(qualified(b)));
+  return out.sort((a, b) => displayName(a).localeCompare(displayName(b)));
 }
 
-/** The ancestors of a partition, nearest first, by name. */
-export function ancestorsOf(catalog: NodeCatalog, table: TableInfo): string[] {
-  const byName = new Map(catalog.tables.map((t) => [qualified(t), t]));
-  const out: string[] = [];
-  for (let up = table.partitionOf; up && !out.includes(up); up = byName.get(up)?.partitionOf ?? null) out.push(up);
+/** Whether `t` is a partition of `parent` (directly). */
+export function isPartitionOf(t: TableInfo, parent: Pick<TableInfo, 'schema' | 'name'>): boolean {
+  return t.partitionOf !== null && t.partitionOf === catalogRelName(parent);
+}
+
+/** The ancestors of a partition in the catalog, nearest first. */
+export function ancestorsOf(catalog: NodeCatalog, table: TableInfo): TableInfo[] {
+  const byName = new Map(catalog.tables.map((t) => [catalogRelName(t), t]));
+  const out: TableInfo[] = [];
+  for (let up = table.partitionOf ? byName.get(table.partitionOf) : undefined; up && !out.some((t) => sameName(t, up!)); up = up.partitionOf ? byName.get(up.partitionOf) : undefined) out.push(up);
   return out;
 }
 
-/** The tables that inherit from `table` with INHERITS (its inheritance children), by name. */
-export function inheritanceChildrenOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schema' | 'name'>): string[] {
-  const name = qualified(table);
-  return catalog.tables.filter((t) => t.inherits?.includes(name)).map(qualified).sort();
+/** The tables that inherit from `table` with INHERITS (its inheritance children), in the order of their display names. */
+export function inheritanceChildrenOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schema' | 'name'>): TableInfo[] {
+  const name = catalogRelName(table);
+  return catalog.tables
+    .filter((t) => t.inherits?.includes(name))
+    .map((t) => [displayName(t), t] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, t]) => t);
 }
 
 /** The names of the capture functions of captured table `id` (see add_table in the engine). */
@@ -47,7 +63,7 @@ export function captureFunctions(id: number): string[] {
 }
 
 export interface PartitionCapture {
-  /** Partitions whose capture is not in place (attached or created since the table was captured). */
+  /** Partitions whose capture is not in place (attached or created since the table was captured), by display name. */
   uncaptured: string[];
   /** Tables outside the tree that still carry the table's capture triggers: detached since. */
   detached: string[];
@@ -73,17 +89,17 @@ export function partitionCapture(root: NodeCatalog, table: TableInfo, queueId: n
   });
   const uncaptured = tree
     .filter((t) => Object.entries(wants(t)).some(([trigger, fn]) => t.triggerFunctions?.[trigger] === undefined || (id !== undefined && t.triggerFunctions[trigger] !== fn)))
-    .map(qualified);
-  const inTree = new Set([qualified(table), ...tree.map(qualified)]);
+    .map(displayName);
+  const inTree = new Set([nameKey(table), ...tree.map(nameKey)]);
   const mine = id === undefined ? [] : captureFunctions(id);
   const detached = root.tables
-    .filter((t) => !inTree.has(qualified(t)) && Object.values(t.triggerFunctions ?? {}).some((fn) => mine.includes(fn)))
-    .map(qualified)
+    .filter((t) => !inTree.has(nameKey(t)) && Object.values(t.triggerFunctions ?? {}).some((fn) => mine.includes(fn)))
+    .map(displayName)
     .sort();
   const disabled = tree.flatMap((t) =>
     Object.entries(t.triggerModes ?? {})
       .filter(([trigger, mode]) => (mode === 'D' || mode === 'R') && (trigger in wants(t) || trigger === `pgconvey_capture_${queueId}`))
-      .map(([trigger, mode]) => ({ table: qualified(t), trigger, mode })),
+      .map(([trigger, mode]) => ({ table: displayName(t), trigger, mode })),
   );
   return { uncaptured, detached, disabled };
 }

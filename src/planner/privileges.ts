@@ -31,7 +31,7 @@
  * taken as allowing everything. No I/O.
  */
 import type { NodeCatalog, TableAccess } from '../catalog/model.js';
-import { quoteIdent } from '../kernel/index.js';
+import { nameKey, quoteIdent } from '../kernel/index.js';
 
 export interface PrivilegeProblem {
   /** A stable code (docs/errors.md). */
@@ -161,13 +161,13 @@ function replicationRoleHint(c: NodeCatalog, reverse: boolean): string {
 export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[] {
   const { provider: p, subscriber: s } = input;
   const out: PrivilegeProblem[] = [];
-  const copied = new Set(input.schemaCopy.map((t) => `${t.schema}.${t.name}`));
-  const madeByCopy = (o: ReplicatedObject) => copied.has(`${o.schema}.${o.name}`);
+  const copied = new Set(input.schemaCopy.map(nameKey));
+  const madeByCopy = (o: ReplicatedObject) => copied.has(nameKey(o));
   const never = () => false;
 
-  const recaptured = new Set((input.recapture ?? []).map((t) => `${t.schema}.${t.name}`));
+  const recaptured = new Set((input.recapture ?? []).map(nameKey));
   const capture = [
-    ...lacking(p, input.tables.filter((t) => !recaptured.has(`${t.schema}.${t.name}`)), 'table', ['trigger', 'select'], never),
+    ...lacking(p, input.tables.filter((t) => !recaptured.has(nameKey(t))), 'table', ['trigger', 'select'], never),
     ...lacking(p, input.recapture ?? [], 'table', ['trigger', 'select', 'owner'], never),
     ...lacking(p, input.sequences, 'sequence', ['select'], never),
   ];

@@ -4,7 +4,7 @@
  * (stable JSON), and for pull requests (markdown with collapsible details).
  */
 import chalk from 'chalk';
-import type { Action, Change, Plan } from '../planner/index.js';
+import { unreachableKind, type Action, type Change, type Plan } from '../planner/index.js';
 import { diagnosticToJson, renderDiagnostics } from './diagnostics.js';
 
 const GLYPH: Record<Change, string> = { create: '+', update: '~', delete: '-' };
@@ -26,8 +26,34 @@ function byDatabase(actions: readonly Action[]): Array<[string, Action[]]> {
   return [...groups];
 }
 
+/** What an action is shown about after its kind: nothing for the engine, else its object (or its queue). */
+function subject(a: Action): string | null {
+  switch (a.kind) {
+    case 'install_engine':
+    case 'upgrade_engine':
+      return null;
+    case 'create_queue':
+    case 'configure_queue':
+    case 'subscribe':
+    case 'copy_schema':
+    case 'create_role':
+    case 'grant_role':
+    case 'capture_table':
+    case 'capture_sequence':
+    case 'add_subscriber_table':
+    case 'remove_subscriber_table':
+    case 'remove_sequence':
+    case 'remove_consumer':
+    case 'remove_capture':
+      return a.object || a.queue || null;
+    default:
+      return unreachableKind(a);
+  }
+}
+
 function label(a: Action): string {
-  return `${a.kind}${a.object ? ` ${a.object}` : a.queue && !a.kind.endsWith('_engine') ? ` ${a.queue}` : ''}`;
+  const s = subject(a);
+  return `${a.kind}${s ? ` ${s}` : ''}`;
 }
 
 export function renderPlanHuman(plan: Plan, file: string): string {

@@ -6,7 +6,7 @@
  * `apply_failed`…); a database that cannot be reached as its ConnectionError.
  */
 import { ConnectionError } from '../db/index.js';
-import { applyFailure, executePlan, type ExecutorHooks } from '../executor/index.js';
+import { applyFailure, connectionsOf, executePlan, type ExecutorHooks } from '../executor/index.js';
 import { PgconveyError } from '../kernel/index.js';
 import type { Planned } from './plan.js';
 
@@ -17,7 +17,7 @@ export class ApplyFailedError extends PgconveyError {}
 export async function applyPlan(planned: Pick<Planned, 'state' | 'plan' | 'tools'>, hooks: ExecutorHooks = {}): Promise<void> {
   if (planned.plan.errored) throw new PgconveyError('plan_has_errors', 'the plan has errors', 'fix what its checks name, then plan again');
   try {
-    await executePlan(planned.state, planned.plan, hooks, planned.tools);
+    await executePlan(planned.plan, connectionsOf(planned.state.databases), hooks, planned.tools);
   } catch (err) {
     if (err instanceof ConnectionError) throw err;
     const failure = applyFailure(err);

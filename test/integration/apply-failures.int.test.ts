@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import chalk from 'chalk';
 import { describe, expect, it } from 'vitest';
 import { loadDesiredStateFromText, type DesiredState } from '../../src/config/index.js';
-import { applyFailure, executePlan, type ExecutorTools, type PreparedSchemaCopy } from '../../src/executor/index.js';
-import { ACTION_KINDS, type Action, type ActionKind, type Plan } from '../../src/planner/index.js';
+import { applyFailure, connectionsOf, executePlan, type ExecutorTools, type PreparedSchemaCopy } from '../../src/executor/index.js';
+import { ACTION_KINDS, queueSettings, type Action, type ActionKind, type Plan } from '../../src/planner/index.js';
 import { renderDiagnostics } from '../../src/render/index.js';
 import { runCli } from '../harness/cli.js';
 import { freshDatabase } from '../harness/databases.js';
@@ -23,7 +23,7 @@ const WEAK = `weak_${sfx}`;
 
 function action(kind: ActionKind, database: 'old' | 'new', params: Record<string, unknown>): Action {
   const change = kind.startsWith('remove_') ? 'delete' : kind === 'upgrade_engine' || kind === 'configure_queue' ? 'update' : 'create';
-  return { id: `${kind}:test`, kind, change, node: database === 'old' ? 'old_root' : 'new_leaf', database, queue: 'shop', object: null, reason: 'test', dependsOn: [], destructive: false, params };
+  return { id: `${kind}:test`, kind, change, node: database === 'old' ? 'old_root' : 'new_leaf', database, queue: 'shop', object: null, reason: 'test', dependsOn: [], destructive: false, params } as unknown as Action;
 }
 
 function plan(a: Action): Plan {
@@ -42,16 +42,16 @@ describe('apply failures', () => {
     const role = { name: `r_${sfx}`, canLogin: false, superuser: false, attributes: { inherit: true, createRole: false, createDb: false, replication: false, bypassRls: false, connectionLimit: Number.NaN }, memberOf: [] };
     const t = { schema: 'public', table: 'missing' };
     const failing: Record<ActionKind, [Action, DesiredState, ExecutorTools?]> = {
-      create_role: [action('create_role', 'new', { role }), state],
+      create_role: [action('create_role', 'new', { role, providerDatabase: 'old' }), state],
       grant_role: [action('grant_role', 'new', { parent: `nobody_${sfx}`, member: `noone_${sfx}` }), state],
-      copy_schema: [action('copy_schema', 'new', { tables: [t], consumer: 'new_leaf' }), state, { pgDump: { path: '/usr/bin/pg_dump', major: 99, version: 'test' }, schemaCopies: new Map([['copy_schema:test', scriptThatFails()]]) }],
+      copy_schema: [action('copy_schema', 'new', { tables: [t], consumer: 'new_leaf', mode: 'tables', providerDatabase: 'old' }), state, { pgDump: { path: '/usr/bin/pg_dump', major: 99, version: 'test' }, schemaCopies: new Map([['copy_schema:test', scriptThatFails()]]) }],
       install_engine: [action('install_engine', 'new', {}), weak],
       upgrade_engine: [action('upgrade_engine', 'new', {}), weak],
-      create_queue: [action('create_queue', 'old', {}), state],
-      configure_queue: [action('configure_queue', 'old', {}), state],
+      create_queue: [action('create_queue', 'old', { settings: queueSettings(state.queues[0]!) }), state],
+      configure_queue: [action('configure_queue', 'old', { settings: queueSettings(state.queues[0]!) }), state],
       capture_table: [action('capture_table', 'old', { schema: 'public', table: 'missing', keyColumns: ['id'] }), state],
       capture_sequence: [action('capture_sequence', 'old', { schema: 'public', sequence: 'missing' }), state],
-      subscribe: [action('subscribe', 'new', { provider: 'old_root', consumer: 'new_leaf' }), state],
+      subscribe: [action('subscribe', 'new', { provider: 'old_root', consumer: 'new_leaf', providerDatabase: 'old' }), state],
       add_subscriber_table: [action('add_subscriber_table', 'new', { ...t, consumer: 'new_leaf' }), state],
       remove_subscriber_table: [action('remove_subscriber_table', 'new', { ...t, consumer: 'new_leaf' }), state],
       remove_sequence: [action('remove_sequence', 'old', { schema: 'public', sequence: 'missing' }), state],
@@ -61,7 +61,7 @@ describe('apply failures', () => {
     expect(Object.keys(failing).sort()).toEqual([...ACTION_KINDS].sort());
     for (const kind of ACTION_KINDS) {
       const [a, st, tools] = failing[kind];
-      const err = await executePlan(st, plan(a), {}, tools ?? { pgDump: null }).then(
+      const err = await executePlan(plan(a), connectionsOf(st.databases), {}, tools ?? { pgDump: null }).then(
         () => null,
         (e: unknown) => e,
       );

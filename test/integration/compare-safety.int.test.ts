@@ -22,7 +22,7 @@ import { introspectDatabases } from '../../src/catalog/index.js';
 import { loadDesiredStateFromText, parseDsn, type DesiredState } from '../../src/config/index.js';
 import { createLogger, runTickerDaemon, runWorkerDaemon } from '../../src/daemons/index.js';
 import { ENGINE_VERSION } from '../../src/engine/index.js';
-import { executePlan } from '../../src/executor/index.js';
+import { connectionsOf, executePlan } from '../../src/executor/index.js';
 import { quoteIdent } from '../../src/kernel/index.js';
 import { compareState, type BlockingTransaction, type CompareReport, type TableComparison } from '../../src/operations/index.js';
 import { buildPlan } from '../../src/planner/index.js';
@@ -78,7 +78,7 @@ describe('compare holds no writer behind a queued lock, and misses no difference
     state = loaded.state!;
     const plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION });
     expect(plan.errored, JSON.stringify(plan.checks.filter((c) => c.severity === 'error'))).toBe(false);
-    await executePlan(state, plan);
+    await executePlan(plan, connectionsOf(state.databases));
     // public.kw is copied here, not by the copier: this issue's scope is compare, and the copier's own quoting of
     // keyword columns is fixed with the row transport. Nothing writes to public.kw on the provider afterwards.
     await sdb.query(kwRows);

@@ -15,7 +15,7 @@ import { introspectDatabases } from '../../src/catalog/index.js';
 import { loadDesiredStateFromText, parseDsn, type DesiredState } from '../../src/config/index.js';
 import { createLogger, runTickerDaemon, runWorkerDaemon } from '../../src/daemons/index.js';
 import { ENGINE_VERSION } from '../../src/engine/index.js';
-import { executePlan } from '../../src/executor/index.js';
+import { connectionsOf, executePlan } from '../../src/executor/index.js';
 import { CompareError, compareState, type CompareReport, type TableComparison } from '../../src/operations/index.js';
 import { buildPlan } from '../../src/planner/index.js';
 import { diffTable, waitFor } from '../harness/compare.js';
@@ -77,7 +77,7 @@ describe(`compare at one queue position (seed ${SEED})`, () => {
     state = loaded.state!;
     const plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: ENGINE_VERSION });
     expect(plan.errored, JSON.stringify(plan.checks)).toBe(false);
-    await executePlan(state, plan);
+    await executePlan(plan, connectionsOf(state.databases));
 
     const log = createLogger({ level: 'error' });
     ticker = runTickerDaemon({ provider: parseDsn(pdb.dsn), queue: 'q', log, signal: tickerStop.signal });

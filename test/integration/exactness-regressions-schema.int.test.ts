@@ -15,7 +15,7 @@ import { introspectDatabases } from '../../src/catalog/index.js';
 import { loadDesiredStateFromText, parseDsn } from '../../src/config/index.js';
 import { createLogger, runTickerDaemon, runWorkerDaemon } from '../../src/daemons/index.js';
 import * as engine from '../../src/engine/index.js';
-import { executePlan } from '../../src/executor/index.js';
+import { connectionsOf, executePlan } from '../../src/executor/index.js';
 import { compareState } from '../../src/operations/index.js';
 import { buildPlan } from '../../src/planner/index.js';
 import { waitFor } from '../harness/compare.js';
@@ -91,7 +91,7 @@ describe('finding 9: every keyword as a column name, and odd names', () => {
     const state = loaded.state!;
     const plan = buildPlan({ state, catalogs: await introspectDatabases(state.databases), engineVersion: engine.ENGINE_VERSION });
     expect(plan.errored, JSON.stringify(plan.checks)).toBe(false);
-    await executePlan(state, plan);
+    await executePlan(plan, connectionsOf(state.databases));
     const stop = new AbortController();
     const log = createLogger({ level: 'error' });
     const daemons = [

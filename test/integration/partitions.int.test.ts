@@ -17,7 +17,7 @@ import { introspectDatabases } from '../../src/catalog/index.js';
 import { loadDesiredStateFromText, parseDsn, type DesiredState } from '../../src/config/index.js';
 import { createLogger, runTickerDaemon, runWorkerDaemon } from '../../src/daemons/index.js';
 import { ENGINE_CONTENT, ENGINE_VERSION } from '../../src/engine/index.js';
-import { executePlan } from '../../src/executor/index.js';
+import { connectionsOf, executePlan } from '../../src/executor/index.js';
 import { compareState } from '../../src/operations/index.js';
 import { buildPlan, type Plan } from '../../src/planner/index.js';
 import { diffTable, waitFor } from '../harness/compare.js';
@@ -93,7 +93,7 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
   /** Applies the plan, then plans again: no changes. */
   async function applyAndReplan(p: Plan): Promise<Plan> {
     expect(p.errored, JSON.stringify(p.checks)).toBe(false);
-    await executePlan(state, p);
+    await executePlan(p, connectionsOf(state.databases));
     const again = await plan();
     expect(again.actions.map((a) => a.id)).toEqual([]);
     return again;

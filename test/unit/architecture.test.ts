@@ -10,6 +10,8 @@ import { describe, expect, it } from 'vitest';
 const FORBIDDEN: Record<string, string[]> = {
   kernel: ['config', 'catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', 'embedded', 'pg', '@oclif/core', 'chalk'],
   config: ['catalog', 'planner', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', 'embedded', 'pg', '@oclif/core', 'chalk'],
+  // Action modules are imported by the planner: engine and pg as types only (checked below).
+  actions: ['catalog/introspect', 'planner', 'executor', 'daemons', 'render', 'commands', 'db', 'operations', 'embedded', 'node:fs', 'node:fs/promises', 'node:net', '@oclif/core', 'chalk'],
   planner: ['catalog/introspect', 'executor', 'engine', 'daemons', 'render', 'commands', 'db', 'embedded', 'pg', 'node:fs', 'node:fs/promises', 'node:net', '@oclif/core', 'chalk'],
   catalog: ['planner', 'executor', 'daemons', 'render', 'commands', 'embedded', '@oclif/core', 'chalk'],
   executor: ['render', 'commands', 'daemons', 'embedded', '@oclif/core', 'chalk'],
@@ -87,6 +89,19 @@ describe('module boundaries', () => {
         .filter(({ line }) => /[`'"]error [$a-z_{]|\bhint: /.test(line)),
     );
     expect(handMade.map((h) => `${h.at}: ${h.line.trim()}`)).toEqual([]);
+  });
+
+  it('action modules import the engine and pg as types only (the planner imports them and stays free of I/O)', () => {
+    const runtime: string[] = [];
+    for (const file of files(join('src', 'actions'))) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/^\s*(import|export)\s([^;]*?)from\s+'([^']+)'/gm)) {
+        const t = target(file, m[3]!);
+        const io = t === 'pg' || t === 'engine' || t.startsWith('engine/');
+        if (io && !/^type\s/.test(m[2]!)) runtime.push(`${file} imports ${m[3]} at run time`);
+      }
+    }
+    expect(runtime).toEqual([]);
   });
 
   it('only kernel/sql-format.ts uses pg-format (identifiers are quoted exactly, always)', () => {

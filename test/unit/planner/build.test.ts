@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { NodeCatalog } from '../../../src/catalog/index.js';
-import { buildPlan } from '../../../src/planner/index.js';
+import { buildPlan, type ActionOf } from '../../../src/planner/index.js';
 import { FILE, FRESH_ACTIONS, TABLES, catalog, role, state, table, shopSettings } from './fixtures.js';
 
 describe('planner', () => {
@@ -212,7 +212,7 @@ describe('planner', () => {
       'grant_role:db:new:alice:app <- create_role:db:new:app',
       'grant_role:db:new:alice:app_ro <- create_role:db:new:app_ro',
     ]);
-    expect(plan.actions[0]!.params.role).toMatchObject({ name: 'app', canLogin: true });
+    expect((plan.actions[0] as ActionOf<'create_role'>).params.role).toMatchObject({ name: 'app', canLogin: true });
     catalogs.old.privileges = { ...catalogs.old.privileges, superuser: false };
     expect(buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3 }).checks.map((c) => c.code)).toEqual(['role_passwords_not_copied']);
   });
@@ -224,7 +224,7 @@ describe('planner', () => {
     const plan = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump } });
     expect(plan.checks).toEqual([]);
     expect(plan.actions.map((a) => a.id)).toEqual(['copy_schema:new_leaf:shop', 'add_subscriber_table:new_leaf:public.customers', 'add_subscriber_table:new_leaf:public.orders']);
-    expect(plan.actions[0]!.params).toEqual({ tables: [{ schema: 'public', table: 'customers' }, { schema: 'public', table: 'orders' }], consumer: 'new_leaf', mode: 'tables' });
+    expect(plan.actions[0]!.params).toEqual({ tables: [{ schema: 'public', table: 'customers' }, { schema: 'public', table: 'orders' }], consumer: 'new_leaf', mode: 'tables', providerDatabase: 'old' });
     expect(plan.actions[1]!.dependsOn).toContain('copy_schema:new_leaf:shop');
     const none = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump: null } });
     expect(none.checks.map((c) => c.code)).toEqual(['pg_dump_not_found']);
@@ -243,7 +243,7 @@ describe('planner', () => {
     const objects = [{ type: 'SEQUENCE', name: 'SEQUENCE public.orders_id_seq' }, { type: 'TABLE', name: 'TABLE public.orders' }, { type: 'CONSTRAINT', name: 'CONSTRAINT orders_pkey on public.orders' }];
     const ok = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump }, schemaCopies: { 'copy_schema:new_leaf:shop': { objects, problems: [] } } });
     expect(ok.errored).toBe(false);
-    expect(ok.actions[0]!.params.objects).toEqual(objects);
+    expect((ok.actions[0] as ActionOf<'copy_schema'>).params.objects).toEqual(objects);
     expect(ok.actions[0]!.reason).toContain('and what they need: 1 sequence, 1 table, 1 constraint');
     const problem = { code: 'schema_copy_extension_unavailable', object: 'EXTENSION postgis', message: 'creating EXTENSION postgis on node "new_leaf" would fail: …', hint: 'install it' };
     const bad = buildPlan({ state: state(PREPARE), catalogs, engineVersion: 3, tools: { pgDump }, schemaCopies: { 'copy_schema:new_leaf:shop': { objects, problems: [problem] } } });

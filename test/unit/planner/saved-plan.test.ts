@@ -77,7 +77,7 @@ describe('saved plans', () => {
     ['an action added', (p) => void p.actions.push({ ...p.actions[0]!, id: 'grant_role x:y', kind: 'grant_role', params: { parent: 'pg_monitor', member: 'x' } })],
     ['an action removed', (p) => void p.actions.pop()],
     ['two actions swapped', (p) => void p.actions.splice(0, 2, p.actions[1]!, p.actions[0]!)],
-    ['a pg_dump path slipped in', (p) => void (p.actions[0]!.params.pgDump = '/bin/sh')],
+    ['a pg_dump path slipped in', (p) => void ((p.actions[0]!.params as unknown as Record<string, unknown>).pgDump = '/bin/sh')],
     ['a reason reworded', (p) => void (p.actions[0]!.reason = 'harmless')],
   ];
 

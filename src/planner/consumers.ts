@@ -1,0 +1,51 @@
+/**
+ * The planner's consumer step on a queue's root: drop copy pins no copy
+ * needs (finished, failed or superseded copies, or their table or node left
+ * the file) and consumers of nodes gone from the file — both keep the root
+ * from emptying its event tables. Pure.
+ */
+import { proposeRemoveConsumer } from '../actions/index.js';
+import type { EngineQueueInfo } from '../catalog/model.js';
+import type { NodeSpec, QueueSpec } from '../config/index.js';
+import { isCopyInProgress, type TableState } from '../engine/table-state.js';
+import { copyPinOwner, isCopyPin, stalePins, type PinHolder } from '../kernel/index.js';
+import type { PlanBuilder } from './builder.js';
+import type { PlanInput } from './input.js';
+
+export function planConsumers(input: PlanInput, queue: QueueSpec, root: NodeSpec, queueState: EngineQueueInfo | undefined, plan: PlanBuilder): void {
+  const site = { node: root.name, database: root.database };
+  // Copy pins no copy needs (the copy finished or failed, its table or node left the file) hold events back too.
+  const pinHolders = new Map<string, PinHolder<TableState>[]>();
+  const unknown = new Set<string>();
+  for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
+    const subscription = input.catalogs[leaf.database]?.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === leaf.name);
+    if (subscription) pinHolders.set(leaf.name, subscription.tables);
+    else unknown.add(leaf.name); // not subscribed (yet): its pins, if any, are left alone
+  }
+  const stale = stalePins((queueState?.consumers ?? []).map((c) => c.name), pinHolders, isCopyInProgress).filter((pin) => !unknown.has(copyPinOwner(pin) ?? ''));
+  for (const name of stale) {
+    plan.add(
+      proposeRemoveConsumer({
+        root: site,
+        queue: queue.name,
+        consumer: name,
+        reason: `the copy pin is stale (its copy is merged, failed or superseded, or its table or node left the file): it keeps the root from emptying its event tables`,
+        destructive: false,
+      }),
+    );
+  }
+
+  // Consumers on the root that no node of the file stands for any more hold events back (and disk).
+  for (const consumer of queueState?.consumers ?? []) {
+    if (isCopyPin(consumer.name) || queue.nodes.some((n) => n.type === 'leaf' && n.name === consumer.name)) continue;
+    plan.add(
+      proposeRemoveConsumer({
+        root: site,
+        queue: queue.name,
+        consumer: consumer.name,
+        reason: `node "${consumer.name}" is no longer in the file: its consumer keeps the root from emptying its event tables`,
+        destructive: true,
+      }),
+    );
+  }
+}
