@@ -19,7 +19,7 @@ import { displayQualified, type DatabaseSpec, type DesiredState, type NodeSpec, 
 import { connect } from '../db/index.js';
 import { EXACT_SESSION_SQL, forceTick } from '../engine/index.js';
 import { closest, quoteQualified, sqlFormat } from '../kernel/index.js';
-import { reverseQueueName } from './switchover.js';
+import { reverseQueueName } from '../engine/index.js';
 import { TableNameError, parseTableName } from './table-name.js';
 import {
   canonicalKeys,

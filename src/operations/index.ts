@@ -10,7 +10,7 @@
  * embedded, `@oclif/core`, `chalk`.
  */
 export * from './status.js';
-export * from './switchover.js';
+export * from './switchover/index.js';
 export * from './compare.js';
 export * from './resync.js';
 export * from './table-name.js';
