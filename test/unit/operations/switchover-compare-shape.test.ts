@@ -13,6 +13,7 @@ import { PgconveyError } from '../../../src/kernel/index.js';
 import { COMPARE_DEFAULTS, CompareError, SwitchoverError, TableNameError, parseTableName, resolveTarget } from '../../../src/operations/index.js';
 import { settingsOf } from '../../../src/operations/compare/options.js';
 import { emptyReport } from '../../../src/operations/switchover/report.js';
+import { SwitchoverRun } from '../../../src/operations/switchover/run.js';
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -59,6 +60,37 @@ describe('switchover target resolution', () => {
   it('a fresh report has no steps and outcome switched', () => {
     const ref = { node: 'a', database: 'a', display: 'x' };
     expect(emptyReport('q', 'forward', ref, ref)).toMatchObject({ queue: 'q', direction: 'forward', outcome: 'switched', steps: [], reverse: null, writeUnavailableMs: null });
+  });
+});
+
+describe('a switchover step', () => {
+  const run = async () => {
+    const state = (await loadDesiredState('plans/upgrade-two-node.yaml', {})).state!;
+    const t = resolveTarget(state, { to: 'new_leaf' });
+    const ref = (node: string) => ({ node, database: node, display: node });
+    const steps: string[] = [];
+    const r = new SwitchoverRun(t, { to: 'new_leaf', reverse: false, maxLagMs: 1, sequenceMargin: 1, timeoutMs: 1 }, { onStep: (s) => steps.push(s.step) }, 'f.yaml', 'forward', ref('old_root'), ref('new_leaf'));
+    return { r, steps };
+  };
+
+  it('is timed and reported as it finishes', async () => {
+    const { r, steps } = await run();
+    expect(await r.step('sequences', async () => ({ value: 7, detail: 'd' }))).toBe(7);
+    expect(steps).toEqual(['sequences']);
+    expect(r.report.steps[0]).toMatchObject({ step: 'sequences', detail: 'd' });
+  });
+
+  it('turns a server error into switchover_step_failed, naming how to finish or undo once fenced', async () => {
+    const { r } = await run();
+    const serverError = Object.assign(new Error('boom'), { code: '57014' });
+    await expect(r.step('drain', () => Promise.reject(serverError))).rejects.toMatchObject({ code: 'switchover_step_failed', hint: expect.stringMatching(/^nothing was changed/) });
+    r.fenced = true;
+    const err = await r.step('drain', () => Promise.reject(serverError)).catch((e: unknown) => e as SwitchoverError);
+    expect(err).toBeInstanceOf(SwitchoverError);
+    expect(err.message).toBe('step drain failed: boom (SQLSTATE 57014)');
+    expect(err.hint).toContain('pgconvey switchover f.yaml --to new_leaf');
+    expect(err.hint).toContain('--to old_root');
+    expect(err.report).toBe(r.report);
   });
 });
 
