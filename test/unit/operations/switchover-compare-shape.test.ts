@@ -85,7 +85,7 @@ describe('a switchover step', () => {
     const serverError = Object.assign(new Error('boom'), { code: '57014' });
     await expect(r.step('drain', () => Promise.reject(serverError))).rejects.toMatchObject({ code: 'switchover_step_failed', hint: expect.stringMatching(/^nothing was changed/) });
     r.fenced = true;
-    const err = await r.step('drain', () => Promise.reject(serverError)).catch((e: unknown) => e as SwitchoverError);
+    const err = (await r.step('drain', () => Promise.reject(serverError)).catch((e: unknown) => e)) as SwitchoverError;
     expect(err).toBeInstanceOf(SwitchoverError);
     expect(err.message).toBe('step drain failed: boom (SQLSTATE 57014)');
     expect(err.hint).toContain('pgconvey switchover f.yaml --to new_leaf');
