@@ -12,3 +12,4 @@
 export * from './model.js';
 export * from './introspect.js';
 export * from './cluster.js';
+export * from './column-types.js';

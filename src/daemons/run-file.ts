@@ -13,7 +13,8 @@ import { connect } from '../db/index.js';
 import { runTickerDaemon, runWorkerDaemon } from './engine-daemons.js';
 import type { Logger } from './log.js';
 import { errorText, sleep } from './loop.js';
-import { collectStatus, reverseQueueName } from '../operations/index.js';
+import { forwardQueueOf, reverseSubscriptions } from '../engine/index.js';
+import { collectStatus } from '../operations/index.js';
 import type { RunMetrics } from './metrics.js';
 
 export type Work =
@@ -66,17 +67,11 @@ export async function discoverWork(state: DesiredState, node?: string): Promise<
     let client: pg.Client | undefined;
     try {
       client = await connect(subscriber.connection, 'run');
-      const present = await client.query<{ ok: boolean }>(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'pgconvey' AND table_name = 'subscription' AND column_name = 'provider_database') AS ok",
-      );
-      if (!present.rows[0]!.ok) continue;
-      const { rows } = await client.query<{ queue: string; consumer: string; provider: string }>(
-        'SELECT queue_name AS queue, consumer_name AS consumer, provider_database AS provider FROM pgconvey.subscription WHERE provider_database IS NOT NULL ORDER BY 1, 2',
-      );
-      for (const r of rows) {
-        const provider = state.databases.find((d) => d.name === r.provider);
+      for (const r of await reverseSubscriptions(client)) {
+        const provider = state.databases.find((d) => d.name === r.providerDatabase);
         if (!provider) continue;
-        const queueSpec = state.queues.find((q) => reverseQueueName(q.name) === r.queue) ?? state.queues[0]!;
+        const forward = forwardQueueOf(r.queue, state.queues.map((q) => q.name));
+        const queueSpec = state.queues.find((q) => q.name === forward) ?? state.queues[0]!;
         if (!node || node === r.consumer) out.push(workerWork(r.queue, r.consumer, provider, subscriber, queueSpec.daemons));
         if (!node || nodesOn(provider.name).includes(node)) out.push(tickerWork(r.queue, nodesOn(provider.name)[0] ?? provider.name, provider, queueSpec));
       }

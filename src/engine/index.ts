@@ -4,9 +4,10 @@
  * generated capture triggers, consumers, subscriber positions), and the
  * TypeScript that drives it (ticker, apply worker, copier). Other modules
  * have no SQL on the `pgconvey` schema (test/unit/engine-boundary.test.ts;
- * switchover and compare are still exempt): they read and write the
- * engine's state through its typed calls (api.ts; engine-version.ts,
- * queue-state.ts, subscription-state.ts, fence.ts, process-state.ts), its
+ * enforced): they read and write the engine's state through its typed
+ * calls (api.ts; engine-version.ts, queue-state.ts, subscription-state.ts,
+ * fence.ts, process-state.ts, reverse.ts: the one module that knows about
+ * reverse replication), its
  * lock ids (locks.ts), session settings (session.ts) and table states
  * (table-state.ts). The engine knows nothing of YAML files or plans.
  *
@@ -23,9 +24,10 @@ export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';
 export * from './fence.js';
+export * from './reverse.js';
+export * from './queue-state.js';
+export * from './subscription-state.js';
 export * from './process-state.js';
 export * from './table-state.js';
 export { LOCK_CLASS, tryPieceLockSql, pieceLockHeld, pieceRunning } from './locks.js';
 export * from './engine-version.js';
-export * from './queue-state.js';
-export * from './subscription-state.js';

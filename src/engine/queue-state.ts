@@ -3,7 +3,9 @@
  * queue with its settings and latest tick, its consumers, captured tables and
  * sequences (the catalog assembles them per queue); the event rate over the
  * last minute of ticks and the latest tick (status); the capture triggers'
- * state (status). Read-only; every list is ordered.
+ * state (status); for the operations one queue's existence, captured tables
+ * (with their keys) and sequences, and how long its oldest unapplied tick has
+ * waited (switchover). Read-only; every list is ordered.
  */
 import type pg from 'pg';
 import { qualifiedName, type QualifiedName } from '../kernel/index.js';
@@ -136,4 +138,41 @@ export async function readCaptureTriggerStates(client: pg.Client, queue: string)
     [queue],
   );
   return rows.map((r) => ({ table: qualifiedName(r.table_schema, r.table_name), kind: r.trigger_kind, trigger: r.trigger_name, enabled: r.enabled }));
+}
+
+export async function queueExists(client: pg.Client, queue: string): Promise<boolean> {
+  return (await client.query('SELECT 1 FROM pgconvey.queue WHERE queue_name = $1', [queue])).rowCount! > 0;
+}
+
+/** A captured table and the key columns its events carry. */
+export interface CapturedTableKeys extends QualifiedName {
+  keyColumns: string[];
+}
+
+/** The queue's captured tables, by schema and name. */
+export async function capturedTables(client: pg.Client, queue: string): Promise<CapturedTableKeys[]> {
+  const { rows } = await client.query<{ schema: string; name: string; keys: string[] }>(
+    'SELECT c.table_schema AS schema, c.table_name AS name, c.key_columns AS keys FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = $1 ORDER BY 1, 2',
+    [queue],
+  );
+  return rows.map((r) => ({ schema: r.schema, name: r.name, keyColumns: r.keys }));
+}
+
+/** The queue's captured sequences, by schema and name. */
+export async function capturedSequences(client: pg.Client, queue: string): Promise<QualifiedName[]> {
+  const { rows } = await client.query<{ schema: string; name: string }>(
+    'SELECT s.seq_schema AS schema, s.seq_name AS name FROM pgconvey.captured_sequence s JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = $1 ORDER BY 1, 2',
+    [queue],
+  );
+  return rows.map((r) => ({ schema: r.schema, name: r.name }));
+}
+
+/** How long the oldest tick after `consumerTick` has been waiting, in ms (0 when the consumer is at the last tick). */
+export async function unappliedTickAgeMs(provider: pg.Client, queue: string, consumerTick: string): Promise<number> {
+  const { rows } = await provider.query<{ ms: string }>(
+    `SELECT extract(epoch FROM clock_timestamp() - t.tick_time) * 1000 AS ms FROM pgconvey.tick t
+      WHERE t.queue_id = (SELECT queue_id FROM pgconvey.queue WHERE queue_name = $1) AND t.tick_id > $2 ORDER BY t.tick_id LIMIT 1`,
+    [queue, consumerTick],
+  );
+  return rows.length ? Number(rows[0]!.ms) : 0;
 }

@@ -2,9 +2,11 @@
  * A subscriber's subscriptions as stored by the engine, read as typed rows:
  * every subscription and its tables with their states (the catalog), one
  * subscription's progress and last error (status), whether a switchover
- * handed it writes and its tables' states (resync). Read-only: the writes are
- * the engine's (api.ts: subscribe, addSubscriberTable, resyncTable; the
- * worker and the copier).
+ * handed it writes (resync, compare) and its tables' states (resync); for
+ * the switchover whether it exists, its completed tick, and the
+ * switched-over mark it sets at the hand-over and clears at the switch back.
+ * The other writes are the engine's (api.ts: subscribe, addSubscriberTable,
+ * resyncTable; the worker and the copier).
  */
 import type pg from 'pg';
 import { qualifiedName, type QualifiedName } from '../kernel/index.js';
@@ -79,15 +81,6 @@ export async function readSubscriptionProgress(client: pg.Client, queue: string,
   };
 }
 
-/** When a switchover handed this subscription writes (as text), or null: not handed over, or no such subscription. */
-export async function readSwitchedOverAt(client: pg.Client, queue: string, consumer: string): Promise<string | null> {
-  const { rows } = await client.query<{ at: string | null }>(
-    "SELECT to_jsonb(s) ->> 'switched_over_at' AS at FROM pgconvey.subscription s WHERE queue_name = $1 AND consumer_name = $2",
-    [queue, consumer],
-  );
-  return rows[0]?.at ?? null;
-}
-
 /** The tables of one subscription and their states (unordered). */
 export async function readTableStates(client: pg.Client, queue: string, consumer: string): Promise<Array<{ table: QualifiedName; state: TableState }>> {
   const { rows } = await client.query<{ schema: string; name: string; state: string }>(
@@ -95,4 +88,33 @@ export async function readTableStates(client: pg.Client, queue: string, consumer
     [queue, consumer],
   );
   return rows.map((r) => ({ table: qualifiedName(r.schema, r.name), state: tableStateOf(r.state) }));
+}
+
+export async function isSubscribed(subscriber: pg.Client, queue: string, consumer: string): Promise<boolean> {
+  return (await subscriber.query('SELECT 1 FROM pgconvey.subscription WHERE queue_name = $1 AND consumer_name = $2', [queue, consumer])).rowCount! > 0;
+}
+
+/** The last tick the subscription applied, as text; null when it has none or does not exist. */
+export async function completedTick(subscriber: pg.Client, queue: string, consumer: string): Promise<string | null> {
+  const { rows } = await subscriber.query<{ tick: string | null }>('SELECT completed_tick::text AS tick FROM pgconvey.subscription WHERE queue_name = $1 AND consumer_name = $2', [queue, consumer]);
+  return rows[0]?.tick ?? null;
+}
+
+/** When writes were switched over to this subscriber (null: never, or switched back; also on an engine older than the mark). */
+export async function switchedOverAt(subscriber: pg.Client, queue: string, consumer: string): Promise<Date | null> {
+  const { rows } = await subscriber.query<{ at: Date | null }>(
+    "SELECT (to_jsonb(s) ->> 'switched_over_at')::timestamptz AS at FROM pgconvey.subscription s WHERE queue_name = $1 AND consumer_name = $2",
+    [queue, consumer],
+  );
+  return rows[0]?.at ?? null;
+}
+
+/** The hand-over: this subscriber takes the writes now. Run inside the caller's transaction. */
+export async function markSwitchedOver(subscriber: pg.Client, queue: string, consumer: string): Promise<void> {
+  await subscriber.query('UPDATE pgconvey.subscription SET switched_over_at = now() WHERE queue_name = $1 AND consumer_name = $2', [queue, consumer]);
+}
+
+/** The switch back: the writes went back to the provider. Run inside the caller's transaction. */
+export async function clearSwitchedOver(subscriber: pg.Client, queue: string, consumer: string): Promise<void> {
+  await subscriber.query('UPDATE pgconvey.subscription SET switched_over_at = NULL WHERE queue_name = $1 AND consumer_name = $2', [queue, consumer]);
 }

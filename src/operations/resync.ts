@@ -8,7 +8,7 @@
 import type pg from 'pg';
 import { displayQualified, type DesiredState, type NodeSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
-import { readSwitchedOverAt, readTableStates, resyncTable, type TableState } from '../engine/index.js';
+import { readTableStates, switchedOverAt, resyncTable, type TableState } from '../engine/index.js';
 import { closest, PgconveyError } from '../kernel/index.js';
 import { parseTableName } from './table-name.js';
 
@@ -43,11 +43,11 @@ export async function resyncTables(state: DesiredState, names: string[], options
     const targets: Array<ResyncTarget & { schema: string; name: string; database: string }> = [];
     for (const { queue, leaf } of leaves) {
       if (!clients.has(leaf.database)) clients.set(leaf.database, await connect(state.databases.find((d) => d.name === leaf.database)!.connection, 'resync'));
-      const switchedAt = await readSwitchedOverAt(clients.get(leaf.database)!, queue, leaf.name);
+      const switchedAt = await switchedOverAt(clients.get(leaf.database)!, queue, leaf.name);
       if (switchedAt) {
         throw new ResyncError(
           'resync_after_switchover',
-          `node "${leaf.name}" took over writes from its provider (switchover at ${switchedAt}): copying from the old node would overwrite newer data`,
+          `node "${leaf.name}" took over writes from its provider (switchover at ${switchedAt.toISOString()}): copying from the old node would overwrite newer data`,
           'switch back first (pgconvey switchover FILE --to <root>), or repair the table on the old node instead',
         );
       }

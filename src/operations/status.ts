@@ -22,6 +22,7 @@ import {
   parseSnapshot,
   pieceRunning,
   queueStatus,
+  reverseSubscriptions,
   readCaptureTriggerStates,
   readFence,
   readLastTick,
@@ -32,6 +33,7 @@ import {
   tableStatus,
   type FenceState,
   type PieceProcess,
+  type ReverseSubscription,
   type TableStatus,
 } from '../engine/index.js';
 
@@ -143,24 +145,18 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
   }
 }
 
-const REVERSE_SQL = `
-  SELECT queue_name AS queue, consumer_name AS consumer, to_jsonb(s) ->> 'provider_database' AS provider
-    FROM pgconvey.subscription s WHERE to_jsonb(s) ->> 'provider_database' IS NOT NULL ORDER BY 1, 2`;
-
 /** The reverse replication switchovers set up: subscriptions that record their provider. */
 async function reverseQueues(state: DesiredState, options: { node?: string }, client: (db: DatabaseSpec) => Promise<pg.Client>): Promise<QueueReport[]> {
   const out: QueueReport[] = [];
   for (const db of state.databases) {
-    let rows: Array<{ queue: string; consumer: string; provider: string }>;
+    let rows: ReverseSubscription[];
     try {
-      const c = await client(db);
-      if (!(await engineTablesPresent(c))) continue;
-      rows = (await c.query(REVERSE_SQL)).rows;
+      rows = await reverseSubscriptions(await client(db));
     } catch {
       continue; // unreachable: reported with the file's own queues
     }
     for (const r of rows) {
-      const providerDb = state.databases.find((d) => d.name === r.provider);
+      const providerDb = state.databases.find((d) => d.name === r.providerDatabase);
       if (!providerDb) continue;
       const rootName = state.queues.flatMap((q) => q.nodes).find((n) => n.database === providerDb.name)?.name ?? providerDb.name;
       if (options.node && options.node !== rootName && options.node !== r.consumer) continue;

@@ -3,19 +3,11 @@
  * or `table` meaning public, quoted parts as in SQL; never a pattern.
  */
 import { isNameProblem, parseNamePattern } from '../config/index.js';
+import { PgconveyError, type QualifiedName } from '../kernel/index.js';
 
-export class TableNameError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = 'TableNameError';
-  }
-}
+export class TableNameError extends PgconveyError {}
 
-export function parseTableName(text: string): { schema: string; name: string } {
+export function parseTableName(text: string): QualifiedName {
   let parsed = parseNamePattern(text);
   if (isNameProblem(parsed) && parsed.code === 'unqualified_name') parsed = parseNamePattern(`public.${text}`);
   if (isNameProblem(parsed)) throw new TableNameError('invalid_name', parsed.message, parsed.hint);

@@ -4,7 +4,7 @@
  * machines (stable JSON of the same report).
  */
 import chalk from 'chalk';
-import type { EndedSession, StepReport, SwitchoverReport } from '../operations/switchover.js';
+import type { EndedSession, StepReport, SwitchoverReport } from '../operations/index.js';
 
 const pad = (text: string, width: number) => text.padEnd(width);
 

@@ -7,7 +7,7 @@
  * read as a difference of the parent.
  */
 import { describe, expect, it } from 'vitest';
-import { countRows } from '../../src/operations/switchover.js';
+import { countRows } from '../../src/operations/index.js';
 import { freshDatabase } from '../harness/databases.js';
 import { sourceServer } from '../harness/servers.js';
 

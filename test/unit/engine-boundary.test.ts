@@ -2,31 +2,18 @@
  * The engine's state is the engine's: no file under src/ outside src/engine/
  * has SQL naming a `pgconvey.` table or function (the others call the
  * engine's typed API: engine/api.ts, queue-state.ts, subscription-state.ts,
- * engine-version.ts, fence.ts, process-state.ts). Comments may name them.
+ * engine-version.ts, fence.ts, process-state.ts, reverse.ts). Comments may name them.
  * Fails naming each file and line.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-/**
- * Files that still hold such SQL while it moves into engine/ (#14): switchover and
- * compare, which the ops helper turns into folders of steps with their SQL in
- * engine/. A prefix of a path under src/ (a file or a folder). Delete the list once
- * they have none.
- */
-const EXEMPT_FILES: readonly string[] = ['src/operations/switchover', 'src/operations/compare'];
+/** Files exempt from the rule (a prefix of a path under src/): none. */
+const EXEMPT_FILES: readonly string[] = [];
 
-/**
- * Single statements still outside: the discovery of reverse replication
- * (subscriptions that record their provider, `provider_database`), which the ops
- * helper moves into its one module with its call sites. A line of such a file is
- * exempt when it contains `contains`. Delete each entry once its file has none.
- */
-const EXEMPT_LINES: ReadonlyArray<{ file: string; contains: string }> = [
-  { file: 'src/operations/status.ts', contains: 'provider_database' },
-  { file: 'src/daemons/run-file.ts', contains: 'provider_database' },
-];
+/** Single lines exempt (a line of `file` containing `contains`): none. */
+const EXEMPT_LINES: ReadonlyArray<{ file: string; contains: string }> = [];
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

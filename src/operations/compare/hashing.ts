@@ -1,5 +1,5 @@
 /**
- * The SQL of compare, for one table on one side: key ranges as row
+ * Hashing, compare's SQL for one table on one side: key ranges as row
  * comparisons with the key values as parameters (text, cast to this side's
  * key types), collatable key columns ordered and compared with COLLATE "C"
  * (two servers may order text differently), and an order-independent
@@ -13,7 +13,7 @@
  * server's or the role's settings.
  */
 import type pg from 'pg';
-import { quoteIdent, quoteQualified, sqlFormat } from '../kernel/index.js';
+import { quoteIdent, quoteQualified, sqlFormat } from '../../kernel/index.js';
 
 export interface KeyColumn {
   name: string;
@@ -63,27 +63,9 @@ export interface RowDigest {
   digest: string;
 }
 
-/** Reads a table's columns on one side: name, type without modifier, collatable. */
-export async function readColumns(client: pg.Client, schema: string, table: string): Promise<Map<string, { type: string; collatable: boolean }>> {
-  const { rows } = await client.query<{ name: string; type: string; collatable: boolean }>(
-    `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, NULL) AS type, a.attcollation <> 0 AS collatable
-       FROM pg_catalog.pg_attribute a
-      WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-      ORDER BY a.attnum`,
-    [quoteQualified(schema, table)],
-  );
-  return new Map(rows.map((r) => [r.name, { type: r.type, collatable: r.collatable }]));
-}
-
 /** `ONLY schema.table`: the table's own rows, without those of inheritance children; a partitioned table's are its partitions'. */
 function only(t: TableShape): string {
   return `${t.partitioned ? '' : 'ONLY '}${quoteQualified(t.schema, t.name)}`;
-}
-
-/** Whether the table is partitioned on this side. */
-export async function isPartitioned(client: pg.Client, schema: string, table: string): Promise<boolean> {
-  const { rows } = await client.query<{ p: boolean }>("SELECT c.relkind = 'p' AS p FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", [quoteQualified(schema, table)]);
-  return rows[0]?.p === true;
 }
 
 function keyExpressions(t: TableShape): string[] {
