@@ -78,7 +78,8 @@ export function switchoverToJson(report: SwitchoverReport, error?: { code: strin
     reverse: report.reverse,
     materializedViews: report.materializedViews,
     writeUnavailableMs: report.writeUnavailableMs,
-    ...(error ? { error } : {}),
+    // The fields by name: an Error's message is not an enumerable property.
+    ...(error ? { error: { code: error.code, message: error.message, hint: error.hint } } : {}),
   });
 }
 

@@ -28,7 +28,7 @@ describe('connecting', () => {
     const r = await runCli(['engine', 'install', '--db', 'host=127.0.0.1 port=1 user=app password=S3cretPw! dbname=x']);
     expect(r.code).not.toBe(0);
     expect(r.stderr + r.stdout).toContain('cannot connect to app@127.0.0.1:1/x: connection refused');
-    expect(r.stderr + r.stdout).toMatch(/Try this: check that the server is running/);
+    expect(r.stderr + r.stdout).toMatch(/hint: check that the server is running/);
     expect(r.stderr + r.stdout).not.toContain('S3cretPw!');
   });
 });
