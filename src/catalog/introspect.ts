@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import type { ColumnInfo, EngineInfo, NodeCatalog, PrivilegeInfo, SchemaInfo, TableAccess, TableInfo } from './model.js';
 import * as Q from './queries.js';
+import { qualifiedName } from '../kernel/index.js';
 import { readCapturedSequences, readCapturedTables, readConsumers, readEngineVersion, readQueues, readSubscriberTables, readSubscriptions } from '../engine/index.js';
 
 export async function introspectNode(client: pg.Client): Promise<NodeCatalog> {
@@ -34,7 +35,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
       schema: r.schema,
       name: r.name,
       kind: r.kind,
-      partitionOf: r.partition_of,
+      partitionOf: r.partition_of ? qualifiedName(r.partition_of.schema, r.partition_of.name) : null,
       owner: r.owner,
       columns: [],
       primaryKey: [],
@@ -42,7 +43,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
       estimatedRows: r.estimated_rows === null ? null : Number(r.estimated_rows),
       bytes: Number(r.bytes),
       triggers: [],
-      ...(r.inherits?.length ? { inherits: r.inherits } : {}),
+      ...(r.inherits?.length ? { inherits: (r.inherits as Array<{ schema: string; name: string }>).map((p) => qualifiedName(p.schema, p.name)) } : {}),
     });
   }
   for (const r of (await client.query(Q.COLUMNS_SQL(versionNum >= 120000))).rows) {

@@ -6,6 +6,7 @@
  * taken from the engine).
  */
 import type { TableState } from '../engine/table-state.js';
+import type { QualifiedName } from '../kernel/index.js';
 
 export interface ColumnInfo {
   name: string;
@@ -22,10 +23,10 @@ export interface TableInfo {
   name: string;
   /** 'r' ordinary, 'p' partitioned. */
   kind: 'r' | 'p';
-  /** A partition of another table: its parent `schema.name`, else null. */
-  partitionOf: string | null;
-  /** The tables it inherits from with INHERITS (not partitioning), `schema.name`; absent when none. */
-  inherits?: string[];
+  /** A partition of another table: its parent, else null. */
+  partitionOf: QualifiedName | null;
+  /** The tables it inherits from with INHERITS (not partitioning), in order; absent when none. */
+  inherits?: QualifiedName[];
   owner: string;
   columns: ColumnInfo[];
   /** Primary key columns in key order; empty when there is none. */

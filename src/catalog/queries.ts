@@ -68,7 +68,7 @@ export const SCHEMAS_SQL = `
 /**
  * Ordinary and partitioned tables of user schemas, with owner, size estimate (a partitioned table's: the
  * sum over its partitions at every level), the parent it is a partition of, and the tables it inherits
- * from (INHERITS, not partitioning).
+ * from (INHERITS, not partitioning) — each name as a JSON {schema, name}, never joined into one string.
  */
 export const TABLES_SQL = `
   WITH RECURSIVE tree(root, rel) AS (
@@ -79,12 +79,12 @@ export const TABLES_SQL = `
               WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS estimated_rows,
          CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_catalog.pg_relation_size(t.rel)), 0) FROM tree t WHERE t.root = c.oid)
               ELSE pg_catalog.pg_relation_size(c.oid) END AS bytes,
-         (SELECT pn.nspname || '.' || pc.relname FROM pg_catalog.pg_inherits i
+         (SELECT pg_catalog.json_build_object('schema', pn.nspname, 'name', pc.relname) FROM pg_catalog.pg_inherits i
             JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
            WHERE i.inhrelid = c.oid AND c.relispartition LIMIT 1) AS partition_of,
-         array(SELECT pn.nspname || '.' || pc.relname FROM pg_catalog.pg_inherits i
+         (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('schema', pn.nspname, 'name', pc.relname) ORDER BY i.inhseqno) FROM pg_catalog.pg_inherits i
                  JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
-                WHERE i.inhrelid = c.oid AND NOT c.relispartition ORDER BY i.inhseqno) AS inherits
+                WHERE i.inhrelid = c.oid AND NOT c.relispartition) AS inherits
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY 1, 2`;

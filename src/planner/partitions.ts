@@ -10,24 +10,16 @@
 import type { NodeCatalog, TableInfo } from '../catalog/model.js';
 import { displayName, nameKey, sameName } from '../kernel/index.js';
 
-/**
- * A table's name as the catalog writes a parent in `partitionOf` and `inherits`
- * (`schema.name`, unquoted): only ever compared with those fields, never shown
- * or split. (Those catalog fields are strings; a schema or table with a dot in
- * its name is ambiguous in them.)
- */
-const catalogRelName = (t: Pick<TableInfo, 'schema' | 'name'>) => `${t.schema}.${t.name}`;
-
 /** Every partition under `table` at every level (not the table itself), by name. */
 export function partitionsOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schema' | 'name'>): TableInfo[] {
   const out: TableInfo[] = [];
-  const todo = [catalogRelName(table)];
+  const todo: Array<Pick<TableInfo, 'schema' | 'name'>> = [table];
   while (todo.length) {
     const parent = todo.shift()!;
     for (const t of catalog.tables) {
-      if (t.partitionOf === parent) {
+      if (t.partitionOf && sameName(t.partitionOf, parent)) {
         out.push(t);
-        todo.push(catalogRelName(t));
+        todo.push(t);
       }
     }
   }
@@ -36,22 +28,22 @@ export function partitionsOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schem
 
 /** Whether `t` is a partition of `parent` (directly). */
 export function isPartitionOf(t: TableInfo, parent: Pick<TableInfo, 'schema' | 'name'>): boolean {
-  return t.partitionOf !== null && t.partitionOf === catalogRelName(parent);
+  return t.partitionOf !== null && sameName(t.partitionOf, parent);
 }
 
 /** The ancestors of a partition in the catalog, nearest first. */
 export function ancestorsOf(catalog: NodeCatalog, table: TableInfo): TableInfo[] {
-  const byName = new Map(catalog.tables.map((t) => [catalogRelName(t), t]));
+  const byName = new Map(catalog.tables.map((t) => [nameKey(t), t]));
+  const parentOf = (t: TableInfo) => (t.partitionOf ? byName.get(nameKey(t.partitionOf)) : undefined);
   const out: TableInfo[] = [];
-  for (let up = table.partitionOf ? byName.get(table.partitionOf) : undefined; up && !out.some((t) => sameName(t, up!)); up = up.partitionOf ? byName.get(up.partitionOf) : undefined) out.push(up);
+  for (let up = parentOf(table); up && !out.some((t) => sameName(t, up!)); up = parentOf(up)) out.push(up);
   return out;
 }
 
 /** The tables that inherit from `table` with INHERITS (its inheritance children), in the order of their display names. */
 export function inheritanceChildrenOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schema' | 'name'>): TableInfo[] {
-  const name = catalogRelName(table);
   return catalog.tables
-    .filter((t) => t.inherits?.includes(name))
+    .filter((t) => t.inherits?.some((p) => sameName(p, table)))
     .map((t) => [displayName(t), t] as const)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, t]) => t);

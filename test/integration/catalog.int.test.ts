@@ -40,7 +40,7 @@ describe.each(servers().map((s) => [s.major, s] as const))('catalog of PostgreSQ
       expect(orders.triggers).toEqual(['pgconvey_capture_1', 'pgconvey_truncate_1']);
       expect(cat.tables.find((t) => t.name === 'nokey')).toMatchObject({ primaryKey: [], uniqueNotNull: [] });
       expect(cat.tables.find((t) => t.name === 'measure')).toMatchObject({ kind: 'p', primaryKey: major >= 11 ? ['at', 'city'] : [], partitionOf: null });
-      expect(cat.tables.find((t) => t.name === 'measure_2024')).toMatchObject({ kind: 'r', partitionOf: 'public.measure' });
+      expect(cat.tables.find((t) => t.name === 'measure_2024')).toMatchObject({ kind: 'r', partitionOf: { schema: 'public', name: 'measure' } });
       if (major >= 12) expect(cat.tables.find((t) => t.name === 'gen')!.columns.map((col) => col.generated)).toEqual(['', '', 's']);
       expect(cat.tables.some((t) => t.schema === 'pgconvey')).toBe(false);
       expect(cat.sequences).toEqual([

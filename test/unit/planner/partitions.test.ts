@@ -13,7 +13,7 @@ const Q = 7; // queue id: triggers are pgconvey_*_7
 const ID = 4; // captured table id of public.payment: functions capture_4, capture_truncate_4, capture_truncate_rows_4
 
 const part = (name: string, parent: string, kind: 'r' | 'p' = 'r', extra: Partial<TableInfo> = {}) =>
-  table(name, ['id', 'total'], ['id'], { kind, partitionOf: `public.${parent}`, ...extra });
+  table(name, ['id', 'total'], ['id'], { kind, partitionOf: { schema: 'public', name: parent }, ...extra });
 /** The triggers add_table leaves on a partition (PG 10: the row trigger on each leaf too). */
 const captured = (t: TableInfo, major: number): TableInfo => {
   const fns: Record<string, string> = { [`pgconvey_truncate_${Q}`]: `capture_truncate_${ID}`, [`pgconvey_truncate_rows_${Q}`]: `capture_truncate_rows_${ID}` };
@@ -145,7 +145,7 @@ describe('planner: partitioned tables', () => {
 });
 
 describe('planner: inheritance (INHERITS)', () => {
-  const logs = [table('logs', ['id', 'total']), table('logs_2023', ['id', 'total'], ['id'], { inherits: ['public.logs'] })];
+  const logs = [table('logs', ['id', 'total']), table('logs_2023', ['id', 'total'], ['id'], { inherits: [{ schema: 'public', name: 'logs' }] })];
   it('replicates parent and children as tables of their own, and says when a child is left out', () => {
     const all = plan({ old: catalog(12, [...TABLES, ...logs]), new: catalog(17, [...TABLES, ...logs]) });
     expect(all.checks).toEqual([]);
@@ -155,5 +155,19 @@ describe('planner: inheritance (INHERITS)', () => {
     expect(p.checks.map((c) => [c.code, c.message])).toEqual([
       ['inheritance_children_not_selected', 'table public.logs has inheritance children public.logs_2023 that are not selected: only the rows of public.logs itself replicate (as with ONLY), theirs do not'],
     ]);
+  });
+});
+
+describe('planner: partition trees keyed by {schema, name}', () => {
+  // "a.b".c and a."b.c" were one string, a.b.c, in the catalog's partitionOf: the partitions of one
+  // were taken for the other's (seen failing before partitionOf became a {schema, name}).
+  const parent = (schema: string, name: string): TableInfo => ({ ...table(name, ['id', 'total']), schema, kind: 'p' });
+  const tables = [parent('a.b', 'c'), parent('a', 'b.c'), { ...table('c_1', ['id', 'total']), schema: 'a.b', partitionOf: { schema: 'a.b', name: 'c' } }];
+  it('finds the partitions of the right parent only', async () => {
+    const { partitionsOf, ancestorsOf } = await import('../../../src/planner/partitions.js');
+    const cat = catalog(17, tables);
+    expect(partitionsOf(cat, { schema: 'a.b', name: 'c' }).map((t) => t.name)).toEqual(['c_1']);
+    expect(partitionsOf(cat, { schema: 'a', name: 'b.c' })).toEqual([]);
+    expect(ancestorsOf(cat, cat.tables[2]!).map((t) => [t.schema, t.name])).toEqual([['a.b', 'c']]);
   });
 });
