@@ -47,7 +47,7 @@ async function read(client: pg.Client): Promise<NodeCatalog> {
     });
   }
   for (const r of (await client.query(Q.COLUMNS_SQL(versionNum >= 120000))).rows) {
-    const column: ColumnInfo = { name: r.name, type: r.type, notNull: r.not_null, generated: r.generated, hasDefault: r.has_default };
+    const column: ColumnInfo = { name: r.name, type: r.type, notNull: r.not_null, generated: r.generated, hasDefault: r.has_default, ...(r.identity ? { identity: r.identity } : {}) };
     tables.get(tableKey(r.schema, r.table))?.columns.push(column);
   }
   for (const r of (await client.query(Q.KEYS_SQL)).rows) {

@@ -16,6 +16,8 @@ export interface ColumnInfo {
   /** 's' for a stored generated column (PG 12+), '' otherwise. */
   generated: string;
   hasDefault: boolean;
+  /** 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT; absent (or '') when not an identity column. */
+  identity?: string;
 }
 
 export interface TableInfo {

@@ -92,7 +92,7 @@ export const TABLES_SQL = `
 /** Columns of those tables, in column order (generated: from PG 12). */
 export const COLUMNS_SQL = (generated: boolean) => `
   SELECT n.nspname AS schema, c.relname AS table, a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-         a.attnotnull AS not_null, ${generated ? 'a.attgenerated::text' : "''"} AS generated, a.atthasdef AS has_default
+         a.attnotnull AS not_null, ${generated ? 'a.attgenerated::text' : "''"} AS generated, a.atthasdef AS has_default, a.attidentity::text AS identity
     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
      AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvey') AND n.nspname NOT LIKE 'pg\\_%'

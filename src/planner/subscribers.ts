@@ -1,8 +1,8 @@
 /**
  * The planner's subscriber step, per leaf of a queue: its engine, roles and
  * schema copy when asked for, its subscription, the rights of the file's
- * roles both ways, each replicated table's checks there (missing, columns,
- * types, partitions, triggers that fire on apply), and the tables to start
+ * roles both ways, each replicated table's checks there (missing, schema
+ * drift (drift.ts), partitions, triggers that fire on apply), and the tables to start
  * or stop replicating to it. Tables are keyed by `nameKey`. Pure.
  */
 import { proposeAddSubscriberTable, proposeRemoveSubscriberTable, proposeSubscribe, tableName } from '../actions/index.js';
@@ -10,6 +10,7 @@ import type { NodeCatalog, SequenceInfo, TableInfo } from '../catalog/model.js';
 import type { NodeSpec, QueueSpec } from '../config/index.js';
 import { displayName, nameKey, sameName } from '../kernel/index.js';
 import type { AddCheck, PlanBuilder } from './builder.js';
+import { schemaDriftChecks } from './drift.js';
 import { planEngine } from './engine.js';
 import type { PlanInput } from './input.js';
 import { ancestorsOf, isPartitionOf, partitionsOf } from './partitions.js';
@@ -98,17 +99,7 @@ export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, p
       }
       continue;
     }
-    const shipped = table.columns.filter((c) => c.generated === '');
-    const lacking = shipped.filter((c) => !there.columns.some((x) => x.name === c.name)).map((c) => c.name);
-    if (lacking.length) {
-      check('error', 'columns_missing_on_subscriber', `table ${name} on node "${leaf.name}" lacks the column(s) ${lacking.join(', ')}`, 'add them on the subscriber (ALTER TABLE … ADD COLUMN)', `queues.${queue.name}.nodes.${leaf.name}`);
-    }
-    for (const c of shipped) {
-      const other = there.columns.find((x) => x.name === c.name);
-      if (other && other.type !== c.type) {
-        check('warning', 'column_type_differs', `column ${name}.${c.name} is ${c.type} on the provider and ${other.type} on node "${leaf.name}"`, 'make sure every value converts (the subscriber reads the text of each value)', `queues.${queue.name}.nodes.${leaf.name}`);
-      }
-    }
+    schemaDriftChecks(table, there, { node: leaf.name, path: `queues.${queue.name}.nodes.${leaf.name}` }, check);
     if (table.kind === 'p') partitionSubscriberChecks(input, queue, leaf, rootCatalog, sub, table, there, check);
     // A trigger marked ENABLE ALWAYS or ENABLE REPLICA fires for the apply worker too, as its role: it may
     // change replicated rows, and it runs the table owner's code with the worker's rights.
