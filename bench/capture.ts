@@ -130,12 +130,22 @@ async function main(): Promise<void> {
     // pg_stat_user_functions of the installed trigger, a transaction per update.
     await use('installed');
     await c.query("SET track_functions = 'all'");
-    await c.query('SELECT pg_stat_reset()');
+    const fnStats = async () => {
+      await sleep(1500); // the statistics reach the views after a delay
+      await c!.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await c!.query("SELECT schemaname || '.' || funcname AS f, calls, total_time, self_time FROM pg_stat_user_functions WHERE schemaname = 'pgconvey'");
+      return new Map(rows.map((r) => [r.f as string, { calls: Number(r.calls), total: Number(r.total_time), self: Number(r.self_time) }]));
+    };
+    const before = await fnStats();
     await c.query(`CALL bench.updates(${N}, 1)`);
-    await sleep(1500);
-    const fstats = (
-      await c.query("SELECT schemaname || '.' || funcname AS f, calls, total_time, self_time FROM pg_stat_user_functions WHERE schemaname IN ('pgconvey', 'bench') AND calls > 0 ORDER BY total_time DESC")
-    ).rows;
+    const after = await fnStats();
+    const fstats = [...after]
+      .map(([f, a]) => {
+        const b = before.get(f) ?? { calls: 0, total: 0, self: 0 };
+        return { f, calls: a.calls - b.calls, total_time: a.total - b.total, self_time: a.self - b.self };
+      })
+      .filter((r) => r.calls > 0)
+      .sort((x, y) => y.total_time - x.total_time);
 
     // One multi-row UPDATE: the row trigger vs a statement-level trigger with a transition table.
     const shape = Number((await c.query("SELECT substring($1 from 'v_shape := (\\d+);')::int AS s", [def])).rows[0].s);

@@ -73,11 +73,11 @@ export function mdTable(head: string[], rows: string[][]): string[] {
   return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
 }
 
-/** Prints a report section and appends it to docs/benchmarks.md (a --quick run only prints, unless `alsoQuick`). */
+/** Prints a report section and appends it to docs/benchmarks.md, or to $BENCH_REPORT (a --quick run only prints, unless BENCH_PUBLISH_QUICK is set). */
 export function publish(report: string, quick = false): void {
   process.stdout.write(`\n${report}\n`);
   if (quick && !process.env.BENCH_PUBLISH_QUICK) return;
-  const file = 'docs/benchmarks.md';
+  const file = process.env.BENCH_REPORT ?? 'docs/benchmarks.md';
   if (!existsSync(file)) writeFileSync(file, '# Benchmarks\n\nNumbers written by the scripts in bench/; newest last.\n');
   appendFileSync(file, `\n${report}\n`);
 }
