@@ -26,10 +26,14 @@ export const log = (msg: string) => process.stdout.write(`[bench ${new Date().to
  * max_wal_size 1GB, checkpoint_timeout 30min: a small server, no checkpoint
  * storm in the middle of a round.
  */
-export async function startBenchServers(sourceMajor: number, targetMajor: number): Promise<{ source: RunningServer; target: RunningServer }> {
+export async function startBenchServers(
+  sourceMajor: number,
+  targetMajor: number,
+  extra: { source?: Record<string, string | number>; target?: Record<string, string | number> } = {},
+): Promise<{ source: RunningServer; target: RunningServer }> {
   const [source, target] = await Promise.all([
-    startServer({ major: sourceMajor, durable: true, logical: true, settings: { max_replication_slots: 20, max_wal_senders: 20, track_functions: "'all'" } }),
-    startServer({ major: targetMajor, durable: true }),
+    startServer({ major: sourceMajor, durable: true, logical: true, settings: { max_replication_slots: 20, max_wal_senders: 20, ...extra.source } }),
+    startServer({ major: targetMajor, durable: true, settings: { ...extra.target } }),
   ]);
   return { source, target };
 }
@@ -188,6 +192,8 @@ export interface RunProcess {
   readyMs: number;
   /** The peak RSS so far (VmHWM of the process). */
   peakRss(): number;
+  /** The last 50,000 characters the process logged (JSON lines). */
+  output(): string;
   /** SIGTERM, wait for the exit; resolves with the peak RSS in bytes. */
   stop(): Promise<number>;
 }
@@ -231,6 +237,7 @@ export async function startRun(file: string, extra: string[] = []): Promise<RunP
   });
   return {
     readyMs: Date.now() - t0,
+    output: () => output,
     peakRss: () => Math.max(peak, procRss(child.pid!).peak),
     async stop() {
       peak = Math.max(peak, procRss(child.pid!).peak);
