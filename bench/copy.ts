@@ -1,134 +1,168 @@
 /**
- * Initial-copy benchmark: pgconvey's copy of pgbench_accounts from the old
- * server to the new one, beside `pg_dump --data-only | psql` and a plain
- * `COPY TO | COPY FROM` pipe of the same table in the same run; then several
- * tables copied in parallel; and the worker's peak memory while copying.
+ * Initial-copy benchmark, at durable production settings (bench/pg.ts): from
+ * an empty target database to the data copied, for one large table and for
+ * several tables of the same total size, in interleaved rounds:
  *
- * Usage: npm run bench:copy [-- --scale 20 --tables 4 --source 12 --target 17]
- * Needs pg_dump and psql (Debian: apt-get install postgresql-client-15; pg_dump
- * 15 reads servers up to 15, so keep the source at 15 or older).
+ *   pgconvey   — `apply` (engine, capture, tables by pg_dump -s) + the real `pgconvey run` until every table is copied and merged;
+ *   pg_dump    — `pg_dump -t … | psql` (schema, data, then the primary key), one stream;
+ *   pg_dump -j — `pg_dump -Fd -j N` + `pg_restore -j N` (several tables only: -j splits by table);
+ *   native     — `pg_dump -s | psql` + a subscription's initial sync (copy_data), until every table is 'r'.
+ *
+ * Every round gets a fresh target database. pgconvey copies N tables at once
+ * (daemons.copy.parallel = --jobs), pg_dump/pg_restore take -j N, native
+ * gets max_sync_workers_per_subscription = N: the same parallelism for each.
+ *
+ * Usage: npm run bench:copy [-- --rows 5000000 --tables 8 --rounds 3 --jobs 4]
+ *        npm run bench:copy -- --quick
+ * Needs pg_dump, pg_restore and psql 15 (Debian: postgresql-client-15; pg_dump 15 reads servers up to 15, so keep
+ * the source at 15 or older). Appends to docs/benchmarks.md.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import * as engine from '../src/engine/index.js';
-import { startServer, type RunningServer } from '../src/embedded/index.js';
-import { gitCommit, publish, requireTool, runMain } from './report.js';
+import {
+  connArgs,
+  copySchema,
+  createSubscription,
+  interleaved,
+  log,
+  median,
+  mib,
+  nativeAllSynced,
+  pgbench,
+  pgconveyAllCopied,
+  planAndApply,
+  ratio,
+  secs,
+  shell,
+  spread,
+  sql,
+  startBenchServers,
+  startRun,
+  waitUntil,
+  writeDesiredState,
+} from './pg.js';
+import { commandLine, header, mdTable, publish, requireTool, runMain } from './report.js';
 
 const { values: args } = parseArgs({
   options: {
-    scale: { type: 'string', default: '20' },
-    tables: { type: 'string', default: '4' },
+    rows: { type: 'string', default: '5000000' },
+    tables: { type: 'string', default: '8' },
+    rounds: { type: 'string', default: '3' },
+    jobs: { type: 'string', default: '4' },
     source: { type: 'string', default: '12' },
     target: { type: 'string', default: '17' },
+    quick: { type: 'boolean', default: false },
   },
 });
-const SCALE = Number(args.scale);
+const QUICK = args.quick!;
+const ROWS = QUICK ? 100_000 : Number(args.rows);
+const SCALE = Math.max(1, Math.round(ROWS / 100_000));
 const TABLES = Number(args.tables);
-const log = (msg: string) => process.stdout.write(`[bench] ${msg}\n`);
+const ROUNDS = QUICK ? 1 : Number(args.rounds);
+const JOBS = Number(args.jobs);
+const SRC = 'bench';
 
-
-const client = async (s: RunningServer, db: string) => {
-  const c = new pg.Client({ host: s.host, port: s.port, user: 'postgres', database: db });
-  await c.connect();
-  return c;
-};
-
-async function sql(s: RunningServer, db: string, text: string): Promise<pg.QueryResult> {
-  const c = await client(s, db);
-  try {
-    return await c.query(text);
-  } finally {
-    await c.end();
-  }
-}
-
-function shell(command: string): Promise<number> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-o', 'pipefail', '-c', command], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('close', (code) => (code === 0 ? resolve(Date.now() - t0) : reject(new Error(`${command} failed:\n${err}`))));
-  });
-}
-
+type Method = 'pgconvey' | 'pg_dump' | 'pg_dump_j' | 'native';
 
 async function main(): Promise<void> {
-  const [psql, pgDump] = [requireTool('psql', 'postgresql-client-15'), requireTool('pg_dump', 'postgresql-client-15')];
+  const psql = requireTool('psql', 'postgresql-client-15');
+  const pgDump = requireTool('pg_dump', 'postgresql-client-15');
+  const pgRestore = requireTool('pg_restore', 'postgresql-client-15');
+  requireTool('pgbench', 'postgresql-15');
   const started = Date.now();
-  const [source, target] = await Promise.all([startServer({ major: Number(args.source) }), startServer({ major: Number(args.target) })]);
-  const conn = (s: RunningServer, db: string) => `-h ${s.host} -p ${s.port} -U postgres ${db}`;
+  const { source, target } = await startBenchServers(Number(args.source), Number(args.target), {
+    target: { max_logical_replication_workers: JOBS + 4, max_sync_workers_per_subscription: JOBS, max_worker_processes: JOBS + 12 },
+  });
   try {
-    log(`pgbench -i -s ${SCALE} on the source (${SCALE * 100000} accounts), and ${TABLES} copies of it for the parallel run`);
-    await sql(source, 'postgres', 'CREATE DATABASE bench');
-    execFileSync('pgbench', ['-h', source.host, '-p', String(source.port), '-U', 'postgres', '-i', '-s', String(SCALE), '-q', 'bench'], { stdio: 'ignore' });
-    for (let i = 1; i <= TABLES; i++) await sql(source, 'bench', `CREATE TABLE acc_${i} (LIKE pgbench_accounts INCLUDING ALL); INSERT INTO acc_${i} SELECT * FROM pgbench_accounts WHERE aid % ${TABLES} = ${i - 1}`);
-    await sql(source, 'bench', 'VACUUM ANALYZE');
-    const bytes = Number((await sql(source, 'bench', "SELECT pg_relation_size('pgbench_accounts') AS b")).rows[0].b);
-    const rows = SCALE * 100000;
-    const schema = `CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
-      ${Array.from({ length: TABLES }, (_, i) => `CREATE TABLE acc_${i + 1} (aid int PRIMARY KEY, bid int, abalance int, filler char(84));`).join('\n')}`;
-    for (const db of ['dump', 'pipe', 'pgc']) {
-      await sql(target, 'postgres', `CREATE DATABASE ${db}`);
-      await sql(target, db, schema);
+    log(`pgbench -i -s ${SCALE} on the source (${(SCALE * 100_000).toLocaleString('en-US')} accounts), and ${TABLES} tables of ${SCALE * 100_000 / TABLES} rows`);
+    await sql(source, 'postgres', `CREATE DATABASE ${SRC}`);
+    await pgbench(source, SRC, ['-i', '-s', String(SCALE), '-q']);
+    const multi = Array.from({ length: TABLES }, (_, i) => `acc_${i + 1}`);
+    for (const [i, t] of multi.entries()) await sql(source, SRC, `CREATE TABLE ${t} (LIKE pgbench_accounts INCLUDING ALL); INSERT INTO ${t} SELECT * FROM pgbench_accounts WHERE aid % ${TABLES} = ${i}`);
+    await sql(source, SRC, 'VACUUM ANALYZE');
+    await sql(source, SRC, 'CREATE PUBLICATION pub_single FOR TABLE pgbench_accounts');
+    await sql(source, SRC, `CREATE PUBLICATION pub_multi FOR TABLE ${multi.join(', ')}`);
+    const bytesOf = async (ts: string[]) => Number((await sql(source, SRC, 'SELECT sum(pg_table_size(t::regclass)) AS b FROM unnest($1::text[]) t', [ts]))[0].b);
+
+    const cases = [
+      { name: 'single', title: `one table of ${(SCALE * 100_000).toLocaleString('en-US')} rows (pgbench_accounts)`, tables: ['pgbench_accounts'], methods: ['pgconvey', 'pg_dump', 'native'] as Method[] },
+      { name: 'multi', title: `${TABLES} tables of ${(SCALE * 100_000 / TABLES).toLocaleString('en-US')} rows each`, tables: multi, methods: ['pgconvey', 'pg_dump', 'pg_dump_j', 'native'] as Method[] },
+    ];
+    const results: Array<{ title: string; bytes: number; times: Record<Method, number[]>; rss: number[]; setup: number[]; copyMs: number[] }> = [];
+    let n = 0;
+    for (const c of cases) {
+      const tArgs = c.tables.map((t) => `-t public.${t}`).join(' ');
+      const rss: number[] = [];
+      const setup: number[] = [];
+      const copyMs: number[] = [];
+      log(`${c.title}: ${ROUNDS} interleaved rounds of ${c.methods.join(', ')}`);
+      const times = await interleaved(ROUNDS, c.methods, async (method, round) => {
+        const db = `t${++n}`;
+        await sql(target, 'postgres', `CREATE DATABASE ${db}`);
+        await Promise.all([sql(source, SRC, 'CHECKPOINT'), sql(target, 'postgres', 'CHECKPOINT')]);
+        const t0 = Date.now();
+        if (method === 'pgconvey') {
+          const queue = `q${n}`;
+          const file = writeDesiredState(source, SRC, target, db, { queue, include: c.tables.map((t) => `public.${t}`), copyParallel: JOBS });
+          const pa = await planAndApply(file);
+          setup.push(pa.planMs + pa.applyMs);
+          const run = await startRun(file);
+          await waitUntil('pgconvey to copy every table', () => pgconveyAllCopied(target, db), 3_600_000, 50);
+          const ms = Date.now() - t0;
+          rss.push(await run.stop());
+          // The copies' own time, from the run's 'copied table' log lines (ms each; tables run --jobs at once).
+          const copied = run.output().split('\n').filter((l) => l.includes('"copied table"')).map((l) => Number((JSON.parse(l) as { ms?: number }).ms ?? NaN));
+          copyMs.push(copied.length ? Math.max(...copied) : NaN);
+          await sql(source, SRC, 'SELECT pgconvey.drop_queue($1)', [queue]);
+          await sql(target, 'postgres', `DROP DATABASE ${db}`);
+          log(`  round ${round + 1} pgconvey: ${secs(ms)} (run peak RSS ${mib(rss.at(-1)!)})`);
+          return ms;
+        }
+        if (method === 'pg_dump') {
+          await shell(`${pgDump} ${tArgs} ${connArgs(source, SRC)} | ${psql} -q -v ON_ERROR_STOP=1 ${connArgs(target, db)}`);
+        } else if (method === 'pg_dump_j') {
+          const dir = join(mkdtempSync(join(tmpdir(), 'pgconvey-bench-dump-')), 'd');
+          try {
+            await shell(`${pgDump} -Fd -j ${JOBS} -f ${dir} ${tArgs} ${connArgs(source, SRC)} && ${pgRestore} -j ${JOBS} --exit-on-error -h ${target.host} -p ${target.port} -U postgres -d ${db} ${dir}`);
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
+        } else {
+          await copySchema(source, SRC, target, db, tArgs);
+          await createSubscription(source, SRC, target, db, `sub_${db}`, `pub_${c.name}`);
+          await waitUntil('the initial sync', () => nativeAllSynced(target, db), 3_600_000, 50);
+        }
+        const ms = Date.now() - t0;
+        if (method === 'native') await sql(target, db, `DROP SUBSCRIPTION sub_${db}`);
+        await sql(target, 'postgres', `DROP DATABASE ${db}`);
+        log(`  round ${round + 1} ${method}: ${secs(ms)}`);
+        return ms;
+      });
+      results.push({ title: c.title, bytes: await bytesOf(c.tables), times, rss, setup, copyMs });
     }
 
-    log('baseline: pg_dump --data-only | psql');
-    const dumpMs = await shell(`${pgDump} --data-only -t pgbench_accounts ${conn(source, 'bench')} | ${psql} -q -v ON_ERROR_STOP=1 ${conn(target, 'dump')}`);
-    log(`  ${(dumpMs / 1000).toFixed(2)} s`);
-    log('baseline: COPY TO STDOUT | COPY FROM STDIN through psql');
-    const pipeMs = await shell(`${psql} -c "COPY pgbench_accounts TO STDOUT" ${conn(source, 'bench')} | ${psql} -c "COPY pgbench_accounts FROM STDIN" ${conn(target, 'pipe')}`);
-    log(`  ${(pipeMs / 1000).toFixed(2)} s`);
-
-    log('pgconvey: copy of the same table');
-    const prov = await client(source, 'bench');
-    const sub = await client(target, 'pgc');
-    await engine.installEngine(prov);
-    await engine.installEngine(sub);
-    await engine.createQueue(prov, 'bench');
-    for (const t of ['pgbench_accounts', ...Array.from({ length: TABLES }, (_, i) => `acc_${i + 1}`)]) await engine.addTable(prov, 'bench', 'public', t);
-    await engine.subscribe(prov, sub, 'bench', 'target');
-    await engine.addSubscriberTable(sub, 'bench', 'target', 'public', 'pgbench_accounts', 'pending');
-    let peakRss = 0;
-    const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
-    const rssBefore = process.memoryUsage().rss;
-    const one = await engine.copyTable(() => client(source, 'bench'), () => client(target, 'pgc'), { queue: 'bench', consumer: 'target', schema: 'public', table: 'pgbench_accounts' });
-    log(`  ${(one.durationMs / 1000).toFixed(2)} s, ${one.rows} rows, ${(one.bytes / 1e6).toFixed(0)} MB of COPY text`);
-
-    log(`pgconvey: ${TABLES} tables in parallel (parallel = ${Math.min(TABLES, 4)}) against the pipe, one table after another`);
-    for (let i = 1; i <= TABLES; i++) await engine.addSubscriberTable(sub, 'bench', 'target', 'public', `acc_${i}`, 'pending');
-    let t0 = Date.now();
-    await engine.copyPendingTables(() => client(source, 'bench'), () => client(target, 'pgc'), 'bench', 'target', { parallel: Math.min(TABLES, 4) });
-    const parallelMs = Date.now() - t0;
-    clearInterval(sampler);
-    t0 = Date.now();
-    for (let i = 1; i <= TABLES; i++) await shell(`${psql} -c "COPY acc_${i} TO STDOUT" ${conn(source, 'bench')} | ${psql} -c "COPY acc_${i} FROM STDIN" ${conn(target, 'pipe')}`);
-    const serialPipeMs = Date.now() - t0;
-    log(`  pgconvey ${(parallelMs / 1000).toFixed(2)} s, pipe one after another ${(serialPipeMs / 1000).toFixed(2)} s`);
-    await prov.end();
-    await sub.end();
-
-    const rate = (ms: number) => `${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s, ${Math.round(rows / (ms / 1000)).toLocaleString('en-US')} rows/s`;
-    const report = [
-      `### Initial copy — ${new Date().toISOString().slice(0, 10)}`,
-      '',
-      `Command: \`npm run bench:copy -- --scale ${SCALE} --tables ${TABLES}\` at commit ${gitCommit()} (took ${Math.round((Date.now() - started) / 1000)} s).`,
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB; PostgreSQL ${source.version} → ${target.version}, both local (fsync off); pg_dump/psql ${/\d+\.\d+/.exec(execFileSync(pgDump, ['--version'], { encoding: 'utf8' }))?.[0] ?? '?'}.`,
-      `Table: pgbench_accounts, ${rows.toLocaleString('en-US')} rows, ${(bytes / 1e6).toFixed(0)} MB on disk, primary key on the target.`,
-      '',
-      '| copy | time | throughput (table size / time) |',
-      '| --- | --- | --- |',
-      `| \`pg_dump --data-only \\| psql\` | ${(dumpMs / 1000).toFixed(2)} s | ${rate(dumpMs)} |`,
-      `| \`COPY TO \\| COPY FROM\` through psql | ${(pipeMs / 1000).toFixed(2)} s | ${rate(pipeMs)} |`,
-      `| pgconvey copyTable (snapshot, pin, one transaction) | ${(one.durationMs / 1000).toFixed(2)} s | ${rate(one.durationMs)} (${((dumpMs / one.durationMs) * 100).toFixed(0)}% of pg_dump's, ${((pipeMs / one.durationMs) * 100).toFixed(0)}% of the pipe's) |`,
-      `| ${TABLES} tables of ${(rows / TABLES).toLocaleString('en-US')} rows: pgconvey in parallel vs the pipe one after another | ${(parallelMs / 1000).toFixed(2)} s vs ${(serialPipeMs / 1000).toFixed(2)} s | ${(serialPipeMs / parallelMs).toFixed(2)}× |`,
-      '',
-      `Peak memory (RSS) of the copying process: ${(peakRss / 2 ** 20).toFixed(0)} MiB (${(rssBefore / 2 ** 20).toFixed(0)} MiB before the copy) — rows stream through; nothing holds a table.`,
-      '',
-    ].join('\n');
-    publish(report);
+    const label: Record<Method, string> = {
+      pgconvey: `pgconvey: \`apply\` + \`run\` until copied (copy.parallel ${JOBS})`,
+      pg_dump: '`pg_dump -t … \\| psql`',
+      pg_dump_j: `\`pg_dump -Fd -j ${JOBS}\` + \`pg_restore -j ${JOBS}\``,
+      native: `native LR: \`pg_dump -s \\| psql\` + initial sync (${JOBS} sync workers)`,
+    };
+    const lines = [
+      ...(await header('Initial copy', commandLine('bench:copy'), started, [['source', source], ['target', target]], QUICK)),
+      'Empty target database → data copied (schema included for every method). Each figure: median (min–max, n rounds); rounds interleaved, a fresh target database each.',
+    ];
+    for (const r of results) {
+      const base = median(r.times.pg_dump);
+      const rows = (Object.keys(r.times) as Method[]).map((m) => {
+        const med = median(r.times[m]);
+        return [label[m], spread(r.times[m], secs), `${(r.bytes / 1e6 / (med / 1000)).toFixed(0)} MB/s`, m === 'pg_dump' ? '1.00×' : ratio(base, med), m === 'pgconvey' ? ratio(median(r.times.native), med) : '—'];
+      });
+      lines.push('', `**${r.title}**, ${(r.bytes / 1e6).toFixed(0)} MB on the source:`, '', ...mdTable(['method', 'time', 'table size / time', 'speed vs pg_dump \\| psql', 'pgconvey vs native'], rows));
+      lines.push('', `pgconvey's time includes plan + apply (engine install, capture triggers, schema by pg_dump -s): ${spread(r.setup, secs)}; the longest table copy itself (its COPY, from the run's log) ${spread(r.copyMs, secs)}; the rest is the run starting, waiting for ticks and merging. Peak RSS of \`pgconvey run\` while copying: ${spread(r.rss, mib)}.`);
+    }
+    publish(lines.join('\n') + '\n', QUICK);
   } finally {
     await Promise.all([source.stop(), target.stop()]);
   }

@@ -1,74 +1,322 @@
 /**
- * Engine benchmark: pgconvey against native logical replication, in the same
- * run, on the same two local servers (old source → new target).
+ * Engine benchmark: pgconvey against native logical replication in the same
+ * run, on the same two local servers (old source → new target), at durable
+ * production settings (bench/pg.ts: startBenchServers), pgconvey being the
+ * real `pgconvey run` (compiled dist/, ticker and worker as two processes via
+ * --node, so each can be switched off alone).
  *
- *  1. write overhead: pgbench -N TPS on the source without capture, with
- *     pgconvey replicating, and with native logical replication;
- *  2. catch-up: a backlog of pgbench -N transactions built while the apply
- *     side is stopped, then the time to apply it (row changes per second);
- *  3. lag under a steady 500 transactions/s, measured on the subscriber by a
- *     probe row carrying its send time.
+ *  1. TPS, pgbench -N -c 4 -j 2, in interleaved rounds of five modes, each
+ *     replication alone (the other switched off):
+ *       plain    — no capture trigger, no slot being read;
+ *       capture  — pgconvey's capture triggers and ticker on, worker off;
+ *       decode   — a logical slot being decoded (pg_recvlogical, test_decoding → /dev/null), no triggers: WAL decoding's own cost;
+ *       pgconvey — capturing and replicating (ticker and worker);
+ *       native   — native logical replication (publication → subscription) replicating.
+ *  2. catch-up: per round, a backlog of pgbench -N transactions built with the
+ *     apply side stopped, applied by pgconvey's worker; then the same number of
+ *     transactions built with the subscription disabled, applied by native LR.
+ *  3. lag p50/p95 at each --rates, probe row every 100 ms, interleaved rounds.
+ *  4. peak RSS of the `run` processes in each phase.
  *
- * Usage: npm run bench:engine [-- --scale 20 --seconds 30 --backlog 20000 --source 12 --target 17]
- * Needs pgbench (Debian: apt-get install postgresql-15). Appends to docs/benchmarks.md.
+ * Usage: npm run bench:engine [-- --scale 20 --rounds 3 --seconds 15 --backlog 100000 --rates 500,2000 --lag-seconds 15]
+ *        npm run bench:engine -- --quick      (a smoke run of a minute or two; printed, not written to docs/)
+ * Needs pgbench and pg_recvlogical (Debian: apt-get install postgresql-15). Appends to docs/benchmarks.md.
  */
-import { cpus, totalmem } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { createLogger, runTickerDaemon, runWorkerDaemon } from '../src/daemons/index.js';
-import * as engine from '../src/engine/index.js';
-import { startServer, type RunningServer } from '../src/embedded/index.js';
-import { pgbench, waitUntil, withClient } from './pg.js';
-import { gitCommit, publish, requireTool, runMain } from './report.js';
-import type { ConnectionSpec } from '../src/config/index.js';
+import type { RunningServer } from '../src/embedded/index.js';
+import {
+  copySchema,
+  createSubscription,
+  interleaved,
+  log,
+  median,
+  mib,
+  nativeAllSynced,
+  pgbench,
+  pgconveyAllCopied,
+  pgconveyCaughtUp,
+  planAndApply,
+  ratio,
+  secs,
+  setSubscription,
+  spread,
+  sql,
+  startBenchServers,
+  startRun,
+  waitUntil,
+  withClient,
+  writeDesiredState,
+  type RunProcess,
+} from './pg.js';
+import { commandLine, header, mdTable, publish, requireTool, runMain } from './report.js';
 
 const { values: args } = parseArgs({
   options: {
     scale: { type: 'string', default: '20' },
-    seconds: { type: 'string', default: '30' },
-    backlog: { type: 'string', default: '80000' },
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '15' },
+    backlog: { type: 'string', default: '100000' },
+    rates: { type: 'string', default: '500,2000' },
+    'lag-seconds': { type: 'string', default: '15' },
     source: { type: 'string', default: '12' },
     target: { type: 'string', default: '17' },
-    rate: { type: 'string', default: '500' },
-    'lag-seconds': { type: 'string', default: '20' },
+    quick: { type: 'boolean', default: false },
   },
 });
-const SCALE = Number(args.scale);
-const SECONDS = Number(args.seconds);
-const BACKLOG_TX_PER_CLIENT = Math.ceil(Number(args.backlog) / 4);
-const RATE = Number(args.rate);
-const LAG_SECONDS = Number(args['lag-seconds']);
+const QUICK = args.quick!;
+const SCALE = QUICK ? 1 : Number(args.scale);
+const ROUNDS = QUICK ? 1 : Number(args.rounds);
+const SECONDS = QUICK ? 3 : Number(args.seconds);
+const BACKLOG_TX = QUICK ? 4000 : Number(args.backlog);
+const RATES = args.rates!.split(',').map(Number);
+const LAG_SECONDS = QUICK ? 3 : Number(args['lag-seconds']);
 const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'lag_probe'];
+const LOAD = ['-N', '-c', '4', '-j', '2'];
+const SRC = 'bench';
+const PGC = 'bench'; // pgconvey's target database
+const NAT = 'bench_native'; // native LR's target database
+const SUB = 'bench_native'; // the subscription (and its slot)
 
-const log = (msg: string) => process.stdout.write(`[bench] ${msg}\n`);
-const quiet = createLogger({ level: 'error' });
+type Mode = 'plain' | 'capture' | 'decode' | 'pgconvey' | 'native';
 
+async function main(): Promise<void> {
+  requireTool('pgbench', 'postgresql-15');
+  const recvlogical = requireTool('pg_recvlogical', 'postgresql-15');
+  const started = Date.now();
+  log(`starting PostgreSQL ${args.source} (source) and ${args.target} (target), durable settings`);
+  const { source, target } = await startBenchServers(Number(args.source), Number(args.target));
+  const procs: { ticker?: RunProcess; worker?: RunProcess; recv?: ChildProcess } = {};
+  try {
+    await sql(source, 'postgres', `CREATE DATABASE ${SRC}`);
+    log(`pgbench -i -s ${SCALE} on the source`);
+    await pgbench(source, SRC, ['-i', '-s', String(SCALE), '-q']);
+    await withClient(source, SRC, async (c) => {
+      await c.query('ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY');
+      await c.query('CREATE TABLE lag_probe (id bigserial PRIMARY KEY, sent_at timestamptz NOT NULL)');
+      await c.query('VACUUM ANALYZE');
+    });
+    for (const db of [PGC, NAT]) await sql(target, 'postgres', `CREATE DATABASE ${db}`);
 
-function pgbenchPath(): string {
-  return requireTool('pgbench', 'postgresql-15');
-}
+    // ---- native logical replication: schema, publication, subscription (initial sync) ----
+    await copySchema(source, SRC, target, NAT);
+    await sql(target, NAT, 'ALTER TABLE lag_probe ADD COLUMN received_at timestamptz NOT NULL DEFAULT clock_timestamp()');
+    await sql(source, SRC, `CREATE PUBLICATION bench_pub FOR TABLE ${TABLES.join(', ')}`);
+    let t0 = Date.now();
+    await createSubscription(source, SRC, target, NAT, SUB, 'bench_pub');
+    await waitUntil('the initial sync of native logical replication', () => nativeAllSynced(target, NAT), 1_800_000, 100);
+    const nativeSyncMs = Date.now() - t0;
+    log(`native initial sync: ${secs(nativeSyncMs)}`);
+    await setSubscription(source, SRC, target, NAT, SUB, false);
 
-function spec(s: RunningServer, dbname: string): ConnectionSpec {
-  return { host: s.host, port: s.port, user: 'postgres', dbname };
-}
+    // ---- pgconvey: apply the file (schema copied with pg_dump), run until copied ----
+    const file = writeDesiredState(source, SRC, target, PGC, {});
+    t0 = Date.now();
+    const { planMs, applyMs } = await planAndApply(file);
+    await sql(target, PGC, 'ALTER TABLE lag_probe ADD COLUMN received_at timestamptz NOT NULL DEFAULT clock_timestamp()');
+    const setupRun = await startRun(file);
+    await waitUntil('pgconvey to copy every table', () => pgconveyAllCopied(target, PGC), 1_800_000, 100);
+    const pgcSetupMs = Date.now() - t0;
+    await pgconveyCaughtUp(source, SRC, target, PGC);
+    const setupRss = await setupRun.stop();
+    log(`pgconvey plan ${secs(planMs)}, apply ${secs(applyMs)}, replicating after ${secs(pgcSetupMs)} (run peak RSS ${mib(setupRss)})`);
 
-async function initPgbench(s: RunningServer, db: string): Promise<void> {
-  await withClient(s, 'postgres', (c) => c.query(`CREATE DATABASE ${db}`));
-  await pgbench(s, db, ['-i', '-s', String(SCALE), '-q']);
-  await withClient(s, db, async (c) => {
-    await c.query('ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY');
-    await c.query('CREATE TABLE lag_probe (id bigserial PRIMARY KEY, sent_at timestamptz NOT NULL)');
-    await c.query('VACUUM ANALYZE');
-  });
+    // The capture triggers as installed (enabled ones only: toggled off for the rounds without pgconvey).
+    const triggers = await sql<{ rel: string; name: string }>(
+      source,
+      SRC,
+      `SELECT t.tgrelid::regclass::text AS rel, t.tgname AS name FROM pg_trigger t
+        WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgrelid = ANY ($1::regclass[]) AND t.tgname LIKE 'pgconvey%'`,
+      [TABLES],
+    );
+    let triggersOn = true;
+    const setTriggers = async (on: boolean) => {
+      if (on === triggersOn) return;
+      await withClient(source, SRC, async (c) => {
+        for (const t of triggers) await c.query(`ALTER TABLE ${t.rel} ${on ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(t.name)}`);
+      });
+      triggersOn = on;
+    };
+    let subOn = false;
+    const setNative = async (on: boolean) => {
+      if (on === subOn) return;
+      await setSubscription(source, SRC, target, NAT, SUB, on);
+      subOn = on;
+    };
+    const peaks = { ticker: [] as number[], worker: [] as number[] };
+    const setTicker = async (on: boolean) => {
+      if (on && !procs.ticker) procs.ticker = await startRun(file, ['--node', 'old_root']);
+      if (!on && procs.ticker) {
+        peaks.ticker.push(await procs.ticker.stop());
+        procs.ticker = undefined;
+      }
+    };
+    const setWorker = async (on: boolean) => {
+      if (on && !procs.worker) procs.worker = await startRun(file, ['--node', 'new_leaf']);
+      if (!on && procs.worker) {
+        peaks.worker.push(await procs.worker.stop());
+        procs.worker = undefined;
+      }
+    };
+    const setDecode = async (on: boolean) => {
+      if (on && !procs.recv) {
+        await sql(source, SRC, "SELECT pg_create_logical_replication_slot('bench_decode', 'test_decoding')");
+        procs.recv = spawn(recvlogical, ['-h', source.host, '-p', String(source.port), '-U', 'postgres', '-d', SRC, '-S', 'bench_decode', '--start', '-f', '/dev/null', '-F', '1'], { stdio: 'ignore' });
+        await waitUntil('pg_recvlogical to read its slot', async () => (await sql(source, SRC, "SELECT active FROM pg_replication_slots WHERE slot_name = 'bench_decode'"))[0]?.active === true, 30_000);
+      }
+      if (!on && procs.recv) {
+        const r = procs.recv;
+        const gone = new Promise((res) => r.once('exit', res));
+        r.kill('SIGINT');
+        await gone;
+        procs.recv = undefined;
+        await waitUntil('the decode slot to be released', async () => (await sql(source, SRC, "SELECT active FROM pg_replication_slots WHERE slot_name = 'bench_decode'"))[0]?.active === false, 30_000);
+        await sql(source, SRC, "SELECT pg_drop_replication_slot('bench_decode')");
+      }
+    };
+    /** A marker row on the source; resolves once native LR has applied it (everything before it is applied). */
+    const nativeCaughtUp = async () => {
+      const id = Number((await sql(source, SRC, 'INSERT INTO lag_probe (sent_at) VALUES (clock_timestamp()) RETURNING id'))[0].id);
+      await waitUntil('native logical replication to catch up', async () => (await sql(target, NAT, 'SELECT 1 FROM lag_probe WHERE id = $1', [id])).length === 1);
+    };
+    const pgcCaughtUp = () => pgconveyCaughtUp(source, SRC, target, PGC);
+
+    /** Switches everything to `mode` (the others off) and waits until the replication of that mode has caught up. */
+    const enter = async (mode: Mode) => {
+      const pgc = mode === 'capture' || mode === 'pgconvey';
+      if (mode !== 'pgconvey') await setWorker(false);
+      if (!pgc) await setTicker(false);
+      if (mode !== 'native') await setNative(false);
+      if (mode !== 'decode') await setDecode(false);
+      await setTriggers(pgc);
+      if (pgc) await setTicker(true);
+      if (mode === 'pgconvey') {
+        await setWorker(true);
+        await pgcCaughtUp();
+      }
+      if (mode === 'native') {
+        await setNative(true);
+        await nativeCaughtUp();
+      }
+      if (mode === 'decode') await setDecode(true);
+    };
+
+    // ---- 1. TPS in interleaved rounds ----
+    const modes: Mode[] = ['plain', 'capture', 'decode', 'pgconvey', 'native'];
+    log(`TPS: ${ROUNDS} interleaved rounds of ${SECONDS} s, pgbench ${LOAD.join(' ')}, modes ${modes.join(', ')}`);
+    const tps = await interleaved(ROUNDS, modes, async (mode, round) => {
+      await enter(mode);
+      await withClient(source, SRC, (c) => c.query('CHECKPOINT'));
+      const r = (await pgbench(source, SRC, [...LOAD, '-T', String(SECONDS)])).tps;
+      log(`  round ${round + 1} ${mode}: ${r.toFixed(0)} tps`);
+      return r;
+    });
+    const tpsWorkerPeak = Math.max(0, ...peaks.worker);
+
+    // ---- 2. catch-up of the same number of transactions ----
+    log(`catch-up: ${ROUNDS} rounds of a ${BACKLOG_TX}-transaction backlog (${BACKLOG_TX * 2} row changes) for each`);
+    const catchup = { pgconvey: [] as number[], native: [] as number[] };
+    const catchupPeaks: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      // pgconvey: triggers and ticker on, worker off while the backlog is written.
+      await enter('capture');
+      await setWorker(true);
+      await pgcCaughtUp();
+      await setWorker(false);
+      await pgbench(source, SRC, [...LOAD, '-t', String(Math.ceil(BACKLOG_TX / 4))]);
+      const tick = BigInt((await sql(source, SRC, "SELECT pgconvey.force_tick('bench') AS t"))[0].t);
+      const w = await startRun(file, ['--node', 'new_leaf']);
+      const tw = Date.now();
+      await waitUntil('pgconvey catch-up', async () => BigInt((await sql(target, PGC, 'SELECT completed_tick FROM pgconvey.subscription'))[0].completed_tick ?? 0) >= tick, 1_800_000, 10);
+      catchup.pgconvey.push(Date.now() - tw);
+      catchupPeaks.push(await w.stop());
+      // native: the slot first reads what the pgconvey backlog wrote (untimed), then a backlog of its own.
+      await enter('native');
+      await setNative(false);
+      await setTriggers(false);
+      await pgbench(source, SRC, [...LOAD, '-t', String(Math.ceil(BACKLOG_TX / 4))]);
+      const id = Number((await sql(source, SRC, 'INSERT INTO lag_probe (sent_at) VALUES (clock_timestamp()) RETURNING id'))[0].id);
+      const tn = Date.now();
+      await setNative(true);
+      await waitUntil('native catch-up', async () => (await sql(target, NAT, 'SELECT 1 FROM lag_probe WHERE id = $1', [id])).length === 1, 1_800_000, 10);
+      catchup.native.push(Date.now() - tn);
+      log(`  round ${round + 1}: pgconvey ${secs(catchup.pgconvey.at(-1)!)} (peak RSS ${mib(catchupPeaks.at(-1)!)}), native ${secs(catchup.native.at(-1)!)}`);
+    }
+
+    // ---- 3. lag at each rate ----
+    const lag: Record<string, { p50: number[]; p95: number[]; tps: number[] }> = {};
+    const lagPeaks: number[] = [];
+    for (const rate of RATES) {
+      for (const tool of ['pgconvey', 'native'] as const) lag[`${tool}@${rate}`] = { p50: [], p95: [], tps: [] };
+      await interleaved(ROUNDS, ['pgconvey', 'native'] as const, async (tool, round) => {
+        await enter(tool);
+        const db = tool === 'pgconvey' ? PGC : NAT;
+        const from = Number((await sql(source, SRC, 'SELECT coalesce(max(id), 0) AS m FROM lag_probe'))[0].m);
+        const probe = startProbe(source);
+        const r = (await pgbench(source, SRC, [...LOAD, '-R', String(rate), '-T', String(LAG_SECONDS)])).tps;
+        await probe.stop();
+        if (tool === 'pgconvey') await pgcCaughtUp();
+        else await nativeCaughtUp();
+        const [s] = await sql(
+          target,
+          db,
+          `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95, count(*) AS n
+             FROM (SELECT extract(epoch FROM received_at - sent_at) * 1000 AS ms FROM lag_probe WHERE id > $1) x`,
+          [from],
+        );
+        const k = `${tool}@${rate}`;
+        lag[k]!.p50.push(Number(s.p50));
+        lag[k]!.p95.push(Number(s.p95));
+        lag[k]!.tps.push(r);
+        if (tool === 'pgconvey') lagPeaks.push(procs.worker?.peakRss() ?? 0);
+        log(`  lag round ${round + 1} ${tool} at ${rate} tps (${r.toFixed(0)} achieved): p50 ${Number(s.p50).toFixed(1)} ms, p95 ${Number(s.p95).toFixed(1)} ms (${s.n} probes)`);
+        return Number(s.p50);
+      });
+    }
+    await enter('plain');
+    const tickerPeak = Math.max(0, ...peaks.ticker);
+
+    const t = (m: Mode) => median(tps[m]);
+    const ofPlain = (m: Mode) => `${((t(m) / t('plain')) * 100).toFixed(0)}% of plain`;
+    const rowsPerS = (ms: number) => (BACKLOG_TX * 2) / (ms / 1000);
+    const ms1 = (x: number) => x.toFixed(1);
+    const lines = [
+      ...(await header('Engine: TPS, capture cost, catch-up, lag, memory', commandLine('bench:engine'), started, [['source', source], ['target', target]], QUICK)),
+      `Workload: pgbench scale ${SCALE} (\`pgbench_history\` given a bigserial primary key), \`pgbench ${LOAD.join(' ')}\`; each -N transaction changes 2 rows. pgconvey is the compiled \`pgconvey run\` (ticker \`--node old_root\` and worker \`--node new_leaf\` as two processes); native is a publication of the same 5 tables and a subscription on the same target server (subscription defaults: synchronous_commit off). Each figure: median (min–max, n rounds).`,
+      '',
+      ...mdTable(
+        ['measure', 'plain', 'pgconvey', 'native logical replication', 'pgconvey / native'],
+        [
+          [`TPS, capture only (pgconvey: triggers + ticker, worker off; native: a slot decoded by pg_recvlogical/test_decoding), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.capture)} — ${ofPlain('capture')}`, `${spread(tps.decode)} — ${ofPlain('decode')}`, ratio(t('capture'), t('decode'))],
+          [`TPS, replicating (apply on the same cores), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.pgconvey)} — ${ofPlain('pgconvey')}`, `${spread(tps.native)} — ${ofPlain('native')}`, ratio(t('pgconvey'), t('native'))],
+          [`catch-up of ${BACKLOG_TX} transactions (${BACKLOG_TX * 2} row changes) built with the apply side stopped`, '—', `${spread(catchup.pgconvey, secs)} = ${Math.round(rowsPerS(median(catchup.pgconvey))).toLocaleString('en-US')} rows/s`, `${spread(catchup.native, secs)} = ${Math.round(rowsPerS(median(catchup.native))).toLocaleString('en-US')} rows/s`, `**${ratio(median(catchup.native), median(catchup.pgconvey))}** (speed)`],
+          ...RATES.flatMap((rate) => {
+            const p = lag[`pgconvey@${rate}`]!;
+            const n = lag[`native@${rate}`]!;
+            return [[`lag at ${rate} tps (achieved: pgconvey ${median(p.tps).toFixed(0)}, native ${median(n.tps).toFixed(0)}), probe every 100 ms, ${LAG_SECONDS} s rounds: p50 / p95 in ms`, '—', `p50 ${spread(p.p50, ms1)}; p95 ${spread(p.p95, ms1)}`, `p50 ${spread(n.p50, ms1)}; p95 ${spread(n.p95, ms1)}`, ratio(median(p.p50), median(n.p50))]];
+          }),
+          ['empty target → replicating (schema + copy of the 5 tables)', '—', `${secs(pgcSetupMs)} (plan ${secs(planMs)}, apply ${secs(applyMs)})`, `${secs(nativeSyncMs)} (subscription's initial sync; schema by pg_dump -s before, untimed)`, '—'],
+        ],
+      ),
+      '',
+      `Peak RSS of \`pgconvey run\`: the setup run (copy of scale ${SCALE}) ${mib(setupRss)}; the worker during the TPS rounds ${mib(tpsWorkerPeak)}, during catch-up ${spread(catchupPeaks, mib)}, during the lag rounds ${mib(Math.max(0, ...lagPeaks))}; the ticker ${mib(tickerPeak)}.`,
+      '',
+    ];
+    publish(lines.join('\n'), QUICK);
+  } finally {
+    await procs.worker?.stop().catch(() => undefined);
+    await procs.ticker?.stop().catch(() => undefined);
+    procs.recv?.kill('SIGINT');
+    await Promise.all([source.stop(), target.stop()]);
+  }
 }
 
 /** Inserts a probe row every 100 ms until stopped. */
-function startProbe(s: RunningServer, db: string): { stop: () => Promise<number> } {
+function startProbe(s: RunningServer): { stop: () => Promise<void> } {
   let running = true;
-  let sent = 0;
-  const done = withClient(s, db, async (c) => {
+  const done = withClient(s, SRC, async (c) => {
     while (running) {
       await c.query('INSERT INTO lag_probe (sent_at) VALUES (clock_timestamp())');
-      sent++;
       await new Promise((r) => setTimeout(r, 100));
     }
   });
@@ -76,207 +324,8 @@ function startProbe(s: RunningServer, db: string): { stop: () => Promise<number>
     stop: async () => {
       running = false;
       await done;
-      return sent;
     },
   };
-}
-
-/** Lag of the probe rows received on the subscriber since `fromId`: median, p95, max in ms. */
-async function probeLag(target: RunningServer, db: string, fromId: number): Promise<{ median: number; p95: number; max: number; n: number }> {
-  return withClient(target, db, async (c) => {
-    const { rows } = await c.query(
-      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS median, percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95, max(ms) AS max, count(*) AS n
-         FROM (SELECT extract(epoch FROM received_at - sent_at) * 1000 AS ms FROM lag_probe WHERE id > $1) x`,
-      [fromId],
-    );
-    return { median: Number(rows[0].median), p95: Number(rows[0].p95), max: Number(rows[0].max), n: Number(rows[0].n) };
-  });
-}
-
-async function maxProbeId(s: RunningServer, db: string): Promise<number> {
-  return withClient(s, db, async (c) => Number((await c.query('SELECT coalesce(max(id), 0) AS m FROM lag_probe')).rows[0].m));
-}
-
-async function main(): Promise<void> {
-  pgbenchPath();
-  const started = Date.now();
-  log(`starting PostgreSQL ${args.source} (source, wal_level=logical) and ${args.target} (target)`);
-  // synchronous_commit on (unlike the test defaults): otherwise WAL reaches a walsender only every
-    // wal_writer_delay, which would handicap the native baseline's lag.
-    const settings = { synchronous_commit: 'on' };
-    const [source, target] = await Promise.all([
-      startServer({ major: Number(args.source), logical: true, settings }),
-      startServer({ major: Number(args.target), logical: true, settings }),
-    ]);
-  try {
-    log(`pgbench -i -s ${SCALE} on the source and on two target databases`);
-    await Promise.all([initPgbench(source, 'bench'), initPgbench(target, 'bench_pgconvey'), initPgbench(target, 'bench_native')]);
-    for (const db of ['bench_pgconvey', 'bench_native']) {
-      await withClient(target, db, (c) => c.query('ALTER TABLE lag_probe ADD COLUMN received_at timestamptz NOT NULL DEFAULT clock_timestamp()'));
-    }
-    const run = ['-N', '-c', '4', '-j', '2'];
-
-    // ---- pgconvey ----
-    const src = spec(source, 'bench');
-    const dst = spec(target, 'bench_pgconvey');
-    await withClient(source, 'bench', async (c) => {
-      await engine.installEngine(c);
-      await engine.createQueue(c, 'bench');
-      for (const t of TABLES) await engine.addTable(c, 'bench', 'public', t);
-    });
-    await withClient(target, 'bench_pgconvey', async (sub) => {
-      await engine.installEngine(sub);
-      await withClient(source, 'bench', (prov) => engine.subscribe(prov, sub, 'bench', 'target'));
-      for (const t of TABLES) await engine.addSubscriberTable(sub, 'bench', 'target', 'public', t);
-    });
-    const tickerStop = new AbortController();
-    const ticker = runTickerDaemon({ provider: src, queue: 'bench', log: quiet, signal: tickerStop.signal });
-    const startWorker = () => {
-      const stop = new AbortController();
-      const done = runWorkerDaemon({ provider: src, subscriber: dst, queue: 'bench', consumer: 'target', log: quiet, signal: stop.signal });
-      return async () => {
-        stop.abort();
-        await done;
-      };
-    };
-    const completedTick = () => withClient(target, 'bench_pgconvey', async (c) => BigInt((await c.query('SELECT completed_tick FROM pgconvey.subscription')).rows[0].completed_tick));
-    const caughtUp = async () => {
-      const t = await withClient(source, 'bench', (c) => engine.forceTick(c, 'bench'));
-      await waitUntil('pgconvey to catch up', async () => (await completedTick()) >= BigInt(t));
-    };
-
-    // Capture overhead: rounds with the capture triggers disabled and enabled, interleaved, so that
-    // the machine's drift hits both alike; the medians are compared.
-    const setTriggers = (on: boolean) =>
-      withClient(source, 'bench', async (c) => {
-        for (const t of TABLES) await c.query(`ALTER TABLE ${t} ${on ? 'ENABLE' : 'DISABLE'} TRIGGER pgconvey_capture_1`);
-      });
-    const roundSeconds = Math.max(5, Math.round(SECONDS / 3));
-    const baseRounds: number[] = [];
-    const captureRounds: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      await setTriggers(false);
-      baseRounds.push((await pgbench(source, 'bench', [...run, '-T', String(roundSeconds)])).tps);
-      await setTriggers(true);
-      captureRounds.push((await pgbench(source, 'bench', [...run, '-T', String(roundSeconds)])).tps);
-      log(`  round ${round + 1}: ${baseRounds[round]!.toFixed(0)} tps without capture, ${captureRounds[round]!.toFixed(0)} tps capturing (ticker running, worker stopped)`);
-    }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    const baseTps = median(baseRounds);
-    const captureTps = median(captureRounds);
-    // (The rounds without triggers changed the source unseen by the subscriber. That does not
-    // disturb the measurements: replayed updates find their rows, new history ids never collide.)
-    let stopWorker = startWorker();
-    await caughtUp();
-    log(`TPS with pgconvey capturing and replicating: pgbench ${run.join(' ')} -T ${SECONDS}`);
-    const pgcTps = (await pgbench(source, 'bench', [...run, '-T', String(SECONDS)])).tps;
-    log(`  ${pgcTps.toFixed(0)} tps`);
-    await caughtUp();
-    await stopWorker();
-
-    // Catch-up, three times; the median counts.
-    const pgcRates: number[] = [];
-    let backlogEvents = 0;
-    let t0 = 0;
-    for (let round = 0; round < 3; round++) {
-      await stopWorker();
-      await pgbench(source, 'bench', [...run, '-t', String(BACKLOG_TX_PER_CLIENT)]);
-      const backlogTick = await withClient(source, 'bench', (c) => engine.forceTick(c, 'bench'));
-      const events = await withClient(source, 'bench', async (c) => Number((await engine.queueStatus(c, 'bench'))[0]!.pendingEvents));
-      t0 = Date.now();
-      stopWorker = startWorker();
-      await waitUntil('pgconvey catch-up', async () => (await completedTick()) >= BigInt(backlogTick));
-      const ms = Date.now() - t0;
-      pgcRates.push(Math.round(events / (ms / 1000)));
-      log(`  catch-up ${round + 1}: ${events} row changes in ${(ms / 1000).toFixed(2)} s = ${pgcRates[round]} rows/s`);
-      backlogEvents = events;
-    }
-
-    log(`pgconvey lag at ${RATE} tps for ${LAG_SECONDS} s`);
-    let fromProbe = await maxProbeId(source, 'bench');
-    let probe = startProbe(source, 'bench');
-    await pgbench(source, 'bench', [...run, '-R', String(RATE), '-T', String(LAG_SECONDS)]);
-    await probe.stop();
-    await caughtUp();
-    const pgcLag = await probeLag(target, 'bench_pgconvey', fromProbe);
-    log(`  median ${pgcLag.median.toFixed(0)} ms, p95 ${pgcLag.p95.toFixed(0)} ms, max ${pgcLag.max.toFixed(0)} ms (${pgcLag.n} probes)`);
-    await stopWorker();
-    tickerStop.abort();
-    await ticker;
-    await withClient(source, 'bench', async (c) => {
-      for (const t of TABLES) await engine.removeTable(c, 'bench', 'public', t);
-    });
-
-    // ---- native logical replication ----
-    log('native logical replication: publication on the source, subscription on the target');
-    await withClient(source, 'bench', (c) => c.query(`CREATE PUBLICATION bench_pub FOR TABLE ${TABLES.join(', ')}`));
-    await withClient(target, 'bench_native', async (c) => {
-      // Align the subscriber with the source first (the pgconvey phases changed the source).
-      for (const t of ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'lag_probe']) await c.query(`TRUNCATE ${t}`);
-      await c.query(
-        `CREATE SUBSCRIPTION bench_sub CONNECTION 'host=${source.host} port=${source.port} user=postgres dbname=bench' PUBLICATION bench_pub WITH (copy_data = true)`,
-      );
-    });
-    await waitUntil('the initial sync of native logical replication', () =>
-      withClient(target, 'bench_native', async (c) => Number((await c.query("SELECT count(*) AS n FROM pg_subscription_rel WHERE srsubstate <> 'r'")).rows[0].n) === 0),
-    );
-    const nativeCaughtUp = async () => {
-      const marker = await withClient(source, 'bench', async (c) => Number((await c.query('INSERT INTO lag_probe (sent_at) VALUES (clock_timestamp()) RETURNING id')).rows[0].id));
-      await waitUntil('native replication to catch up', () =>
-        withClient(target, 'bench_native', async (c) => Number((await c.query('SELECT count(*) AS n FROM lag_probe WHERE id = $1', [marker])).rows[0].n) === 1),
-      );
-    };
-    log(`TPS with native logical replication: pgbench ${run.join(' ')} -T ${SECONDS}`);
-    const nativeTps = (await pgbench(source, 'bench', [...run, '-T', String(SECONDS)])).tps;
-    log(`  ${nativeTps.toFixed(0)} tps`);
-    await nativeCaughtUp();
-
-    log(`native catch-up: the same backlog with the subscription disabled, three times`);
-    const nativeEvents = BACKLOG_TX_PER_CLIENT * 4 * 2;
-    const nativeRates: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      await withClient(target, 'bench_native', (c) => c.query('ALTER SUBSCRIPTION bench_sub DISABLE'));
-      await pgbench(source, 'bench', [...run, '-t', String(BACKLOG_TX_PER_CLIENT)]);
-      t0 = Date.now();
-      await withClient(target, 'bench_native', (c) => c.query('ALTER SUBSCRIPTION bench_sub ENABLE'));
-      await nativeCaughtUp();
-      const ms = Date.now() - t0;
-      nativeRates.push(Math.round(nativeEvents / (ms / 1000)));
-      log(`  catch-up ${round + 1}: ${nativeEvents} row changes in ${(ms / 1000).toFixed(2)} s = ${nativeRates[round]} rows/s`);
-    }
-
-    log(`native lag at ${RATE} tps for ${LAG_SECONDS} s`);
-    fromProbe = await maxProbeId(source, 'bench');
-    probe = startProbe(source, 'bench');
-    await pgbench(source, 'bench', [...run, '-R', String(RATE), '-T', String(LAG_SECONDS)]);
-    await probe.stop();
-    await nativeCaughtUp();
-    const nativeLag = await probeLag(target, 'bench_native', fromProbe);
-    log(`  median ${nativeLag.median.toFixed(1)} ms, p95 ${nativeLag.p95.toFixed(1)} ms, max ${nativeLag.max.toFixed(1)} ms (${nativeLag.n} probes)`);
-    await withClient(target, 'bench_native', (c) => c.query('DROP SUBSCRIPTION bench_sub'));
-
-    const loss = (tps: number) => `${(((tps - baseTps) / baseTps) * 100).toFixed(0)}%`;
-    const pgcRate = median(pgcRates);
-    const nativeRate = median(nativeRates);
-    const report = [
-      `### Engine: capture overhead, catch-up and lag — ${new Date().toISOString().slice(0, 10)}`,
-      '',
-      `Command: \`npm run bench:engine -- --scale ${SCALE} --seconds ${SECONDS} --backlog ${BACKLOG_TX_PER_CLIENT * 4}\` at commit ${gitCommit()} (took ${Math.round((Date.now() - started) / 1000)} s).`,
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${source.version} (source, wal_level=logical) → ${target.version} (target), both local, embedded test settings (fsync off).`,
-      `Workload: pgbench scale ${SCALE}, \`-N -c 4 -j 2\`; \`pgbench_history\` given a bigserial primary key. Each -N transaction changes 2 rows.`,
-      '',
-      '| measure | without replication | pgconvey | native logical replication |',
-      '| --- | --- | --- | --- |',
-      `| TPS, \`pgbench -N -c 4 -j 2\`, capture only (worker stopped): median of 3 interleaved ${roundSeconds} s rounds | ${baseTps.toFixed(0)} | ${captureTps.toFixed(0)} (${loss(captureTps)}) | — |`,
-      `| TPS, same, replication running (apply on the same 2 cores), one ${SECONDS} s run | ${baseTps.toFixed(0)} | ${pgcTps.toFixed(0)} (${loss(pgcTps)}) | ${nativeTps.toFixed(0)} (${loss(nativeTps)}) |`,
-      `| catch-up of ${BACKLOG_TX_PER_CLIENT * 4} transactions (about ${backlogEvents} row changes) built with the apply side stopped: median of 3 (all three) | — | **${pgcRate} rows/s** (${pgcRates.join(', ')}) | **${nativeRate} rows/s** (${nativeRates.join(', ')}) |`,
-      `| lag at ${RATE} tps (probe row every 100 ms, ${LAG_SECONDS} s) | — | median ${pgcLag.median.toFixed(0)} ms, p95 ${pgcLag.p95.toFixed(0)} ms, max ${pgcLag.max.toFixed(0)} ms | median ${nativeLag.median.toFixed(1)} ms, p95 ${nativeLag.p95.toFixed(1)} ms, max ${nativeLag.max.toFixed(1)} ms |`,
-      '',
-    ].join('\n');
-    publish(report);
-  } finally {
-    await Promise.all([source.stop(), target.stop()]);
-  }
 }
 
 runMain(main);

@@ -20,6 +20,12 @@ export interface ServerOptions {
   settings?: Record<string, string | number>;
   /** Keep WAL logical-capable (for native logical replication baselines). Default false. */
   logical?: boolean;
+  /**
+   * Production-like durability for benchmarks: fsync, synchronous_commit and
+   * full_page_writes on, and WAL at least `replica` (`logical` with `logical`).
+   * Default false: the test settings (fsync off, wal_level minimal unless logical).
+   */
+  durable?: boolean;
 }
 
 export interface RunningServer {
@@ -188,9 +194,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const settings: Record<string, string | number> = {
     listen_addresses: "'127.0.0.1'",
     unix_socket_directories: `'${runDir}'`,
-    fsync: 'off',
-    synchronous_commit: 'off',
-    full_page_writes: 'off',
+    fsync: options.durable ? 'on' : 'off',
+    synchronous_commit: options.durable ? 'on' : 'off',
+    full_page_writes: options.durable ? 'on' : 'off',
     shared_buffers: '128MB',
     max_connections: 100,
     max_wal_size: '1GB',
@@ -199,7 +205,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log_min_messages: 'warning',
     ...(options.logical
       ? { wal_level: 'logical', max_wal_senders: 10, max_replication_slots: 10 }
-      : { wal_level: 'minimal', max_wal_senders: 0 }),
+      : options.durable
+        ? { wal_level: 'replica', max_wal_senders: 10 }
+        : { wal_level: 'minimal', max_wal_senders: 0 }),
     ...options.settings,
   };
   await writeFile(

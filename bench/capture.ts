@@ -1,0 +1,217 @@
+/**
+ * Capture-cost micro-benchmark: where the capture trigger's time goes, on one
+ * durable server (bench/pg.ts settings), pgbench_accounts captured by a
+ * pgconvey queue. The engine's capture SQL is not changed: the variants are
+ * copies of the installed capture function (read back with
+ * pg_get_functiondef) with one part cut out, each installed as the only
+ * AFTER ROW trigger of the table in turn:
+ *
+ *   none        — no trigger;
+ *   empty       — a plpgsql trigger that returns NULL (the price of any row trigger);
+ *   wrapper     — empty, but SECURITY DEFINER with the capture's SET clauses (the function-call wrapper);
+ *   no-insert   — the capture without its event-table INSERT (row image, txid routing, shape check, wrapper);
+ *   no-shape    — the capture without its shape check (the shape taken as known);
+ *   no-wrapper  — the capture without SECURITY DEFINER and SET clauses;
+ *   capture     — the capture as installed (a copy, owned by the bench's superuser);
+ *   installed   — the installed trigger itself (owned by the capture role).
+ *
+ * Each variant runs N single-row UPDATEs of pgbench_accounts inside one
+ * server-side procedure (no client round trip), once with a COMMIT after each
+ * (the OLTP case: the shape check runs every transaction) and once in one
+ * transaction; synchronous_commit = off in that session so that commit fsyncs
+ * do not drown the CPU cost being measured. Rounds interleave the variants.
+ * Then pg_stat_user_functions (track_functions = all) of the installed
+ * trigger, and EXPLAIN ANALYZE of one multi-row UPDATE: the row trigger
+ * against a statement-level trigger with a transition table writing the same
+ * events (what a statement-level capture could win for multi-row statements).
+ *
+ * Usage: npm run bench:capture [-- --updates 20000 --rounds 3 --multi 20000 --major 12]
+ *        npm run bench:capture -- --quick
+ */
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import * as engine from '../src/engine/index.js';
+import { startServer } from '../src/embedded/index.js';
+import { connect, interleaved, log, median, pgbench, sleep, spread, sql } from './pg.js';
+import { commandLine, header, mdTable, publish, runMain } from './report.js';
+
+const { values: args } = parseArgs({
+  options: {
+    updates: { type: 'string', default: '20000' },
+    multi: { type: 'string', default: '20000' },
+    rounds: { type: 'string', default: '3' },
+    major: { type: 'string', default: '12' },
+    quick: { type: 'boolean', default: false },
+  },
+});
+const QUICK = args.quick!;
+const N = QUICK ? 1000 : Number(args.updates);
+const MULTI = QUICK ? 1000 : Number(args.multi);
+const ROUNDS = QUICK ? 1 : Number(args.rounds);
+const DB = 'bench';
+
+const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'capture', 'installed'] as const;
+type Variant = (typeof VARIANTS)[number];
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const server = await startServer({ major: Number(args.major), durable: true, settings: { track_functions: "'all'" } });
+  let c: pg.Client | undefined;
+  try {
+    await sql(server, 'postgres', `CREATE DATABASE ${DB}`);
+    await pgbench(server, DB, ['-i', '-s', '1', '-q']);
+    c = await connect(server, DB);
+    await engine.installEngine(c);
+    await engine.createQueue(c, 'bench');
+    await engine.addTable(c, 'bench', 'public', 'pgbench_accounts');
+    await c.query('VACUUM ANALYZE pgbench_accounts');
+    const [trg] = (
+      await c.query(
+        `SELECT t.tgname, p.oid::regprocedure::text AS fn, pg_get_functiondef(p.oid) AS def, p.proconfig
+           FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+          WHERE t.tgrelid = 'pgbench_accounts'::regclass AND NOT t.tgisinternal AND p.proname ~ '^capture_[0-9]+$'`,
+      )
+    ).rows;
+    if (!trg) throw new Error('no capture trigger found on pgbench_accounts');
+    const def: string = trg.def;
+    const events = (await c.query("SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'pgconvey' AND tablename ~ '^event_[0-9]+_[0-9]$'")).rows.map((r) => r.t as string);
+
+    // The variants: copies of the installed function with one part cut, as bench.<name>().
+    const rename = (d: string, name: string) => d.replace(/FUNCTION\s+pgconvey\.capture_\d+\(\)/, `FUNCTION bench."${name}"()`);
+    const noWrapper = (d: string) => d.replace(/^\s*SECURITY DEFINER\s*$/m, '').replace(/^\s*SET [a-z_]+ (TO|=) .*$/gim, '');
+    const noInsert = (d: string) => d.replace(/INSERT INTO pgconvey\.event_\d+_\d+ \(ev_table, ev_op, ev_shape, ev_key, ev_data\) VALUES \(/g, 'PERFORM ROW(');
+    const noShape = (d: string) => d.replace(/v_cached := pg_catalog\.current_setting\('pgconvey\.shape_(\d+)', true\);.*?END IF; (?=IF TG_OP)/s, 'v_shape := $1; ');
+    const bodies: Partial<Record<Variant, string>> = {
+      empty: `CREATE FUNCTION bench.empty() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$`,
+      wrapper: `CREATE FUNCTION bench.wrapper() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER ${(trg.proconfig as string[] | null ?? []).map((s) => `SET ${s.replace('=', ' = ')}`).join(' ')} AS $$BEGIN RETURN NULL; END$$`,
+      'no-insert': rename(noInsert(def), 'no-insert'),
+      'no-shape': rename(noShape(def), 'no-shape'),
+      'no-wrapper': rename(noWrapper(def), 'no-wrapper'),
+      capture: rename(def, 'capture'),
+    };
+    if (bodies['no-insert'] === rename(def, 'no-insert') || bodies['no-shape'] === rename(def, 'no-shape')) throw new Error(`could not cut the capture function into its parts; its text changed:\n${def}`);
+    if (process.env.BENCH_SHOW_VARIANTS) for (const [v, b] of Object.entries(bodies)) log(`variant ${v}:\n${b}`);
+    await c.query('CREATE SCHEMA bench');
+    for (const b of Object.values(bodies)) await c.query(b!);
+    await c.query(`CREATE PROCEDURE bench.updates(n int, per_tx int) LANGUAGE plpgsql AS $$
+      BEGIN
+        FOR i IN 1..n LOOP
+          UPDATE public.pgbench_accounts SET abalance = abalance + 1 WHERE aid = 1 + (i * 7919) % 100000;
+          IF i % per_tx = 0 THEN COMMIT; END IF;
+        END LOOP;
+      END $$`);
+    await c.query('SET synchronous_commit = off');
+
+    const use = async (v: Variant) => {
+      await c!.query(`ALTER TABLE pgbench_accounts ${v === 'installed' ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(trg.tgname)}`);
+      await c!.query('DROP TRIGGER IF EXISTS bench_v ON pgbench_accounts');
+      if (bodies[v]) await c!.query(`CREATE TRIGGER bench_v AFTER INSERT OR UPDATE OR DELETE ON pgbench_accounts FOR EACH ROW EXECUTE PROCEDURE bench."${v}"()`);
+      if (events.length) await c!.query(`TRUNCATE ${events.join(', ')}`);
+      await c!.query('CHECKPOINT');
+    };
+    const timed = async (q: string) => {
+      const t0 = process.hrtime.bigint();
+      await c!.query(q);
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+
+    const perTx: Record<Variant, number[]> = Object.fromEntries(VARIANTS.map((v) => [v, []])) as any;
+    const oneTx: Record<Variant, number[]> = Object.fromEntries(VARIANTS.map((v) => [v, []])) as any;
+    log(`${ROUNDS} interleaved rounds of ${VARIANTS.length} variants × ${N} single-row updates (a transaction each, then all in one)`);
+    await interleaved(ROUNDS, VARIANTS, async (v, round) => {
+      await use(v);
+      await c!.query(`CALL bench.updates(${Math.min(1000, N)}, 1)`); // warm the plan caches
+      perTx[v].push(await timed(`CALL bench.updates(${N}, 1)`));
+      oneTx[v].push(await timed(`CALL bench.updates(${N}, ${N})`));
+      log(`  round ${round + 1} ${v}: ${perTx[v].at(-1)!.toFixed(0)} ms a transaction each, ${oneTx[v].at(-1)!.toFixed(0)} ms in one`);
+      return 0;
+    });
+
+    // pg_stat_user_functions of the installed trigger, a transaction per update.
+    await use('installed');
+    await c.query("SET track_functions = 'all'");
+    const fnStats = async () => {
+      await sleep(1500); // the statistics reach the views after a delay
+      await c!.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await c!.query("SELECT schemaname || '.' || funcname AS f, calls, total_time, self_time FROM pg_stat_user_functions WHERE schemaname = 'pgconvey'");
+      return new Map(rows.map((r) => [r.f as string, { calls: Number(r.calls), total: Number(r.total_time), self: Number(r.self_time) }]));
+    };
+    const before = await fnStats();
+    await c.query(`CALL bench.updates(${N}, 1)`);
+    const after = await fnStats();
+    const fstats = [...after]
+      .map(([f, a]) => {
+        const b = before.get(f) ?? { calls: 0, total: 0, self: 0 };
+        return { f, calls: a.calls - b.calls, total_time: a.total - b.total, self_time: a.self - b.self };
+      })
+      .filter((r) => r.calls > 0)
+      .sort((x, y) => y.total_time - x.total_time);
+
+    // One multi-row UPDATE: the row trigger vs a statement-level trigger with a transition table.
+    const shape = Number((await c.query("SELECT substring($1 from 'v_shape := (\\d+);')::int AS s", [def])).rows[0].s);
+    const tableId = Number((await c.query("SELECT table_id FROM pgconvey.captured_table WHERE table_name = 'pgbench_accounts'")).rows[0].table_id);
+    const evTable = events.find((e) => e.endsWith('_0'))!;
+    await c.query(`CREATE FUNCTION bench.stmt() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+      BEGIN
+        INSERT INTO ${evTable} (ev_table, ev_op, ev_shape, ev_key, ev_data)
+        SELECT ${tableId}, 'U', ${shape}, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
+        RETURN NULL;
+      END $$`);
+    const explain = async (mode: 'none' | 'row' | 'statement') => {
+      await use(mode === 'row' ? 'installed' : 'none');
+      if (mode === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
+      await c!.query('BEGIN');
+      const plan = (await c!.query(`EXPLAIN (ANALYZE, FORMAT JSON) UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= ${MULTI}`)).rows[0]['QUERY PLAN'][0];
+      await c!.query('COMMIT');
+      const trig = (plan.Triggers ?? []) as Array<{ 'Trigger Name': string; Time: number; Calls: number }>;
+      return { total: plan['Execution Time'] as number, trigger: trig.reduce((s, t) => s + t.Time, 0) };
+    };
+    const multi = { none: [] as number[], row: [] as number[], statement: [] as number[] };
+    const multiTrig = { row: [] as number[], statement: [] as number[] };
+    await interleaved(ROUNDS, ['none', 'row', 'statement'] as const, async (m) => {
+      const r = await explain(m);
+      multi[m].push(r.total);
+      if (m !== 'none') multiTrig[m].push(r.trigger);
+      return r.total;
+    });
+    await use('installed');
+
+    const us = (ms: number, n: number) => (ms * 1000) / n;
+    const show = (x: number) => x.toFixed(1);
+    const cost = (xs: Record<Variant, number[]>, v: Variant) => us(median(xs[v]) - median(xs.none), N);
+    const described: Record<Variant, string> = {
+      none: 'no trigger (the UPDATE itself)',
+      empty: 'an empty plpgsql row trigger',
+      wrapper: 'empty + SECURITY DEFINER and the SET clauses',
+      'no-insert': 'capture without the event INSERT (image, routing, shape check, wrapper)',
+      'no-shape': 'capture without the shape check',
+      'no-wrapper': 'capture without SECURITY DEFINER / SET',
+      capture: 'capture (copy of the installed function)',
+      installed: 'the installed capture trigger',
+    };
+    const lines = [
+      ...(await header('Capture cost: where the trigger time goes', commandLine('bench:capture'), started, [['server', server]], QUICK)),
+      `Table: pgbench_accounts (100,000 rows; int, int, int, char(84)) captured by one queue; the capture's SET clauses: ${(trg.proconfig ?? []).join(', ') || 'none'}. ${N} single-row UPDATEs in a server-side loop (no round trips), synchronous_commit = off in that session. Figures: median (min–max, n) of ${ROUNDS} interleaved rounds; µs per update, over "no trigger".`,
+      '',
+      ...mdTable(
+        ['variant', 'a transaction per update: µs/update', 'over no trigger', 'all in one transaction: µs/update', 'over no trigger'],
+        VARIANTS.map((v) => [described[v], spread(perTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(perTx, v)), spread(oneTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(oneTx, v))]),
+      ),
+      '',
+      `Parts, a transaction per update (differences of medians, µs/update): the row trigger itself ${show(cost(perTx, 'empty'))}; SECURITY DEFINER + SET ${show(cost(perTx, 'wrapper') - cost(perTx, 'empty'))} (in the full capture: ${show(cost(perTx, 'capture') - cost(perTx, 'no-wrapper'))}); the event INSERT ${show(cost(perTx, 'capture') - cost(perTx, 'no-insert'))}; the shape check ${show(cost(perTx, 'capture') - cost(perTx, 'no-shape'))}; the rest (row image, txid routing, plpgsql statements) ${show(cost(perTx, 'no-insert') - cost(perTx, 'wrapper') - (cost(perTx, 'capture') - cost(perTx, 'no-shape')))}. In one transaction the shape check is taken from the session setting after the first row: ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-shape'))}.`,
+      '',
+      `pg_stat_user_functions (track_functions = all) for ${N} updates, a transaction each, through the installed trigger:`,
+      '',
+      ...mdTable(['function', 'calls', 'total ms', 'self ms', 'µs per call (total)'], fstats.map((r) => [r.f, String(r.calls), Number(r.total_time).toFixed(1), Number(r.self_time).toFixed(1), us(Number(r.total_time), Number(r.calls)).toFixed(1)])),
+      '',
+      `One UPDATE of ${MULTI} rows (EXPLAIN ANALYZE, in a transaction): no trigger ${spread(multi.none, show)} ms; the installed row trigger ${spread(multi.row, show)} ms (trigger time ${spread(multiTrig.row, show)} ms = ${show(us(median(multiTrig.row), MULTI))} µs/row); a statement-level trigger with a transition table writing the same events ${spread(multi.statement, show)} ms (trigger time ${spread(multiTrig.statement, show)} ms = ${show(us(median(multiTrig.statement), MULTI))} µs/row).`,
+      '',
+    ];
+    publish(lines.join('\n'), QUICK);
+  } finally {
+    await c?.end().catch(() => undefined);
+    await server.stop();
+  }
+}
+
+runMain(main);
