@@ -23,8 +23,18 @@
  * Every session sets its own timeouts (none: the server's statement_timeout
  * must not cancel a COPY of hours). A copy killed at any point leaves the table
  * in `copying`; a copy that fails goes back to `pending` with its error, its
- * failure count and time (retried with backoff), and removes its pin. Nothing
- * half-loaded is ever visible.
+ * failure count and time (retried with backoff), and removes its pin.
+ *
+ * A large table is split (copySplit's parts in copyTable): key ranges read by
+ * several provider sessions that import the copy's exported snapshot S, loaded
+ * by as many subscriber sessions, each range in its own transaction that
+ * locks the table and re-checks the generation; the emptying and the indexes
+ * set aside (on record in `copy_indexes`) commit before, the state flips to
+ * `catching-up` only after every range and index is done — so a split table's
+ * rows are visible while it is `copying` (not to anything that respects the
+ * state). Small tables are copied in batches under one snapshot and pin
+ * (copyTableBatch), each in its own subscriber transaction as above: nothing
+ * half-loaded of them is ever visible. docs/engine.md has the why.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -549,22 +559,30 @@ export async function dropStalePins(provider: pg.Client, subscriber: pg.Client, 
  */
 const COPY_DUE_SQL = `(last_error_at IS NULL OR last_error_at <= clock_timestamp() - least(300, power(2, least(copy_failures, 9))) * interval '1 second')`;
 
-/** Tables of a subscription waiting for a copy (`pending`, or `copying` after a crash) and due, largest first. */
-export async function tablesToCopy(provider: pg.Client, subscriber: pg.Client, queue: string, consumer: string): Promise<Array<{ schema: string; table: string }>> {
+/** Tables of a subscription waiting for a copy (`pending`, or `copying` after a crash) and due, largest first, with their size on the provider. */
+export async function tablesToCopy(
+  provider: pg.Client,
+  subscriber: pg.Client,
+  queue: string,
+  consumer: string,
+): Promise<Array<{ schema: string; table: string; bytes: number; batchable: boolean }>> {
   const { rows } = await subscriber.query<{ table_schema: string; table_name: string }>(
     `SELECT table_schema, table_name FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN (${sqlStates('pending', 'copying')}) AND ${COPY_DUE_SQL}`,
     [queue, consumer],
   );
   if (!rows.length) return [];
-  const sizes = await provider.query<{ name: string; bytes: string }>(
-    `SELECT x.name, coalesce(pg_catalog.pg_relation_size(pg_catalog.to_regclass(x.name)), 0) AS bytes FROM unnest($1::text[]) AS x(name)`,
+  // A partitioned table's parent has no storage of its own: its partitions' size counts, and it is never batched.
+  const sizes = await provider.query<{ name: string; bytes: string; kind: string | null }>(
+    `SELECT x.name, c.relkind::text AS kind,
+            coalesce(CASE WHEN c.relkind = 'p' THEN (SELECT sum(pg_catalog.pg_relation_size(p)) FROM pgconvey.partition_tree(c.oid) AS p)
+                          ELSE pg_catalog.pg_relation_size(c.oid) END, 0)::text AS bytes
+       FROM unnest($1::text[]) AS x(name) LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.name)`,
     [rows.map((r) => quoteQualified(r.table_schema, r.table_name))],
   );
-  const size = new Map(sizes.rows.map((r) => [r.name, Number(r.bytes)]));
+  const size = new Map(sizes.rows.map((r) => [r.name, { bytes: Number(r.bytes), batchable: r.kind === 'r' }]));
   return rows
-    .map((r) => ({ schema: r.table_schema, table: r.table_name, bytes: size.get(quoteQualified(r.table_schema, r.table_name)) ?? 0 }))
-    .sort((a, b) => b.bytes - a.bytes)
-    .map(({ schema, table }) => ({ schema, table }));
+    .map((r) => ({ schema: r.table_schema, table: r.table_name, ...(size.get(quoteQualified(r.table_schema, r.table_name)) ?? { bytes: 0, batchable: false }) }))
+    .sort((a, b) => b.bytes - a.bytes);
 }
 
 /** Whether tables of the subscription wait for their initial copy and are due (see tablesToCopy). */
@@ -576,6 +594,201 @@ export async function copiesDue(subscriber: pg.Client, queue: string, consumer: 
   return rows[0]!.n > 0;
 }
 
+/** Tables smaller than this (bytes on the provider) are copied in batches (copyTableBatch). */
+export const BATCH_MAX_TABLE_BYTES = 8 * 2 ** 20;
+/** At most this many tables, and this many bytes, per batch. */
+const BATCH_MAX_TABLES = 200;
+const BATCH_MAX_BYTES = 64 * 2 ** 20;
+
+export interface BatchOptions {
+  queue: string;
+  consumer: string;
+  tables: Array<{ schema: string; table: string }>;
+  onProgress?: (p: CopyProgress) => void;
+  onCopied?: (schema: string, table: string, r: CopyResult) => void;
+  onFailed?: (schema: string, table: string, err: unknown) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Copies many small tables under ONE provider snapshot: one set of
+ * connections, one generation, one pin (named after the first table; every
+ * table's row names it, so it stays while any of them still merges), one
+ * REPEATABLE READ transaction that locks every source table (ACCESS SHARE)
+ * before its snapshot S. Each table is then loaded in its own subscriber
+ * transaction exactly as copyTable loads one (checks the row is still this
+ * attempt's, sets aside indexes, empties, COPYs, rebuilds, records S, T and
+ * `catching-up`), so each keeps its own state row; the same S and T for all is
+ * what the merge rule needs, per table. A table superseded before its load is
+ * skipped; any other failure stops the batch: that table goes back to
+ * `pending` with its error (backoff), the ones not yet loaded to `pending`
+ * without one. Returns how many tables were copied.
+ */
+export async function copyTableBatch(openProvider: OpenClient, openSubscriber: OpenClient, options: BatchOptions): Promise<number> {
+  const { queue, consumer } = options;
+  const started = new Date();
+  const [admin, source, target, progress] = await openAll([openProvider, openProvider, openSubscriber, openSubscriber]);
+  const all = [admin, source, target, progress];
+  const abandon = () => void Promise.all([source, target].map(closeNow));
+  options.signal?.addEventListener('abort', abandon, { once: true });
+  let generation: string | undefined;
+  let pin: string | undefined;
+  let pinned = false;
+  let copied = 0;
+  const left = new Map(options.tables.map((t) => [quoteQualified(t.schema, t.table), t]));
+  const fail = async (t: { schema: string; table: string }, err: unknown) => {
+    left.delete(quoteQualified(t.schema, t.table));
+    if (generation !== undefined && !(err instanceof CopySupersededError)) {
+      await progress
+        .query(
+          `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('pending')}, state_since = now(), copy_pin = NULL, last_error = $5,
+                  last_error_at = clock_timestamp(), copy_failures = copy_failures + 1
+            WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`,
+          [queue, consumer, t.schema, t.table, errorMessage(err).slice(0, 2000), generation],
+        )
+        .catch(() => undefined);
+    }
+    if (!options.signal?.aborted) options.onFailed?.(t.schema, t.table, err);
+  };
+  try {
+    if (options.signal?.aborted) throw new Error('abandoned at shutdown');
+    await Promise.all(all.map((c) => c.query(COPY_SESSION_SQL)));
+    generation = (await progress.query<{ g: string }>("SELECT pg_catalog.nextval('pgconvey.copy_generation_seq')::text AS g")).rows[0]!.g;
+    const first = options.tables[0]!;
+    pin = copyPinName(consumer, generation, first.schema, first.table);
+    const marked = await progress.query<{ schema: string; table: string }>(
+      `UPDATE pgconvey.subscriber_table t SET state = ${sqlStates('copying')}, state_since = now(), copy_started_at = now(), copy_finished_at = NULL,
+              rows_copied = 0, bytes_copied = 0, rows_expected = NULL, copy_snapshot = NULL, copy_tick = NULL, copy_generation = $5, copy_pin = $6
+         FROM unnest($3::text[], $4::text[]) AS x(s, n)
+        WHERE t.queue_name = $1 AND t.consumer_name = $2 AND t.table_schema = x.s AND t.table_name = x.n AND t.state IN (${sqlStates('pending', 'copying')})
+        RETURNING t.table_schema AS schema, t.table_name AS table`,
+      [queue, consumer, options.tables.map((t) => t.schema), options.tables.map((t) => t.table), generation, pin],
+    );
+    const isMarked = new Set(marked.rows.map((r) => quoteQualified(r.schema, r.table)));
+    for (const [q, t] of [...left]) if (!isMarked.has(q)) await fail(t, new Error(`table ${q} is not waiting for a copy in subscription "${consumer}" of queue "${queue}" on the subscriber`));
+    const captured = await admin.query<{ schema: string; table: string; columns: string[]; kind: string | null; expected: string | null }>(
+      `SELECT t.table_schema AS schema, t.table_name AS table, t.columns, c.relkind::text AS kind, greatest(c.reltuples, 0)::bigint::text AS expected
+         FROM pgconvey.captured_table t JOIN pgconvey.queue q USING (queue_id)
+         LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(t.table_schema) || '.' || pg_catalog.quote_ident(t.table_name))
+        WHERE q.queue_name = $1 AND (t.table_schema, t.table_name) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
+      [queue, [...left.values()].map((t) => t.schema), [...left.values()].map((t) => t.table)],
+    );
+    const info = new Map(captured.rows.map((r) => [quoteQualified(r.schema, r.table), r]));
+    for (const [q, t] of [...left]) {
+      const c = info.get(q);
+      if (!c || c.kind === null) await fail(t, new Error(`table ${q} is not captured by queue "${queue}" on the provider`));
+    }
+    if (!left.size) return 0;
+
+    const tick = await registerConsumer(admin, queue, pin);
+    pinned = true;
+    // Every source table locked before the snapshot is fixed (as copyTable does for one).
+    await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await source.query(`LOCK TABLE ${[...left.keys()].map((q) => `${info.get(q)!.kind === 'p' ? '' : 'ONLY '}${q}`).join(', ')} IN ACCESS SHARE MODE`);
+    const snapshot = (await source.query<{ s: string }>('SELECT pg_catalog.txid_current_snapshot()::text AS s')).rows[0]!.s;
+
+    for (const [q, t] of [...left]) {
+      if (options.signal?.aborted) break;
+      const c = info.get(q)!;
+      const key = [queue, consumer, t.schema, t.table];
+      const columns = c.columns.map(quoteIdent).join(', ');
+      const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
+      const only = c.kind === 'p' ? '' : 'ONLY ';
+      try {
+        await target.query('BEGIN');
+        await target.query('SET LOCAL session_replication_role = replica');
+        const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
+          `SELECT copy_indexes FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
+          [...key, generation],
+        );
+        if (mine.rowCount === 0) throw new CopySupersededError(q);
+        const { indexes } = await setAsideAndEmpty(target, q, mine.rows[0]!.copy_indexes ?? []);
+        const counter = new CopyCounter();
+        await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
+        for (const ix of indexes) await target.query(rebuildSql(ix));
+        const recorded = await target.query(
+          `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('catching-up')}, state_since = now(), copy_snapshot = $5, copy_tick = $6,
+                  rows_copied = $7, bytes_copied = $8, rows_expected = $9, copy_finished_at = clock_timestamp(),
+                  last_error = NULL, last_error_at = NULL, copy_failures = 0, copy_indexes = NULL
+            WHERE ${WHERE} AND copy_generation = $10 AND state = ${sqlStates('copying')}`,
+          [...key, snapshot, tick, counter.rows, counter.bytes, rowsExpected, generation],
+        );
+        if (recorded.rowCount === 0) throw new CopySupersededError(q);
+        await target.query('COMMIT');
+        left.delete(q);
+        copied++;
+        options.onProgress?.({ schema: t.schema, table: t.table, rows: counter.rows, bytes: counter.bytes, rowsExpected, startedAt: started });
+        options.onCopied?.(t.schema, t.table, { rows: counter.rows, bytes: counter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: 1 });
+      } catch (err) {
+        if (err instanceof CopySupersededError) {
+          await target.query('ROLLBACK');
+          left.delete(q);
+          continue;
+        }
+        throw Object.assign(new BatchTableError(err), { table: t });
+      }
+    }
+    await source.query('COMMIT');
+    if (copied) await forceTick(admin, queue).catch(() => undefined);
+    return copied;
+  } catch (err) {
+    await Promise.all([source, target].map(closeNow));
+    const cause = err instanceof BatchTableError ? err.inner : err;
+    if (err instanceof BatchTableError && err.table) await fail(err.table, cause);
+    // Failed before any load (a provider table gone, the pin): every table fails, with backoff.
+    else if (!options.signal?.aborted) for (const t of [...left.values()]) await fail(t, cause);
+    // The tables not loaded yet wait again (no failure of theirs: they are in the next round).
+    if (generation !== undefined) {
+      const rest = [...left.values()];
+      await progress
+        .query(
+          `UPDATE pgconvey.subscriber_table t SET state = ${sqlStates('pending')}, state_since = now(), copy_pin = NULL
+             FROM unnest($3::text[], $4::text[]) AS x(s, n)
+            WHERE t.queue_name = $1 AND t.consumer_name = $2 AND t.table_schema = x.s AND t.table_name = x.n AND t.copy_generation = $5 AND t.state = ${sqlStates('copying')}`,
+          [queue, consumer, rest.map((t) => t.schema), rest.map((t) => t.table), generation],
+        )
+        .catch(() => undefined);
+    }
+    if (options.signal?.aborted) throw new Error('copy batch abandoned at shutdown; its tables start again from the beginning next time');
+    throw cause;
+  } finally {
+    if (pinned && pin && copied === 0) await unregisterConsumer(admin, queue, pin).catch(() => undefined);
+    options.signal?.removeEventListener('abort', abandon);
+    await Promise.all(all.map(closeNow));
+  }
+}
+
+/** A failure of one table's load inside a batch (the batch stops; that table gets the error). */
+class BatchTableError extends Error {
+  table?: { schema: string; table: string };
+  constructor(readonly inner: unknown) {
+    super(errorMessage(inner));
+    this.name = 'BatchTableError';
+  }
+}
+
+/** Groups the small tables of `todo` into batches (by size on the provider), the large ones alone. */
+export function copyWorkItems(todo: Array<{ schema: string; table: string; bytes: number; batchable: boolean }>): Array<Array<{ schema: string; table: string }>> {
+  const items: Array<Array<{ schema: string; table: string }>> = [];
+  let batch: Array<{ schema: string; table: string }> = [];
+  let bytes = 0;
+  for (const t of todo) {
+    if (!t.batchable || t.bytes >= BATCH_MAX_TABLE_BYTES) {
+      items.push([{ schema: t.schema, table: t.table }]);
+      continue;
+    }
+    if (batch.length >= BATCH_MAX_TABLES || bytes + t.bytes > BATCH_MAX_BYTES) {
+      items.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push({ schema: t.schema, table: t.table });
+    bytes += t.bytes;
+  }
+  if (batch.length) items.push(batch);
+  return items;
+}
+
 /**
  * Opens every connection or none: when one fails (a server down), those that
  * opened are closed again before the error is thrown, so retries leak nothing.
@@ -583,15 +796,24 @@ export async function copiesDue(subscriber: pg.Client, queue: string, consumer: 
 export async function openAll(openers: OpenClient[]): Promise<pg.Client[]> {
   const results = await Promise.allSettled(openers.map((open) => open()));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (!failed) return results.map((r) => (r as PromiseFulfilledResult<pg.Client>).value);
+  if (!failed) {
+    const clients = results.map((r) => (r as PromiseFulfilledResult<pg.Client>).value);
+    // A copy's connection may die under it (a stream closed, a backend terminated): the failing query reports it,
+    // and the client's own 'error' event must not become an uncaught exception.
+    for (const c of clients) if (c.listenerCount('error') === 0) c.on('error', () => undefined);
+    return clients;
+  }
   await Promise.all(results.map((r) => (r.status === 'fulfilled' ? r.value.end().catch(() => undefined) : undefined)));
   throw failed.reason;
 }
 
 /**
- * Copies every table waiting for a copy, `parallel` at a time, largest first.
- * Returns when all are copied; the first failure is thrown after the others finish
- * (each failure is also reported to `onFailed` as it happens).
+ * Copies every table waiting for a copy, `parallel` work items at a time,
+ * largest first: a large table alone (split into `ranges` streams when it is
+ * large enough), small tables in batches under one snapshot (copyTableBatch;
+ * `batch: false` copies each alone). Returns when all are copied; the first
+ * failure is thrown after the others finish (each failure is also reported to
+ * `onFailed` as it happens).
  */
 export async function copyPendingTables(
   openProvider: OpenClient,
@@ -600,6 +822,11 @@ export async function copyPendingTables(
   consumer: string,
   options: {
     parallel?: number;
+    /** Range streams of one split copy (default DEFAULT_COPY_RANGES; 1: no split). */
+    ranges?: number;
+    splitMinBytes?: number;
+    /** Small tables copied in batches (default true). */
+    batch?: boolean;
     onProgress?: (p: CopyProgress) => void;
     onCopied?: (schema: string, table: string, r: CopyResult) => void;
     /** Called for every failed copy (the table is retried later, with backoff). */
@@ -608,9 +835,10 @@ export async function copyPendingTables(
   } = {},
 ): Promise<number> {
   const [p, s] = await openAll([openProvider, openSubscriber]);
-  let todo: Array<{ schema: string; table: string }>;
+  let todo: Array<Array<{ schema: string; table: string }>>;
   try {
-    todo = await tablesToCopy(p, s, queue, consumer);
+    const tables = await tablesToCopy(p, s, queue, consumer);
+    todo = copyWorkItems(options.batch === false ? tables.map((t) => ({ ...t, batchable: false })) : tables);
   } finally {
     await Promise.all([p.end(), s.end()]);
   }
@@ -618,12 +846,29 @@ export async function copyPendingTables(
   let copied = 0;
   const lanes = Array.from({ length: Math.max(1, options.parallel ?? 2) }, async () => {
     for (let next = todo.shift(); next && !options.signal?.aborted; next = todo.shift()) {
+      if (next.length > 1) {
+        try {
+          copied += await copyTableBatch(openProvider, openSubscriber, { queue, consumer, tables: next, onProgress: options.onProgress, onCopied: options.onCopied, onFailed: options.onFailed, signal: options.signal });
+        } catch (err) {
+          failure ??= err;
+        }
+        continue;
+      }
+      const one = next[0]!;
       try {
-        const r = await copyTable(openProvider, openSubscriber, { queue, consumer, ...next, onProgress: options.onProgress, signal: options.signal });
+        const r = await copyTable(openProvider, openSubscriber, {
+          queue,
+          consumer,
+          ...one,
+          ranges: options.ranges,
+          splitMinBytes: options.splitMinBytes,
+          onProgress: options.onProgress,
+          signal: options.signal,
+        });
         copied++;
-        options.onCopied?.(next.schema, next.table, r);
+        options.onCopied?.(one.schema, one.table, r);
       } catch (err) {
-        if (!options.signal?.aborted) options.onFailed?.(next.schema, next.table, err);
+        if (!options.signal?.aborted) options.onFailed?.(one.schema, one.table, err);
         failure ??= err;
       }
     }
