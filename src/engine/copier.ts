@@ -848,7 +848,9 @@ export async function copyPendingTables(
     for (let next = todo.shift(); next && !options.signal?.aborted; next = todo.shift()) {
       if (next.length > 1) {
         try {
-          copied += await copyTableBatch(openProvider, openSubscriber, { queue, consumer, tables: next, onProgress: options.onProgress, onCopied: options.onCopied, onFailed: options.onFailed, signal: options.signal });
+          // Not `copied += await …`: that reads `copied` before the await, and the lanes run at the same time.
+          const n = await copyTableBatch(openProvider, openSubscriber, { queue, consumer, tables: next, onProgress: options.onProgress, onCopied: options.onCopied, onFailed: options.onFailed, signal: options.signal });
+          copied += n;
         } catch (err) {
           failure ??= err;
         }
