@@ -241,7 +241,8 @@ interface RangePlan {
  * index starts with it (each range is then an index range scan on every
  * PostgreSQL from 10 on), boundaries at quantiles of a block sample. Null: one
  * stream (too small, partitioned, no usable index, or too few distinct keys).
- * The boundaries need not be accurate — only the same on both sides of each.
+ * The boundaries need not be accurate — only in order and the same literal on
+ * both sides of each (equal values with other texts make an empty range).
  */
 async function planRanges(admin: pg.Client, qualified: string, keyColumn: string, streams: number, minBytes: number): Promise<RangePlan | null> {
   if (streams < 2) return null;
@@ -263,12 +264,15 @@ async function planRanges(admin: pg.Client, qualified: string, keyColumn: string
   const col = quoteIdent(keyColumn);
   let bounds: string[];
   try {
+    // In the order percentile_disc gives them: sorted by the column's own ordering and collation (an ORDER BY
+    // here could sort with another collation, and bounds out of order would put rows in two ranges).
     const b = await admin.query<{ b: string }>(
-      `SELECT DISTINCT x::text AS b, x FROM pg_catalog.unnest((SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY t.${col})
-                                                             FROM ONLY ${qualified} t TABLESAMPLE SYSTEM (${percent}) WHERE t.${col} IS NOT NULL)) AS x ORDER BY x`,
+      `SELECT x.v::text AS b FROM pg_catalog.unnest((SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY t.${col})
+                                                      FROM ONLY ${qualified} t TABLESAMPLE SYSTEM (${percent}) WHERE t.${col} IS NOT NULL))
+                                  WITH ORDINALITY AS x(v, i) ORDER BY x.i`,
       [fractions],
     );
-    bounds = b.rows.map((x) => x.b);
+    bounds = b.rows.map((x) => x.b).filter((x, i, all) => i === 0 || x !== all[i - 1]);
   } catch {
     return null; // a key type without an ordering usable here: one stream
   }

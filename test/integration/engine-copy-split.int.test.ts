@@ -47,7 +47,7 @@ const SPLIT_ROWS = `
   INSERT INTO public.t_int SELECT g, g % 97, repeat('x', g % 50) FROM generate_series(1, 40000) g;
   INSERT INTO public.t_num SELECT g / 7.0, g FROM generate_series(1, 20000) g;
   INSERT INTO public.t_ts SELECT timestamptz '2020-01-01 00:00:00+00' + g * interval '1 minute', g FROM generate_series(1, 20000) g;
-  INSERT INTO public.t_text SELECT md5(g::text) || CASE WHEN g % 3 = 0 THEN 'Ä' ELSE 'a' END, g FROM generate_series(1, 20000) g;
+  INSERT INTO public.t_text SELECT CASE WHEN g % 2 = 0 THEN upper(md5(g::text)) ELSE md5(g::text) END || CASE WHEN g % 3 = 0 THEN 'Ä' ELSE 'a' END, g FROM generate_series(1, 20000) g;
   INSERT INTO public.t_comp SELECT 'grp' || (g % 40), g, g FROM generate_series(1, 20000) g;
 `;
 
