@@ -25,7 +25,7 @@
  * in `copying`; a copy that fails goes back to `pending` with its error, its
  * failure count and time (retried with backoff), and removes its pin.
  *
- * A large table is split (copySplit's parts in copyTable): key ranges read by
+ * A large table is split (copyTable with a range plan, copyRanges): key ranges read by
  * several provider sessions that import the copy's exported snapshot S, loaded
  * by as many subscriber sessions, each range in its own transaction that
  * locks the table and re-checks the generation; the emptying and the indexes
