@@ -95,8 +95,13 @@ export interface WorkerDaemonOptions {
   queue: string;
   consumer: string;
   pollMs?: number;
-  /** How many tables copy at the same time (default 2). */
+  /** How many copies (a table, or a batch of small tables) run at the same time (default 2). */
   copyParallel?: number;
+  /**
+   * Range streams of one large table's copy (default 2; 1: never split). Each stream takes a provider and a
+   * subscriber connection, so the copies use at most copyParallel × (4 + 2 × copyRanges) connections.
+   */
+  copyRanges?: number;
   maxBatchEvents?: number;
   log: Logger;
   signal: AbortSignal;
@@ -234,10 +239,11 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
         options.consumer,
         {
           parallel: options.copyParallel ?? 2,
+          ranges: options.copyRanges,
           signal: options.signal,
           onCopied: (schema, table, r) => {
             options.events?.tableCopied?.(options.queue, options.consumer, `${schema}.${table}`, r.rows, r.bytes);
-            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
+            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ranges: r.ranges, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
           },
           // Every failed copy: a log line, a count, and (on the table's row) its error for status; it is retried with backoff.
           onFailed: (schema, table, err) => {

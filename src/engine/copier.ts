@@ -23,14 +23,24 @@
  * Every session sets its own timeouts (none: the server's statement_timeout
  * must not cancel a COPY of hours). A copy killed at any point leaves the table
  * in `copying`; a copy that fails goes back to `pending` with its error, its
- * failure count and time (retried with backoff), and removes its pin. Nothing
- * half-loaded is ever visible.
+ * failure count and time (retried with backoff), and removes its pin.
+ *
+ * A large table is split (copyTable with a range plan, copyRanges): key ranges read by
+ * several provider sessions that import the copy's exported snapshot S, loaded
+ * by as many subscriber sessions, each range in its own transaction that
+ * locks the table and re-checks the generation; the emptying and the indexes
+ * set aside (on record in `copy_indexes`) commit before, the state flips to
+ * `catching-up` only after every range and index is done — so a split table's
+ * rows are visible while it is `copying` (not to anything that respects the
+ * state). Small tables are copied in batches under one snapshot and pin
+ * (copyTableBatch), each in its own subscriber transaction as above: nothing
+ * half-loaded of them is ever visible. docs/engine.md has the why.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type pg from 'pg';
-import { copyPinName, quoteIdent, quoteQualified, stalePins, type PinHolder } from '../kernel/index.js';
+import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type PinHolder } from '../kernel/index.js';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
 import { isCopyInProgress, sqlStates, tableStateOf, type TableState } from './table-state.js';
@@ -44,6 +54,8 @@ export interface CopyProgress {
   bytes: number;
   rowsExpected: number | null;
   startedAt: Date;
+  /** A split copy's ranges, each with its rows and bytes so far and whether it is loaded. */
+  ranges?: Array<{ rows: number; bytes: number; done: boolean }>;
 }
 
 export interface CopyResult {
@@ -53,6 +65,8 @@ export interface CopyResult {
   snapshot: string;
   tick: string;
   generation: string;
+  /** How many key ranges the table was copied in (1: one stream). */
+  ranges: number;
 }
 
 export interface CopyOptions {
@@ -63,6 +77,10 @@ export interface CopyOptions {
   /** Called about every `progressEveryMs` (and at the end) with rows and bytes so far. */
   onProgress?: (p: CopyProgress) => void;
   progressEveryMs?: number;
+  /** Range streams of a split copy at a time (default DEFAULT_COPY_RANGES; 1: never split). Each takes a provider and a subscriber connection. */
+  ranges?: number;
+  /** Tables smaller than this on the provider (bytes) are copied in one stream (default SPLIT_MIN_BYTES). */
+  splitMinBytes?: number;
   /** Abandons the copy (rolled back; the table stays waiting and is copied again next time). */
   signal?: AbortSignal;
 }
@@ -82,6 +100,7 @@ const COPY_SESSION_SQL = `${EXACT_SESSION_SQL}; ${NO_TIMEOUTS_SQL}`;
 class CopyCounter extends Transform {
   bytes = 0;
   rows = 0;
+  done = false;
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.bytes += chunk.length;
     for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) this.rows++;
@@ -100,30 +119,213 @@ function closeNow(c: pg.Client): Promise<void> {
   return Promise.race([c.end().catch(() => undefined), new Promise<void>((r) => setTimeout(r, 1000).unref())]);
 }
 
+/** A table's row in subscriber_table: the WHERE clause of every statement on it ($1–$4). */
+const WHERE = 'queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4';
+
+/** A secondary index set aside during a copy: dropped before the load, re-created after it. */
+interface SetAsideIndex {
+  schema: string;
+  name: string;
+  def: string;
+}
+
+/** `CREATE INDEX … IF NOT EXISTS`: a rebuild repeated after a kill, or of an index a newer copy made, is a no-op. */
+function rebuildSql(ix: SetAsideIndex): string {
+  return ix.def.replace(/^CREATE INDEX /, 'CREATE INDEX IF NOT EXISTS ');
+}
+
+const isPartitioned = async (c: pg.Client, qualified: string) =>
+  (await c.query<{ p: boolean }>("SELECT c.relkind = 'p' AS p FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", [qualified])).rows[0]?.p === true;
+
+/**
+ * Inside a subscriber transaction (replica role): sets aside the table's
+ * secondary indexes (not unique, not behind a constraint, not a partition's
+ * attached index; none of a partitioned table: pg_get_indexdef of a
+ * partitioned index says ON ONLY) and empties it — TRUNCATE, or DELETE when
+ * foreign keys point at it. Returns the indexes to rebuild: those dropped now
+ * and those an earlier attempt set aside and recorded (`recorded`).
+ */
+async function setAsideAndEmpty(target: pg.Client, qualified: string, recorded: SetAsideIndex[]): Promise<{ indexes: SetAsideIndex[]; only: string }> {
+  const partitioned = await isPartitioned(target, qualified);
+  const only = partitioned ? '' : 'ONLY ';
+  const current = await target.query<SetAsideIndex>(
+    `SELECT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
+       FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique AND NOT $2
+        -- Not a partition's index attached to its parent's: PostgreSQL refuses to drop it alone (a rebuilt one would be detached).
+        AND NOT c.relispartition
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)`,
+    [qualified, partitioned],
+  );
+  for (const ix of current.rows) await target.query(`DROP INDEX ${quoteQualified(ix.schema, ix.name)}`);
+  const byName = new Map<string, SetAsideIndex>();
+  for (const ix of [...recorded, ...current.rows]) byName.set(`${ix.schema}\u0000${ix.name}`, ix);
+  await target.query('SAVEPOINT pgconvey_empty');
+  try {
+    await target.query(`TRUNCATE ${only}${qualified}`);
+  } catch {
+    await target.query('ROLLBACK TO SAVEPOINT pgconvey_empty');
+    await target.query(`DELETE FROM ${only}${qualified}`);
+  }
+  return { indexes: [...byName.values()], only };
+}
+
+/** Sums the rows and bytes of a copy's streams (one per range) and keeps them on the table's row. */
+class CopyMeter {
+  readonly counters: CopyCounter[] = [];
+  private reporting: Promise<unknown> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  rowsExpected: number | null = null;
+  constructor(
+    private readonly progress: pg.Client,
+    private readonly key: unknown[],
+    private readonly generation: string,
+    private readonly options: CopyOptions,
+    private readonly startedAt: Date,
+  ) {}
+  counter(): CopyCounter {
+    const c = new CopyCounter();
+    this.counters.push(c);
+    return c;
+  }
+  get rows(): number {
+    return this.counters.reduce((n, c) => n + c.rows, 0);
+  }
+  get bytes(): number {
+    return this.counters.reduce((n, c) => n + c.bytes, 0);
+  }
+  snapshot(): CopyProgress {
+    const { schema, table } = this.options;
+    const ranges = this.counters.length > 1 ? this.counters.map((c) => ({ rows: c.rows, bytes: c.bytes, done: c.done })) : undefined;
+    return { schema, table, rows: this.rows, bytes: this.bytes, rowsExpected: this.rowsExpected, startedAt: this.startedAt, ...(ranges ? { ranges } : {}) };
+  }
+  report = (): void => {
+    this.options.onProgress?.(this.snapshot());
+    if (this.reporting) return; // the previous update is still on its way
+    this.reporting = this.progress
+      .query(`UPDATE pgconvey.subscriber_table SET rows_copied = $5, bytes_copied = $6, rows_expected = $7 WHERE ${WHERE} AND copy_generation = $8`, [
+        ...this.key,
+        this.rows,
+        this.bytes,
+        this.rowsExpected,
+        this.generation,
+      ])
+      .catch(() => undefined)
+      .finally(() => (this.reporting = undefined));
+  };
+  start(): void {
+    this.report(); // the expected row count is on record from the first row on
+    this.timer = setInterval(this.report, this.options.progressEveryMs ?? 1000);
+  }
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.reporting;
+  }
+}
+
+/** Tables at least this large (bytes on disk, provider) are copied in key ranges by default. */
+export const SPLIT_MIN_BYTES = 32 * 2 ** 20;
+/** Default number of parallel range streams of one split copy. */
+export const DEFAULT_COPY_RANGES = 2;
+
+/** How a table is split: the key column and the boundaries between its ranges (literals of the column's type). */
+interface RangePlan {
+  column: string;
+  type: string;
+  bounds: string[];
+}
+
+/**
+ * The range plan of a table: by its first key column when a valid btree
+ * index starts with it (each range is then an index range scan on every
+ * PostgreSQL from 10 on), boundaries at quantiles of a block sample. Null: one
+ * stream (too small, partitioned, no usable index, or too few distinct keys).
+ * The boundaries need not be accurate — only in order and the same literal on
+ * both sides of each (equal values with other texts make an empty range).
+ */
+async function planRanges(admin: pg.Client, qualified: string, keyColumn: string, streams: number, minBytes: number): Promise<RangePlan | null> {
+  if (streams < 2) return null;
+  const rel = await admin.query<{ kind: string; bytes: string; pages: number; type: string | null; indexed: boolean | null }>(
+    `SELECT c.relkind::text AS kind, pg_catalog.pg_relation_size(c.oid)::text AS bytes, c.relpages::int AS pages,
+            pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+                     WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum AND am.amname = 'btree' AND i.indpred IS NULL AND i.indisvalid) AS indexed
+       FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped
+      WHERE c.oid = pg_catalog.to_regclass($1)`,
+    [qualified, keyColumn],
+  );
+  const r = rel.rows[0];
+  if (!r || r.kind !== 'r' || !r.type || !r.indexed || Number(r.bytes) < minBytes) return null;
+  const ranges = streams * 4; // more ranges than streams: uneven ranges still keep every stream busy
+  const fractions = Array.from({ length: ranges - 1 }, (_, i) => (i + 1) / ranges);
+  const pages = Math.max(Number(r.pages), Math.ceil(Number(r.bytes) / 8192));
+  const percent = pages <= 400 ? 100 : Math.max(0.001, (100 * 400) / pages);
+  const col = quoteIdent(keyColumn);
+  let bounds: string[];
+  try {
+    // In the order percentile_disc gives them: sorted by the column's own ordering and collation (an ORDER BY
+    // here could sort with another collation, and bounds out of order would put rows in two ranges).
+    const b = await admin.query<{ b: string }>(
+      `SELECT x.v::text AS b FROM pg_catalog.unnest((SELECT percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY t.${col})
+                                                      FROM ONLY ${qualified} t TABLESAMPLE SYSTEM (${percent}) WHERE t.${col} IS NOT NULL))
+                                  WITH ORDINALITY AS x(v, i) ORDER BY x.i`,
+      [fractions],
+    );
+    bounds = b.rows.map((x) => x.b).filter((x, i, all) => i === 0 || x !== all[i - 1]);
+  } catch {
+    return null; // a key type without an ordering usable here: one stream
+  }
+  return bounds.length ? { column: keyColumn, type: r.type, bounds } : null;
+}
+
+/** The WHERE clauses of a plan's ranges: (-∞, b1) with the NULL keys, [b1, b2), …, [bn, +∞) — every row in exactly one. */
+function rangePredicates(plan: RangePlan): string[] {
+  const col = quoteIdent(plan.column);
+  const lit = (b: string) => `${sqlFormat('%L', b)}::${plan.type}`;
+  const out = [`(${col} < ${lit(plan.bounds[0]!)} OR ${col} IS NULL)`];
+  for (let i = 1; i < plan.bounds.length; i++) out.push(`(${col} >= ${lit(plan.bounds[i - 1]!)} AND ${col} < ${lit(plan.bounds[i]!)})`);
+  out.push(`${col} >= ${lit(plan.bounds[plan.bounds.length - 1]!)}`);
+  return out;
+}
+
 /**
  * Copies one table from the provider into the subscriber and leaves it
  * `catching-up`. The table must be registered on the subscriber
- * (subscriber_table) and captured on the provider.
+ * (subscriber_table) and captured on the provider. A large table (`splitMinBytes`)
+ * is copied in key ranges, `ranges` streams at a time, in one provider snapshot
+ * (copySplit); any other in one stream and one subscriber transaction.
  */
 export async function copyTable(openProvider: OpenClient, openSubscriber: OpenClient, options: CopyOptions): Promise<CopyResult> {
   const { queue, consumer, schema, table } = options;
   const qualified = quoteQualified(schema, table);
   const key = [queue, consumer, schema, table];
-  const where = 'queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4';
   const started = new Date();
   const [admin, source, target, progress] = await openAll([openProvider, openProvider, openSubscriber, openSubscriber]);
   const all = [admin, source, target, progress];
+  // Connections of the range streams (split copies only), opened later.
+  const streams: pg.Client[] = [];
   // Abandoning closes the connections: whatever the copy waits on (a lock, the stream) fails at once,
   // and the servers roll its transactions back.
-  const abandon = () => void Promise.all([source, target].map(closeNow));
+  const abandon = () => void Promise.all([source, target, ...streams].map(closeNow));
   options.signal?.addEventListener('abort', abandon, { once: true });
-  let timer: NodeJS.Timeout | undefined;
+  let meter: CopyMeter | undefined;
   let generation: string | undefined;
   let pin: string | undefined;
   let pinned = false;
+  let setAside: SetAsideIndex[] = [];
   try {
     if (options.signal?.aborted) throw new Error('abandoned at shutdown');
     await Promise.all(all.map((c) => c.query(COPY_SESSION_SQL)));
+    const captured = await admin.query<{ columns: string[]; key_columns: string[] }>(
+      `SELECT t.columns, t.key_columns FROM pgconvey.captured_table t JOIN pgconvey.queue q USING (queue_id)
+        WHERE q.queue_name = $1 AND t.table_schema = $2 AND t.table_name = $3`,
+      [queue, schema, table],
+    );
+    if (!captured.rows[0]) throw new Error(`table ${qualified} is not captured by queue "${queue}" on the provider`);
+    const columns = captured.rows[0].columns.map(quoteIdent).join(', ');
+    const plan = await planRanges(admin, qualified, captured.rows[0].key_columns[0]!, options.ranges ?? DEFAULT_COPY_RANGES, options.splitMinBytes ?? SPLIT_MIN_BYTES);
+
     generation = (await progress.query<{ g: string }>("SELECT pg_catalog.nextval('pgconvey.copy_generation_seq')::text AS g")).rows[0]!.g;
     pin = copyPinName(consumer, generation, schema, table);
     // The pin's name is on record before the pin exists: a worker sweeping stale pins keeps it.
@@ -131,49 +333,32 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
       `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('copying')}, state_since = now(), copy_started_at = now(), copy_finished_at = NULL,
               rows_copied = 0, bytes_copied = 0, rows_expected = NULL, copy_snapshot = NULL, copy_tick = NULL,
               copy_generation = $5, copy_pin = $6
-        WHERE ${where} AND state IN (${sqlStates('pending', 'copying')})`,
+        WHERE ${WHERE} AND state IN (${sqlStates('pending', 'copying')})`,
       [...key, generation, pin],
     );
     if (marked.rowCount === 0) throw new Error(`table ${qualified} is not waiting for a copy in subscription "${consumer}" of queue "${queue}" on the subscriber`);
-
-    const captured = await admin.query<{ columns: string[] }>(
-      `SELECT t.columns FROM pgconvey.captured_table t JOIN pgconvey.queue q USING (queue_id)
-        WHERE q.queue_name = $1 AND t.table_schema = $2 AND t.table_name = $3`,
-      [queue, schema, table],
-    );
-    if (!captured.rows[0]) throw new Error(`table ${qualified} is not captured by queue "${queue}" on the provider`);
-    const columns = captured.rows[0].columns.map(quoteIdent).join(', ');
+    meter = new CopyMeter(progress, key, generation, options, started);
 
     // The subscriber first: everything here may wait (for a batch holding the row, for readers of the table).
     await target.query('BEGIN');
     await target.query('SET LOCAL session_replication_role = replica');
     // Still this attempt's? (No batch applies a `copying` table; a resync since would make it another's.)
-    const mine = await target.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${where} AND state = ${sqlStates('copying')} AND copy_generation = $5`, [...key, generation]);
-    if (mine.rowCount === 0) throw new CopySupersededError(qualified);
-    // A partitioned table is loaded through the parent (PostgreSQL routes each row to its partition) and emptied
-    // with its partitions: no ONLY. Its indexes stay (pg_get_indexdef of a partitioned index says ON ONLY).
-    const partitioned = async (c: pg.Client) =>
-      (await c.query<{ p: boolean }>("SELECT c.relkind = 'p' AS p FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", [qualified])).rows[0]?.p === true;
-    const targetPartitioned = await partitioned(target);
-    const targetOnly = targetPartitioned ? '' : 'ONLY ';
-    // Secondary indexes (not behind a constraint, not unique) are rebuilt after the load.
-    const indexes = await target.query<{ schema: string; name: string; def: string }>(
-      `SELECT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
-         FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique AND NOT $2
-          -- Not a partition's index attached to its parent's: PostgreSQL refuses to drop it alone (a rebuilt one would be detached).
-          AND NOT c.relispartition
-          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)`,
-      [qualified, targetPartitioned],
+    const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
+      `SELECT copy_indexes FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
+      [...key, generation],
     );
-    for (const ix of indexes.rows) await target.query(`DROP INDEX ${quoteQualified(ix.schema, ix.name)}`);
-    // Empty the table: TRUNCATE, or DELETE when foreign keys point at it (their checks are off in replica mode).
-    await target.query('SAVEPOINT pgconvey_empty');
-    try {
-      await target.query(`TRUNCATE ${targetOnly}${qualified}`);
-    } catch {
-      await target.query('ROLLBACK TO SAVEPOINT pgconvey_empty');
-      await target.query(`DELETE FROM ${targetOnly}${qualified}`);
+    if (mine.rowCount === 0) throw new CopySupersededError(qualified);
+    const emptied = await setAsideAndEmpty(target, qualified, mine.rows[0]!.copy_indexes ?? []);
+    setAside = emptied.indexes;
+    if (plan) {
+      // The ranges load in other sessions: the indexes set aside are on record before their drop commits.
+      const kept = await target.query(`UPDATE pgconvey.subscriber_table SET copy_indexes = $5::jsonb WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`, [
+        ...key,
+        JSON.stringify(setAside),
+        generation,
+      ]);
+      if (kept.rowCount === 0) throw new CopySupersededError(qualified);
+      await target.query('COMMIT');
     }
 
     // Pin the queue at the latest tick T before the copy's snapshot is taken.
@@ -182,66 +367,58 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     // The source table is locked before the snapshot is fixed (LOCK takes no snapshot): an ALTER TABLE
     // that rewrites it has committed before S, or waits until the COPY is done.
     // A partitioned source: all its rows (every partition's), locked with its partitions (LOCK recurses without ONLY).
-    const sourcePartitioned = await partitioned(source);
+    const sourcePartitioned = await isPartitioned(source, qualified);
     const sourceOnly = sourcePartitioned ? '' : 'ONLY ';
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await source.query(`LOCK TABLE ${sourceOnly}${qualified} IN ACCESS SHARE MODE`);
-    const info = await source.query<{ snapshot: string; expected: string | null }>(
-      `SELECT pg_catalog.txid_current_snapshot()::text AS snapshot,
+    const info = await source.query<{ snapshot: string; expected: string | null; exported: string | null }>(
+      `SELECT pg_catalog.txid_current_snapshot()::text AS snapshot, CASE WHEN $3 THEN pg_catalog.pg_export_snapshot() END AS exported,
               (SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_catalog.pg_class c
                 WHERE c.oid = pg_catalog.to_regclass($1) OR ($2 AND c.relkind = 'r' AND c.oid IN (SELECT pgconvey.partition_tree(pg_catalog.to_regclass($1))))) AS expected`,
-      [qualified, sourcePartitioned],
+      [qualified, sourcePartitioned, plan !== null],
     );
     const snapshot = info.rows[0]!.snapshot;
-    const rowsExpected = info.rows[0]!.expected === null || Number(info.rows[0]!.expected) <= 0 ? null : Number(info.rows[0]!.expected);
+    meter.rowsExpected = info.rows[0]!.expected === null || Number(info.rows[0]!.expected) <= 0 ? null : Number(info.rows[0]!.expected);
+    const select = (where: string) => `COPY (SELECT ${columns} FROM ${sourceOnly}${qualified}${where ? ` WHERE ${where}` : ''}) TO STDOUT`;
+    const load = `COPY ${qualified} (${columns}) FROM STDIN`;
 
-    const counter = new CopyCounter();
-    let reporting: Promise<unknown> | undefined;
-    const report = () => {
-      options.onProgress?.({ schema, table, rows: counter.rows, bytes: counter.bytes, rowsExpected, startedAt: started });
-      if (reporting) return; // the previous update is still on its way
-      reporting = progress
-        .query(`UPDATE pgconvey.subscriber_table SET rows_copied = $5, bytes_copied = $6, rows_expected = $7 WHERE ${where} AND copy_generation = $8`, [
-          ...key,
-          counter.rows,
-          counter.bytes,
-          rowsExpected,
-          generation,
-        ])
-        .catch(() => undefined)
-        .finally(() => (reporting = undefined));
-    };
-    report(); // the expected row count is on record from the first row on
-    timer = setInterval(report, options.progressEveryMs ?? 1000);
-    await pipeline(
-      source.query(copyTo(`COPY (SELECT ${columns} FROM ${sourceOnly}${qualified}) TO STDOUT`)),
-      counter,
-      target.query(copyFrom(`COPY ${qualified} (${columns}) FROM STDIN`)),
-    );
-    clearInterval(timer);
-    timer = undefined;
-    // S is recorded: the provider's transaction (and its lock) can end before the indexes are rebuilt.
-    await source.query('COMMIT');
-    await reporting;
-    for (const ix of indexes.rows) await target.query(ix.def);
+    meter.start();
+    if (!plan) {
+      await pipeline(source.query(copyTo(select(''))), meter.counter(), target.query(copyFrom(load)));
+      await meter.stop();
+      // S is recorded: the provider's transaction (and its lock) can end before the indexes are rebuilt.
+      await source.query('COMMIT');
+      for (const ix of setAside) await target.query(rebuildSql(ix));
+    } else {
+      await copyRanges({ openProvider, openSubscriber, streams, n: options.ranges ?? DEFAULT_COPY_RANGES, exported: info.rows[0]!.exported!, predicates: rangePredicates(plan), select, load, qualified, key, generation, meter, signal: options.signal });
+      await meter.stop();
+      // Every range is loaded and committed: the snapshot (and the lock that kept the source's file) can go.
+      await source.query('COMMIT');
+      // The indexes set aside, built in parallel (each its own session; on record until the state flips).
+      const todo = [...setAside];
+      await Promise.all(streams.filter((_, i) => i % 2 === 1).map(async (c) => {
+        for (let ix = todo.shift(); ix; ix = todo.shift()) await c.query(rebuildSql(ix));
+      }));
+      await target.query('BEGIN');
+    }
     // Recorded only if the row is still this attempt's (a resync during the load makes this copy void).
     const recorded = await target.query(
       `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('catching-up')}, state_since = now(), copy_snapshot = $5, copy_tick = $6,
               rows_copied = $7, bytes_copied = $8, rows_expected = $9, copy_finished_at = clock_timestamp(),
-              last_error = NULL, last_error_at = NULL, copy_failures = 0
-        WHERE ${where} AND copy_generation = $10`,
-      [...key, snapshot, tick, counter.rows, counter.bytes, rowsExpected, generation],
+              last_error = NULL, last_error_at = NULL, copy_failures = 0, copy_indexes = NULL
+        WHERE ${WHERE} AND copy_generation = $10 AND state = ${sqlStates('copying')}`,
+      [...key, snapshot, tick, meter.rows, meter.bytes, meter.rowsExpected, generation],
     );
     if (recorded.rowCount === 0) throw new CopySupersededError(qualified);
     await target.query('COMMIT');
     // A tick after the copy lets the worker finish merging now rather than at the next idle tick.
     await forceTick(admin, queue).catch(() => undefined);
-    options.onProgress?.({ schema, table, rows: counter.rows, bytes: counter.bytes, rowsExpected, startedAt: started });
-    return { rows: counter.rows, bytes: counter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation };
+    options.onProgress?.(meter.snapshot());
+    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1 };
   } catch (err) {
-    if (timer) clearInterval(timer);
+    await meter?.stop().catch(() => undefined);
     // The load's transactions may be stuck mid-COPY: close them, and the servers roll back.
-    await Promise.all([source, target].map(closeNow));
+    await Promise.all([source, target, ...streams].map(closeNow));
     if (pinned && pin) await unregisterConsumer(admin, queue, pin).catch(() => undefined);
     if (options.signal?.aborted) throw new Error(`copy of ${qualified} abandoned at shutdown; it starts again from the beginning next time`);
     if (generation !== undefined && !(err instanceof CopySupersededError)) {
@@ -249,16 +426,96 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
         .query(
           `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('pending')}, state_since = now(), copy_pin = NULL, last_error = $5,
                   last_error_at = clock_timestamp(), copy_failures = copy_failures + 1
-            WHERE ${where} AND copy_generation = $6 AND state = ${sqlStates('copying')}`,
+            WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`,
           [...key, errorMessage(err).slice(0, 2000), generation],
         )
         .catch(() => undefined);
     }
+    await restoreIfRemoved(progress, key, setAside).catch(() => undefined);
     throw err;
   } finally {
     options.signal?.removeEventListener('abort', abandon);
-    await Promise.all(all.map(closeNow));
+    await Promise.all([...all, ...streams].map(closeNow));
   }
+}
+
+/**
+ * A table removed from the subscription during a split copy whose indexes
+ * were set aside gets them back (no later copy would): the row that recorded
+ * them is gone.
+ */
+async function restoreIfRemoved(progress: pg.Client, key: unknown[], setAside: SetAsideIndex[]): Promise<void> {
+  if (!setAside.length) return;
+  const row = await progress.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${WHERE}`, key);
+  if (row.rowCount) return; // the next attempt rebuilds them (they are on record)
+  for (const ix of setAside) await progress.query(rebuildSql(ix)).catch(() => undefined);
+}
+
+/**
+ * The range streams of a split copy: `n` provider sessions import the
+ * exported snapshot S (so every range reads the same rows S saw, and nothing
+ * else), `n` subscriber sessions load the ranges, each range in its own
+ * transaction that first locks the table (ROW EXCLUSIVE) and only then checks
+ * that the row is still `copying` under this generation: a newer attempt's
+ * TRUNCATE either waits for the range's commit (and removes its rows), or
+ * commits before, and the range sees the newer generation and stops. One
+ * failing range closes every stream (the others fail at once).
+ */
+async function copyRanges(o: {
+  openProvider: OpenClient;
+  openSubscriber: OpenClient;
+  streams: pg.Client[];
+  n: number;
+  exported: string;
+  predicates: string[];
+  select: (where: string) => string;
+  load: string;
+  qualified: string;
+  key: unknown[];
+  generation: string;
+  meter: CopyMeter;
+  signal?: AbortSignal;
+}): Promise<void> {
+  const n = Math.min(o.n, o.predicates.length);
+  const opened = await openAll(Array.from({ length: 2 * n }, (_, i) => (i % 2 === 0 ? o.openProvider : o.openSubscriber)));
+  o.streams.push(...opened);
+  if (o.signal?.aborted) throw new Error('abandoned at shutdown');
+  await Promise.all(opened.map((c) => c.query(COPY_SESSION_SQL)));
+  const readers = opened.filter((_, i) => i % 2 === 0);
+  const loaders = opened.filter((_, i) => i % 2 === 1);
+  // Every reader in S before the first range starts (the exporting transaction stays open until all are loaded).
+  for (const r of readers) {
+    await r.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await r.query(`SET TRANSACTION SNAPSHOT ${sqlFormat('%L', o.exported)}`);
+  }
+  const todo = o.predicates.map((where, i) => ({ where, counter: o.meter.counter(), i }));
+  let failure: unknown;
+  await Promise.allSettled(
+    readers.map(async (reader, lane) => {
+      const loader = loaders[lane]!;
+      try {
+        for (let range = todo.shift(); range && failure === undefined; range = todo.shift()) {
+          await loader.query('BEGIN');
+          await loader.query('SET LOCAL session_replication_role = replica');
+          await loader.query(`LOCK TABLE ONLY ${o.qualified} IN ROW EXCLUSIVE MODE`);
+          const mine = await loader.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`, [...o.key, o.generation]);
+          if (mine.rowCount === 0) throw new CopySupersededError(o.qualified);
+          await pipeline(reader.query(copyTo(o.select(range.where))), range.counter, loader.query(copyFrom(o.load)));
+          await loader.query('COMMIT');
+          range.counter.done = true;
+        }
+      } catch (err) {
+        // The first failure is what the copy failed of; the other streams then fail of its closing them.
+        if (failure === undefined) {
+          failure = err;
+          await Promise.all(opened.map(closeNow));
+        }
+      }
+    }),
+  );
+  if (failure !== undefined) throw failure;
+  if (todo.length) throw new Error(`copy of ${o.qualified}: ${todo.length} ranges were not copied`);
+  await Promise.all(readers.map((r) => r.query('COMMIT')));
 }
 
 function errorMessage(err: unknown): string {
@@ -306,22 +563,30 @@ export async function dropStalePins(provider: pg.Client, subscriber: pg.Client, 
  */
 const COPY_DUE_SQL = `(last_error_at IS NULL OR last_error_at <= clock_timestamp() - least(300, power(2, least(copy_failures, 9))) * interval '1 second')`;
 
-/** Tables of a subscription waiting for a copy (`pending`, or `copying` after a crash) and due, largest first. */
-export async function tablesToCopy(provider: pg.Client, subscriber: pg.Client, queue: string, consumer: string): Promise<Array<{ schema: string; table: string }>> {
+/** Tables of a subscription waiting for a copy (`pending`, or `copying` after a crash) and due, largest first, with their size on the provider. */
+export async function tablesToCopy(
+  provider: pg.Client,
+  subscriber: pg.Client,
+  queue: string,
+  consumer: string,
+): Promise<Array<{ schema: string; table: string; bytes: number; batchable: boolean }>> {
   const { rows } = await subscriber.query<{ table_schema: string; table_name: string }>(
     `SELECT table_schema, table_name FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND state IN (${sqlStates('pending', 'copying')}) AND ${COPY_DUE_SQL}`,
     [queue, consumer],
   );
   if (!rows.length) return [];
-  const sizes = await provider.query<{ name: string; bytes: string }>(
-    `SELECT x.name, coalesce(pg_catalog.pg_relation_size(pg_catalog.to_regclass(x.name)), 0) AS bytes FROM unnest($1::text[]) AS x(name)`,
+  // A partitioned table's parent has no storage of its own: its partitions' size counts, and it is never batched.
+  const sizes = await provider.query<{ name: string; bytes: string; kind: string | null }>(
+    `SELECT x.name, c.relkind::text AS kind,
+            coalesce(CASE WHEN c.relkind = 'p' THEN (SELECT sum(pg_catalog.pg_relation_size(p)) FROM pgconvey.partition_tree(c.oid) AS p)
+                          ELSE pg_catalog.pg_relation_size(c.oid) END, 0)::text AS bytes
+       FROM unnest($1::text[]) AS x(name) LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.name)`,
     [rows.map((r) => quoteQualified(r.table_schema, r.table_name))],
   );
-  const size = new Map(sizes.rows.map((r) => [r.name, Number(r.bytes)]));
+  const size = new Map(sizes.rows.map((r) => [r.name, { bytes: Number(r.bytes), batchable: r.kind === 'r' }]));
   return rows
-    .map((r) => ({ schema: r.table_schema, table: r.table_name, bytes: size.get(quoteQualified(r.table_schema, r.table_name)) ?? 0 }))
-    .sort((a, b) => b.bytes - a.bytes)
-    .map(({ schema, table }) => ({ schema, table }));
+    .map((r) => ({ schema: r.table_schema, table: r.table_name, ...(size.get(quoteQualified(r.table_schema, r.table_name)) ?? { bytes: 0, batchable: false }) }))
+    .sort((a, b) => b.bytes - a.bytes);
 }
 
 /** Whether tables of the subscription wait for their initial copy and are due (see tablesToCopy). */
@@ -333,6 +598,201 @@ export async function copiesDue(subscriber: pg.Client, queue: string, consumer: 
   return rows[0]!.n > 0;
 }
 
+/** Tables smaller than this (bytes on the provider) are copied in batches (copyTableBatch). */
+export const BATCH_MAX_TABLE_BYTES = 8 * 2 ** 20;
+/** At most this many tables, and this many bytes, per batch. */
+const BATCH_MAX_TABLES = 200;
+const BATCH_MAX_BYTES = 64 * 2 ** 20;
+
+export interface BatchOptions {
+  queue: string;
+  consumer: string;
+  tables: Array<{ schema: string; table: string }>;
+  onProgress?: (p: CopyProgress) => void;
+  onCopied?: (schema: string, table: string, r: CopyResult) => void;
+  onFailed?: (schema: string, table: string, err: unknown) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Copies many small tables under ONE provider snapshot: one set of
+ * connections, one generation, one pin (named after the first table; every
+ * table's row names it, so it stays while any of them still merges), one
+ * REPEATABLE READ transaction that locks every source table (ACCESS SHARE)
+ * before its snapshot S. Each table is then loaded in its own subscriber
+ * transaction exactly as copyTable loads one (checks the row is still this
+ * attempt's, sets aside indexes, empties, COPYs, rebuilds, records S, T and
+ * `catching-up`), so each keeps its own state row; the same S and T for all is
+ * what the merge rule needs, per table. A table superseded before its load is
+ * skipped; any other failure stops the batch: that table goes back to
+ * `pending` with its error (backoff), the ones not yet loaded to `pending`
+ * without one. Returns how many tables were copied.
+ */
+export async function copyTableBatch(openProvider: OpenClient, openSubscriber: OpenClient, options: BatchOptions): Promise<number> {
+  const { queue, consumer } = options;
+  const started = new Date();
+  const [admin, source, target, progress] = await openAll([openProvider, openProvider, openSubscriber, openSubscriber]);
+  const all = [admin, source, target, progress];
+  const abandon = () => void Promise.all([source, target].map(closeNow));
+  options.signal?.addEventListener('abort', abandon, { once: true });
+  let generation: string | undefined;
+  let pin: string | undefined;
+  let pinned = false;
+  let copied = 0;
+  const left = new Map(options.tables.map((t) => [quoteQualified(t.schema, t.table), t]));
+  const fail = async (t: { schema: string; table: string }, err: unknown) => {
+    left.delete(quoteQualified(t.schema, t.table));
+    if (generation !== undefined && !(err instanceof CopySupersededError)) {
+      await progress
+        .query(
+          `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('pending')}, state_since = now(), copy_pin = NULL, last_error = $5,
+                  last_error_at = clock_timestamp(), copy_failures = copy_failures + 1
+            WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`,
+          [queue, consumer, t.schema, t.table, errorMessage(err).slice(0, 2000), generation],
+        )
+        .catch(() => undefined);
+    }
+    if (!options.signal?.aborted) options.onFailed?.(t.schema, t.table, err);
+  };
+  try {
+    if (options.signal?.aborted) throw new Error('abandoned at shutdown');
+    await Promise.all(all.map((c) => c.query(COPY_SESSION_SQL)));
+    generation = (await progress.query<{ g: string }>("SELECT pg_catalog.nextval('pgconvey.copy_generation_seq')::text AS g")).rows[0]!.g;
+    const first = options.tables[0]!;
+    pin = copyPinName(consumer, generation, first.schema, first.table);
+    const marked = await progress.query<{ schema: string; table: string }>(
+      `UPDATE pgconvey.subscriber_table t SET state = ${sqlStates('copying')}, state_since = now(), copy_started_at = now(), copy_finished_at = NULL,
+              rows_copied = 0, bytes_copied = 0, rows_expected = NULL, copy_snapshot = NULL, copy_tick = NULL, copy_generation = $5, copy_pin = $6
+         FROM unnest($3::text[], $4::text[]) AS x(s, n)
+        WHERE t.queue_name = $1 AND t.consumer_name = $2 AND t.table_schema = x.s AND t.table_name = x.n AND t.state IN (${sqlStates('pending', 'copying')})
+        RETURNING t.table_schema AS schema, t.table_name AS table`,
+      [queue, consumer, options.tables.map((t) => t.schema), options.tables.map((t) => t.table), generation, pin],
+    );
+    const isMarked = new Set(marked.rows.map((r) => quoteQualified(r.schema, r.table)));
+    for (const [q, t] of [...left]) if (!isMarked.has(q)) await fail(t, new Error(`table ${q} is not waiting for a copy in subscription "${consumer}" of queue "${queue}" on the subscriber`));
+    const captured = await admin.query<{ schema: string; table: string; columns: string[]; kind: string | null; expected: string | null }>(
+      `SELECT t.table_schema AS schema, t.table_name AS table, t.columns, c.relkind::text AS kind, greatest(c.reltuples, 0)::bigint::text AS expected
+         FROM pgconvey.captured_table t JOIN pgconvey.queue q USING (queue_id)
+         LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(t.table_schema) || '.' || pg_catalog.quote_ident(t.table_name))
+        WHERE q.queue_name = $1 AND (t.table_schema, t.table_name) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
+      [queue, [...left.values()].map((t) => t.schema), [...left.values()].map((t) => t.table)],
+    );
+    const info = new Map(captured.rows.map((r) => [quoteQualified(r.schema, r.table), r]));
+    for (const [q, t] of [...left]) {
+      const c = info.get(q);
+      if (!c || c.kind === null) await fail(t, new Error(`table ${q} is not captured by queue "${queue}" on the provider`));
+    }
+    if (!left.size) return 0;
+
+    const tick = await registerConsumer(admin, queue, pin);
+    pinned = true;
+    // Every source table locked before the snapshot is fixed (as copyTable does for one).
+    await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await source.query(`LOCK TABLE ${[...left.keys()].map((q) => `${info.get(q)!.kind === 'p' ? '' : 'ONLY '}${q}`).join(', ')} IN ACCESS SHARE MODE`);
+    const snapshot = (await source.query<{ s: string }>('SELECT pg_catalog.txid_current_snapshot()::text AS s')).rows[0]!.s;
+
+    for (const [q, t] of [...left]) {
+      if (options.signal?.aborted) break;
+      const c = info.get(q)!;
+      const key = [queue, consumer, t.schema, t.table];
+      const columns = c.columns.map(quoteIdent).join(', ');
+      const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
+      const only = c.kind === 'p' ? '' : 'ONLY ';
+      try {
+        await target.query('BEGIN');
+        await target.query('SET LOCAL session_replication_role = replica');
+        const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
+          `SELECT copy_indexes FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
+          [...key, generation],
+        );
+        if (mine.rowCount === 0) throw new CopySupersededError(q);
+        const { indexes } = await setAsideAndEmpty(target, q, mine.rows[0]!.copy_indexes ?? []);
+        const counter = new CopyCounter();
+        await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
+        for (const ix of indexes) await target.query(rebuildSql(ix));
+        const recorded = await target.query(
+          `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('catching-up')}, state_since = now(), copy_snapshot = $5, copy_tick = $6,
+                  rows_copied = $7, bytes_copied = $8, rows_expected = $9, copy_finished_at = clock_timestamp(),
+                  last_error = NULL, last_error_at = NULL, copy_failures = 0, copy_indexes = NULL
+            WHERE ${WHERE} AND copy_generation = $10 AND state = ${sqlStates('copying')}`,
+          [...key, snapshot, tick, counter.rows, counter.bytes, rowsExpected, generation],
+        );
+        if (recorded.rowCount === 0) throw new CopySupersededError(q);
+        await target.query('COMMIT');
+        left.delete(q);
+        copied++;
+        options.onProgress?.({ schema: t.schema, table: t.table, rows: counter.rows, bytes: counter.bytes, rowsExpected, startedAt: started });
+        options.onCopied?.(t.schema, t.table, { rows: counter.rows, bytes: counter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: 1 });
+      } catch (err) {
+        if (err instanceof CopySupersededError) {
+          await target.query('ROLLBACK');
+          left.delete(q);
+          continue;
+        }
+        throw Object.assign(new BatchTableError(err), { table: t });
+      }
+    }
+    await source.query('COMMIT');
+    if (copied) await forceTick(admin, queue).catch(() => undefined);
+    return copied;
+  } catch (err) {
+    await Promise.all([source, target].map(closeNow));
+    const cause = err instanceof BatchTableError ? err.inner : err;
+    if (err instanceof BatchTableError && err.table) await fail(err.table, cause);
+    // Failed before any load (a provider table gone, the pin): every table fails, with backoff.
+    else if (!options.signal?.aborted) for (const t of [...left.values()]) await fail(t, cause);
+    // The tables not loaded yet wait again (no failure of theirs: they are in the next round).
+    if (generation !== undefined) {
+      const rest = [...left.values()];
+      await progress
+        .query(
+          `UPDATE pgconvey.subscriber_table t SET state = ${sqlStates('pending')}, state_since = now(), copy_pin = NULL
+             FROM unnest($3::text[], $4::text[]) AS x(s, n)
+            WHERE t.queue_name = $1 AND t.consumer_name = $2 AND t.table_schema = x.s AND t.table_name = x.n AND t.copy_generation = $5 AND t.state = ${sqlStates('copying')}`,
+          [queue, consumer, rest.map((t) => t.schema), rest.map((t) => t.table), generation],
+        )
+        .catch(() => undefined);
+    }
+    if (options.signal?.aborted) throw new Error('copy batch abandoned at shutdown; its tables start again from the beginning next time');
+    throw cause;
+  } finally {
+    if (pinned && pin && copied === 0) await unregisterConsumer(admin, queue, pin).catch(() => undefined);
+    options.signal?.removeEventListener('abort', abandon);
+    await Promise.all(all.map(closeNow));
+  }
+}
+
+/** A failure of one table's load inside a batch (the batch stops; that table gets the error). */
+class BatchTableError extends Error {
+  table?: { schema: string; table: string };
+  constructor(readonly inner: unknown) {
+    super(errorMessage(inner));
+    this.name = 'BatchTableError';
+  }
+}
+
+/** Groups the small tables of `todo` into batches (by size on the provider), the large ones alone. */
+export function copyWorkItems(todo: Array<{ schema: string; table: string; bytes: number; batchable: boolean }>): Array<Array<{ schema: string; table: string }>> {
+  const items: Array<Array<{ schema: string; table: string }>> = [];
+  let batch: Array<{ schema: string; table: string }> = [];
+  let bytes = 0;
+  for (const t of todo) {
+    if (!t.batchable || t.bytes >= BATCH_MAX_TABLE_BYTES) {
+      items.push([{ schema: t.schema, table: t.table }]);
+      continue;
+    }
+    if (batch.length >= BATCH_MAX_TABLES || bytes + t.bytes > BATCH_MAX_BYTES) {
+      items.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push({ schema: t.schema, table: t.table });
+    bytes += t.bytes;
+  }
+  if (batch.length) items.push(batch);
+  return items;
+}
+
 /**
  * Opens every connection or none: when one fails (a server down), those that
  * opened are closed again before the error is thrown, so retries leak nothing.
@@ -340,15 +800,24 @@ export async function copiesDue(subscriber: pg.Client, queue: string, consumer: 
 export async function openAll(openers: OpenClient[]): Promise<pg.Client[]> {
   const results = await Promise.allSettled(openers.map((open) => open()));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (!failed) return results.map((r) => (r as PromiseFulfilledResult<pg.Client>).value);
+  if (!failed) {
+    const clients = results.map((r) => (r as PromiseFulfilledResult<pg.Client>).value);
+    // A copy's connection may die under it (a stream closed, a backend terminated): the failing query reports it,
+    // and the client's own 'error' event must not become an uncaught exception.
+    for (const c of clients) if (c.listenerCount('error') === 0) c.on('error', () => undefined);
+    return clients;
+  }
   await Promise.all(results.map((r) => (r.status === 'fulfilled' ? r.value.end().catch(() => undefined) : undefined)));
   throw failed.reason;
 }
 
 /**
- * Copies every table waiting for a copy, `parallel` at a time, largest first.
- * Returns when all are copied; the first failure is thrown after the others finish
- * (each failure is also reported to `onFailed` as it happens).
+ * Copies every table waiting for a copy, `parallel` work items at a time,
+ * largest first: a large table alone (split into `ranges` streams when it is
+ * large enough), small tables in batches under one snapshot (copyTableBatch;
+ * `batch: false` copies each alone). Returns when all are copied; the first
+ * failure is thrown after the others finish (each failure is also reported to
+ * `onFailed` as it happens).
  */
 export async function copyPendingTables(
   openProvider: OpenClient,
@@ -357,6 +826,11 @@ export async function copyPendingTables(
   consumer: string,
   options: {
     parallel?: number;
+    /** Range streams of one split copy (default DEFAULT_COPY_RANGES; 1: no split). */
+    ranges?: number;
+    splitMinBytes?: number;
+    /** Small tables copied in batches (default true). */
+    batch?: boolean;
     onProgress?: (p: CopyProgress) => void;
     onCopied?: (schema: string, table: string, r: CopyResult) => void;
     /** Called for every failed copy (the table is retried later, with backoff). */
@@ -365,9 +839,10 @@ export async function copyPendingTables(
   } = {},
 ): Promise<number> {
   const [p, s] = await openAll([openProvider, openSubscriber]);
-  let todo: Array<{ schema: string; table: string }>;
+  let todo: Array<Array<{ schema: string; table: string }>>;
   try {
-    todo = await tablesToCopy(p, s, queue, consumer);
+    const tables = await tablesToCopy(p, s, queue, consumer);
+    todo = copyWorkItems(options.batch === false ? tables.map((t) => ({ ...t, batchable: false })) : tables);
   } finally {
     await Promise.all([p.end(), s.end()]);
   }
@@ -375,12 +850,31 @@ export async function copyPendingTables(
   let copied = 0;
   const lanes = Array.from({ length: Math.max(1, options.parallel ?? 2) }, async () => {
     for (let next = todo.shift(); next && !options.signal?.aborted; next = todo.shift()) {
+      if (next.length > 1) {
+        try {
+          // Not `copied += await …`: that reads `copied` before the await, and the lanes run at the same time.
+          const n = await copyTableBatch(openProvider, openSubscriber, { queue, consumer, tables: next, onProgress: options.onProgress, onCopied: options.onCopied, onFailed: options.onFailed, signal: options.signal });
+          copied += n;
+        } catch (err) {
+          failure ??= err;
+        }
+        continue;
+      }
+      const one = next[0]!;
       try {
-        const r = await copyTable(openProvider, openSubscriber, { queue, consumer, ...next, onProgress: options.onProgress, signal: options.signal });
+        const r = await copyTable(openProvider, openSubscriber, {
+          queue,
+          consumer,
+          ...one,
+          ranges: options.ranges,
+          splitMinBytes: options.splitMinBytes,
+          onProgress: options.onProgress,
+          signal: options.signal,
+        });
         copied++;
-        options.onCopied?.(next.schema, next.table, r);
+        options.onCopied?.(one.schema, one.table, r);
       } catch (err) {
-        if (!options.signal?.aborted) options.onFailed?.(next.schema, next.table, err);
+        if (!options.signal?.aborted) options.onFailed?.(one.schema, one.table, err);
         failure ??= err;
       }
     }
