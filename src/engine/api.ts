@@ -4,6 +4,7 @@
  * is (create_queue, add_table, register_consumer, subscribe).
  */
 import type pg from 'pg';
+import { rebuildSql, type SetAsideIndex } from './set-aside-indexes.js';
 import { sqlStates, tableStateOf, type TableState } from './table-state.js';
 
 export interface QueueSettings {
@@ -116,12 +117,13 @@ export async function addSubscriberTable(subscriber: pg.Client, queue: string, c
 }
 
 export async function removeSubscriberTable(subscriber: pg.Client, queue: string, consumer: string, schema: string, table: string): Promise<void> {
-  await subscriber.query('DELETE FROM pgconvey.subscriber_table WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4', [
-    queue,
-    consumer,
-    schema,
-    table,
-  ]);
+  const { rows } = await subscriber.query<{ indexes: SetAsideIndex[] | null }>(
+    `DELETE FROM pgconvey.subscriber_table t WHERE queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4
+     RETURNING to_jsonb(t) -> 'copy_indexes' AS indexes`,
+    [queue, consumer, schema, table],
+  );
+  // A split copy killed after setting its indexes aside left them on record: no later copy will rebuild them now.
+  for (const ix of rows[0]?.indexes ?? []) await subscriber.query(rebuildSql(ix));
 }
 
 export interface ConsumerStatus {

@@ -43,6 +43,7 @@ import type pg from 'pg';
 import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type PinHolder } from '../kernel/index.js';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
+import { rebuildSql, type SetAsideIndex } from './set-aside-indexes.js';
 import { isCopyInProgress, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
 export type OpenClient = () => Promise<pg.Client>;
@@ -123,17 +124,6 @@ function closeNow(c: pg.Client): Promise<void> {
 const WHERE = 'queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4';
 
 /** A secondary index set aside during a copy: dropped before the load, re-created after it. */
-interface SetAsideIndex {
-  schema: string;
-  name: string;
-  def: string;
-}
-
-/** `CREATE INDEX … IF NOT EXISTS`: a rebuild repeated after a kill, or of an index a newer copy made, is a no-op. */
-function rebuildSql(ix: SetAsideIndex): string {
-  return ix.def.replace(/^CREATE INDEX /, 'CREATE INDEX IF NOT EXISTS ');
-}
-
 const isPartitioned = async (c: pg.Client, qualified: string) =>
   (await c.query<{ p: boolean }>("SELECT c.relkind = 'p' AS p FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", [qualified])).rows[0]?.p === true;
 
