@@ -1,4 +1,4 @@
--- Migration 0010: a split copy loads its ranges in several subscriber sessions,
+-- Migration 0009: a split copy loads its ranges in several subscriber sessions,
 -- so the secondary indexes it sets aside are dropped in a committed transaction
 -- before the load. Their definitions are kept here until the copy has rebuilt
 -- them (cleared with the state `catching-up`): a copy killed or failed between
