@@ -160,6 +160,41 @@ async function setAsideAndEmpty(target: pg.Client, qualified: string, recorded: 
   return { indexes: [...byName.values()], only };
 }
 
+/**
+ * Opens a copy's load transaction on the subscriber (replica role), checks
+ * the table's row is still this attempt's (no batch applies a `copying`
+ * table; a resync since would make it another's), sets aside its secondary
+ * indexes and empties it. Returns the indexes to rebuild after the load.
+ */
+async function beginLoad(target: pg.Client, key: unknown[], generation: string, qualified: string): Promise<SetAsideIndex[]> {
+  await target.query('BEGIN');
+  await target.query('SET LOCAL session_replication_role = replica');
+  const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
+    `SELECT copy_indexes FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
+    [...key, generation],
+  );
+  if (mine.rowCount === 0) throw new CopySupersededError(qualified);
+  return (await setAsideAndEmpty(target, qualified, mine.rows[0]!.copy_indexes ?? [])).indexes;
+}
+
+/** Records a loaded copy — its snapshot S and tick T, state `catching-up` — only if the row is still this attempt's (in the caller's transaction). */
+async function recordCopied(
+  target: pg.Client,
+  key: unknown[],
+  generation: string,
+  qualified: string,
+  copy: { snapshot: string; tick: string; rows: number; bytes: number; rowsExpected: number | null },
+): Promise<void> {
+  const recorded = await target.query(
+    `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('catching-up')}, state_since = now(), copy_snapshot = $5, copy_tick = $6,
+            rows_copied = $7, bytes_copied = $8, rows_expected = $9, copy_finished_at = clock_timestamp(),
+            last_error = NULL, last_error_at = NULL, copy_failures = 0, copy_indexes = NULL
+      WHERE ${WHERE} AND copy_generation = $10 AND state = ${sqlStates('copying')}`,
+    [...key, copy.snapshot, copy.tick, copy.rows, copy.bytes, copy.rowsExpected, generation],
+  );
+  if (recorded.rowCount === 0) throw new CopySupersededError(qualified);
+}
+
 /** Sums the rows and bytes of a copy's streams (one per range) and keeps them on the table's row. */
 class CopyMeter {
   readonly counters: CopyCounter[] = [];
@@ -330,16 +365,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     meter = new CopyMeter(progress, key, generation, options, started);
 
     // The subscriber first: everything here may wait (for a batch holding the row, for readers of the table).
-    await target.query('BEGIN');
-    await target.query('SET LOCAL session_replication_role = replica');
-    // Still this attempt's? (No batch applies a `copying` table; a resync since would make it another's.)
-    const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
-      `SELECT copy_indexes FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
-      [...key, generation],
-    );
-    if (mine.rowCount === 0) throw new CopySupersededError(qualified);
-    const emptied = await setAsideAndEmpty(target, qualified, mine.rows[0]!.copy_indexes ?? []);
-    setAside = emptied.indexes;
+    setAside = await beginLoad(target, key, generation, qualified);
     if (plan) {
       // The ranges load in other sessions: the indexes set aside are on record before their drop commits.
       const kept = await target.query(`UPDATE pgconvey.subscriber_table SET copy_indexes = $5::jsonb WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`, [
@@ -392,14 +418,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
       await target.query('BEGIN');
     }
     // Recorded only if the row is still this attempt's (a resync during the load makes this copy void).
-    const recorded = await target.query(
-      `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('catching-up')}, state_since = now(), copy_snapshot = $5, copy_tick = $6,
-              rows_copied = $7, bytes_copied = $8, rows_expected = $9, copy_finished_at = clock_timestamp(),
-              last_error = NULL, last_error_at = NULL, copy_failures = 0, copy_indexes = NULL
-        WHERE ${WHERE} AND copy_generation = $10 AND state = ${sqlStates('copying')}`,
-      [...key, snapshot, tick, meter.rows, meter.bytes, meter.rowsExpected, generation],
-    );
-    if (recorded.rowCount === 0) throw new CopySupersededError(qualified);
+    await recordCopied(target, key, generation, qualified, { snapshot, tick, rows: meter.rows, bytes: meter.bytes, rowsExpected: meter.rowsExpected });
     await target.query('COMMIT');
     // A tick after the copy lets the worker finish merging now rather than at the next idle tick.
     await forceTick(admin, queue).catch(() => undefined);
@@ -689,25 +708,11 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
       const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
       const only = c.kind === 'p' ? '' : 'ONLY ';
       try {
-        await target.query('BEGIN');
-        await target.query('SET LOCAL session_replication_role = replica');
-        const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
-          `SELECT copy_indexes FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
-          [...key, generation],
-        );
-        if (mine.rowCount === 0) throw new CopySupersededError(q);
-        const { indexes } = await setAsideAndEmpty(target, q, mine.rows[0]!.copy_indexes ?? []);
+        const indexes = await beginLoad(target, key, generation, q);
         const counter = new CopyCounter();
         await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
         for (const ix of indexes) await target.query(rebuildSql(ix));
-        const recorded = await target.query(
-          `UPDATE pgconvey.subscriber_table SET state = ${sqlStates('catching-up')}, state_since = now(), copy_snapshot = $5, copy_tick = $6,
-                  rows_copied = $7, bytes_copied = $8, rows_expected = $9, copy_finished_at = clock_timestamp(),
-                  last_error = NULL, last_error_at = NULL, copy_failures = 0, copy_indexes = NULL
-            WHERE ${WHERE} AND copy_generation = $10 AND state = ${sqlStates('copying')}`,
-          [...key, snapshot, tick, counter.rows, counter.bytes, rowsExpected, generation],
-        );
-        if (recorded.rowCount === 0) throw new CopySupersededError(q);
+        await recordCopied(target, key, generation, q, { snapshot, tick, rows: counter.rows, bytes: counter.bytes, rowsExpected });
         await target.query('COMMIT');
         left.delete(q);
         copied++;
