@@ -69,4 +69,32 @@ describe('planning against real catalogs', () => {
       await s.end();
     }
   });
+
+  it('shows schema drift read from real catalogs: a rename, a dropped NOT NULL column, a key changed on the provider', async () => {
+    const [pdb, sdb] = [await freshDatabase(sourceServer(), 'drift_p'), await freshDatabase(targetServer(), 'drift_s')];
+    const [p, s] = [await pdb.connect(), await sdb.connect()];
+    try {
+      await p.query(SCHEMA);
+      await s.query(SCHEMA);
+      await p.query('ALTER TABLE public.customers RENAME COLUMN name TO "Full Name"');
+      await s.query("ALTER TABLE public.audit ADD COLUMN origin text NOT NULL, ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY");
+      await p.query('ALTER TABLE public.orders DROP CONSTRAINT orders_pkey, ADD PRIMARY KEY (id, total)');
+      await p.query('ALTER TABLE public.orders ALTER COLUMN total SET NOT NULL');
+      const file = readFileSync('test/fixtures/scenarios/shop.yaml', 'utf8');
+      const state = loadDesiredStateFromText('shop.yaml', file, { PGCONVEY_OLD_DSN: pdb.dsn, PGCONVEY_NEW_DSN: sdb.dsn }).state!;
+      const plan = buildPlan({ state, catalogs: { old: await introspectNode(p), new: await introspectNode(s) }, engineVersion: engine.ENGINE_VERSION, engineContent: engine.ENGINE_CONTENT });
+      const drift = plan.checks.filter((c) => ['column_renamed', 'columns_extra_on_subscriber', 'subscriber_unique_not_on_provider'].includes(c.code));
+      expect(drift.map((c) => [c.code, c.severity])).toEqual([
+        ['columns_extra_on_subscriber', 'error'],
+        ['column_renamed', 'error'],
+        ['subscriber_unique_not_on_provider', 'warning'],
+      ]);
+      // origin (NOT NULL, no default) blocks inserts; the identity column n does not.
+      expect(drift[0]!.message).toMatch(/origin is NOT NULL without a default/);
+      expect(drift[1]!.hint).toContain('RENAME COLUMN "name" TO "Full Name"');
+    } finally {
+      await p.end();
+      await s.end();
+    }
+  });
 });
