@@ -4,7 +4,7 @@
  * is (create_queue, add_table, register_consumer, subscribe).
  */
 import type pg from 'pg';
-import { rebuildSql, type SetAsideIndex } from './set-aside-indexes.js';
+import { rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { sqlStates, tableStateOf, type TableState } from './table-state.js';
 
 export interface QueueSettings {
@@ -123,7 +123,7 @@ export async function removeSubscriberTable(subscriber: pg.Client, queue: string
     [queue, consumer, schema, table],
   );
   // A split copy killed after setting its indexes aside left them on record: no later copy will rebuild them now.
-  for (const ix of rows[0]?.indexes ?? []) await subscriber.query(rebuildSql(ix));
+  await rebuildSetAside([subscriber], rows[0]?.indexes ?? []);
 }
 
 export interface ConsumerStatus {

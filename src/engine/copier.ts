@@ -43,7 +43,7 @@ import type pg from 'pg';
 import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type PinHolder } from '../kernel/index.js';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
-import { rebuildSql, type SetAsideIndex } from './set-aside-indexes.js';
+import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { isCopyInProgress, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
 export type OpenClient = () => Promise<pg.Client>;
@@ -129,27 +129,18 @@ const isPartitioned = async (c: pg.Client, qualified: string) =>
 
 /**
  * Inside a subscriber transaction (replica role): sets aside the table's
- * secondary indexes (not unique, not behind a constraint, not a partition's
- * attached index; none of a partitioned table: pg_get_indexdef of a
- * partitioned index says ON ONLY) and empties it — TRUNCATE, or DELETE when
- * foreign keys point at it. Returns the indexes to rebuild: those dropped now
- * and those an earlier attempt set aside and recorded (`recorded`).
+ * indexes (set-aside-indexes.ts; its keys too with `keys`: a large table
+ * copied alone) and empties it — TRUNCATE, or DELETE when foreign keys point
+ * at it. Returns the indexes to rebuild: those dropped now and those an
+ * earlier attempt set aside and recorded (`recorded`).
  */
-async function setAsideAndEmpty(target: pg.Client, qualified: string, recorded: SetAsideIndex[]): Promise<{ indexes: SetAsideIndex[]; only: string }> {
+async function setAsideAndEmpty(target: pg.Client, qualified: string, recorded: SetAsideIndex[], keys: boolean): Promise<{ indexes: SetAsideIndex[]; only: string }> {
   const partitioned = await isPartitioned(target, qualified);
   const only = partitioned ? '' : 'ONLY ';
-  const current = await target.query<SetAsideIndex>(
-    `SELECT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def
-       FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE i.indrelid = pg_catalog.to_regclass($1) AND NOT i.indisunique AND NOT $2
-        -- Not a partition's index attached to its parent's: PostgreSQL refuses to drop it alone (a rebuilt one would be detached).
-        AND NOT c.relispartition
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)`,
-    [qualified, partitioned],
-  );
-  for (const ix of current.rows) await target.query(`DROP INDEX ${quoteQualified(ix.schema, ix.name)}`);
+  const current = partitioned ? [] : await indexesToSetAside(target, qualified, { keys });
+  await dropSetAside(target, current);
   const byName = new Map<string, SetAsideIndex>();
-  for (const ix of [...recorded, ...current.rows]) byName.set(`${ix.schema}\u0000${ix.name}`, ix);
+  for (const ix of [...recorded, ...current]) byName.set(`${ix.schema}\u0000${ix.name}`, ix);
   await target.query('SAVEPOINT pgconvey_empty');
   try {
     await target.query(`TRUNCATE ${only}${qualified}`);
@@ -166,7 +157,7 @@ async function setAsideAndEmpty(target: pg.Client, qualified: string, recorded: 
  * table; a resync since would make it another's), sets aside its secondary
  * indexes and empties it. Returns the indexes to rebuild after the load.
  */
-async function beginLoad(target: pg.Client, key: unknown[], generation: string, qualified: string): Promise<SetAsideIndex[]> {
+async function beginLoad(target: pg.Client, key: unknown[], generation: string, qualified: string, keys = false): Promise<SetAsideIndex[]> {
   await target.query('BEGIN');
   await target.query('SET LOCAL session_replication_role = replica');
   const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
@@ -174,7 +165,7 @@ async function beginLoad(target: pg.Client, key: unknown[], generation: string, 
     [...key, generation],
   );
   if (mine.rowCount === 0) throw new CopySupersededError(qualified);
-  return (await setAsideAndEmpty(target, qualified, mine.rows[0]!.copy_indexes ?? [])).indexes;
+  return (await setAsideAndEmpty(target, qualified, mine.rows[0]!.copy_indexes ?? [], keys)).indexes;
 }
 
 /** Records a loaded copy — its snapshot S and tick T, state `catching-up` — only if the row is still this attempt's (in the caller's transaction). */
@@ -365,7 +356,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     meter = new CopyMeter(progress, key, generation, options, started);
 
     // The subscriber first: everything here may wait (for a batch holding the row, for readers of the table).
-    setAside = await beginLoad(target, key, generation, qualified);
+    setAside = await beginLoad(target, key, generation, qualified, true);
     if (plan) {
       // The ranges load in other sessions: the indexes set aside are on record before their drop commits.
       const kept = await target.query(`UPDATE pgconvey.subscriber_table SET copy_indexes = $5::jsonb WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`, [
@@ -404,17 +395,14 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
       await meter.stop();
       // S is recorded: the provider's transaction (and its lock) can end before the indexes are rebuilt.
       await source.query('COMMIT');
-      for (const ix of setAside) await target.query(rebuildSql(ix));
+      await rebuildSetAside([target], setAside);
     } else {
       await copyRanges({ openProvider, openSubscriber, streams, n: options.ranges ?? DEFAULT_COPY_RANGES, exported: info.rows[0]!.exported!, predicates: rangePredicates(plan), select, load, qualified, key, generation, meter, signal: options.signal });
       await meter.stop();
       // Every range is loaded and committed: the snapshot (and the lock that kept the source's file) can go.
       await source.query('COMMIT');
       // The indexes set aside, built in parallel (each its own session; on record until the state flips).
-      const todo = [...setAside];
-      await Promise.all(streams.filter((_, i) => i % 2 === 1).map(async (c) => {
-        for (let ix = todo.shift(); ix; ix = todo.shift()) await c.query(rebuildSql(ix));
-      }));
+      await rebuildSetAside(streams.filter((_, i) => i % 2 === 1), setAside);
       await target.query('BEGIN');
     }
     // Recorded only if the row is still this attempt's (a resync during the load makes this copy void).
@@ -457,7 +445,7 @@ async function restoreIfRemoved(progress: pg.Client, key: unknown[], setAside: S
   if (!setAside.length) return;
   const row = await progress.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${WHERE}`, key);
   if (row.rowCount) return; // the next attempt rebuilds them (they are on record)
-  for (const ix of setAside) await progress.query(rebuildSql(ix)).catch(() => undefined);
+  await rebuildSetAside([progress], setAside).catch(() => undefined);
 }
 
 /**
@@ -711,7 +699,7 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
         const indexes = await beginLoad(target, key, generation, q);
         const counter = new CopyCounter();
         await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
-        for (const ix of indexes) await target.query(rebuildSql(ix));
+        await rebuildSetAside([target], indexes);
         await recordCopied(target, key, generation, q, { snapshot, tick, rows: counter.rows, bytes: counter.bytes, rowsExpected });
         await target.query('COMMIT');
         left.delete(q);
