@@ -127,6 +127,9 @@ export async function buildSchemaCopy(archive: SchemaArchive, req: SchemaCopyReq
   return { ...script, unselected: selection.unselected };
 }
 
+/** Script entries sent in one query (statement_timeout covers a whole query: a chunk stays well under it). */
+const ENTRIES_PER_ROUND_TRIP = 200;
+
 /** Session settings of pg_dump's preamble that pgconvey sets itself (timeouts). */
 const OWN_SETTINGS = /^SET (?:statement_timeout|lock_timeout|idle_in_transaction_session_timeout|transaction_timeout) = .*;$/;
 
@@ -137,7 +140,9 @@ export interface EntryFailure {
 
 /**
  * Runs a script on the subscriber (its own connection: the script changes
- * session settings) in one transaction; each entry under a savepoint.
+ * session settings) in one transaction, a chunk of entries per round trip
+ * under a savepoint; a chunk that fails is run again entry by entry, each
+ * under its own savepoint, to find the entries that fail.
  * dryRun: every entry is tried, the failures returned, and everything
  * rolled back. Otherwise the first failure rolls everything back and is
  * thrown as a SchemaCopyError; success commits.
@@ -154,16 +159,28 @@ export async function runSchemaCopy(spec: ConnectionSpec, node: string, script: 
       const exists = await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [role]);
       if (!exists.rowCount) await client.query(format('CREATE ROLE %I', role));
     }
-    for (const { entry, sql } of script.entries) {
-      if (!sql.trim() || /^(?:--.*\n?)*$/.test(sql.trim())) continue;
-      await client.query('SAVEPOINT pgconvey_entry');
+    const entries = script.entries.filter(({ sql }) => sql.trim() && !/^(?:--.*\n?)*$/.test(sql.trim()));
+    // A chunk of entries in one round trip; only a chunk that fails is tried again entry by entry, to name what fails.
+    for (let at = 0; at < entries.length && !(failures.length && !options.dryRun); at += ENTRIES_PER_ROUND_TRIP) {
+      const chunk = entries.slice(at, at + ENTRIES_PER_ROUND_TRIP);
+      await client.query('SAVEPOINT pgconvey_chunk');
       try {
-        await client.query(sql);
-        await client.query('RELEASE SAVEPOINT pgconvey_entry');
-      } catch (err) {
-        await client.query('ROLLBACK TO SAVEPOINT pgconvey_entry');
-        failures.push({ entry, error: err as EntryFailure['error'] });
-        if (!options.dryRun) break;
+        await client.query(chunk.map((e) => e.sql).join('\n'));
+        await client.query('RELEASE SAVEPOINT pgconvey_chunk');
+        continue;
+      } catch {
+        await client.query('ROLLBACK TO SAVEPOINT pgconvey_chunk');
+      }
+      for (const { entry, sql } of chunk) {
+        await client.query('SAVEPOINT pgconvey_entry');
+        try {
+          await client.query(sql);
+          await client.query('RELEASE SAVEPOINT pgconvey_entry');
+        } catch (err) {
+          await client.query('ROLLBACK TO SAVEPOINT pgconvey_entry');
+          failures.push({ entry, error: err as EntryFailure['error'] });
+          if (!options.dryRun) break;
+        }
       }
     }
     if (options.dryRun || failures.length) {
