@@ -421,6 +421,106 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.capture_columns(rel) → the names of the columns a row of
+-- rel carries now, in order (every column that is not dropped), read the way
+-- the row itself is made: from the relation cache (the parse of (NULL::rel).*),
+-- not from pg_attribute through the transaction's snapshot, which in a
+-- REPEATABLE READ transaction may predate an ALTER TABLE committed since.
+-- NULL when rel names no relation.
+--
+-- Declared IMMUTABLE on purpose, and called by a capture function with the
+-- table's oid as a regclass constant: the planner evaluates it once when it
+-- plans the capture's shape check, and a regclass constant makes that cached
+-- plan depend on the table, so every change of the table's columns (ADD, DROP,
+-- RENAME COLUMN, by any session or by the writing transaction itself, and
+-- their rollback) invalidates the plan and the check is planned again, with
+-- the columns the rows now have. The common case costs no catalog access at
+-- all. Nothing else may call it (it is no function of its argument alone):
+-- only the capture role may execute it. It runs as the engine's owner
+-- (SECURITY DEFINER), who may name the table's row type (USAGE on its schema,
+-- which the capture role lacks); it reads no data.
+CREATE OR REPLACE FUNCTION pgconvey.capture_columns(p_rel regclass)
+RETURNS text[] LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v text[];
+BEGIN
+  IF p_rel::text ~ '^[0-9]+$' THEN
+    RETURN NULL;  -- no relation of that oid (regclass output is then the number)
+  END IF;
+  -- r.* is the whole row even where a column is named r.
+  EXECUTE format('SELECT pg_catalog.array_agg(k.k ORDER BY k.o) FROM (SELECT (NULL::%s).*) r, '
+                 'pg_catalog.json_object_keys(pg_catalog.row_to_json(r.*)) WITH ORDINALITY AS k(k, o)', p_rel)
+    INTO v;
+  RETURN coalesce(v, '{}');
+END $$;
+REVOKE ALL ON FUNCTION pgconvey.capture_columns(regclass) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.record_shape(table_id, baked_shape, rel, columns) → the
+-- shape of rows of the plain table rel whose columns are named columns (as
+-- pgconvey.capture_columns reads them): the baked shape when the table has
+-- the columns by number it was made for (a RENAME COLUMN keeps it until the
+-- table is captured again), else the table's shape of those columns, found
+-- among the recorded ones or recorded anew. When pg_attribute as this
+-- transaction sees it has other columns than the rows (a REPEATABLE READ
+-- snapshot older than an ALTER TABLE), the names are the rows' own and the
+-- column numbers unknown ('{}'); generated ones are those pg_attribute marks.
+CREATE OR REPLACE FUNCTION pgconvey.record_shape(p_table_id integer, p_baked integer, p_rel oid, p_columns text[])
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_attnums smallint[];
+  v_cols text[];
+  v_generated text[];
+  v_keys text[];
+  v_baked smallint[];
+  v_shape integer;
+BEGIN
+  EXECUTE 'SELECT array_agg(a.attnum ORDER BY a.attnum), array_agg(a.attname::text ORDER BY a.attnum), '
+       || CASE WHEN current_setting('server_version_num')::integer >= 120000
+               THEN 'coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> ''''), ''{}'')' ELSE '''{}''::text[]' END
+       || ' FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
+    INTO v_attnums, v_cols, v_generated USING p_rel;
+  SELECT s.key_columns, s.attnums INTO v_keys, v_baked FROM pgconvey.table_shape s WHERE s.shape_id = p_baked;
+  IF v_cols IS DISTINCT FROM p_columns THEN
+    v_attnums := '{}';
+    v_generated := ARRAY(SELECT c FROM unnest(p_columns) c WHERE c = ANY (v_generated));
+  ELSIF v_attnums = v_baked THEN
+    RETURN p_baked;
+  END IF;
+  SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
+   WHERE s.table_id = p_table_id AND s.attnums = v_attnums AND s.columns = p_columns AND s.key_columns = v_keys
+   ORDER BY s.shape_id LIMIT 1;
+  IF NOT FOUND THEN
+    INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
+    VALUES (p_table_id, v_attnums, p_columns, v_keys, v_generated) RETURNING shape_id INTO v_shape;
+  END IF;
+  RETURN v_shape;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.capture_shape(table_id, baked_shape, rel, columns) → the
+-- shape id of rows of the plain table rel that carry the columns named
+-- columns. A capture function calls it only when its planned check found the
+-- table's columns no longer the ones it was made for (after an ALTER TABLE,
+-- until the table is captured again). The answer is kept for the transaction
+-- in the session setting pgconvey.shape_<baked>, keyed by the transaction id
+-- and the columns (an ALTER TABLE of the same transaction changes them).
+CREATE OR REPLACE FUNCTION pgconvey.capture_shape(p_table_id integer, p_baked integer, p_rel oid, p_columns text[])
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_mark text := txid_current()::text || ':' || p_columns::text || ':';
+  v_cached text := current_setting('pgconvey.shape_' || p_baked, true);
+  v_shape integer;
+BEGIN
+  IF v_cached IS NOT NULL AND left(v_cached, length(v_mark)) = v_mark THEN
+    RETURN substr(v_cached, length(v_mark) + 1)::integer;
+  END IF;
+  v_shape := pgconvey.record_shape(p_table_id, p_baked, p_rel, p_columns);
+  PERFORM set_config('pgconvey.shape_' || p_baked, v_mark || v_shape, false);
+  RETURN v_shape;
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.capture_role_name() → the name of this database's capture
 -- role: pgconvey_capture_<database oid> (roles belong to the server, so each
 -- database with the engine has its own, and no other database's engine owner
@@ -498,6 +598,9 @@ BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA pgconvey TO %I', v_role);
   -- A partition's capture asks whether its table is still in the captured tree (pgconvey.partition_member).
   EXECUTE format('GRANT SELECT (table_id, table_schema, table_name) ON TABLE pgconvey.captured_table TO %I', v_role);
+  IF to_regprocedure('pgconvey.capture_columns(regclass)') IS NOT NULL THEN
+    EXECUTE format('GRANT EXECUTE ON FUNCTION pgconvey.capture_columns(regclass) TO %I', v_role);
+  END IF;
   IF to_regclass('pgconvey.table_shape') IS NOT NULL THEN  -- (an engine installed only up to an older migration, in tests)
     EXECUTE format('GRANT SELECT, INSERT ON TABLE pgconvey.table_shape TO %I', v_role);
     EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), v_role);
@@ -724,19 +827,12 @@ BEGIN
       || v_pick
       || coalesce(v_shape_sql, '')
       || CASE WHEN v_partitioned THEN '' ELSE
-         format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.shape_' || v_shape)
-      || 'v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
-      || format('IF v_cached OPERATOR(pg_catalog.=) (v_mark OPERATOR(pg_catalog.||) %L) THEN v_shape := %s; ', v_shape::text, v_shape)
-      || 'ELSIF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
-      ||   'v_shape := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; '
-      || 'ELSE '
-      ||   'SELECT pg_catalog.count(*), pg_catalog.max(a.attnum) INTO v_n, v_max FROM pg_catalog.pg_attribute a '
-      ||   'WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped; '
-      ||   format('IF v_n OPERATOR(pg_catalog.=) %s AND v_max OPERATOR(pg_catalog.=) %s THEN v_shape := %s; ',
-                  array_length(v_attnums, 1), v_attnums[array_length(v_attnums, 1)], v_shape)
-      ||   format('PERFORM pg_catalog.set_config(%L, v_mark OPERATOR(pg_catalog.||) %L, false); ', 'pgconvey.shape_' || v_shape, v_shape::text)
-      ||   format('ELSE v_shape := pgconvey.capture_shape(%s, %s, TG_RELID, %L::pg_catalog.int2[]); END IF; ', v_table_id, v_shape, v_attnums::text)
-      || 'END IF; ' END
+         -- Planned once per session and whenever the table's columns change (pgconvey.capture_columns): the
+         -- condition is then a constant, and the common case costs no catalog access.
+         format('IF pgconvey.capture_columns(%L::pg_catalog.regclass) OPERATOR(pg_catalog.=) %L::pg_catalog.text[] THEN v_shape := %s; ',
+                v_rel::oid::text, v_all::text, v_shape)
+      || format('ELSE v_shape := pgconvey.capture_shape(%s, %s, TG_RELID, pgconvey.capture_columns(%L::pg_catalog.regclass)); END IF; ',
+                v_table_id, v_shape, v_rel::oid::text) END
       || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
       ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_row)
       || ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
