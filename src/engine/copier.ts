@@ -123,24 +123,21 @@ function closeNow(c: pg.Client): Promise<void> {
 /** A table's row in subscriber_table: the WHERE clause of every statement on it ($1–$4). */
 const WHERE = 'queue_name = $1 AND consumer_name = $2 AND table_schema = $3 AND table_name = $4';
 
-/** A secondary index set aside during a copy: dropped before the load, re-created after it. */
+/** Whether a table is partitioned (its rows are its partitions'). */
 const isPartitioned = async (c: pg.Client, qualified: string) =>
   (await c.query<{ p: boolean }>("SELECT c.relkind = 'p' AS p FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", [qualified])).rows[0]?.p === true;
 
 /**
- * Inside a subscriber transaction (replica role): sets aside the table's
- * indexes (set-aside-indexes.ts; its keys too with `keys`: a large table
- * copied alone) and empties it — TRUNCATE, or DELETE when foreign keys point
- * at it. Returns the indexes to rebuild: those dropped now and those an
- * earlier attempt set aside and recorded (`recorded`).
+ * Inside a subscriber transaction (replica role): empties the table unless it
+ * is empty already — TRUNCATE (a new file for the table and each index: the
+ * largest cost of copying a small table), or DELETE when foreign keys point
+ * at it. The EXCLUSIVE lock taken first (writers wait; readers see the old
+ * rows until the load commits) makes "empty" hold until then.
  */
-async function setAsideAndEmpty(target: pg.Client, qualified: string, recorded: SetAsideIndex[], keys: boolean): Promise<{ indexes: SetAsideIndex[]; only: string }> {
-  const partitioned = await isPartitioned(target, qualified);
+async function emptyTable(target: pg.Client, qualified: string, partitioned: boolean): Promise<void> {
   const only = partitioned ? '' : 'ONLY ';
-  const current = partitioned ? [] : await indexesToSetAside(target, qualified, { keys });
-  await dropSetAside(target, current);
-  const byName = new Map<string, SetAsideIndex>();
-  for (const ix of [...recorded, ...current]) byName.set(`${ix.schema}\u0000${ix.name}`, ix);
+  const results = (await target.query(`LOCK TABLE ${only}${qualified} IN EXCLUSIVE MODE; SELECT EXISTS (SELECT 1 FROM ${only}${qualified}) AS has`)) as unknown as pg.QueryResult<{ has: boolean }>[];
+  if (!results[1]!.rows[0]!.has) return;
   await target.query('SAVEPOINT pgconvey_empty');
   try {
     await target.query(`TRUNCATE ${only}${qualified}`);
@@ -148,24 +145,33 @@ async function setAsideAndEmpty(target: pg.Client, qualified: string, recorded: 
     await target.query('ROLLBACK TO SAVEPOINT pgconvey_empty');
     await target.query(`DELETE FROM ${only}${qualified}`);
   }
-  return { indexes: [...byName.values()], only };
 }
 
 /**
  * Opens a copy's load transaction on the subscriber (replica role), checks
  * the table's row is still this attempt's (no batch applies a `copying`
- * table; a resync since would make it another's), sets aside its secondary
- * indexes and empties it. Returns the indexes to rebuild after the load.
+ * table; a resync since would make it another's), sets aside the indexes of
+ * a `large` table and its keys (set-aside-indexes.ts; none of a partitioned
+ * one, whose pg_get_indexdef says ON ONLY, and none of a `small` one, where
+ * maintaining them costs less than building them again) and empties it.
+ * Returns the indexes to rebuild after the load: those dropped now and those
+ * an earlier attempt set aside and recorded.
  */
-async function beginLoad(target: pg.Client, key: unknown[], generation: string, qualified: string, keys = false): Promise<SetAsideIndex[]> {
-  await target.query('BEGIN');
-  await target.query('SET LOCAL session_replication_role = replica');
-  const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null }>(
-    `SELECT copy_indexes FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
-    [...key, generation],
+async function beginLoad(target: pg.Client, key: unknown[], generation: string, qualified: string, size: 'large' | 'small'): Promise<SetAsideIndex[]> {
+  await target.query('BEGIN; SET LOCAL session_replication_role = replica');
+  const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null; partitioned: boolean | null }>(
+    `SELECT copy_indexes, (SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($6)) AS partitioned
+       FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
+    [...key, generation, qualified],
   );
   if (mine.rowCount === 0) throw new CopySupersededError(qualified);
-  return (await setAsideAndEmpty(target, qualified, mine.rows[0]!.copy_indexes ?? [], keys)).indexes;
+  const partitioned = mine.rows[0]!.partitioned === true;
+  const current = partitioned || size === 'small' ? [] : await indexesToSetAside(target, qualified, { keys: true });
+  await dropSetAside(target, current);
+  await emptyTable(target, qualified, partitioned);
+  const byName = new Map<string, SetAsideIndex>();
+  for (const ix of [...(mine.rows[0]!.copy_indexes ?? []), ...current]) byName.set(`${ix.schema}\u0000${ix.name}`, ix);
+  return [...byName.values()];
 }
 
 /** Records a loaded copy — its snapshot S and tick T, state `catching-up` — only if the row is still this attempt's (in the caller's transaction). */
@@ -356,7 +362,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     meter = new CopyMeter(progress, key, generation, options, started);
 
     // The subscriber first: everything here may wait (for a batch holding the row, for readers of the table).
-    setAside = await beginLoad(target, key, generation, qualified, true);
+    setAside = await beginLoad(target, key, generation, qualified, 'large');
     if (plan) {
       // The ranges load in other sessions: the indexes set aside are on record before their drop commits.
       const kept = await target.query(`UPDATE pgconvey.subscriber_table SET copy_indexes = $5::jsonb WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`, [
@@ -696,7 +702,7 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
       const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
       const only = c.kind === 'p' ? '' : 'ONLY ';
       try {
-        const indexes = await beginLoad(target, key, generation, q);
+        const indexes = await beginLoad(target, key, generation, q, 'small');
         const counter = new CopyCounter();
         await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
         await rebuildSetAside([target], indexes);
