@@ -158,7 +158,15 @@ async function emptyTable(target: pg.Client, qualified: string, partitioned: boo
  * an earlier attempt set aside and recorded.
  */
 async function beginLoad(target: pg.Client, key: unknown[], generation: string, qualified: string, size: 'large' | 'small'): Promise<SetAsideIndex[]> {
-  await target.query('BEGIN; SET LOCAL session_replication_role = replica');
+  await target.query(BEGIN_LOAD_SQL);
+  return openLoad(target, key, generation, qualified, size);
+}
+
+/** The subscriber transaction of a load: replica role (no trigger, no foreign key check fires for the copied rows). */
+const BEGIN_LOAD_SQL = 'BEGIN; SET LOCAL session_replication_role = replica';
+
+/** beginLoad inside a transaction open already (see there). */
+async function openLoad(target: pg.Client, key: unknown[], generation: string, qualified: string, size: 'large' | 'small'): Promise<SetAsideIndex[]> {
   const mine = await target.query<{ copy_indexes: SetAsideIndex[] | null; partitioned: boolean | null }>(
     `SELECT copy_indexes, (SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($6)) AS partitioned
        FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`,
@@ -603,6 +611,9 @@ export async function copiesDue(subscriber: pg.Client, queue: string, consumer: 
 
 /** Tables smaller than this (bytes on the provider) are copied in batches (copyTableBatch). */
 export const BATCH_MAX_TABLE_BYTES = 8 * 2 ** 20;
+/** A batch's loads commit together, at most this many tables or this long after the group's first. */
+const GROUP_MAX_TABLES = 25;
+const GROUP_MAX_MS = 1000;
 /** At most this many tables, and this many bytes, per batch. */
 const BATCH_MAX_TABLES = 200;
 const BATCH_MAX_BYTES = 64 * 2 ** 20;
@@ -622,14 +633,16 @@ export interface BatchOptions {
  * connections, one generation, one pin (named after the first table; every
  * table's row names it, so it stays while any of them still merges), one
  * REPEATABLE READ transaction that locks every source table (ACCESS SHARE)
- * before its snapshot S. Each table is then loaded in its own subscriber
- * transaction exactly as copyTable loads one (checks the row is still this
- * attempt's, sets aside indexes, empties, COPYs, rebuilds, records S, T and
- * `catching-up`), so each keeps its own state row; the same S and T for all is
- * what the merge rule needs, per table. A table superseded before its load is
- * skipped; any other failure stops the batch: that table goes back to
- * `pending` with its error (backoff), the ones not yet loaded to `pending`
- * without one. Returns how many tables were copied.
+ * before its snapshot S. Each table is then loaded as copyTable loads one
+ * (checks the row is still this attempt's, empties, COPYs, records S, T and
+ * `catching-up`; nothing set aside for a small table), so each keeps its own
+ * state row; the same S and T for all is what the merge rule needs, per
+ * table. The loads share subscriber transactions of up to GROUP_MAX_TABLES
+ * tables (a commit per small table cost more than its load). A table
+ * superseded before its load is skipped; any other failure stops the batch:
+ * that table goes back to `pending` with its error (backoff), the others
+ * not committed yet to `pending` without one. Returns how many tables were
+ * copied.
  */
 export async function copyTableBatch(openProvider: OpenClient, openSubscriber: OpenClient, options: BatchOptions): Promise<number> {
   const { queue, consumer } = options;
@@ -694,6 +707,24 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
     await source.query(`LOCK TABLE ${[...left.keys()].map((q) => `${info.get(q)!.kind === 'p' ? '' : 'ONLY '}${q}`).join(', ')} IN ACCESS SHARE MODE`);
     const snapshot = (await source.query<{ s: string }>('SELECT pg_catalog.txid_current_snapshot()::text AS s')).rows[0]!.s;
 
+    // Loads share a subscriber transaction, committed every few tables: a commit (a WAL flush) per 200-row
+    // table cost more than its load. A table is reported copied once its group has committed; a failure
+    // rolls the whole group back (its tables wait again, without an error of theirs).
+    let open = false;
+    let groupStarted = 0;
+    let loaded: Array<{ t: { schema: string; table: string }; q: string; rows: number; bytes: number; rowsExpected: number | null }> = [];
+    const commitGroup = async () => {
+      if (!open) return;
+      await target.query('COMMIT');
+      open = false;
+      for (const l of loaded) {
+        left.delete(l.q);
+        copied++;
+        options.onProgress?.({ schema: l.t.schema, table: l.t.table, rows: l.rows, bytes: l.bytes, rowsExpected: l.rowsExpected, startedAt: started });
+        options.onCopied?.(l.t.schema, l.t.table, { rows: l.rows, bytes: l.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation: generation!, ranges: 1 });
+      }
+      loaded = [];
+    };
     for (const [q, t] of [...left]) {
       if (options.signal?.aborted) break;
       const c = info.get(q)!;
@@ -701,26 +732,34 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
       const columns = c.columns.map(quoteIdent).join(', ');
       const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
       const only = c.kind === 'p' ? '' : 'ONLY ';
+      if (!open) {
+        await target.query(BEGIN_LOAD_SQL);
+        open = true;
+        groupStarted = Date.now();
+      }
+      let indexes: SetAsideIndex[];
       try {
-        const indexes = await beginLoad(target, key, generation, q, 'small');
-        const counter = new CopyCounter();
-        await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
-        await rebuildSetAside([target], indexes);
-        await recordCopied(target, key, generation, q, { snapshot, tick, rows: counter.rows, bytes: counter.bytes, rowsExpected });
-        await target.query('COMMIT');
-        left.delete(q);
-        copied++;
-        options.onProgress?.({ schema: t.schema, table: t.table, rows: counter.rows, bytes: counter.bytes, rowsExpected, startedAt: started });
-        options.onCopied?.(t.schema, t.table, { rows: counter.rows, bytes: counter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: 1 });
+        indexes = await openLoad(target, key, generation, q, 'small');
       } catch (err) {
+        // Superseded (resynced or removed since it was marked): its row was only read; the group goes on.
         if (err instanceof CopySupersededError) {
-          await target.query('ROLLBACK');
           left.delete(q);
           continue;
         }
         throw Object.assign(new BatchTableError(err), { table: t });
       }
+      try {
+        const counter = new CopyCounter();
+        await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
+        await rebuildSetAside([target], indexes);
+        await recordCopied(target, key, generation, q, { snapshot, tick, rows: counter.rows, bytes: counter.bytes, rowsExpected });
+        loaded.push({ t, q, rows: counter.rows, bytes: counter.bytes, rowsExpected });
+        if (loaded.length >= GROUP_MAX_TABLES || Date.now() - groupStarted >= GROUP_MAX_MS) await commitGroup();
+      } catch (err) {
+        throw Object.assign(new BatchTableError(err), { table: t });
+      }
     }
+    await commitGroup();
     await source.query('COMMIT');
     if (copied) await forceTick(admin, queue).catch(() => undefined);
     return copied;

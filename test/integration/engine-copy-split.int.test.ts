@@ -266,4 +266,34 @@ describe(`small tables batched under one snapshot (seed ${SEED})`, () => {
     await pair.sync();
     expect((await pair.prov.query("SELECT count(*)::int AS n FROM pgconvey.consumer WHERE consumer_name LIKE 'copy:%'")).rows[0].n).toBe(0);
   });
+
+  it('a table failing inside a batch gets its error, the tables of its uncommitted group wait again without one, and all end equal after the fix', { timeout: 180_000 }, async () => {
+    await pair.sub.query("UPDATE pgconvey.subscriber_table SET state = 'pending'");
+    // The subscriber refuses s_17's rows (a CHECK holds under the replica role; NOT VALID: its present rows are not checked).
+    await pair.sub.query("ALTER TABLE public.s_17 ADD CONSTRAINT s_17_block CHECK (v = 'never') NOT VALID");
+    const [p, s] = openers(pair);
+    const failed: string[] = [];
+    const copied = await engine.copyPendingTables(p, s, 'q', 's', { parallel: 1, onFailed: (_schema, table) => failed.push(table) }).catch(() => -1);
+    expect(failed).toEqual(['s_17']);
+    expect(copied).toBe(-1);
+    const rows = (await pair.sub.query('SELECT table_name, state, last_error FROM pgconvey.subscriber_table ORDER BY table_name')).rows;
+    const s17 = rows.find((r) => r.table_name === 's_17')!;
+    expect(s17.state).toBe('pending');
+    expect(s17.last_error).toContain('s_17_block');
+    // No other table has an error; those not committed are pending again, the others were recorded copied.
+    expect(rows.filter((r) => r.table_name !== 's_17' && r.last_error !== null)).toEqual([]);
+    expect(rows.filter((r) => r.state === 'copying')).toEqual([]);
+    await pair.sub.query('ALTER TABLE public.s_17 DROP CONSTRAINT s_17_block');
+    // s_17 waits out its backoff (2 s after one failure): copy until nothing is pending.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      await engine.copyPendingTables(p, s, 'q', 's', { parallel: 2 });
+      const left = (await pair.sub.query("SELECT count(*)::int AS n FROM pgconvey.subscriber_table WHERE state IN ('pending', 'copying')")).rows[0].n;
+      if (left === 0) break;
+      if (Date.now() > deadline) throw new Error(`${left} tables still wait for a copy`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await pair.syncUntilOk();
+    for (const t of names) await pair.expectEqual('public', t);
+  });
 });
