@@ -17,6 +17,8 @@ import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
 import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
+import { SCRIPT_EVENT_TABLE } from './ddl.js';
+import { ScriptRunner } from './ddl-apply.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
@@ -146,9 +148,20 @@ export class ApplyWorker {
 
       const tables = await this.appliedTables(batch.queueId);
       const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes);
+      // #17 `pgconvey execute`: scripts run at their place in the batch, then the table caches are read again (ddl-apply.ts).
+      const scripts = new ScriptRunner(this.subscriber, {
+        queue,
+        consumer,
+        endTick: batch.endTick,
+        appliedTables: () => [...tables.values()].map((t) => t.statements.table),
+        refresh: async () => {
+          this.statements.clear();
+          for (const t of tables.values()) t.statements = await prepareTable(this.subscriber, t.statements.table);
+        },
+      });
       const apply = async (events: QueueEvent[]) => {
         await this.loadShapes(events);
-        await applier.apply(events);
+        await scripts.apply(events, applier);
       };
       const merging = [...tables.values()].filter((t) => t.copySnapshot !== null);
       // A copy that finished while this worker was past its tick: replay the table's events it skipped.
@@ -162,7 +175,7 @@ export class ApplyWorker {
         await this.setTableState(t, 'catching-up', batch.startTick);
       }
       const skipVisibleIn = new Map(merging.map((t) => [t.statements.table.tableId, t.copySnapshot!]));
-      await readBatch(this.provider, batch, new Set(tables.keys()), apply, { skipVisibleIn });
+      await readBatch(this.provider, batch, new Set([...tables.keys(), SCRIPT_EVENT_TABLE]), apply, { skipVisibleIn }); // + script events (#17)
       await applier.finish();
       // A copied table is merged once no later batch can hold a transaction its copy already has:
       // later batches start at this end tick, so it is enough that its snapshot sees all the copy saw.
