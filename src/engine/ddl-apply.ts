@@ -15,9 +15,10 @@
  * script is applied before it.
  */
 import type pg from 'pg';
-import type { EventApplier } from './apply.js';
+import type { EventApplier, RowShape, TableStatements } from './apply.js';
 import type { QueueEvent } from './batch-reader.js';
 import { SCRIPT_EVENT_OP, SCRIPT_EVENT_TABLE, ScriptError, scriptChecksum, scriptErrorOf, type ScriptHeader } from './ddl.js';
+import { SchemaMismatchError, ShapeGuard } from './ddl-mismatch.js';
 import { sqlStates } from './table-state.js';
 
 /** A script failed on the subscriber: code `script_failed_on_subscriber`; replication of the queue waits at the script. */
@@ -44,8 +45,13 @@ export function isScriptEvent(e: QueueEvent): boolean {
 export interface ScriptRunnerOptions {
   queue: string;
   consumer: string;
-  /** The end tick of the batch being applied (recorded with the script). */
+  /** The batch being applied (its end tick is recorded with a script). */
+  startTick: string;
   endTick: string;
+  /** The provider (for the types of columns a subscriber lacks). */
+  provider: pg.Client;
+  statements: (tableId: number) => TableStatements | undefined;
+  shapes: (shapeId: number) => RowShape | undefined;
   /** The tables this batch applies (read and locked at its start: a merging one has replayed its skipped range already). */
   appliedTables: () => ReadonlyArray<{ schema: string; name: string }>;
   /** Forget every cached statement and read the subscriber's tables again (the worker's caches). */
@@ -57,15 +63,26 @@ export interface ScriptRunnerOptions {
 /** Splits a batch's chunks at script events; one per batch. */
 export class ScriptRunner {
   readonly ran: Array<{ name: string; outcome: 'applied' | 'skipped' }> = [];
+  private readonly guard: ShapeGuard;
 
   constructor(
     private readonly subscriber: pg.Client,
     private readonly options: ScriptRunnerOptions,
-  ) {}
+  ) {
+    this.guard = new ShapeGuard(options.provider, subscriber, options.queue, { start: options.startTick, end: options.endTick });
+  }
 
   /** Applies a chunk of events in order, running the scripts among them at their place. */
   async apply(events: QueueEvent[], applier: EventApplier): Promise<void> {
     let from = 0;
+    // A row shape the subscriber cannot take (a direct ALTER on the provider) stops the batch with what to run.
+    try {
+      await this.guard.check(events, this.options.statements, this.options.shapes);
+    } catch (err) {
+      // The next try reads the subscriber's tables afresh (the DBA may have mirrored the change meanwhile).
+      if (err instanceof SchemaMismatchError) await this.options.refresh().catch(() => undefined);
+      throw err;
+    }
     for (let i = 0; i < events.length; i++) {
       if (events[i]!.table !== SCRIPT_EVENT_TABLE || !isScriptEvent(events[i]!)) continue;
       if (i > from) await applier.apply(events.slice(from, i));
@@ -122,6 +139,7 @@ export class ScriptRunner {
         [queue, consumer, applied.map((t) => t.schema), applied.map((t) => t.name)],
       );
       await this.options.refresh();
+      this.guard.reset();
     }
     this.ran.push({ name: header.name, outcome });
     this.options.onScript?.(header.name, outcome);

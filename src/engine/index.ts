@@ -22,6 +22,7 @@ export * from './batch-reader.js';
 export * from './worker.js';
 export * from './ddl.js';
 export * from './ddl-apply.js';
+export * from './ddl-mismatch.js';
 export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';

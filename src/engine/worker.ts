@@ -152,7 +152,11 @@ export class ApplyWorker {
       const scripts = new ScriptRunner(this.subscriber, {
         queue,
         consumer,
+        startTick: batch.startTick,
         endTick: batch.endTick,
+        provider: this.provider,
+        statements: (id) => tables.get(id)?.statements,
+        shapes: (id) => this.shapes.get(id),
         appliedTables: () => [...tables.values()].map((t) => t.statements.table),
         refresh: async () => {
           this.statements.clear();
