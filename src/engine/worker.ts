@@ -38,7 +38,7 @@ export interface WorkerOptions {
 
 export type StepOutcome =
   | { kind: 'idle' }
-  | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number }
+  | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number; /** #17: scripts run in the batch */ scripts?: ScriptRunner['ran'] }
   | { kind: 'skipped'; batch: BatchInfo };
 
 /** The subscriber's position is not where the provider's next batch starts (changed behind pgconvey's back): code `lost_position`. */
@@ -197,7 +197,7 @@ export class ApplyWorker {
       // Our own position now holds the events the merged copies' pins held; leaked pins go too.
       await dropStalePins(this.provider, this.subscriber, queue, consumer);
       await finishBatch(this.provider, queue, consumer, batch.endTick);
-      return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started };
+      return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran };
     } catch (err) {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
