@@ -13,7 +13,10 @@ import { describe, expect, it } from 'vitest';
 const EXEMPT_FILES: readonly string[] = [];
 
 /** Single lines exempt (a line of `file` containing `contains`): none. */
-const EXEMPT_LINES: ReadonlyArray<{ file: string; contains: string }> = [];
+const EXEMPT_LINES: ReadonlyArray<{ file: string; contains: string }> = [
+  // A file name (the default desired-state file of `execute`), not SQL.
+  { file: 'src/commands/execute.ts', contains: "default: 'pgconvey.yaml'" },
+];
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
