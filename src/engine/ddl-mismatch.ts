@@ -28,8 +28,8 @@ export class SchemaMismatchError extends SubscriberSchemaError {
     const q = quoteQualified(table.schema, table.name);
     super(
       `table ${q} on the subscriber lacks the column(s) ${columns.join(', ')} that the provider's rows carry (a schema change made on the provider without pgconvey execute); ` +
-        `replication of queue "${queue}" waits at the batch of ticks ${sinceTicks.start} to ${sinceTicks.end}, nothing is skipped`,
-      `run on the subscriber: ${alter.join(' ')}${renamed.length ? ` — or, if the provider renamed ${renamed.join(', ')}, the same RENAME COLUMN` : ''}; the worker retries and goes on by itself. Next time use pgconvey execute`,
+        `replication of queue "${queue}" waits at the batch of ticks ${sinceTicks.start} to ${sinceTicks.end}, nothing is skipped; to go on, run on the subscriber: ${alter.join(' ')}`,
+      `run on the subscriber: ${alter.join(' ')}${renamed.length ? ` (or, if the provider renamed ${renamed.join(', ')}, the same RENAME COLUMN)` : ''} The worker retries and goes on by itself; next time use pgconvey execute`,
     );
   }
 }
