@@ -75,6 +75,20 @@ export class ScriptRunner {
   /** Applies a chunk of events in order, running the scripts among them at their place. */
   async apply(events: QueueEvent[], applier: EventApplier): Promise<void> {
     let from = 0;
+    for (let i = 0; i < events.length; i++) {
+      if (events[i]!.table !== SCRIPT_EVENT_TABLE || !isScriptEvent(events[i]!)) continue;
+      if (i > from) await this.applyRows(events.slice(from, i), applier);
+      // Everything before the script, pending TRUNCATEs included, is written before it runs.
+      await applier.finish();
+      await this.run(events[i]!);
+      from = i + 1;
+    }
+    if (from === 0) await this.applyRows(events, applier);
+    else if (from < events.length) await this.applyRows(events.slice(from), applier);
+  }
+
+  /** Row events with no script between them: their shapes are checked against the subscriber's tables as they are now, then applied. */
+  private async applyRows(events: QueueEvent[], applier: EventApplier): Promise<void> {
     // A row shape the subscriber cannot take (a direct ALTER on the provider) stops the batch with what to run.
     try {
       await this.guard.check(events, this.options.statements, this.options.shapes);
@@ -83,17 +97,9 @@ export class ScriptRunner {
       if (err instanceof SchemaMismatchError) await this.options.refresh().catch(() => undefined);
       throw err;
     }
-    for (let i = 0; i < events.length; i++) {
-      if (events[i]!.table !== SCRIPT_EVENT_TABLE || !isScriptEvent(events[i]!)) continue;
-      if (i > from) await applier.apply(events.slice(from, i));
-      // Everything before the script, pending TRUNCATEs included, is written before it runs.
-      await applier.finish();
-      await this.run(events[i]!);
-      from = i + 1;
-    }
-    if (from === 0) await applier.apply(events);
-    else if (from < events.length) await applier.apply(events.slice(from));
+    await applier.apply(events);
   }
+
 
   private async run(e: QueueEvent): Promise<void> {
     const { queue, consumer, endTick } = this.options;
