@@ -8,7 +8,8 @@
  * fail); plan shows no changes. A script that cannot run on new holds the
  * queue with its error in `status` until the DBA fixes new; a direct ADD
  * COLUMN on old only is named in `status` (table, column, the ALTER to run)
- * within seconds, and after the same ALTER on new everything converges. Both
+ * within seconds, and after the same ALTER on new everything converges; a
+ * table created by execute is picked up by the next apply and copied. Both
  * sides are compared row by row (test/harness/exact.ts) at the end.
  * Replay with PGCONVEY_SEED=<seed>.
  */
@@ -147,8 +148,26 @@ describe(`pgconvey execute end to end (seed ${SEED})`, () => {
     } finally {
       await Promise.all([p.end(), s.end()]);
     }
-    // The direct ALTER needs the capture recorded again (plan shows it; apply does it), then nothing is left to do.
-    expect((await runCli(['apply', file, '--auto-approve'])).code).toBe(0);
+    // A new table matching the include glob, made by execute on both sides (no subscriber needed yet: the CREATE runs there too).
+    const create = script('006_extra.sql', 'CREATE TABLE public.extra (id int PRIMARY KEY, v text);');
+    expect((await runCli(['execute', create, '--file', file])).code).toBe(0);
+    await old.query("INSERT INTO extra SELECT g, 'x' || g FROM generate_series(1, 100) g");
+    await waitFor('extra made on new', async () => (await neu.query("SELECT to_regclass('public.extra') IS NOT NULL AS ok")).rows[0].ok, 60_000);
+    // The next apply captures and copies it; the direct ALTER's capture is recorded again too. Then nothing is left to do.
+    const picked = await runCli(['apply', file, '--auto-approve']);
+    expect(picked.code, picked.stdout).toBe(0);
+    expect(picked.stdout).toMatch(/capture_table.*extra/);
+    await old.query("UPDATE extra SET v = 'y' WHERE id <= 10");
+    await waitFor('extra copied and merged', async () => (await status()).queues[0].subscribers[0].tables.every((t: { state: string }) => t.state === 'ok'), 90_000, 250);
+    await old.query("INSERT INTO extra VALUES (-1, 'marker')");
+    await waitFor('extra caught up', async () => (await neu.query('SELECT count(*)::int AS n FROM extra WHERE id = -1')).rows[0].n === 1, 60_000);
+    const [p2, s2] = [await old.connect(), await neu.connect()];
+    try {
+      const d = await compareTable(p2, s2, 'public', 'extra');
+      expect(d).toEqual({ ...d, missing: [], extra: [], subscriberRows: d.providerRows });
+    } finally {
+      await Promise.all([p2.end(), s2.end()]);
+    }
     const final = await runCli(['plan', file, '--detailed-exitcode']);
     expect(final.code, final.stdout).toBe(0);
   });
