@@ -20,6 +20,7 @@ import {
   recordPieceBackoff,
   recordPieceRunning,
   recordWorkerError,
+  ScriptApplyError,
 } from '../engine/index.js';
 import { EngineMismatchError, checkEngine, withEngine } from './engine-guard.js';
 import type { Logger } from './log.js';
@@ -152,8 +153,11 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
     signal: options.signal,
     isFatal: options.waitForSetup ? isFatalWhileWaiting : isFatalWorkerError,
     retryDelayMs: options.retryDelayMs,
+    quietRepeats: true,
     onError: (err) => {
       options.events?.error?.('worker');
+      // #17: a batch held by a script failing here or a table lacking columns (status has the error).
+      if (err instanceof ScriptApplyError || err instanceof SubscriberSchemaError) options.events?.workerWaiting?.(options.queue, options.consumer, err.code);
       void recordError(options, errorText(err));
     },
     onBackoff: (err, ms) => void withClient(options.subscriber, 'worker', (c) => recordPieceBackoff(c, workerPiece(options), errorText(err), ms)),
@@ -190,6 +194,7 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
         return 0;
       }
       options.events?.batchApplied?.(options.queue, options.consumer, r.stats.events, r.durationMs / 1000);
+      for (const x of r.scripts ?? []) log.info(x.outcome === 'applied' ? 'applied script' : 'script recorded as applied here already; skipped it', { script: x.name, end_tick: r.batch.endTick });
       if (r.stats.events > 0) {
         log.info('applied batch', {
           start_tick: r.batch.startTick,

@@ -22,6 +22,8 @@ export interface LoopOptions<C> {
   isFatal?: (err: unknown) => boolean;
   /** Called for every error, before it is retried or rethrown (e.g. to count it). */
   onError?: (err: unknown) => void;
+  /** The same error again (same text as the last one): logged at debug instead of warn, so a wait of hours logs it once (#17). */
+  quietRepeats?: boolean;
   /** Called when the loop backs off after an error, with how long it waits before connecting again. */
   onBackoff?: (err: unknown, retryInMs: number) => void;
 }
@@ -44,6 +46,7 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
   const baseDelay = options.retryDelayMs ?? 1000;
   const maxDelay = options.maxRetryDelayMs ?? 60_000;
   let delay = baseDelay;
+  let lastError: string | undefined;
   while (!signal.aborted) {
     let ctx: C | undefined;
     try {
@@ -52,6 +55,7 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
         const waitMs = await options.step(ctx);
         // Back off afresh only once a step succeeded: a connect that works followed by a step that fails keeps backing off.
         delay = baseDelay;
+        lastError = undefined;
         if (waitMs > 0 && !signal.aborted) {
           if (options.wait) await Promise.race([options.wait(ctx, waitMs), sleep(waitMs + 50, signal)]);
           else await sleep(waitMs, signal);
@@ -64,7 +68,10 @@ export async function runLoop<C>(options: LoopOptions<C>): Promise<void> {
         if (ctx !== undefined) await options.close(ctx).catch(() => undefined);
         throw err;
       }
-      log.warn('error; will reconnect', { ...codeOf(err), error: errorText(err), retry_in_ms: delay });
+      const text = errorText(err);
+      if (options.quietRepeats && text === lastError) log.debug('same error again; will reconnect', { ...codeOf(err), error: text, retry_in_ms: delay });
+      else log.warn('error; will reconnect', { ...codeOf(err), error: text, retry_in_ms: delay });
+      lastError = text;
       options.onBackoff?.(err, delay);
     }
     if (ctx !== undefined) await options.close(ctx).catch(() => undefined);

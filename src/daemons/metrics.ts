@@ -17,6 +17,8 @@ export interface DaemonEvents {
   tableCopied(queue: string, node: string, table: string, rows: number, bytes: number): void;
   copyFailed(queue: string, node: string, table: string): void;
   error(component: string): void;
+  /** A worker waits at a batch it cannot apply (a script failing there, a table lacking columns): its code; null once a batch applies. */
+  workerWaiting?(queue: string, node: string, code: string | null): void;
 }
 
 export class RunMetrics implements DaemonEvents {
@@ -35,6 +37,12 @@ export class RunMetrics implements DaemonEvents {
   private readonly copiedBytes = new Counter({ name: 'pgconvey_copy_bytes_total', help: 'Bytes copied by initial copies of this process', labelNames: ['queue', 'node'], registers: [this.registry] });
   private readonly copyFailures = new Counter({ name: 'pgconvey_copy_failures_total', help: 'Initial copies that failed (each is retried with backoff)', labelNames: ['queue', 'node', 'table'], registers: [this.registry] });
   private readonly errors = new Counter({ name: 'pgconvey_errors_total', help: 'Errors met by a daemon (each is retried or stops it)', labelNames: ['component'], registers: [this.registry] });
+  private readonly waiting = new Gauge({
+    name: 'pgconvey_worker_waiting',
+    help: '1 while a worker waits at a batch it cannot apply (code: script_failed_on_subscriber, subscriber_schema_mismatch); status has the error',
+    labelNames: ['queue', 'node', 'code'],
+    registers: [this.registry],
+  });
   private readonly lagSeconds = new Gauge({ name: 'pgconvey_lag_seconds', help: 'Age of the last tick a subscriber has applied', labelNames: ['queue', 'node'], registers: [this.registry] });
   private readonly lagEvents = new Gauge({ name: 'pgconvey_lag_events', help: 'Events the provider holds that a subscriber has not applied', labelNames: ['queue', 'node'], registers: [this.registry] });
   private readonly tables = new Gauge({ name: 'pgconvey_tables', help: 'Tables of a subscription per state', labelNames: ['queue', 'node', 'state'], registers: [this.registry] });
@@ -50,6 +58,11 @@ export class RunMetrics implements DaemonEvents {
     this.batches.inc({ queue, node });
     this.events.inc({ queue, node }, events);
     this.batchSeconds.observe({ queue, node }, seconds);
+    this.workerWaiting(queue, node, null);
+  }
+
+  workerWaiting(queue: string, node: string, code: string | null): void {
+    for (const c of ['script_failed_on_subscriber', 'subscriber_schema_mismatch']) this.waiting.set({ queue, node, code: c }, c === code ? 1 : 0);
   }
 
   ticked(queue: string): void {

@@ -17,6 +17,8 @@ import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
 import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
+import { SCRIPT_EVENT_TABLE } from './ddl.js';
+import { ScriptRunner } from './ddl-apply.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
@@ -36,7 +38,7 @@ export interface WorkerOptions {
 
 export type StepOutcome =
   | { kind: 'idle' }
-  | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number }
+  | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number; /** #17: scripts run in the batch */ scripts?: ScriptRunner['ran'] }
   | { kind: 'skipped'; batch: BatchInfo };
 
 /** The subscriber's position is not where the provider's next batch starts (changed behind pgconvey's back): code `lost_position`. */
@@ -146,9 +148,24 @@ export class ApplyWorker {
 
       const tables = await this.appliedTables(batch.queueId);
       const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes);
+      // #17 `pgconvey execute`: scripts run at their place in the batch, then the table caches are read again (ddl-apply.ts).
+      const scripts = new ScriptRunner(this.subscriber, {
+        queue,
+        consumer,
+        startTick: batch.startTick,
+        endTick: batch.endTick,
+        provider: this.provider,
+        statements: (id) => tables.get(id)?.statements,
+        shapes: (id) => this.shapes.get(id),
+        appliedTables: () => [...tables.values()].map((t) => t.statements.table),
+        refresh: async () => {
+          this.statements.clear();
+          for (const t of tables.values()) t.statements = await prepareTable(this.subscriber, t.statements.table);
+        },
+      });
       const apply = async (events: QueueEvent[]) => {
         await this.loadShapes(events);
-        await applier.apply(events);
+        await scripts.apply(events, applier);
       };
       const merging = [...tables.values()].filter((t) => t.copySnapshot !== null);
       // A copy that finished while this worker was past its tick: replay the table's events it skipped.
@@ -162,7 +179,7 @@ export class ApplyWorker {
         await this.setTableState(t, 'catching-up', batch.startTick);
       }
       const skipVisibleIn = new Map(merging.map((t) => [t.statements.table.tableId, t.copySnapshot!]));
-      await readBatch(this.provider, batch, new Set(tables.keys()), apply, { skipVisibleIn });
+      await readBatch(this.provider, batch, new Set([...tables.keys(), SCRIPT_EVENT_TABLE]), apply, { skipVisibleIn }); // + script events (#17)
       await applier.finish();
       // A copied table is merged once no later batch can hold a transaction its copy already has:
       // later batches start at this end tick, so it is enough that its snapshot sees all the copy saw.
@@ -180,7 +197,7 @@ export class ApplyWorker {
       // Our own position now holds the events the merged copies' pins held; leaked pins go too.
       await dropStalePins(this.provider, this.subscriber, queue, consumer);
       await finishBatch(this.provider, queue, consumer, batch.endTick);
-      return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started };
+      return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran };
     } catch (err) {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.

@@ -14,3 +14,4 @@ export * from './saved-plan.js';
 export * from './apply.js';
 export * from './engine.js';
 export * from './operations.js';
+export * from './execute.js';

@@ -14,6 +14,7 @@ import EngineTicker from '../../src/commands/engine/ticker.js';
 import EngineWorker from '../../src/commands/engine/worker.js';
 import Plan from '../../src/commands/plan.js';
 import Resync from '../../src/commands/resync.js';
+import Execute from '../../src/commands/execute.js';
 import Run from '../../src/commands/run.js';
 import Status from '../../src/commands/status.js';
 import Switchover from '../../src/commands/switchover.js';
@@ -30,6 +31,7 @@ const COMMANDS: Array<[string, unknown]> = [
   ['compare', Compare],
   ['switchover', Switchover],
   ['resync', Resync],
+  ['execute', Execute],
   ['engine/install', EngineInstall],
   ['engine/ticker', EngineTicker],
   ['engine/worker', EngineWorker],

@@ -52,8 +52,8 @@ function withoutComments(text: string): string {
   return out;
 }
 
-/** `pgconvey.` followed by a name (quoted or not): a table, sequence, type or function of the engine's schema. */
-const ENGINE_OBJECT = /\bpgconvey\s*\.\s*(?:"|[a-z_])/i;
+/** `pgconvey.` followed by a name (quoted or not): a table, sequence, type or function of the engine's schema — not a file name such as `pgconvey.yaml`. */
+const ENGINE_OBJECT = /\bpgconvey\s*\.\s*(?!(?:ya?ml|json)\b)(?:"|[a-z_])/i;
 
 /** The lines of a file's text (1-based, with their text) that name an engine object outside comments. */
 function engineSqlLines(text: string): Array<{ line: number; text: string }> {
@@ -63,7 +63,7 @@ function engineSqlLines(text: string): Array<{ line: number; text: string }> {
 
 describe('engine boundary', () => {
   it('the check sees SQL in strings and ignores comments', () => {
-    const sample = ["// reads pgconvey.queue", "/* pgconvey.tick */ const a = 1;", "const q = 'SELECT * FROM pgconvey.subscription';", 'const r = `x ${y} pgconvey."tick"`;'].join('\n');
+    const sample = ["// reads pgconvey.queue", "/* pgconvey.tick */ const a = 1;", "const q = 'SELECT * FROM pgconvey.subscription';", 'const r = `x ${y} pgconvey."tick"`;', "const f = 'pgconvey.yaml';"].join('\n');
     expect(engineSqlLines(sample).map((l) => l.line)).toEqual([3, 4]);
   });
 

@@ -1350,3 +1350,146 @@ SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- ===== end of fences =====
+
+------------------------------------------------------------------------------
+-- DDL in queue order (`pgconvey execute`, migration 0010). A script runs on
+-- the root inside execute_script, which records it, checks what it did to the
+-- queue's tables, captures the changed ones again and writes one event (table
+-- 0, op 'X', shape 0; key: the script's name, checksum and search_path as
+-- JSON; data: its text) at the end of its transaction: every event of another
+-- transaction that wrote a table the script locked is before it or after it
+-- in the queue exactly as its commit was. Subscribers run the same text with
+-- apply_script at that position, in the batch's transaction. Both run the
+-- script under the exact settings (TimeZone UTC, DateStyle ISO …) and the
+-- given search_path. Errors carry SQLSTATEs of class PX (src/engine/ddl.ts).
+
+-- Function: pgconvey.ddl_table_signature(rel) → the columns of a table as
+-- text (number, name, type, modifier): two signatures differ when the
+-- capture must be made again (the row's columns or a type's text output).
+CREATE OR REPLACE FUNCTION pgconvey.ddl_table_signature(p_rel oid)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(string_agg(a.attnum || ':' || quote_ident(a.attname) || ':' || a.atttypid || ':' || a.atttypmod, ',' ORDER BY a.attnum), '')
+    FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+-- Function: pgconvey.ddl_primary_key(rel) → the primary key's columns in order, or NULL.
+CREATE OR REPLACE FUNCTION pgconvey.ddl_primary_key(p_rel oid)
+RETURNS text[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT array_agg(a.attname::text ORDER BY k.ord)
+    FROM pg_catalog.pg_index x
+    CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+   WHERE x.indrelid = p_rel AND x.indisprimary
+$$;
+
+-- Function: pgconvey.execute_script(queue, name, checksum, sql, search_path)
+-- → 'applied', or 'skipped' when this name and checksum ran before.
+-- Refused (nothing done): a used name with another checksum (PX001); a
+-- script that changes rows of the queue's tables (PX002: subscribers run the
+-- script themselves, so its rows would arrive twice); one that drops or
+-- renames a replicated table (PX003) or changes or drops its key (PX004).
+-- The caller commits.
+CREATE OR REPLACE FUNCTION pgconvey.execute_script(p_queue text, p_name text, p_checksum text, p_sql text, p_search_path text)
+RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' AS $$
+DECLARE
+  v_queue record;
+  v_done text;
+  v_txid bigint := pg_catalog.txid_current();
+  v_before jsonb;
+  v_rel oid;
+  v_pk text[];
+  v_rows bigint := 0;
+  v_n bigint;
+  t record;
+  i integer;
+BEGIN
+  SELECT q.queue_id, q.rotation_txids INTO v_queue FROM pgconvey.queue q WHERE q.queue_name = p_queue;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist on this database', p_queue USING ERRCODE = 'PX005', HINT = 'run execute against the queue''s root (--queue names the queue)';
+  END IF;
+  -- The name is taken by this transaction (a concurrent execute of the same name waits for it here).
+  INSERT INTO pgconvey.ddl_script (queue_id, script_name, checksum) VALUES (v_queue.queue_id, p_name, p_checksum)
+  ON CONFLICT (queue_id, script_name) DO NOTHING;
+  IF NOT FOUND THEN
+    SELECT s.checksum INTO v_done FROM pgconvey.ddl_script s WHERE s.queue_id = v_queue.queue_id AND s.script_name = p_name;
+    IF v_done = p_checksum THEN
+      RETURN 'skipped';
+    END IF;
+    RAISE EXCEPTION 'a different script named "%" was executed on queue "%" (checksum % there, % now)', p_name, p_queue, left(v_done, 12), left(p_checksum, 12)
+      USING ERRCODE = 'PX001', HINT = 'a script runs once per name: give a changed script a new file name';
+  END IF;
+
+  SELECT coalesce(jsonb_object_agg(c.table_id::text, jsonb_build_object(
+           'rel', r.rel, 'sig', pgconvey.ddl_table_signature(r.rel), 'pk', to_jsonb(pgconvey.ddl_primary_key(r.rel)))), '{}')
+    INTO v_before
+    FROM pgconvey.captured_table c CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', c.table_schema, c.table_name))::oid AS rel) r
+   WHERE c.queue_id = v_queue.queue_id;
+
+  PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+  EXECUTE p_sql;
+  PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+  FOR i IN 0..2 LOOP
+    EXECUTE format('SELECT count(*) FROM %s WHERE ev_txid = $1', pgconvey.event_table(v_queue.queue_id, i)) INTO v_n USING v_txid;
+    v_rows := v_rows + v_n;
+  END LOOP;
+  IF v_rows > 0 THEN
+    RAISE EXCEPTION 'script "%" changes rows of tables that queue "%" replicates (% row event(s))', p_name, p_queue, v_rows
+      USING ERRCODE = 'PX002', HINT = 'execute runs schema changes, which each subscriber runs too; make data changes with ordinary statements after it (they replicate as rows)';
+  END IF;
+
+  FOR t IN SELECT c.table_id, c.table_schema, c.table_name, c.key_columns, b.value AS before
+             FROM pgconvey.captured_table c JOIN jsonb_each(v_before) b ON b.key = c.table_id::text
+            WHERE c.queue_id = v_queue.queue_id ORDER BY c.table_id LOOP
+    v_rel := to_regclass(format('%I.%I', t.table_schema, t.table_name))::oid;
+    IF v_rel IS NULL OR v_rel IS DISTINCT FROM (t.before ->> 'rel')::oid THEN
+      RAISE EXCEPTION 'script "%" drops or renames %.%, which queue "%" replicates', p_name, quote_ident(t.table_schema), quote_ident(t.table_name), p_queue
+        USING ERRCODE = 'PX003', HINT = 'take the table out of the file''s selection and `pgconvey apply` first; then run the script';
+    END IF;
+    v_pk := pgconvey.ddl_primary_key(v_rel);
+    IF EXISTS (SELECT FROM unnest(t.key_columns) k
+                WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = v_rel AND a.attname = k AND a.attnum > 0 AND NOT a.attisdropped))
+       OR (t.before -> 'pk' = to_jsonb(t.key_columns) AND v_pk IS DISTINCT FROM t.key_columns) THEN
+      RAISE EXCEPTION 'script "%" changes the key (%) of %.%, which queue "%" replicates by it', p_name, array_to_string(t.key_columns, ', '),
+                      quote_ident(t.table_schema), quote_ident(t.table_name), p_queue
+        USING ERRCODE = 'PX004', HINT = 'a key change is not replicated in queue order: take the table out of the selection, change it on both servers, and add it back (it is copied again)';
+    END IF;
+    IF pgconvey.ddl_table_signature(v_rel) IS DISTINCT FROM t.before ->> 'sig' THEN
+      -- Captured again: the new column list, names and types' output settings, from the next row on.
+      PERFORM pgconvey.add_table(p_queue, t.table_schema, t.table_name, t.key_columns);
+    END IF;
+  END LOOP;
+
+  EXECUTE format('INSERT INTO %s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (0, ''X'', 0, $1, $2)',
+                 pgconvey.event_table(v_queue.queue_id, ((v_txid / v_queue.rotation_txids) % 3)::integer))
+    USING jsonb_build_object('name', p_name, 'checksum', p_checksum, 'search_path', p_search_path)::text, p_sql;
+  RETURN 'applied';
+END $$;
+
+-- Function: pgconvey.apply_script(queue, consumer, name, checksum, sql,
+-- search_path, end_tick) → 'applied', or 'skipped' when this subscriber has
+-- it already (applied, or marked applied by hand). A different script of the
+-- same name here: PX006. Runs in the caller's (the batch's) transaction.
+CREATE OR REPLACE FUNCTION pgconvey.apply_script(p_queue text, p_consumer text, p_name text, p_checksum text, p_sql text, p_search_path text, p_end_tick bigint)
+RETURNS text LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC'
+SET extra_float_digits = 3 SET bytea_output = 'hex' SET lc_monetary = 'C' AS $$
+DECLARE
+  v_done text;
+BEGIN
+  SELECT a.checksum INTO v_done FROM pgconvey.ddl_applied a WHERE a.queue_name = p_queue AND a.consumer_name = p_consumer AND a.script_name = p_name;
+  IF FOUND THEN
+    IF v_done = p_checksum THEN
+      RETURN 'skipped';
+    END IF;
+    RAISE EXCEPTION 'a different script named "%" is recorded as applied on this subscriber (checksum % here, % in the queue)', p_name, left(v_done, 12), left(p_checksum, 12)
+      USING ERRCODE = 'PX006', HINT = 'see docs/operations.md, "DDL with pgconvey execute"';
+  END IF;
+  PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+  EXECUTE p_sql;
+  PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+  INSERT INTO pgconvey.ddl_applied (queue_name, consumer_name, script_name, checksum, end_tick) VALUES (p_queue, p_consumer, p_name, p_checksum, p_end_tick);
+  RETURN 'applied';
+END $$;
