@@ -20,6 +20,7 @@ export * from './api.js';
 export * from './apply.js';
 export * from './batch-reader.js';
 export * from './worker.js';
+export * from './branch.js';
 export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';
