@@ -131,9 +131,12 @@ describe('pgconvey: cascades (root → branch → leaf, root → branch → bran
     /** Every node's tables ok and every node past a root tick taken now. */
     const caughtUp = async (what: string) => {
       const tick = (await root.query<{ t: string }>("SELECT pgconvey.force_tick('shop')::text AS t")).rows[0]!.t;
+      let polls = 0;
       await waitFor(
         `${what}: every table ok and tick ${tick} applied on every node`,
         async () => {
+          // A copy under a branch merges at the next tick from above: tick the root now and then (else its idle period).
+          if (++polls % 5 === 0) await root.query("SELECT pgconvey.force_tick('shop')");
           for (const n of NODES) {
             const r = await clients.get(n)!.query("SELECT (SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = 'shop') AS done, (SELECT count(*) FROM pgconvey.subscriber_table WHERE state <> 'ok')::int AS busy");
             if (r.rows[0].busy !== 0 || BigInt(r.rows[0].done ?? 0) < BigInt(tick)) return false;
@@ -206,7 +209,13 @@ describe('pgconvey: cascades (root → branch → leaf, root → branch → bran
       writing = false;
       await writer;
       expect(written).toBeGreaterThan(20);
+      const waited = Date.now();
       await caughtUp('after the writer and the kills');
+      process.stderr.write(`[cli-cascade] ${written} transactions; caught up ${Date.now() - waited} ms after the writer stopped\n`);
+      for (const [n, p] of runs) {
+        const errors = p.lines.filter((l) => /"level":"(error|warn)"/.test(l));
+        if (errors.length) process.stderr.write(`[cli-cascade] ${n}: ${errors.length} error/warn lines, e.g. ${errors.slice(0, 3).join(' | ').slice(0, 900)}\n`);
+      }
 
       const tables = ['accounts', 'items', 'tags'];
       const differing: string[] = [];
@@ -229,6 +238,9 @@ describe('pgconvey: cascades (root → branch → leaf, root → branch → bran
         const onRoot = new Set((await root.query<{ t: string }>('SELECT tick_id::text AS t FROM pgconvey.tick WHERE tick_id = ANY ($1::bigint[])', [ids])).rows.map((r) => r.t));
         expect(ids.filter((t) => !onRoot.has(t)), `${b}'s ticks not on the root`).toEqual([]);
       }
+
+      // The application's writes on a branch's replicated tables are refused (they would diverge from the root).
+      for (const b of ['b1', 'b2']) await expect(clients.get(b)!.query('UPDATE public.accounts SET balance = 0 WHERE id = 1')).rejects.toThrow(/pgconvey branch/);
 
       const again = await runCli(['plan', file], { timeoutMs: 120_000 });
       expect(again.code, again.stdout + again.stderr).toBe(0);

@@ -1407,6 +1407,7 @@ BEGIN
     PERFORM setval(pg_get_serial_sequence('pgconvey.captured_table', 'table_id'), m)
        FROM (SELECT max(table_id) AS m FROM pgconvey.captured_table) x
       WHERE m > (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgconvey.captured_table_table_id_seq);
+    PERFORM pgconvey.branch_guard(p_queue);
   END IF;
   IF p_shapes IS NOT NULL THEN
     SELECT format('shape id %s', s.shape_id) INTO v_clash
@@ -1437,5 +1438,39 @@ BEGIN
     GET DIAGNOSTICS v_c = ROW_COUNT;
     v_n := v_n + v_c;
   END IF;
+  RETURN v_n;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.branch_refuse() — the trigger pgconvey_branch_guard on a
+-- branch's replicated tables: the application's writes there would not be
+-- captured and would diverge from the root (Londiste refuses them too). The
+-- branch's worker and copies write in replica mode, where it does not fire.
+CREATE OR REPLACE FUNCTION pgconvey.branch_refuse()
+RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RAISE EXCEPTION 'cannot execute % on %.%: this database is a pgconvey branch, which takes this table''s rows from the root',
+                  TG_OP, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
+    USING ERRCODE = 'read_only_sql_transaction', HINT = 'write on the root of the queue; its changes reach this node';
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.branch_guard(queue) → tables guarded now. Puts the
+-- statement trigger pgconvey_branch_guard (BEFORE INSERT, UPDATE, DELETE,
+-- TRUNCATE; fires for ordinary sessions only) on each table of the branch's
+-- queue that exists here and lacks it.
+CREATE OR REPLACE FUNCTION pgconvey.branch_guard(p_queue text)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_rel regclass;
+  v_n integer := 0;
+BEGIN
+  FOR v_rel IN SELECT to_regclass(format('%I.%I', c.table_schema, c.table_name))
+                 FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
+                WHERE q.queue_name = p_queue AND q.branch_provider IS NOT NULL ORDER BY c.table_id LOOP
+    CONTINUE WHEN v_rel IS NULL OR EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = v_rel AND t.tgname = 'pgconvey_branch_guard');
+    EXECUTE format('CREATE TRIGGER pgconvey_branch_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.branch_refuse()', v_rel);
+    v_n := v_n + 1;
+  END LOOP;
   RETURN v_n;
 END $$;
