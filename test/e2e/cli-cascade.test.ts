@@ -242,6 +242,19 @@ describe('pgconvey: cascades (root → branch → leaf, root → branch → bran
       // The application's writes on a branch's replicated tables are refused (they would diverge from the root).
       for (const b of ['b1', 'b2']) await expect(clients.get(b)!.query('UPDATE public.accounts SET balance = 0 WHERE id = 1')).rejects.toThrow(/pgconvey branch/);
 
+      // status as a tree: each node after its provider, with its type, provider, depth and lag behind the root.
+      const status = await runCli(['status', file, '--json'], { timeoutMs: 60_000 });
+      const report = JSON.parse(status.stdout) as { problems: string[]; queues: Array<{ subscribers: Array<{ node: string; type: string; provider: string; depth: number; lag_seconds: number | null; tables: unknown[] }> }> };
+      expect(report.problems).toEqual([]);
+      expect(report.queues[0]!.subscribers.map((s) => `${s.node}:${s.type}:${s.provider}:${s.depth}`)).toEqual(['b1:branch:root:1', 'l1:leaf:b1:2', 'b2:branch:b1:2', 'l2:leaf:b2:3']);
+      for (const s of report.queues[0]!.subscribers) {
+        expect(s.lag_seconds, s.node).not.toBeNull();
+        expect(s.tables, s.node).toHaveLength(3);
+      }
+      const text = await runCli(['status', file], { timeoutMs: 60_000 });
+      // A node under a branch is indented one level more than the branch.
+      expect(text.stdout).toMatch(/\n( *)→ b1 \(branch\)[\s\S]*?\n\1  → l1 [\s\S]*?\n\1  → b2 \(branch\)[\s\S]*?\n\1    → l2 /);
+
       const again = await runCli(['plan', file], { timeoutMs: 120_000 });
       expect(again.code, again.stdout + again.stderr).toBe(0);
       expect(again.stdout).toContain('No changes');
