@@ -13,6 +13,7 @@ export type EngineCalls = Pick<
   typeof Engine,
   | 'installEngine'
   | 'createQueue'
+  | 'createBranchQueue'
   | 'configureQueue'
   | 'addTable'
   | 'addSequence'

@@ -25,6 +25,7 @@ export * from './configure-queue.js';
 export * from './capture-table.js';
 export * from './capture-sequence.js';
 export * from './subscribe.js';
+export * from './create-branch-queue.js';
 export * from './add-subscriber-table.js';
 export * from './remove-subscriber-table.js';
 export * from './remove-sequence.js';

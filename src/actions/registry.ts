@@ -11,6 +11,7 @@ import { captureSequence } from './capture-sequence.js';
 import { captureTable } from './capture-table.js';
 import { configureQueue } from './configure-queue.js';
 import { copySchema } from './copy-schema.js';
+import { createBranchQueue } from './create-branch-queue.js';
 import { createQueue } from './create-queue.js';
 import { createRole } from './create-role.js';
 import { grantRole } from './grant-role.js';
@@ -39,6 +40,7 @@ export const ACTION_MODULES = registry({
   capture_table: captureTable,
   capture_sequence: captureSequence,
   subscribe,
+  create_branch_queue: createBranchQueue,
   add_subscriber_table: addSubscriberTable,
   remove_subscriber_table: removeSubscriberTable,
   remove_sequence: removeSequence,

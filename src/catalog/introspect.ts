@@ -152,6 +152,7 @@ async function readEngine(client: pg.Client): Promise<EngineInfo | null> {
       id: q.queueId,
       lastTick: q.lastTick,
       settings: q.settings,
+      branchProvider: q.branchProvider,
       consumers: consumers.filter((c) => c.queueId === q.queueId).map((c) => ({ name: c.name, lastTick: c.lastTick })),
       tables: tables
         .filter((t) => t.queueId === q.queueId)

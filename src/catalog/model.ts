@@ -135,6 +135,8 @@ export interface EngineQueueInfo {
   lastTick: string;
   /** The ticker and rotation settings stored in the queue. */
   settings: EngineQueueSettings;
+  /** A branch's queue (cascades): the provider node it follows; absent or null on a root's queue. */
+  branchProvider?: string | null;
   consumers: Array<{ name: string; lastTick: string }>;
   /** id: captured_table.table_id, which names its capture functions (`capture_<id>`). */
   tables: Array<{ schema: string; name: string; keyColumns: string[]; columns: string[]; id?: number }>;

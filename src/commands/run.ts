@@ -32,9 +32,6 @@ export default class Run extends PgconveyCommand {
     const { args, flags } = await this.parse(Run);
     const { state } = await loadFile(args.file, this.workflow);
     requireNode(state, flags.node, args.file);
-    if (state.queues.some((q) => q.nodes.some((n) => n.type === 'branch'))) {
-      throw new PgconveyError('branch_not_supported', 'the file has a branch node; cascades are not supported yet', 'make it a leaf of the root for now');
-    }
     const log = makeLogger(flags);
     const metrics = flags['metrics-port'] ? new RunMetrics() : undefined;
     let server;

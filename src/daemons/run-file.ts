@@ -28,9 +28,14 @@ export function workOf(state: DesiredState, node?: string): Work[] {
   for (const queue of state.queues) {
     const root = queue.nodes.find((n) => n.type === 'root')!;
     if (!node || node === root.name) out.push(tickerWork(queue.name, root.name, db(root.database), queue));
-    for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
-      if (node && node !== leaf.name) continue;
-      out.push(workerWork(queue.name, leaf.name, db(root.database), db(leaf.database), queue.daemons));
+    // Every subscriber reads from its provider: the root, or a branch (cascades), whose worker also
+    // re-queues for its own subscribers; a branch's queue is maintained (rotation, old ticks) by a
+    // ticker there that never ticks it (its ticks come with its provider's batches).
+    for (const sub of queue.nodes.filter((n) => n.type !== 'root')) {
+      if (node && node !== sub.name) continue;
+      const provider = queue.nodes.find((n) => n.name === sub.provider)!;
+      out.push(workerWork(queue.name, sub.name, db(provider.database), db(sub.database), queue.daemons));
+      if (sub.type === 'branch') out.push(tickerWork(queue.name, sub.name, db(sub.database), queue));
     }
   }
   return out;

@@ -42,6 +42,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type pg from 'pg';
 import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type PinHolder } from '../kernel/index.js';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
+import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { isCopyInProgress, sqlStates, tableStateOf, type TableState } from './table-state.js';
@@ -399,6 +400,8 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
       [qualified, sourcePartitioned, plan !== null],
     );
     const snapshot = info.rows[0]!.snapshot;
+    // Cascades: a branch provider must have the table whole as of this snapshot (engine/branch.ts).
+    if ((await branchTablesNotReady(source, queue, [{ schema: options.schema, table: options.table }])).length) throw new ProviderTableNotReadyError([qualified]);
     meter.rowsExpected = info.rows[0]!.expected === null || Number(info.rows[0]!.expected) <= 0 ? null : Number(info.rows[0]!.expected);
     const select = (where: string) => `COPY (SELECT ${columns} FROM ${sourceOnly}${qualified}${where ? ` WHERE ${where}` : ''}) TO STDOUT`;
     const load = `COPY ${qualified} (${columns}) FROM STDIN`;
@@ -586,6 +589,10 @@ export async function tablesToCopy(
     [queue, consumer],
   );
   if (!rows.length) return [];
+  // Cascades: from a branch, only tables the branch has whole (checked again inside the copy's snapshot).
+  const waiting = new Set((await branchTablesNotReady(provider, queue, rows.map((r) => ({ schema: r.table_schema, table: r.table_name })))).map((t) => quoteQualified(t.schema, t.table)));
+  if (waiting.size) rows.splice(0, rows.length, ...rows.filter((r) => !waiting.has(quoteQualified(r.table_schema, r.table_name))));
+  if (!rows.length) return [];
   // A partitioned table's parent has no storage of its own: its partitions' size counts, and it is never batched.
   const sizes = await provider.query<{ name: string; bytes: string; kind: string | null }>(
     `SELECT x.name, c.relkind::text AS kind,
@@ -706,6 +713,9 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await source.query(`LOCK TABLE ${[...left.keys()].map((q) => `${info.get(q)!.kind === 'p' ? '' : 'ONLY '}${q}`).join(', ')} IN ACCESS SHARE MODE`);
     const snapshot = (await source.query<{ s: string }>('SELECT pg_catalog.txid_current_snapshot()::text AS s')).rows[0]!.s;
+    // Cascades: a branch provider must have every table whole as of this snapshot (engine/branch.ts).
+    const notReady = await branchTablesNotReady(source, queue, [...left.values()]);
+    if (notReady.length) throw new ProviderTableNotReadyError(notReady.map((t) => quoteQualified(t.schema, t.table)));
 
     // Loads share a subscriber transaction, committed every few tables: a commit (a WAL flush) per 200-row
     // table cost more than its load. A table is reported copied once its group has committed; a failure

@@ -23,6 +23,7 @@ export * from './worker.js';
 export * from './ddl.js';
 export * from './ddl-apply.js';
 export * from './ddl-mismatch.js';
+export * from './branch.js';
 export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';

@@ -18,6 +18,8 @@ export interface QueueRow {
   /** The queue's latest tick (create_queue makes the first). */
   lastTick: string;
   settings: QueueSettings;
+  /** A branch's queue (cascades): the provider node it follows; null on a root's queue. */
+  branchProvider: string | null;
 }
 
 export interface ConsumerRow {
@@ -46,7 +48,8 @@ export async function readQueues(client: pg.Client): Promise<QueueRow[]> {
   SELECT q.queue_id, q.queue_name AS name, (SELECT max(t.tick_id) FROM pgconvey.tick t WHERE t.queue_id = q.queue_id)::text AS last_tick,
          q.ticker_max_count, (extract(epoch FROM q.ticker_max_lag) * 1000)::bigint AS ticker_max_lag_ms,
          (extract(epoch FROM q.ticker_idle_period) * 1000)::bigint AS ticker_idle_period_ms, q.rotation_txids,
-         (extract(epoch FROM q.tick_retention) * 1000)::bigint AS tick_retention_ms
+         (extract(epoch FROM q.tick_retention) * 1000)::bigint AS tick_retention_ms,
+         to_jsonb(q) ->> 'branch_provider' AS branch_provider
     FROM pgconvey.queue q ORDER BY 2`);
   return rows.map((q) => ({
     queueId: Number(q.queue_id),
@@ -59,6 +62,7 @@ export async function readQueues(client: pg.Client): Promise<QueueRow[]> {
       rotationTxids: Number(q.rotation_txids),
       tickRetentionMs: Number(q.tick_retention_ms),
     },
+    branchProvider: q.branch_provider ?? null,
   }));
 }
 

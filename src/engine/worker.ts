@@ -19,6 +19,7 @@ import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
 import { SCRIPT_EVENT_TABLE } from './ddl.js';
 import { ScriptRunner } from './ddl-apply.js';
+import { BranchRequeue } from './branch.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
@@ -84,6 +85,8 @@ export class ApplyWorker {
   /** Composite types known to exist on the subscriber (cleared when a batch rolls back). */
   private createdTypes = new Set<string>();
   private notified: (() => void) | undefined;
+  /** Cascades: a branch re-queues each batch for its own subscribers (engine/branch.ts). */
+  private readonly branch = new BranchRequeue();
 
   constructor(
     private readonly provider: pg.Client,
@@ -191,6 +194,8 @@ export class ApplyWorker {
         await this.setTableState(t, done ? 'ok' : 'catching-up', batch.endTick);
       }
       await this.advanceSequences(0);
+      // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
+      await this.branch.requeue(this.provider, this.subscriber, queue, batch);
       await this.subscriber.query(
         format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; COMMIT', batch.endTick, queue, consumer),
       );
@@ -202,6 +207,7 @@ export class ApplyWorker {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
       this.createdTypes.clear();
+      this.branch.forget();
       throw err;
     }
   }

@@ -71,11 +71,15 @@ export interface RootStatus extends NodeStatusBase {
 }
 
 export interface SubscriberStatus extends NodeStatusBase {
+  /** Cascades: `leaf` or `branch`, the node it reads from (the root or a branch), and its depth below the root (1: fed by the root). */
+  type?: 'leaf' | 'branch';
+  provider?: string;
+  depth?: number;
   subscribed: boolean;
   workerRunning: boolean | null;
-  /** Age of the last tick the subscriber has applied. */
+  /** Age of the last tick the subscriber has applied (a branch's ticks carry the root's tick times: this is the lag behind the root). */
   lagSeconds: number | null;
-  /** Events the provider holds that the subscriber has not applied. */
+  /** Events its provider holds that the subscriber has not applied. */
   pendingEvents: number | null;
   completedTick: string | null;
   appliedAgeSeconds: number | null;
@@ -120,14 +124,26 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
     const queues: QueueReport[] = [];
     for (const queue of state.queues) {
       const rootNode = queue.nodes.find((n) => n.type === 'root')!;
-      const leaves = queue.nodes.filter((n) => n.type !== 'root' && (!options.node || n.name === options.node));
+      // Subscribers as a tree: each after its provider, depth first (cascades: a branch feeds nodes of its own).
+      const tree = cascadeTree(queue.nodes, rootNode.name);
+      const leaves = tree.map((t) => t.node).filter((n) => !options.node || n.name === options.node);
       if (options.node && rootNode.name !== options.node && !leaves.length) continue;
       const root = await readRoot(queue.name, rootNode, dbOf(rootNode), client);
       const consumers = root.error === null && root.queueExists ? await queueStatus(await client(dbOf(rootNode)), queue.name) : [];
+      // Each subscriber's lag and pending events are its consumer's on its own provider (a branch's queue for a node under it).
+      const consumersOf = new Map<string, Awaited<ReturnType<typeof queueStatus>>>([[rootNode.name, consumers]]);
+      const providerConsumers = async (name: string) => {
+        if (!consumersOf.has(name)) {
+          const p = queue.nodes.find((n) => n.name === name)!;
+          consumersOf.set(name, await client(dbOf(p)).then((c) => queueStatus(c, queue.name)).catch(() => []));
+        }
+        return consumersOf.get(name)!;
+      };
       const subscribers: SubscriberStatus[] = [];
       for (const leaf of leaves) {
-        const c = consumers.find((x) => x.consumer === leaf.name);
-        subscribers.push(await readSubscriber(queue.name, leaf, dbOf(leaf), client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null));
+        const c = (await providerConsumers(leaf.provider ?? rootNode.name)).find((x) => x.consumer === leaf.name);
+        const read = await readSubscriber(queue.name, leaf, dbOf(leaf), client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null);
+        subscribers.push({ ...read, type: leaf.type === 'branch' ? 'branch' : 'leaf', provider: leaf.provider, depth: tree.find((t) => t.node.name === leaf.name)!.depth });
       }
       // Pins were read (with the consumers) before the tables: see stalePins.
       const leafNames = new Set(queue.nodes.filter((n) => n.type === 'leaf').map((n) => n.name));
@@ -143,6 +159,19 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
   } finally {
     await Promise.all([...clients.values()].map((p) => p.then((c) => c.end()).catch(() => undefined)));
   }
+}
+
+/** The non-root nodes of a queue, depth first from the root, each with its depth (1: fed by the root). */
+export function cascadeTree(nodes: readonly NodeSpec[], root: string): Array<{ node: NodeSpec; depth: number }> {
+  const out: Array<{ node: NodeSpec; depth: number }> = [];
+  const walk = (provider: string, depth: number) => {
+    for (const n of nodes.filter((x) => x.type !== 'root' && x.provider === provider)) {
+      out.push({ node: n, depth });
+      walk(n.name, depth + 1);
+    }
+  };
+  walk(root, 1);
+  return out;
 }
 
 /** The reverse replication switchovers set up: subscriptions that record their provider. */

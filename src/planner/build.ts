@@ -10,10 +10,12 @@
 import { hasErrors } from '../kernel/index.js';
 import { ACTION_KINDS } from './action.js';
 import { PlanBuilder } from './builder.js';
-import { branchChecks, captureOwnerCheck, materializedViewChecks } from './checks.js';
+import { cascadeChecks, cascadeOrder, planBranchQueue } from './cascade.js';
+import { captureOwnerCheck, materializedViewChecks } from './checks.js';
 import { planConsumers } from './consumers.js';
 import { planEngine } from './engine.js';
 import type { PlanInput } from './input.js';
+import type { Action } from './action.js';
 import type { Plan } from './plan.js';
 import { planQueue } from './queue.js';
 import { selectTables } from './selection.js';
@@ -32,7 +34,7 @@ export function buildPlan(input: PlanInput): Plan {
       matviewsListed.add(root.database);
       materializedViewChecks(queue, root, rootCatalog, plan.check);
     }
-    branchChecks(queue, plan.check);
+    cascadeChecks(input, queue, plan);
     const rootEngine = planEngine(input, root, plan);
     captureOwnerCheck(root, rootCatalog, plan.check);
     const queueState = rootCatalog.engine?.queues.find((q) => q.name === queue.name);
@@ -42,12 +44,20 @@ export function buildPlan(input: PlanInput): Plan {
     const captureIds = planCaptures(queue, root, rootCatalog, queueState, tables, queueReady, plan);
     const sequences = planSequences(queue, root, rootCatalog, queueState, queueReady, plan);
     planConsumers(input, queue, root, queueState, plan);
-    for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
-      planSubscriber(input, { queue, root, rootCatalog, tables, sequences, queueReady, captureIds }, leaf, plan);
+    // Subscribers, each after its provider: a branch's own subscribers wait for its queue (cascades).
+    const readyOf = new Map<string, string[]>([[root.name, queueReady]]);
+    for (const node of cascadeOrder(queue)) {
+      const ready = readyOf.get(node.provider!) ?? [];
+      const provider = queue.nodes.find((n) => n.name === node.provider)!;
+      const ids = planSubscriber(input, { queue, root, rootCatalog, tables, sequences, queueReady: ready, captureIds, provider }, node, plan);
+      if (node.type !== 'branch') continue;
+      const branchQueue = input.catalogs[node.database]?.engine?.queues.find((q) => q.name === queue.name);
+      planConsumers(input, queue, node, branchQueue, plan);
+      readyOf.set(node.name, [...ready, ...planBranchQueue(input, queue, node, ids, plan)]);
     }
   }
 
-  const ordered = plan.actions().sort((a, b) => ACTION_KINDS.indexOf(a.kind) - ACTION_KINDS.indexOf(b.kind) || a.id.localeCompare(b.id));
+  const ordered = runOrder(plan.actions());
   return {
     checks: plan.checks,
     actions: ordered,
@@ -58,4 +68,24 @@ export function buildPlan(input: PlanInput): Plan {
     },
     errored: hasErrors(plan.checks),
   };
+}
+
+/**
+ * The actions in run order: by kind (ACTION_KINDS), then id — except that an action never runs before one
+ * it depends on (a cascade's subscribe of a node under a branch waits for that branch's create_branch_queue,
+ * which waits for the branch's own subscribe). Deterministic.
+ */
+function runOrder(actions: Action[]): Action[] {
+  const rank = (a: Action, b: Action) => ACTION_KINDS.indexOf(a.kind) - ACTION_KINDS.indexOf(b.kind) || a.id.localeCompare(b.id);
+  const left = [...actions].sort(rank);
+  const ids = new Set(left.map((a) => a.id));
+  const done = new Set<string>();
+  const out: Action[] = [];
+  while (left.length) {
+    const i = left.findIndex((a) => a.dependsOn.every((d) => done.has(d) || !ids.has(d)));
+    const [next] = left.splice(i < 0 ? 0 : i, 1); // a cycle (none is planned) falls back to the kind order
+    done.add(next!.id);
+    out.push(next!);
+  }
+  return out;
 }

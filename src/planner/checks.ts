@@ -1,8 +1,7 @@
 /**
  * The planner's checks of a root that propose no action: the capture
  * triggers of a captured table (disabled, replica-only, always, missing),
- * the capture role, materialized views (not replicated) and branches (not
- * supported yet). Pure.
+ * the capture role and materialized views (not replicated). Pure.
  */
 import type { NodeCatalog, TableInfo } from '../catalog/model.js';
 import type { NodeSpec, QueueSpec } from '../config/index.js';
@@ -74,12 +73,5 @@ export function materializedViewChecks(queue: QueueSpec, root: NodeSpec, catalog
       '`pgconvey switchover` refreshes it on the node taking over before the hand-over (--no-refresh-matviews skips it); or REFRESH MATERIALIZED VIEW it there yourself',
       `queues.${queue.name}.nodes.${root.name}`,
     );
-  }
-}
-
-/** Branches (cascades) are not supported yet. */
-export function branchChecks(queue: QueueSpec, check: AddCheck): void {
-  for (const node of queue.nodes.filter((n) => n.type === 'branch')) {
-    check('error', 'branch_not_supported', `node "${node.name}" of queue "${queue.name}" is a branch; cascades are not supported yet`, 'make it a leaf of the root for now', `queues.${queue.name}.nodes.${node.name}`);
   }
 }

@@ -1,8 +1,8 @@
 /**
- * The planner's consumer step on a queue's root: drop copy pins no copy
- * needs (finished, failed or superseded copies, or their table or node left
- * the file) and consumers of nodes gone from the file — both keep the root
- * from emptying its event tables. Pure.
+ * The planner's consumer step on a queue's provider (its root, or a branch's
+ * own queue): drop copy pins no copy needs (finished, failed or superseded
+ * copies, or their table or node left the file) and consumers of nodes it no
+ * longer feeds in the file — both keep it from emptying its event tables. Pure.
  */
 import { proposeRemoveConsumer } from '../actions/index.js';
 import type { EngineQueueInfo } from '../catalog/model.js';
@@ -14,10 +14,11 @@ import type { PlanInput } from './input.js';
 
 export function planConsumers(input: PlanInput, queue: QueueSpec, root: NodeSpec, queueState: EngineQueueInfo | undefined, plan: PlanBuilder): void {
   const site = { node: root.name, database: root.database };
+  const fed = queue.nodes.filter((n) => n.type !== 'root' && n.provider === root.name);
   // Copy pins no copy needs (the copy finished or failed, its table or node left the file) hold events back too.
   const pinHolders = new Map<string, PinHolder<TableState>[]>();
   const unknown = new Set<string>();
-  for (const leaf of queue.nodes.filter((n) => n.type === 'leaf')) {
+  for (const leaf of fed) {
     const subscription = input.catalogs[leaf.database]?.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === leaf.name);
     if (subscription) pinHolders.set(leaf.name, subscription.tables);
     else unknown.add(leaf.name); // not subscribed (yet): its pins, if any, are left alone
@@ -37,7 +38,9 @@ export function planConsumers(input: PlanInput, queue: QueueSpec, root: NodeSpec
 
   // Consumers on the root that no node of the file stands for any more hold events back (and disk).
   for (const consumer of queueState?.consumers ?? []) {
-    if (isCopyPin(consumer.name) || queue.nodes.some((n) => n.type === 'leaf' && n.name === consumer.name)) continue;
+    if (isCopyPin(consumer.name) || fed.some((n) => n.name === consumer.name)) continue;
+    // A node the file moved to another provider: cascadeChecks refuses the plan (change_provider is not supported yet).
+    if (queue.nodes.some((n) => n.name === consumer.name && n.type !== 'root')) continue;
     plan.add(
       proposeRemoveConsumer({
         root: site,

@@ -25,14 +25,23 @@ export interface QueueSide {
   rootCatalog: NodeCatalog;
   tables: SelectedTable[];
   sequences: SequenceInfo[];
-  /** The ids the queue's subscriptions wait for (the root's engine, create_queue). */
+  /** The ids this node's subscription waits for (the root's engine, create_queue; a branch provider's queue). */
   queueReady: string[];
+  /** The node it subscribes to (the root, or a branch: cascades); default the root. */
+  provider?: NodeSpec;
   /** The capture action of each table captured (again) by this plan, by `nameKey`. */
   captureIds: ReadonlyMap<string, string>;
 }
 
-export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, plan: PlanBuilder): void {
+/** The subscriber's own ids: its subscribe and engine actions, when this plan has them. */
+export interface SubscriberIds {
+  subscribe: string | null;
+  engine: string | null;
+}
+
+export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, plan: PlanBuilder): SubscriberIds {
   const { queue, root, rootCatalog, tables } = q;
+  const provider = q.provider ?? root;
   const check = plan.check;
   const site = { node: leaf.name, database: leaf.database };
   const sub = input.catalogs[leaf.database];
@@ -49,7 +58,7 @@ export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, p
   const subscription = sub.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === leaf.name);
   const subscribe = subscription
     ? null
-    : plan.add(proposeSubscribe({ leaf: site, queue: queue.name, provider: { node: root.name, database: root.database }, dependsOn: [...q.queueReady, ...(subEngine ? [subEngine] : [])] }));
+    : plan.add(proposeSubscribe({ leaf: site, queue: queue.name, provider: { node: provider.name, database: provider.database }, dependsOn: [...q.queueReady, ...(subEngine ? [subEngine] : [])] }));
   const subscribed = new Map((subscription?.tables ?? []).map((t) => [nameKey(t), t]));
   const onSub = (t: Pick<TableInfo, 'schema' | 'name'>) => sub.tables.some((x) => sameName(x, t));
   const absent = tables.filter(({ table }) => !onSub(table)).map((t) => t.table);
@@ -137,6 +146,7 @@ export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, p
     if (selectedNames.has(key)) continue;
     plan.add(proposeRemoveSubscriberTable({ leaf: site, queue: queue.name, table: t }));
   }
+  return { subscribe, engine: subEngine };
 }
 
 /**

@@ -35,6 +35,7 @@ function subject(a: Action): string | null {
     case 'create_queue':
     case 'configure_queue':
     case 'subscribe':
+    case 'create_branch_queue':
     case 'copy_schema':
     case 'create_role':
     case 'grant_role':

@@ -67,7 +67,9 @@ function rootLine(r: RootStatus): string {
 }
 
 function subscriberLines(s: SubscriberStatus): string[] {
-  const head = `  → ${chalk.bold(s.node)} ${chalk.dim(s.display)}`;
+  // Cascades: a node under a branch is indented under it, and a branch says so.
+  const indent = '  '.repeat(Math.max(0, (s.depth ?? 1) - 1));
+  const head = `${indent}  → ${chalk.bold(s.node)}${s.type === 'branch' ? ' (branch)' : ''} ${chalk.dim(s.display)}`;
   if (s.error) return [`${head}  ${chalk.red(s.error)}`];
   const lag = s.lagSeconds === null ? '' : `  lag ${formatSeconds(s.lagSeconds)}${s.pendingEvents === null ? '' : `, ${int(s.pendingEvents)} events`}`;
   const applied = s.appliedAgeSeconds === null ? '' : `  applied ${formatSeconds(s.appliedAgeSeconds)} ago`;
@@ -153,6 +155,9 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
       },
       subscribers: q.subscribers.map((s) => ({
         node: s.node,
+        type: s.type ?? 'leaf',
+        provider: s.provider ?? q.root.node,
+        depth: s.depth ?? 1,
         database: s.database,
         display: s.display,
         error: s.error,

@@ -108,7 +108,8 @@ BEGIN
     END IF;
     RETURN;  -- unchanged
   END IF;
-  IF p_param = 'rotation_txids' THEN
+  -- A branch's queue has no capture functions (its captured_table rows mirror its provider's).
+  IF p_param = 'rotation_txids' AND NOT EXISTS (SELECT 1 FROM pgconvey.queue WHERE queue_name = p_queue AND branch_provider IS NOT NULL) THEN
     FOR t IN SELECT c.table_schema, c.table_name, c.key_columns FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
               WHERE q.queue_name = p_queue LOOP
       PERFORM pgconvey.add_table(p_queue, t.table_schema, t.table_name, t.key_columns);
@@ -127,6 +128,9 @@ DECLARE
 BEGIN
   IF current_setting('transaction_isolation') <> 'read committed' THEN
     RAISE EXCEPTION 'pgconvey ticks must be taken in a READ COMMITTED transaction';
+  END IF;
+  IF EXISTS (SELECT 1 FROM pgconvey.queue WHERE queue_id = p_queue_id AND branch_provider IS NOT NULL) THEN
+    RAISE EXCEPTION 'a branch''s queue takes the ticks of its provider; it is not ticked here';
   END IF;
   INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq)
   SELECT p_queue_id, max(tick_id) + 1, pgconvey.event_seq_value(p_queue_id)
@@ -153,6 +157,9 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue;
   END IF;
+  IF q.branch_provider IS NOT NULL THEN
+    RETURN NULL;  -- a branch's queue takes its provider's ticks (branch_tick), never its own
+  END IF;
   SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
   v_new := pgconvey.event_seq_value(q.queue_id) - v_last.tick_event_seq;
   v_age := clock_timestamp() - v_last.tick_time;
@@ -178,7 +185,8 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
--- Function: pgconvey.force_tick(name) → the new tick id, unconditionally.
+-- Function: pgconvey.force_tick(name) → the new tick id, unconditionally (a
+-- branch's queue: its last tick, unchanged).
 -- Call it in its own transaction: the tick is taken in the caller's transaction.
 CREATE OR REPLACE FUNCTION pgconvey.force_tick(p_queue text)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -188,6 +196,10 @@ BEGIN
   SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pgconvey.queue WHERE queue_id = v_id AND branch_provider IS NOT NULL) THEN
+    -- A branch's queue ticks only with its provider: its last tick.
+    RETURN (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = v_id);
   END IF;
   RETURN pgconvey.insert_tick(v_id);
 END $$;
@@ -703,6 +715,9 @@ BEGIN
   SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pgconvey.queue WHERE queue_id = v_queue_id AND branch_provider IS NOT NULL) THEN
+    RAISE EXCEPTION 'queue "%" here is a branch''s: its tables are captured on the root', p_queue;
   END IF;
   SELECT c.oid INTO v_rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = p_schema AND c.relname = p_table AND c.relkind IN ('r', 'p');
@@ -1492,4 +1507,209 @@ BEGIN
   PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
   INSERT INTO pgconvey.ddl_applied (queue_name, consumer_name, script_name, checksum, end_tick) VALUES (p_queue, p_consumer, p_name, p_checksum, p_end_tick);
   RETURN 'applied';
+END $$;
+
+------------------------------------------------------------------------------
+-- Cascades (migration 0011). A branch queue mirrors its provider's queue: the
+-- same tick ids, batch boundaries and event ids. Only the branch's worker
+-- writes it, in the transaction that applies the provider's batch.
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.create_branch_queue(queue, consumer, provider_node) →
+-- queue_id. Makes the queue on a branch whose subscription `consumer` to
+-- `queue` exists here, starting at the subscription's position: its first tick
+-- has the id of the last tick applied here (so the first batch the worker
+-- re-queues starts at it). Idempotent; refuses when a root's queue of that
+-- name is here. Locks the subscription row: a batch being applied finishes
+-- first, and the next one sees the queue.
+CREATE OR REPLACE FUNCTION pgconvey.create_branch_queue(p_queue text, p_consumer text, p_provider text)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_id integer;
+  v_branch text;
+  v_pos bigint;
+BEGIN
+  SELECT completed_tick INTO v_pos FROM pgconvey.subscription
+   WHERE queue_name = p_queue AND consumer_name = p_consumer FOR UPDATE;
+  IF NOT FOUND OR v_pos IS NULL THEN
+    RAISE EXCEPTION 'this database has no subscription "%" to queue "%": a branch subscribes to its provider first', p_consumer, p_queue;
+  END IF;
+  SELECT queue_id, branch_provider INTO v_id, v_branch FROM pgconvey.queue WHERE queue_name = p_queue;
+  IF FOUND THEN
+    IF v_branch IS NULL THEN
+      RAISE EXCEPTION 'queue "%" on this database is a root''s queue, not a branch''s', p_queue
+        USING HINT = 'a database is either the root of a queue or a branch of it';
+    END IF;
+    UPDATE pgconvey.queue SET branch_provider = p_provider WHERE queue_id = v_id AND branch_provider IS DISTINCT FROM p_provider;
+    RETURN v_id;
+  END IF;
+  v_id := pgconvey.create_queue(p_queue);
+  UPDATE pgconvey.queue SET branch_provider = p_provider, branch_consumer = p_consumer WHERE queue_id = v_id;
+  -- The first tick: the branch's position; a real snapshot, so the worker's next transaction is after it.
+  DELETE FROM pgconvey.tick WHERE queue_id = v_id;
+  INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq) VALUES (v_id, v_pos, 0);
+  RETURN v_id;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.branch_requeue_target(queue, start_tick) → the event
+-- table this transaction re-queues into, or NULL when the queue here is not a
+-- branch's (a leaf: nothing to re-queue). Called by the branch's worker in its
+-- batch transaction; locks the queue row; the branch's last tick must be the
+-- batch's start tick (else the branch and its provider are out of step).
+CREATE OR REPLACE FUNCTION pgconvey.branch_requeue_target(p_queue text, p_start_tick bigint)
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  v_last bigint;
+BEGIN
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue AND branch_provider IS NOT NULL FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  SELECT max(tick_id) INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id;
+  IF v_last IS DISTINCT FROM p_start_tick THEN
+    RAISE EXCEPTION 'the branch queue "%" is at tick %, the batch it re-queues starts at tick %', p_queue, v_last, p_start_tick
+      USING ERRCODE = 'PCB01', HINT = 'the branch queue and the branch''s position went apart; re-create the branch (docs/operations.md, "Cascades")';
+  END IF;
+  RETURN pgconvey.event_table(q.queue_id, ((txid_current() / q.rotation_txids) % 3)::integer);
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.branch_tick(queue, tick_id, tick_time, event_seq) → the
+-- tick id. The branch's tick of the batch it re-queued, in the same
+-- transaction: the provider's tick id, time and event count. Its snapshot
+-- says "every transaction up to this one is visible": only the branch's
+-- worker writes the queue, one batch per transaction, so the branch batch
+-- (previous tick, this tick] holds exactly the events this transaction
+-- re-queued. (txid_current_snapshot() taken here does not see the
+-- transaction itself, whose id is at or above the snapshot's xmax.)
+CREATE OR REPLACE FUNCTION pgconvey.branch_tick(p_queue text, p_tick bigint, p_time timestamptz, p_event_seq bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_id integer;
+  v_next bigint := txid_current() + 1;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue AND branch_provider IS NOT NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" is not a branch''s queue here', p_queue;
+  END IF;
+  INSERT INTO pgconvey.tick (queue_id, tick_id, tick_time, tick_snapshot, tick_event_seq)
+  VALUES (v_id, p_tick, p_time, (v_next || ':' || v_next || ':')::txid_snapshot, p_event_seq);
+  -- The event sequence follows the provider's (counts between ticks); never backwards.
+  IF p_event_seq > coalesce(pgconvey.event_seq_value(v_id), 0) THEN
+    PERFORM setval(format('pgconvey.%I', 'event_' || v_id || '_seq'), p_event_seq);
+  END IF;
+  PERFORM pg_notify('pgconvey_tick', v_id::text);
+  RETURN p_tick;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.branch_mirror(queue, tables, shapes, sequences) → rows
+-- changed. Brings the branch's captured_table, table_shape and
+-- captured_sequence rows of the queue to the provider's (json arrays of the
+-- provider's rows, with its ids): events name tables and shapes by the
+-- provider's ids. An id used here by another queue is refused (a database that
+-- is a branch and captures for another queue of its own must not share ids).
+CREATE OR REPLACE FUNCTION pgconvey.branch_mirror(p_queue text, p_tables jsonb, p_shapes jsonb, p_sequences jsonb)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_id integer;
+  v_clash text;
+  v_n integer := 0;
+  v_c integer;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue AND branch_provider IS NOT NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" is not a branch''s queue here', p_queue;
+  END IF;
+  IF p_tables IS NOT NULL THEN
+    SELECT format('table id %s (%s.%s)', c.table_id, c.table_schema, c.table_name) INTO v_clash
+      FROM pgconvey.captured_table c JOIN jsonb_to_recordset(p_tables) AS t(table_id integer) USING (table_id)
+     WHERE c.queue_id <> v_id LIMIT 1;
+    IF v_clash IS NOT NULL THEN
+      RAISE EXCEPTION 'the provider''s % is used here by another queue', v_clash USING ERRCODE = 'PCB02';
+    END IF;
+    DELETE FROM pgconvey.captured_table c WHERE c.queue_id = v_id
+       AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(p_tables) AS t(table_id integer, table_schema text, table_name text)
+                        WHERE t.table_id = c.table_id AND t.table_schema = c.table_schema AND t.table_name = c.table_name);
+    GET DIAGNOSTICS v_c = ROW_COUNT;
+    v_n := v_n + v_c;
+    INSERT INTO pgconvey.captured_table (table_id, queue_id, table_schema, table_name, key_columns, columns, shape_id)
+    SELECT t.table_id, v_id, t.table_schema, t.table_name, t.key_columns, t.columns, t.shape_id
+      FROM jsonb_to_recordset(p_tables) AS t(table_id integer, table_schema text, table_name text, key_columns text[], columns text[], shape_id integer)
+    ON CONFLICT (table_id) DO UPDATE SET key_columns = EXCLUDED.key_columns, columns = EXCLUDED.columns, shape_id = EXCLUDED.shape_id
+     WHERE (pgconvey.captured_table.key_columns, pgconvey.captured_table.columns, pgconvey.captured_table.shape_id)
+           IS DISTINCT FROM (EXCLUDED.key_columns, EXCLUDED.columns, EXCLUDED.shape_id);
+    GET DIAGNOSTICS v_c = ROW_COUNT;
+    v_n := v_n + v_c;
+    PERFORM setval(pg_get_serial_sequence('pgconvey.captured_table', 'table_id'), m)
+       FROM (SELECT max(table_id) AS m FROM pgconvey.captured_table) x
+      WHERE m > (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgconvey.captured_table_table_id_seq);
+    PERFORM pgconvey.branch_guard(p_queue);
+  END IF;
+  IF p_shapes IS NOT NULL THEN
+    SELECT format('shape id %s', s.shape_id) INTO v_clash
+      FROM pgconvey.table_shape s JOIN jsonb_to_recordset(p_shapes) AS x(shape_id integer, table_id integer, attnums smallint[], columns text[], key_columns text[], generated text[]) USING (shape_id)
+     WHERE (s.table_id, s.attnums, s.columns, s.key_columns, s.generated) IS DISTINCT FROM (x.table_id, x.attnums, x.columns, x.key_columns, x.generated) LIMIT 1;
+    IF v_clash IS NOT NULL THEN
+      RAISE EXCEPTION 'the provider''s % is used here for another row shape', v_clash USING ERRCODE = 'PCB02';
+    END IF;
+    INSERT INTO pgconvey.table_shape (shape_id, table_id, attnums, columns, key_columns, generated)
+    SELECT x.shape_id, x.table_id, x.attnums, x.columns, x.key_columns, x.generated
+      FROM jsonb_to_recordset(p_shapes) AS x(shape_id integer, table_id integer, attnums smallint[], columns text[], key_columns text[], generated text[])
+    ON CONFLICT (shape_id) DO NOTHING;
+    GET DIAGNOSTICS v_c = ROW_COUNT;
+    v_n := v_n + v_c;
+    PERFORM setval(pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), m)
+       FROM (SELECT max(shape_id) AS m FROM pgconvey.table_shape) x
+      WHERE m > (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgconvey.table_shape_shape_id_seq);
+  END IF;
+  IF p_sequences IS NOT NULL THEN
+    DELETE FROM pgconvey.captured_sequence c WHERE c.queue_id = v_id
+       AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(p_sequences) AS s(seq_schema text, seq_name text)
+                        WHERE s.seq_schema = c.seq_schema AND s.seq_name = c.seq_name);
+    GET DIAGNOSTICS v_c = ROW_COUNT;
+    v_n := v_n + v_c;
+    INSERT INTO pgconvey.captured_sequence (queue_id, seq_schema, seq_name)
+    SELECT v_id, s.seq_schema, s.seq_name FROM jsonb_to_recordset(p_sequences) AS s(seq_schema text, seq_name text)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_c = ROW_COUNT;
+    v_n := v_n + v_c;
+  END IF;
+  RETURN v_n;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.branch_refuse() — the trigger pgconvey_branch_guard on a
+-- branch's replicated tables: the application's writes there would not be
+-- captured and would diverge from the root (Londiste refuses them too). The
+-- branch's worker and copies write in replica mode, where it does not fire.
+CREATE OR REPLACE FUNCTION pgconvey.branch_refuse()
+RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RAISE EXCEPTION 'cannot execute % on %.%: this database is a pgconvey branch, which takes this table''s rows from the root',
+                  TG_OP, quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME)
+    USING ERRCODE = 'read_only_sql_transaction', HINT = 'write on the root of the queue; its changes reach this node';
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.branch_guard(queue) → tables guarded now. Puts the
+-- statement trigger pgconvey_branch_guard (BEFORE INSERT, UPDATE, DELETE,
+-- TRUNCATE; fires for ordinary sessions only) on each table of the branch's
+-- queue that exists here and lacks it.
+CREATE OR REPLACE FUNCTION pgconvey.branch_guard(p_queue text)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_rel regclass;
+  v_n integer := 0;
+BEGIN
+  FOR v_rel IN SELECT to_regclass(format('%I.%I', c.table_schema, c.table_name))
+                 FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id)
+                WHERE q.queue_name = p_queue AND q.branch_provider IS NOT NULL ORDER BY c.table_id LOOP
+    CONTINUE WHEN v_rel IS NULL OR EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = v_rel AND t.tgname = 'pgconvey_branch_guard');
+    EXECUTE format('CREATE TRIGGER pgconvey_branch_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.branch_refuse()', v_rel);
+    v_n := v_n + 1;
+  END LOOP;
+  RETURN v_n;
 END $$;

@@ -41,6 +41,11 @@ export function resolveTarget(state: DesiredState, options: Pick<SwitchoverOptio
     const guess = closest(options.to, queue.nodes.map((n) => n.name));
     throw new SwitchoverError('unknown_node', `queue "${queue.name}" has no node "${options.to}"`, guess ? `did you mean "${guess}"?` : `nodes: ${queue.nodes.map((n) => n.name).join(', ')}`);
   }
+  // Cascades: the nodes under a branch would keep following a root that no longer takes writes.
+  const branch = queue.nodes.find((n) => n.type === 'branch');
+  if (branch) {
+    throw new SwitchoverError('switchover_cascade_not_supported', `queue "${queue.name}" has a branch ("${branch.name}"): a switchover inside a cascade is not supported yet`, 'the nodes under a branch would keep following the old root; switch over a queue whose subscribers are leaves of the root');
+  }
   if (target !== root && !leaves.includes(target)) {
     throw new SwitchoverError('switchover_target_not_leaf', `node "${target.name}" is not a leaf of the root "${root.name}"`, `switch over to a leaf whose provider is "${root.name}", or back to "${root.name}"`);
   }

@@ -170,9 +170,11 @@ describe('planner', () => {
     expect(plan.summary).toEqual({ add: 0, change: 0, remove: 2 });
   });
 
-  it('reports a branch as not supported yet, and refuses a subscriber that cannot set the replica role', () => {
+  it('plans a branch queue for a subscribed branch, and refuses a subscriber that cannot set the replica role', () => {
     const text = FILE.replace('new_leaf: { database: new, type: leaf, provider: old_root }', 'new_leaf: { database: new, type: branch, provider: old_root }');
-    expect(buildPlan({ state: state(text), catalogs: converged(), engineVersion: 3 }).checks.map((c) => c.code)).toEqual(['branch_not_supported']);
+    const branchPlan = buildPlan({ state: state(text), catalogs: converged(), engineVersion: 3 });
+    expect(branchPlan.checks).toEqual([]);
+    expect(branchPlan.actions.map((a) => a.id)).toEqual(['create_branch_queue:new_leaf:shop']);
     const catalogs = converged();
     catalogs.new.privileges = { user: 'mover', superuser: false, canCreateSchema: true, canSetReplicationRole: false };
     const plan = buildPlan({ state: state(), catalogs, engineVersion: 3 });
