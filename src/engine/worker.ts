@@ -17,6 +17,7 @@ import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
 import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
+import { Phases } from './worker-profile.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
@@ -82,6 +83,8 @@ export class ApplyWorker {
   /** Composite types known to exist on the subscriber (cleared when a batch rolls back). */
   private createdTypes = new Set<string>();
   private notified: (() => void) | undefined;
+  /** Per-phase milliseconds of each batch (PGCONVEY_WORKER_PROFILE; off by default). */
+  private readonly phases = new Phases();
 
   constructor(
     private readonly provider: pg.Client,
@@ -123,17 +126,19 @@ export class ApplyWorker {
   /** Processes at most one batch. */
   async step(): Promise<StepOutcome> {
     const { queue, consumer } = this.options;
-    const batch = await nextBatch(this.provider, queue, consumer, this.options.maxBatchEvents ?? 50_000);
+    const ph = this.phases;
+    ph.reset();
+    const batch = await ph.time('next', () => nextBatch(this.provider, queue, consumer, this.options.maxBatchEvents ?? 50_000));
     if (!batch) return { kind: 'idle' };
     const started = Date.now();
 
-    const opened = (await this.subscriber.query(
+    const opened = (await ph.time('open', () => this.subscriber.query(
       format(
         'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE',
         queue,
         consumer,
       ),
-    )) as unknown as pg.QueryResult[];
+    ))) as unknown as pg.QueryResult[];
     const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
@@ -144,11 +149,11 @@ export class ApplyWorker {
       }
       if (position.completed_tick !== batch.startTick) throw new LostPositionError(position.completed_tick, batch);
 
-      const tables = await this.appliedTables(batch.queueId);
-      const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes);
+      const tables = await ph.time('tables', () => this.appliedTables(batch.queueId));
+      const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes, ph);
       const apply = async (events: QueueEvent[]) => {
-        await this.loadShapes(events);
-        await applier.apply(events);
+        await ph.time('shapes', () => this.loadShapes(events));
+        await ph.time('apply', () => applier.apply(events));
       };
       const merging = [...tables.values()].filter((t) => t.copySnapshot !== null);
       // A copy that finished while this worker was past its tick: replay the table's events it skipped.
@@ -156,14 +161,15 @@ export class ApplyWorker {
         if (BigInt(t.copyTick!) >= BigInt(batch.startTick)) continue;
         const skipped = await this.tickRange(batch.queueId, t.copyTick!, batch.startTick);
         await readBatch(this.provider, skipped, new Set([t.statements.table.tableId]), apply, {
+          phases: ph,
           skipVisibleIn: new Map([[t.statements.table.tableId, t.copySnapshot!]]),
         });
         await applier.finish();
         await this.setTableState(t, 'catching-up', batch.startTick);
       }
       const skipVisibleIn = new Map(merging.map((t) => [t.statements.table.tableId, t.copySnapshot!]));
-      await readBatch(this.provider, batch, new Set(tables.keys()), apply, { skipVisibleIn });
-      await applier.finish();
+      await readBatch(this.provider, batch, new Set(tables.keys()), apply, { skipVisibleIn, phases: ph });
+      await ph.time('apply', () => applier.finish());
       // A copied table is merged once no later batch can hold a transaction its copy already has:
       // later batches start at this end tick, so it is enough that its snapshot sees all the copy saw.
       const end = parseSnapshot(batch.endSnapshot);
@@ -173,14 +179,18 @@ export class ApplyWorker {
         const done = snapshotSees(end, parseSnapshot(t.copySnapshot!));
         await this.setTableState(t, done ? 'ok' : 'catching-up', batch.endTick);
       }
-      await this.advanceSequences(0);
-      await this.subscriber.query(
-        format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; COMMIT', batch.endTick, queue, consumer),
+      await ph.time('sequences', () => this.advanceSequences(0));
+      await ph.time('commit', () =>
+        this.subscriber.query(
+          format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; COMMIT', batch.endTick, queue, consumer),
+        ),
       );
       // Our own position now holds the events the merged copies' pins held; leaked pins go too.
-      await dropStalePins(this.provider, this.subscriber, queue, consumer);
-      await finishBatch(this.provider, queue, consumer, batch.endTick);
-      return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started };
+      await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
+      await ph.time('finish', () => finishBatch(this.provider, queue, consumer, batch.endTick));
+      const stats = applier.takeStats();
+      ph.flush({ events: stats.events, total: Date.now() - started, lag: Date.now() - batch.endTime.getTime() });
+      return { kind: 'applied', batch, stats, lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started };
     } catch (err) {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
