@@ -205,7 +205,9 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
       return 0;
     },
     wait: ({ worker }, ms) => worker.waitForTick(ms),
-    close: async ({ provider, subscriber }) => {
+    close: async ({ provider, subscriber, worker }) => {
+      // The last applied batch is closed on the provider (best effort: else the next worker does it).
+      await worker.finishPending().catch(() => undefined);
       setLock(false);
       await Promise.all([provider.end(), subscriber.end()]);
     },

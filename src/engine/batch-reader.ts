@@ -39,7 +39,12 @@ export interface QueueEvent {
 
 export async function nextBatch(provider: pg.Client, queue: string, consumer: string, maxEvents: number): Promise<BatchInfo | null> {
   const { rows } = await provider.query('SELECT * FROM pgconvey.next_batch($1, $2, $3)', [queue, consumer, maxEvents]);
-  const r = rows[0];
+  return batchFromRow(rows[0]);
+}
+
+/** A row of pgconvey.next_batch() as a batch (none: null). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function batchFromRow(r: any): BatchInfo | null {
   if (!r) return null;
   return {
     queueId: r.queue_id,
