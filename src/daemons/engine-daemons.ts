@@ -40,7 +40,8 @@ export interface TickerDaemonOptions {
 
 export async function runTickerDaemon(options: TickerDaemonOptions): Promise<void> {
   const log = options.log.child('ticker');
-  const pollMs = options.pollMs ?? 20;
+  // Asking costs a read (no transaction id, nothing written) unless a tick is due: ask often, tick soon.
+  const pollMs = options.pollMs ?? 10;
   const database = options.provider.dbname ?? 'provider';
   await runLoop<{ client: pg.Client; ticker: Ticker }>({
     log,

@@ -149,6 +149,8 @@ export class ApplyWorker {
   /** Composite types known to exist on the subscriber (cleared when a batch rolls back). */
   private createdTypes = new Set<string>();
   private notified: (() => void) | undefined;
+  /** A tick was announced since the last step began polling (no one was waiting for it). */
+  private tickAnnounced = false;
   /** Per-phase milliseconds of each batch (PGCONVEY_WORKER_PROFILE; off by default). */
   private readonly phases = new Phases();
 
@@ -171,6 +173,8 @@ export class ApplyWorker {
     this.provider.on('notification', () => {
       const wake = this.notified;
       this.notified = undefined;
+      // A tick announced while a step runs (after its poll found nothing) must not wait for the timer.
+      if (!wake) this.tickAnnounced = true;
       wake?.();
     });
     await this.provider.query('LISTEN pgconvey_tick');
@@ -178,6 +182,10 @@ export class ApplyWorker {
 
   /** Resolves after `ms`, or earlier when the provider announces a tick. */
   waitForTick(ms: number): Promise<void> {
+    if (this.tickAnnounced) {
+      this.tickAnnounced = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.notified = undefined;
@@ -208,6 +216,8 @@ export class ApplyWorker {
     const { queue, consumer } = this.options;
     const ph = this.phases;
     ph.reset();
+    // The poll sees every tick committed before it: only announcements from now on wake the next wait.
+    this.tickAnnounced = false;
     const polled = await ph.time('next', () => this.poll());
     const batch = polled.batch;
     if (!batch) return { kind: 'idle' };
