@@ -468,9 +468,7 @@ export class EventApplier {
     const fresh: Array<{ data: string; shape: RowShape }> = []; // final rows of keys first seen inserted: they cannot exist yet
     const updated: Array<{ data: string; shape: RowShape }> = []; // final rows of keys that existed before
     const gone: string[] = []; // keys that existed and end deleted
-    const existed: string[] = [];
     for (const state of perTable.keys.values()) {
-      if (state.existed) existed.push(rowText(state.fields));
       if (state.row === null) {
         if (state.existed) gone.push(rowText(state.fields));
       } else {
@@ -515,6 +513,9 @@ export class EventApplier {
         // Two rows swapped a unique value: fall through to delete-then-insert.
       }
     }
+    // Every key that existed before (made only here: the unique-key path above does not need it).
+    const existed: string[] = [];
+    for (const state of perTable.keys.values()) if (state.existed) existed.push(rowText(state.fields));
     await this.run(keys.deleteKeys, existed, 'rowsDeleted');
     for (const g of shapes) await this.run(g.st.insert, [...g.updated, ...g.fresh], 'rowsWritten');
   }
