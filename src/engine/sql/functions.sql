@@ -139,7 +139,11 @@ END $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.ticker(name) → the new tick id, or NULL when no tick was
 -- due. Ticks when ticker_max_count events wait, when events wait and
--- ticker_max_lag has passed since the last tick, or after ticker_idle_period.
+-- ticker_max_lag has passed since the last tick, or after ticker_idle_period;
+-- and, to keep the lag low, as soon as events wait while a subscriber keeps up
+-- (a consumer active within the last second has no open batch: it has applied
+-- everything ticked so far). A consumer that is behind (batch open) or gone
+-- (inactive) gets the max_lag rhythm, so its batches merge many events.
 -- Whether a tick is due is asked first without a lock, so the ticker's frequent
 -- calls that find none take no transaction id and write nothing (no WAL flush
 -- at their commit); a tick due is asked again under the queue row lock.
@@ -167,7 +171,11 @@ BEGIN
     v_age := clock_timestamp() - v_last.tick_time;
     v_found := v_new >= q.ticker_max_count
                OR (v_new > 0 AND v_age >= q.ticker_max_lag)
-               OR v_age >= q.ticker_idle_period;
+               OR v_age >= q.ticker_idle_period
+               OR (v_new > 0 AND EXISTS (SELECT 1 FROM pgconvey.consumer c
+                                          WHERE c.queue_id = q.queue_id AND c.batch_end_tick IS NULL
+                                            AND left(c.consumer_name, 5) <> 'copy:'  -- copy pins (copier.ts) consume nothing
+                                            AND c.active_at >= clock_timestamp() - interval '1 second'));
     -- An event id taken before the last tick, by a transaction that committed after it, was counted by that
     -- tick but is not in its batch: no new id comes for it. So a tick is also due, after max_lag, when an event
     -- the last tick's snapshot does not see is visible now (committed). The event tables are indexed on
