@@ -41,7 +41,8 @@ export interface TickerDaemonOptions {
 
 export async function runTickerDaemon(options: TickerDaemonOptions): Promise<void> {
   const log = options.log.child('ticker');
-  const pollMs = options.pollMs ?? 20;
+  // Asking costs a read (no transaction id, nothing written) unless a tick is due: ask often, tick soon.
+  const pollMs = options.pollMs ?? 10;
   const database = options.provider.dbname ?? 'provider';
   await runLoop<{ client: pg.Client; ticker: Ticker }>({
     log,
@@ -210,7 +211,9 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
       return 0;
     },
     wait: ({ worker }, ms) => worker.waitForTick(ms),
-    close: async ({ provider, subscriber }) => {
+    close: async ({ provider, subscriber, worker }) => {
+      // The last applied batch is closed on the provider (best effort: else the next worker does it).
+      await worker.finishPending().catch(() => undefined);
       setLock(false);
       await Promise.all([provider.end(), subscriber.end()]);
     },

@@ -35,6 +35,7 @@ import type pg from 'pg';
 import { PgconveyError, quoteIdent, quoteQualified } from '../kernel/index.js';
 import type { QueueEvent } from './batch-reader.js';
 import { keyIdentity, parseRowText } from './row-text.js';
+import { NO_PHASES, type Phases } from './worker-profile.js';
 
 /** A captured table as registered on the provider. */
 export interface CapturedTable {
@@ -381,6 +382,8 @@ export class EventApplier {
     private readonly shapes: (shapeId: number) => RowShape | undefined,
     /** Composite types known to exist on the subscriber; the caller clears it when its transaction rolls back. */
     private readonly createdTypes: Set<string> = new Set(),
+    /** Where the subscriber statements' time is counted (a developer's profile; off by default). */
+    private readonly phases: Phases = NO_PHASES,
   ) {}
 
   /** Applies a chunk of events (in event order). */
@@ -465,9 +468,7 @@ export class EventApplier {
     const fresh: Array<{ data: string; shape: RowShape }> = []; // final rows of keys first seen inserted: they cannot exist yet
     const updated: Array<{ data: string; shape: RowShape }> = []; // final rows of keys that existed before
     const gone: string[] = []; // keys that existed and end deleted
-    const existed: string[] = [];
     for (const state of perTable.keys.values()) {
-      if (state.existed) existed.push(rowText(state.fields));
       if (state.row === null) {
         if (state.existed) gone.push(rowText(state.fields));
       } else {
@@ -512,6 +513,9 @@ export class EventApplier {
         // Two rows swapped a unique value: fall through to delete-then-insert.
       }
     }
+    // Every key that existed before (made only here: the unique-key path above does not need it).
+    const existed: string[] = [];
+    for (const state of perTable.keys.values()) if (state.existed) existed.push(rowText(state.fields));
     await this.run(keys.deleteKeys, existed, 'rowsDeleted');
     for (const g of shapes) await this.run(g.st.insert, [...g.updated, ...g.fresh], 'rowsWritten');
   }
@@ -519,7 +523,8 @@ export class EventApplier {
   /** Runs a statement on an array of row texts; returns the rows it touched. */
   private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<number> {
     if (!items.length) return 0;
-    const r = await this.subscriber.query({ name: st.name, text: st.text, values: [arrayLiteral(items)] });
+    const values = [arrayLiteral(items)];
+    const r = await this.phases.time('statements', () => this.subscriber.query({ name: st.name, text: st.text, values }));
     this.stats[counter] += r.rowCount ?? 0;
     return r.rowCount ?? 0;
   }
@@ -530,7 +535,7 @@ export class EventApplier {
     this.stats.events += group.events;
     const targets = [...group.tables].map((id) => this.statements(id)).filter((s): s is TableStatements => !!s);
     if (!targets.length) return;
-    await this.subscriber.query(`TRUNCATE ${targets.map((t) => `${t.only}${t.qualified}`).join(', ')}`);
+    await this.phases.time('statements', () => this.subscriber.query(`TRUNCATE ${targets.map((t) => `${t.only}${t.qualified}`).join(', ')}`));
     this.stats.truncates += targets.length;
   }
 

@@ -10,6 +10,7 @@
 import { sqlFormat } from '../kernel/index.js';
 import type pg from 'pg';
 import { lateTransactions, parseSnapshot } from './snapshot.js';
+import { NO_PHASES, type Phases } from './worker-profile.js';
 
 export interface BatchInfo {
   queueId: number;
@@ -38,7 +39,12 @@ export interface QueueEvent {
 
 export async function nextBatch(provider: pg.Client, queue: string, consumer: string, maxEvents: number): Promise<BatchInfo | null> {
   const { rows } = await provider.query('SELECT * FROM pgconvey.next_batch($1, $2, $3)', [queue, consumer, maxEvents]);
-  const r = rows[0];
+  return batchFromRow(rows[0]);
+}
+
+/** A row of pgconvey.next_batch() as a batch (none: null). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function batchFromRow(r: any): BatchInfo | null {
   if (!r) return null;
   return {
     queueId: r.queue_id,
@@ -113,12 +119,13 @@ export async function readBatch(
   batch: BatchInfo,
   tables: TableIds,
   onChunk: (events: QueueEvent[]) => Promise<void>,
-  options: { maxRows?: number; chunkBytes?: number; skipVisibleIn?: ReadonlyMap<number, string> } = {},
+  options: { maxRows?: number; chunkBytes?: number; skipVisibleIn?: ReadonlyMap<number, string>; phases?: Phases } = {},
 ): Promise<number> {
   const maxRows = options.maxRows ?? 10_000;
   const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
   let fetchRows = Math.min(500, maxRows);
   let total = 0;
+  const phases = options.phases ?? NO_PHASES;
   // Rows come as arrays (no per-row objects from pg) in the column order of batchEventsSql.
   const toEvent = (r: unknown[]): QueueEvent => ({
     txid: r[0] as string,
@@ -130,10 +137,10 @@ export async function readBatch(
   });
   try {
     // One round trip opens the transaction, declares the cursor and fetches the first chunk.
-    const results = (await provider.query({
+    const results = (await phases.time('read', () => provider.query({
       text: `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tables, options.skipVisibleIn)}; FETCH ${fetchRows} FROM ${CURSOR}`,
       rowMode: 'array',
-    })) as unknown as pg.QueryResult<unknown[]>[];
+    }))) as unknown as pg.QueryResult<unknown[]>[];
     let rows = results[2]!.rows;
     let requested = fetchRows;
     // Read ahead: the next chunk is fetched from the provider while this one is applied.
@@ -151,9 +158,9 @@ export async function readBatch(
         await onChunk(events);
       }
       if (!next) break;
-      rows = (await next).rows;
+      rows = (await phases.time('read', () => next)).rows;
     }
-    await provider.query('COMMIT');
+    await phases.time('read', () => provider.query('COMMIT'));
   } catch (err) {
     await provider.query('ROLLBACK').catch(() => undefined);
     throw err;

@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
 import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences } from './api.js';
-import { finishBatch, nextBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
+import { batchFromRow, finishBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
 import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
@@ -20,6 +20,7 @@ import { parseSnapshot, snapshotSees } from './snapshot.js';
 import { SCRIPT_EVENT_TABLE } from './ddl.js';
 import { ScriptRunner } from './ddl-apply.js';
 import { BranchRequeue } from './branch.js';
+import { Phases } from './worker-profile.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
@@ -78,7 +79,73 @@ export class WorkerBusyError extends PgconveyError {
  */
 const SESSION_SQL = EXACT_SESSION_SQL;
 
+/**
+ * The apply statements (named, over `unnest($1)` of a chunk's rows) planned
+ * once for any number of rows. From PostgreSQL 12 a custom plan knows the
+ * array's length, and for a few thousand keys it chose a merge join that
+ * walks the table's whole key index (about 0.5 s per statement on a
+ * 500k-row table, 90% of a batch's time); the generic plan looks each key up
+ * in the index, as a row-by-row apply does. Before 12 the estimate is fixed
+ * (100 rows) and plan_cache_mode does not exist.
+ */
+const GENERIC_PLANS_SQL = `DO $$ BEGIN IF pg_catalog.current_setting('server_version_num')::int >= 120000 THEN PERFORM pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false); END IF; END $$`;
+
+/**
+ * The version of a queue's captured tables: a hash of what the worker uses of
+ * every row, so any committed change (add_table, remove_table, a new capture
+ * with other columns or key) gives another value and the rows are read again.
+ */
+const CAPTURED_VERSION_SQL =
+  'SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(ROW(c.table_id, c.table_schema, c.table_name, c.key_columns, c.columns)::text, \',\' ORDER BY c.table_id), \'\')) AS v ' +
+  'FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L';
+
+interface CapturedRow {
+  table_id: number;
+  table_schema: string;
+  table_name: string;
+  key_columns: string[];
+  columns: string[];
+}
+
+interface SubscriberTableRow {
+  table_schema: string;
+  table_name: string;
+  state: TableState;
+  copy_snapshot: string | null;
+  copy_tick: string | null;
+  copy_generation: string;
+}
+
+/** A provider sequence's value (pgconvey.sequence_values). */
+interface SequenceValue {
+  seq_schema: string;
+  seq_name: string;
+  last_value: string;
+  is_called: boolean;
+}
+
+const sequenceKey = (v: SequenceValue) => `${v.seq_schema}\u0000${v.seq_name}`;
+const sequenceValue = (v: SequenceValue) => `${v.last_value}:${v.is_called}`;
+
+/** The statement moving the subscriber's sequences forward to these values (advance_sequence; never backwards). */
+function advanceSequencesSql(values: readonly SequenceValue[]): string {
+  const array = (items: readonly string[]) => `{${items.map((i) => `"${i.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
+  return format(
+    'SELECT pgconvey.advance_sequence(s, n, v, c, 0) FROM ROWS FROM (pg_catalog.unnest(%L::text[]), pg_catalog.unnest(%L::text[]), pg_catalog.unnest(%L::bigint[]), pg_catalog.unnest(%L::boolean[])) AS x(s, n, v, c); ',
+    array(values.map((v) => v.seq_schema)),
+    array(values.map((v) => v.seq_name)),
+    array(values.map((v) => v.last_value)),
+    array(values.map((v) => String(v.is_called))),
+  );
+}
+
 export class ApplyWorker {
+  /** The queue's captured tables as last read, with their version (CAPTURED_VERSION_SQL). */
+  private captured: { queueId: number; version: string; rows: CapturedRow[] } | undefined;
+  /** The end tick of the batch applied by the last step, still to finish on the provider. */
+  private pendingFinish: string | undefined;
+  /** Per sequence, the provider value the subscriber's was last moved to (by a committed batch). */
+  private sequencesSent = new Map<string, string>();
   private statements = new Map<string, TableStatements>();
   /** Row shapes by id (immutable once written on the provider). */
   private shapes = new Map<number, RowShape>();
@@ -87,6 +154,10 @@ export class ApplyWorker {
   private notified: (() => void) | undefined;
   /** Cascades: a branch re-queues each batch for its own subscribers (engine/branch.ts). */
   private readonly branch = new BranchRequeue();
+  /** A tick was announced since the last step began polling (no one was waiting for it). */
+  private tickAnnounced = false;
+  /** Per-phase milliseconds of each batch (PGCONVEY_WORKER_PROFILE; off by default). */
+  private readonly phases = new Phases();
 
   constructor(
     private readonly provider: pg.Client,
@@ -102,10 +173,13 @@ export class ApplyWorker {
     ]);
     if (!rows[0]!.ok) throw new WorkerBusyError(this.options.queue, this.options.consumer);
     await this.subscriber.query(SESSION_SQL);
+    await this.subscriber.query(GENERIC_PLANS_SQL);
     await this.provider.query(SESSION_SQL);
     this.provider.on('notification', () => {
       const wake = this.notified;
       this.notified = undefined;
+      // A tick announced while a step runs (after its poll found nothing) must not wait for the timer.
+      if (!wake) this.tickAnnounced = true;
       wake?.();
     });
     await this.provider.query('LISTEN pgconvey_tick');
@@ -113,6 +187,10 @@ export class ApplyWorker {
 
   /** Resolves after `ms`, or earlier when the provider announces a tick. */
   waitForTick(ms: number): Promise<void> {
+    if (this.tickAnnounced) {
+      this.tickAnnounced = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.notified = undefined;
@@ -125,21 +203,49 @@ export class ApplyWorker {
     });
   }
 
+  /**
+   * Closes on the provider the batch the last step applied, if that is still
+   * to do (normally the next step's first round trip does it). Best called
+   * before the connections close; a batch left open is finished by the next
+   * worker (its position says it was applied).
+   */
+  async finishPending(): Promise<void> {
+    const end = this.pendingFinish;
+    if (end === undefined) return;
+    await finishBatch(this.provider, this.options.queue, this.options.consumer, end);
+    this.pendingFinish = undefined;
+  }
+
   /** Processes at most one batch. */
   async step(): Promise<StepOutcome> {
     const { queue, consumer } = this.options;
-    const batch = await nextBatch(this.provider, queue, consumer, this.options.maxBatchEvents ?? 50_000);
+    const ph = this.phases;
+    ph.reset();
+    // The poll sees every tick committed before it: only announcements from now on wake the next wait.
+    this.tickAnnounced = false;
+    const polled = await ph.time('next', () => this.poll());
+    const batch = polled.batch;
     if (!batch) return { kind: 'idle' };
     const started = Date.now();
 
-    const opened = (await this.subscriber.query(
-      format(
-        'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE',
-        queue,
-        consumer,
+    // One round trip: the transaction, the position (locked) and the applied tables' states, locked
+    // FOR SHARE until the batch ends: a resync or a copy of one of them waits for this batch, and
+    // this batch never applies to a table being copied.
+    const opened = (await ph.time('open', () =>
+      this.subscriber.query(
+        format(
+          'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
+            `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
+              WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up')}) FOR SHARE`,
+          queue,
+          consumer,
+          queue,
+          consumer,
+        ),
       ),
     )) as unknown as pg.QueryResult[];
     const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
+    const states = opened[3]!.rows as SubscriberTableRow[];
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
       if (position.completed_tick === batch.endTick) {
@@ -149,8 +255,8 @@ export class ApplyWorker {
       }
       if (position.completed_tick !== batch.startTick) throw new LostPositionError(position.completed_tick, batch);
 
-      const tables = await this.appliedTables(batch.queueId);
-      const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes);
+      const tables = await ph.time('tables', () => this.appliedTables(batch.queueId, polled.capturedVersion, states));
+      const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes, ph);
       // #17 `pgconvey execute`: scripts run at their place in the batch, then the table caches are read again (ddl-apply.ts).
       const scripts = new ScriptRunner(this.subscriber, {
         queue,
@@ -167,8 +273,8 @@ export class ApplyWorker {
         },
       });
       const apply = async (events: QueueEvent[]) => {
-        await this.loadShapes(events);
-        await scripts.apply(events, applier);
+        await ph.time('shapes', () => this.loadShapes(events));
+        await ph.time('apply', () => scripts.apply(events, applier));
       };
       const merging = [...tables.values()].filter((t) => t.copySnapshot !== null);
       // A copy that finished while this worker was past its tick: replay the table's events it skipped.
@@ -176,14 +282,15 @@ export class ApplyWorker {
         if (BigInt(t.copyTick!) >= BigInt(batch.startTick)) continue;
         const skipped = await this.tickRange(batch.queueId, t.copyTick!, batch.startTick);
         await readBatch(this.provider, skipped, new Set([t.statements.table.tableId]), apply, {
+          phases: ph,
           skipVisibleIn: new Map([[t.statements.table.tableId, t.copySnapshot!]]),
         });
         await applier.finish();
         await this.setTableState(t, 'catching-up', batch.startTick);
       }
       const skipVisibleIn = new Map(merging.map((t) => [t.statements.table.tableId, t.copySnapshot!]));
-      await readBatch(this.provider, batch, new Set([...tables.keys(), SCRIPT_EVENT_TABLE]), apply, { skipVisibleIn }); // + script events (#17)
-      await applier.finish();
+      await readBatch(this.provider, batch, new Set([...tables.keys(), SCRIPT_EVENT_TABLE]), apply, { skipVisibleIn, phases: ph }); // + script events (#17)
+      await ph.time('apply', () => applier.finish());
       // A copied table is merged once no later batch can hold a transaction its copy already has:
       // later batches start at this end tick, so it is enough that its snapshot sees all the copy saw.
       const end = parseSnapshot(batch.endSnapshot);
@@ -193,16 +300,26 @@ export class ApplyWorker {
         const done = snapshotSees(end, parseSnapshot(t.copySnapshot!));
         await this.setTableState(t, done ? 'ok' : 'catching-up', batch.endTick);
       }
-      await this.advanceSequences(0);
+      // One round trip: the subscriber's sequences moved to the provider's values (read after the
+      // batch's end tick existed, so never behind it), the position, and the commit.
+      const sequences = this.changedSequences(polled.sequences);
       // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
       await this.branch.requeue(this.provider, this.subscriber, queue, batch);
-      await this.subscriber.query(
-        format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; COMMIT', batch.endTick, queue, consumer),
+      await ph.time('commit', () =>
+        this.subscriber.query(
+          format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; ', batch.endTick, queue, consumer) +
+            (sequences.length ? advanceSequencesSql(sequences) : '') +
+            'COMMIT',
+        ),
       );
+      for (const v of sequences) this.sequencesSent.set(sequenceKey(v), sequenceValue(v));
+      // Finished on the provider by the next poll (in its round trip), or by finishPending().
+      this.pendingFinish = batch.endTick;
       // Our own position now holds the events the merged copies' pins held; leaked pins go too.
-      await dropStalePins(this.provider, this.subscriber, queue, consumer);
-      await finishBatch(this.provider, queue, consumer, batch.endTick);
-      return { kind: 'applied', batch, stats: applier.takeStats(), lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran };
+      if (polled.copyPins) await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
+      const stats = applier.takeStats();
+      ph.flush({ events: stats.events, total: Date.now() - started, lag: Date.now() - batch.endTime.getTime() });
+      return { kind: 'applied', batch, stats, lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran };
     } catch (err) {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
@@ -210,6 +327,50 @@ export class ApplyWorker {
       this.branch.forget();
       throw err;
     }
+  }
+
+  /**
+   * One provider round trip (one transaction): finishes the batch the last
+   * step applied, takes the next batch, and — only when there is one — the
+   * version of the queue's captured tables, whether copy pins exist, and the
+   * sequences' values.
+   */
+  private async poll(): Promise<{ batch: BatchInfo | null; capturedVersion: string; copyPins: boolean; sequences: SequenceValue[] }> {
+    const { queue, consumer } = this.options;
+    const open = format(
+      'EXISTS (SELECT FROM pgconvey.consumer co JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L AND co.consumer_name = %L AND co.batch_end_tick IS NOT NULL)',
+      queue,
+      consumer,
+    );
+    const finishing = this.pendingFinish;
+    const statements = [
+      ...(finishing !== undefined ? [format('SELECT pgconvey.finish_batch(%L, %L, %L)', queue, consumer, finishing)] : []),
+      format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(Math.trunc(this.options.maxBatchEvents ?? 50_000))),
+      `${format(CAPTURED_VERSION_SQL, queue)} AND ${open}`,
+      format(
+        "SELECT EXISTS (SELECT FROM pgconvey.consumer c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L AND left(c.consumer_name, length(%L)) = %L AND %s) AS pins",
+        queue,
+        `copy:${consumer}:`,
+        `copy:${consumer}:`,
+        open,
+      ),
+      `${format('SELECT seq_schema, seq_name, last_value::text AS last_value, is_called FROM pgconvey.sequence_values(%L)', queue)} WHERE ${open}`,
+    ];
+    const results = (await this.provider.query(statements.join('; '))) as unknown as pg.QueryResult[];
+    // Finished (or found finished already): a failure above leaves it to the next worker's skip path.
+    this.pendingFinish = undefined;
+    const at = finishing !== undefined ? 1 : 0;
+    return {
+      batch: batchFromRow(results[at]!.rows[0]),
+      capturedVersion: (results[at + 1]!.rows[0]?.v as string | undefined) ?? '',
+      copyPins: results[at + 2]!.rows[0]?.pins === true,
+      sequences: results[at + 3]!.rows as SequenceValue[],
+    };
+  }
+
+  /** The sequences whose provider value differs from what this worker last moved the subscriber's to. */
+  private changedSequences(values: readonly SequenceValue[]): SequenceValue[] {
+    return values.filter((v) => this.sequencesSent.get(sequenceKey(v)) !== sequenceValue(v));
   }
 
   /** Fetches from the provider the row shapes of these events that are not known yet. */
@@ -260,18 +421,18 @@ export class ApplyWorker {
   }
 
   /** Tables this subscriber applies (`ok`, and copied ones merging), by provider table id. */
-  private async appliedTables(queueId: number): Promise<Map<number, AppliedTable>> {
-    const captured = await this.provider.query<{ table_id: number; table_schema: string; table_name: string; key_columns: string[]; columns: string[] }>(
-      'SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = $1',
-      [queueId],
-    );
-    // Read inside the batch's transaction and locked until it ends: a resync or a copy of one of
-    // these tables waits for this batch, and this batch never applies to a table being copied.
-    const applied = await this.subscriber.query<{ table_schema: string; table_name: string; state: TableState; copy_snapshot: string | null; copy_tick: string | null; copy_generation: string }>(
-      `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
-        WHERE queue_name = $1 AND consumer_name = $2 AND state IN (${sqlStates('ok', 'catching-up')}) FOR SHARE`,
-      [this.options.queue, this.options.consumer],
-    );
+  private async appliedTables(queueId: number, capturedVersion: string, states: readonly SubscriberTableRow[]): Promise<Map<number, AppliedTable>> {
+    if (this.captured?.version !== capturedVersion || this.captured.queueId !== queueId) {
+      // The version first, then the rows, in one statement's snapshot each: a change committed in
+      // between gives a newer version than the one kept, so the next batch reads the rows again;
+      // never older rows under a newer version.
+      const read = (await this.provider.query(
+        `${format(CAPTURED_VERSION_SQL, this.options.queue)}; SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = ${Number(queueId)}`,
+      )) as unknown as pg.QueryResult[];
+      this.captured = { queueId, version: read[0]!.rows[0].v as string, rows: read[1]!.rows as CapturedRow[] };
+    }
+    const captured = this.captured;
+    const applied = { rows: states };
     const wanted = new Map(applied.rows.map((r) => [`${r.table_schema}\u0000${r.table_name}`, r]));
     const out = new Map<number, AppliedTable>();
     for (const r of captured.rows) {

@@ -143,7 +143,14 @@ END $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.ticker(name) → the new tick id, or NULL when no tick was
 -- due. Ticks when ticker_max_count events wait, when events wait and
--- ticker_max_lag has passed since the last tick, or after ticker_idle_period.
+-- ticker_max_lag has passed since the last tick, or after ticker_idle_period;
+-- and, to keep the lag low, as soon as events wait while a subscriber keeps up
+-- (a consumer active within the last second has no open batch: it has applied
+-- everything ticked so far). A consumer that is behind (batch open) or gone
+-- (inactive) gets the max_lag rhythm, so its batches merge many events.
+-- Whether a tick is due is asked first without a lock, so the ticker's frequent
+-- calls that find none take no transaction id and write nothing (no WAL flush
+-- at their commit); a tick due is asked again under the queue row lock.
 CREATE OR REPLACE FUNCTION pgconvey.ticker(p_queue text)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -152,36 +159,49 @@ DECLARE
   v_new bigint;
   v_age interval;
   v_found boolean;
+  v_locked boolean := false;
 BEGIN
-  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
-  END IF;
-  IF q.branch_provider IS NOT NULL THEN
-    RETURN NULL;  -- a branch's queue takes its provider's ticks (branch_tick), never its own
-  END IF;
-  SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
-  v_new := pgconvey.event_seq_value(q.queue_id) - v_last.tick_event_seq;
-  v_age := clock_timestamp() - v_last.tick_time;
-  IF v_new >= q.ticker_max_count
-     OR (v_new > 0 AND v_age >= q.ticker_max_lag)
-     OR v_age >= q.ticker_idle_period THEN
-    RETURN pgconvey.insert_tick(q.queue_id);
-  END IF;
-  -- An event id taken before the last tick, by a transaction that committed after it, was counted by that
-  -- tick but is not in its batch: no new id comes for it. So a tick is also due, after max_lag, when an event
-  -- the last tick's snapshot does not see is visible now (committed). The event tables are indexed on
-  -- ev_txid; only ids from the snapshot's xmin on are looked at.
-  IF v_age >= q.ticker_max_lag THEN
-    EXECUTE (SELECT 'SELECT ' || string_agg(format('EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid >= txid_snapshot_xmin($1) AND NOT txid_visible_in_snapshot(e.ev_txid, $1))',
-                                                   pgconvey.event_table(q.queue_id, n)), ' OR ')
-               FROM generate_series(0, 2) n)
-      INTO v_found USING v_last.tick_snapshot;
-    IF v_found THEN
+  LOOP
+    IF v_locked THEN
+      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+    ELSE
+      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue;
+    END IF;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+    END IF;
+    IF q.branch_provider IS NOT NULL THEN
+      RETURN NULL;  -- a branch's queue takes its provider's ticks (branch_tick), never its own
+    END IF;
+    SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
+    v_new := pgconvey.event_seq_value(q.queue_id) - v_last.tick_event_seq;
+    v_age := clock_timestamp() - v_last.tick_time;
+    v_found := v_new >= q.ticker_max_count
+               OR (v_new > 0 AND v_age >= q.ticker_max_lag)
+               OR v_age >= q.ticker_idle_period
+               OR (v_new > 0 AND EXISTS (SELECT 1 FROM pgconvey.consumer c
+                                          WHERE c.queue_id = q.queue_id AND c.batch_end_tick IS NULL
+                                            AND left(c.consumer_name, 5) <> 'copy:'  -- copy pins (copier.ts) consume nothing
+                                            AND c.active_at >= clock_timestamp() - interval '1 second'));
+    -- An event id taken before the last tick, by a transaction that committed after it, was counted by that
+    -- tick but is not in its batch: no new id comes for it. So a tick is also due, after max_lag, when an event
+    -- the last tick's snapshot does not see is visible now (committed). The event tables are indexed on
+    -- ev_txid; only ids from the snapshot's xmin on are looked at.
+    IF NOT v_found AND v_age >= q.ticker_max_lag THEN
+      EXECUTE (SELECT 'SELECT ' || string_agg(format('EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid >= txid_snapshot_xmin($1) AND NOT txid_visible_in_snapshot(e.ev_txid, $1))',
+                                                     pgconvey.event_table(q.queue_id, n)), ' OR ')
+                 FROM generate_series(0, 2) n)
+        INTO v_found USING v_last.tick_snapshot;
+    END IF;
+    IF NOT v_found THEN
+      RETURN NULL;
+    END IF;
+    IF v_locked THEN
       RETURN pgconvey.insert_tick(q.queue_id);
     END IF;
-  END IF;
-  RETURN NULL;
+    -- Due: ask again under the lock (a forced tick may have come meanwhile); ticks are ordered by it (insert_tick).
+    v_locked := true;
+  END LOOP;
 END $$;
 
 ------------------------------------------------------------------------------
