@@ -24,6 +24,8 @@
  * trigger, and EXPLAIN ANALYZE of one multi-row UPDATE: the row trigger
  * against a statement-level trigger with a transition table writing the same
  * events (what a statement-level capture could win for multi-row statements).
+ * And (PG 11+) single-row UPDATEs of a partitioned copy of the table, captured
+ * against not captured (each partition's shape check).
  *
  * Usage: npm run bench:capture [-- --updates 20000 --rounds 3 --multi 20000 --major 12]
  *        npm run bench:capture -- --quick
@@ -176,6 +178,33 @@ async function main(): Promise<void> {
     });
     await use('installed');
 
+    // A partitioned table (PG 11+): 8 range partitions of a copy of pgbench_accounts, captured, against the
+    // same table not captured; single-row UPDATEs, a transaction each (every partition's shape check).
+    const part = { plain: [] as number[], captured: [] as number[] };
+    if (Number(args.major) >= 11) {
+      for (const name of ['paccounts', 'paccounts_plain']) {
+        await c.query(`CREATE TABLE public.${name} (LIKE public.pgbench_accounts INCLUDING ALL) PARTITION BY RANGE (aid)`);
+        for (let i = 0; i < 8; i++) await c.query(`CREATE TABLE public.${name}_${i} PARTITION OF public.${name} FOR VALUES FROM (${i * 12500 + 1}) TO (${(i + 1) * 12500 + 1})`);
+        await c.query(`INSERT INTO public.${name} SELECT * FROM public.pgbench_accounts`);
+        await c.query(`VACUUM ANALYZE public.${name}`);
+        await c.query(`CREATE PROCEDURE bench.${name}_updates(n int) LANGUAGE plpgsql AS $$
+          BEGIN
+            FOR i IN 1..n LOOP
+              UPDATE public.${name} SET abalance = abalance + 1 WHERE aid = 1 + (i * 7919) % 100000;
+              COMMIT;
+            END LOOP;
+          END $$`);
+      }
+      await engine.addTable(c, 'bench', 'public', 'paccounts');
+      await interleaved(ROUNDS, ['plain', 'captured'] as const, async (m) => {
+        const proc = m === 'plain' ? 'bench.paccounts_plain_updates' : 'bench.paccounts_updates';
+        await c!.query(`CALL ${proc}(${Math.min(1000, N)})`);
+        part[m].push(await timed(`CALL ${proc}(${N})`));
+        log(`  partitioned ${m}: ${part[m].at(-1)!.toFixed(0)} ms`);
+        return 0;
+      });
+    }
+
     const us = (ms: number, n: number) => (ms * 1000) / n;
     const show = (x: number) => x.toFixed(1);
     const cost = (xs: Record<Variant, number[]>, v: Variant) => us(median(xs[v]) - median(xs.none), N);
@@ -204,6 +233,9 @@ async function main(): Promise<void> {
       '',
       ...mdTable(['function', 'calls', 'total ms', 'self ms', 'µs per call (total)'], fstats.map((r) => [r.f, String(r.calls), Number(r.total_time).toFixed(1), Number(r.self_time).toFixed(1), us(Number(r.total_time), Number(r.calls)).toFixed(1)])),
       '',
+      ...(part.plain.length
+        ? [`A partitioned copy of the table (8 range partitions), ${N} single-row UPDATEs a transaction each: not captured ${spread(part.plain.map((ms) => us(ms, N)), show)} µs/update, captured ${spread(part.captured.map((ms) => us(ms, N)), show)} µs/update (${show(us(median(part.captured) - median(part.plain), N))} over not captured).`, '']
+        : []),
       `One UPDATE of ${MULTI} rows (EXPLAIN ANALYZE, in a transaction): no trigger ${spread(multi.none, show)} ms; the installed row trigger ${spread(multi.row, show)} ms (trigger time ${spread(multiTrig.row, show)} ms = ${show(us(median(multiTrig.row), MULTI))} µs/row); a statement-level trigger with a transition table writing the same events ${spread(multi.statement, show)} ms (trigger time ${spread(multiTrig.statement, show)} ms = ${show(us(median(multiTrig.statement), MULTI))} µs/row).`,
       '',
     ];
