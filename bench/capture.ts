@@ -12,8 +12,10 @@
  *   no-insert   — the capture without its event-table INSERT (row image, txid routing, shape check, wrapper);
  *   no-shape    — the capture without its shape check (the shape taken as known);
  *   no-wrapper  — the capture without SECURITY DEFINER and SET clauses;
+ *   txid-default — the capture with ev_txid left to the column default (txid_current() once more);
  *   capture     — the capture as installed (a copy, owned by the bench's superuser);
- *   installed   — the installed trigger itself (owned by the capture role).
+ *   installed   — the installed trigger itself (owned by the capture role);
+ *   statement   — a statement-level trigger with a transition table writing U events (no shape check).
  *
  * Each variant runs N single-row UPDATEs of pgbench_accounts inside one
  * server-side procedure (no client round trip), once with a COMMIT after each
@@ -30,6 +32,7 @@
  * Usage: npm run bench:capture [-- --updates 20000 --rounds 3 --multi 20000 --major 12]
  *        npm run bench:capture -- --quick
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import * as engine from '../src/engine/index.js';
@@ -52,7 +55,7 @@ const MULTI = QUICK ? 1000 : Number(args.multi);
 const ROUNDS = QUICK ? 1 : Number(args.rounds);
 const DB = 'bench';
 
-const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'capture', 'installed'] as const;
+const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'txid-default', 'capture', 'installed', 'statement'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 async function main(): Promise<void> {
@@ -81,7 +84,7 @@ async function main(): Promise<void> {
     // The variants: copies of the installed function with one part cut, as bench.<name>().
     const rename = (d: string, name: string) => d.replace(/FUNCTION\s+pgconvey\.capture_\d+\(\)/, `FUNCTION bench."${name}"()`);
     const noWrapper = (d: string) => d.replace(/^\s*SECURITY DEFINER\s*$/m, '').replace(/^\s*SET [a-z_]+ (TO|=) .*$/gim, '');
-    const noInsert = (d: string) => d.replace(/INSERT INTO pgconvey\.event_\d+_\d+ \(ev_table, ev_op, ev_shape, ev_key, ev_data\) VALUES \(/g, 'PERFORM ROW(');
+    const noInsert = (d: string) => d.replace(/INSERT INTO pgconvey\.event_\d+_\d+ \((ev_txid, )?ev_table, ev_op, ev_shape, ev_key, ev_data\) VALUES \(/g, 'PERFORM ROW(');
     const noShape = (d: string) => d.replace(/IF pgconvey\.capture_columns\(.*? THEN v_shape := (\d+); ELSE .*?END IF; (?=IF TG_OP)/s, 'v_shape := $1; ');
     const bodies: Partial<Record<Variant, string>> = {
       empty: `CREATE FUNCTION bench.empty() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$`,
@@ -90,11 +93,24 @@ async function main(): Promise<void> {
       'no-shape': rename(noShape(def), 'no-shape'),
       'no-wrapper': rename(noWrapper(def), 'no-wrapper'),
       capture: rename(def, 'capture'),
+      // The event's transaction id left to the column default (txid_current() once more per row), as before.
+      'txid-default': rename(def.replace(/\(ev_txid, ev_table/g, '(ev_table').replace(/VALUES \(v_txid, /g, 'VALUES ('), 'txid-default'),
     };
-    if (bodies['no-insert'] === rename(def, 'no-insert') || bodies['no-shape'] === rename(def, 'no-shape')) throw new Error(`could not cut the capture function into its parts; its text changed:\n${def}`);
+    if (bodies['no-insert'] === rename(def, 'no-insert') || bodies['no-shape'] === rename(def, 'no-shape') || bodies['txid-default'] === rename(def, 'txid-default')) throw new Error(`could not cut the capture function into its parts; its text changed:\n${def}`);
     if (process.env.BENCH_SHOW_VARIANTS) for (const [v, b] of Object.entries(bodies)) log(`variant ${v}:\n${b}`);
     await c.query('CREATE SCHEMA bench');
     for (const b of Object.values(bodies)) await c.query(b!);
+    // A statement-level trigger with a transition table writing the same events (U only: no key change
+    // nor shape check — a lower bound of what a statement-level capture costs).
+    const shape = Number((await c.query("SELECT substring($1 from 'v_shape := (\\d+);')::int AS s", [def])).rows[0].s);
+    const tableId = Number((await c.query("SELECT table_id FROM pgconvey.captured_table WHERE table_name = 'pgbench_accounts'")).rows[0].table_id);
+    const evTable = events.find((e) => e.endsWith('_0'))!;
+    await c.query(`CREATE FUNCTION bench.stmt() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+      BEGIN
+        INSERT INTO ${evTable} (ev_table, ev_op, ev_shape, ev_key, ev_data)
+        SELECT ${tableId}, 'U', ${shape}, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
+        RETURN NULL;
+      END $$`);
     await c.query(`CREATE PROCEDURE bench.updates(n int, per_tx int) LANGUAGE plpgsql AS $$
       BEGIN
         FOR i IN 1..n LOOP
@@ -108,15 +124,28 @@ async function main(): Promise<void> {
       await c!.query(`ALTER TABLE pgbench_accounts ${v === 'installed' ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(trg.tgname)}`);
       await c!.query('DROP TRIGGER IF EXISTS bench_v ON pgbench_accounts');
       if (bodies[v]) await c!.query(`CREATE TRIGGER bench_v AFTER INSERT OR UPDATE OR DELETE ON pgbench_accounts FOR EACH ROW EXECUTE PROCEDURE bench."${v}"()`);
+      if (v === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
       if (events.length) await c!.query(`TRUNCATE ${events.join(', ')}`);
       await c!.query('CHECKPOINT');
     };
+    // The backend's own CPU time (ns on CPU, /proc/<pid>/schedstat: the server runs on this machine), so that
+    // the other load of the machine does not count; wall time where that cannot be read.
+    const pid = Number((await c.query('SELECT pg_backend_pid() AS p')).rows[0].p);
+    const onCpu = (): number | undefined => {
+      try {
+        return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+      } catch {
+        return undefined;
+      }
+    };
+    const CPU = onCpu() !== undefined;
     const timed = async (q: string) => {
       const t0 = process.hrtime.bigint();
+      const c0 = onCpu();
       await c!.query(q);
-      return Number(process.hrtime.bigint() - t0) / 1e6;
+      const c1 = onCpu();
+      return c0 !== undefined && c1 !== undefined ? c1 - c0 : Number(process.hrtime.bigint() - t0) / 1e6;
     };
-
     const perTx: Record<Variant, number[]> = Object.fromEntries(VARIANTS.map((v) => [v, []])) as any;
     const oneTx: Record<Variant, number[]> = Object.fromEntries(VARIANTS.map((v) => [v, []])) as any;
     log(`${ROUNDS} interleaved rounds of ${VARIANTS.length} variants × ${N} single-row updates (a transaction each, then all in one)`);
@@ -149,16 +178,7 @@ async function main(): Promise<void> {
       .filter((r) => r.calls > 0)
       .sort((x, y) => y.total_time - x.total_time);
 
-    // One multi-row UPDATE: the row trigger vs a statement-level trigger with a transition table.
-    const shape = Number((await c.query("SELECT substring($1 from 'v_shape := (\\d+);')::int AS s", [def])).rows[0].s);
-    const tableId = Number((await c.query("SELECT table_id FROM pgconvey.captured_table WHERE table_name = 'pgbench_accounts'")).rows[0].table_id);
-    const evTable = events.find((e) => e.endsWith('_0'))!;
-    await c.query(`CREATE FUNCTION bench.stmt() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-      BEGIN
-        INSERT INTO ${evTable} (ev_table, ev_op, ev_shape, ev_key, ev_data)
-        SELECT ${tableId}, 'U', ${shape}, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
-        RETURN NULL;
-      END $$`);
+    // One multi-row UPDATE: the row trigger vs a statement-level trigger with a transition table (bench.stmt).
     const explain = async (mode: 'none' | 'row' | 'statement') => {
       await use(mode === 'row' ? 'installed' : 'none');
       if (mode === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
@@ -217,17 +237,19 @@ async function main(): Promise<void> {
       'no-wrapper': 'capture without SECURITY DEFINER / SET',
       capture: 'capture (copy of the installed function)',
       installed: 'the installed capture trigger',
+      'txid-default': 'capture with ev_txid from the column default (txid_current() again)',
+      statement: 'a statement-level trigger with a transition table (U events only, no shape check)',
     };
     const lines = [
       ...(await header('Capture cost: where the trigger time goes', commandLine('bench:capture'), started, [['server', server]], QUICK)),
-      `Table: pgbench_accounts (100,000 rows; int, int, int, char(84)) captured by one queue; the capture's SET clauses: ${(trg.proconfig ?? []).join(', ') || 'none'}. ${N} single-row UPDATEs in a server-side loop (no round trips), synchronous_commit = off in that session. Figures: median (min–max, n) of ${ROUNDS} interleaved rounds; µs per update, over "no trigger".`,
+      `Table: pgbench_accounts (100,000 rows; int, int, int, char(84)) captured by one queue; the capture's SET clauses: ${(trg.proconfig ?? []).join(', ') || 'none'}. ${N} single-row UPDATEs in a server-side loop (no round trips), synchronous_commit = off in that session. Figures: median (min–max, n) of ${ROUNDS} interleaved rounds; µs per update ${CPU ? 'of the backend\'s own CPU time (/proc/<pid>/schedstat: the rest of the machine\'s load does not count)' : 'of wall time'}, over "no trigger".`,
       '',
       ...mdTable(
         ['variant', 'a transaction per update: µs/update', 'over no trigger', 'all in one transaction: µs/update', 'over no trigger'],
         VARIANTS.map((v) => [described[v], spread(perTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(perTx, v)), spread(oneTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(oneTx, v))]),
       ),
       '',
-      `Parts, a transaction per update (differences of medians, µs/update): the row trigger itself ${show(cost(perTx, 'empty'))}; SECURITY DEFINER + SET ${show(cost(perTx, 'wrapper') - cost(perTx, 'empty'))} (in the full capture: ${show(cost(perTx, 'capture') - cost(perTx, 'no-wrapper'))}); the event INSERT ${show(cost(perTx, 'capture') - cost(perTx, 'no-insert'))}; the shape check ${show(cost(perTx, 'capture') - cost(perTx, 'no-shape'))}; the rest (row image, txid routing, plpgsql statements) ${show(cost(perTx, 'no-insert') - cost(perTx, 'wrapper') - (cost(perTx, 'capture') - cost(perTx, 'no-shape')))}. In one transaction the shape check is taken from the session setting after the first row: ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-shape'))}.`,
+      `Parts, a transaction per update (differences of medians, µs/update): the row trigger itself ${show(cost(perTx, 'empty'))}; SECURITY DEFINER + SET ${show(cost(perTx, 'wrapper') - cost(perTx, 'empty'))} (in the full capture: ${show(cost(perTx, 'capture') - cost(perTx, 'no-wrapper'))}); the event INSERT ${show(cost(perTx, 'capture') - cost(perTx, 'no-insert'))}; the shape check ${show(cost(perTx, 'capture') - cost(perTx, 'no-shape'))}; ev_txid from the column default instead of v_txid ${show(cost(perTx, 'txid-default') - cost(perTx, 'capture'))}; the rest (row image, txid routing, plpgsql statements) ${show(cost(perTx, 'no-insert') - cost(perTx, 'wrapper') - (cost(perTx, 'capture') - cost(perTx, 'no-shape')))}. In one transaction the shape check is taken from the session setting after the first row: ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-shape'))}.`,
       '',
       `pg_stat_user_functions (track_functions = all) for ${N} updates, a transaction each, through the installed trigger:`,
       '',

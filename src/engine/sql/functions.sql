@@ -786,11 +786,12 @@ BEGIN
   -- The event table of this transaction: its id's range of rotation_txids ids, modulo 3.
   SELECT format('v_txid := pg_catalog.txid_current(); v_cur := (v_txid OPERATOR(pg_catalog./) %s) OPERATOR(pg_catalog.%%) 3; ', rotation_txids)
     INTO v_pick FROM pgconvey.queue WHERE queue_id = v_queue_id;
-  -- Insert into that table ($OP, $KEY, $DATA are filled in).
+  -- Insert into that table ($OP, $KEY, $DATA are filled in). ev_txid is the v_txid computed above (the
+  -- column's default, txid_current() again, would give the same value at a second call per row).
   v_route_tpl := format(
-    'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA);'
-    ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA);'
-    ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA); END IF;',
+    'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA);'
+    ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA);'
+    ' ELSE INSERT INTO %3$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
   -- INSERT and UPDATE events carry no key: the reader takes it from the row.
