@@ -15,7 +15,10 @@
  *   txid-default — the capture with ev_txid left to the column default (txid_current() once more);
  *   capture     — the capture as installed (a copy, owned by the bench's superuser);
  *   installed   — the installed trigger itself (owned by the capture role);
- *   statement   — a statement-level trigger with a transition table writing U events (no shape check).
+ *   statement   — a statement-level trigger with a transition table writing U events (no shape check);
+ *   statement-full — the same with old and new transition tables, the txid and event table, the shape
+ *                 check and the key change told apart (D / I / U): what an exact statement-level capture of
+ *                 an UPDATE would at least do.
  *
  * Each variant runs N single-row UPDATEs of pgbench_accounts inside one
  * server-side procedure (no client round trip), once with a COMMIT after each
@@ -55,7 +58,7 @@ const MULTI = QUICK ? 1000 : Number(args.multi);
 const ROUNDS = QUICK ? 1 : Number(args.rounds);
 const DB = 'bench';
 
-const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'txid-default', 'capture', 'installed', 'statement'] as const;
+const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'txid-default', 'capture', 'installed', 'statement', 'statement-full'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 async function main(): Promise<void> {
@@ -111,6 +114,30 @@ async function main(): Promise<void> {
         SELECT ${tableId}, 'U', ${shape}, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
         RETURN NULL;
       END $$`);
+    // The same with what an exact statement-level capture of an UPDATE needs besides: the transaction id and
+    // its event table, the planned shape check, and the key change told by the keys of the old and new rows
+    // (a D for an old key no new row has; the new rows as U, or I where no old row had the key).
+    const check = (def.match(/IF pgconvey\.capture_columns\(.*? THEN v_shape := \d+; ELSE .*?END IF; /s) ?? [''])[0];
+    const pick = (def.match(/v_txid := pg_catalog\.txid_current\(\); v_cur := .*?; /s) ?? [''])[0];
+    if (!check || !pick) throw new Error(`could not find the shape check or the event table pick in the capture function:\n${def}`);
+    await c.query(`CREATE FUNCTION bench.stmt_full() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+      DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4;
+      BEGIN
+        ${pick} ${check}
+        IF v_cur OPERATOR(pg_catalog.=) 0 THEN
+          INSERT INTO ${evTable} (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data)
+          SELECT v_txid, ${tableId}, 'D', v_shape, pg_catalog.textin(pg_catalog.record_out(ROW(o.aid))), NULL FROM old_rows o
+           WHERE NOT EXISTS (SELECT FROM new_rows n WHERE ROW(n.aid)::pg_catalog.record OPERATOR(pg_catalog.*=) ROW(o.aid)::pg_catalog.record);
+          INSERT INTO ${evTable} (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data)
+          SELECT v_txid, ${tableId},
+                 CASE WHEN EXISTS (SELECT FROM old_rows o WHERE ROW(n.aid)::pg_catalog.record OPERATOR(pg_catalog.*=) ROW(o.aid)::pg_catalog.record) THEN 'U' ELSE 'I' END,
+                 v_shape, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
+        ELSE
+          INSERT INTO ${evTable} (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data)
+          SELECT v_txid, ${tableId}, 'U', v_shape, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
+        END IF;
+        RETURN NULL;
+      END $$`);
     await c.query(`CREATE PROCEDURE bench.updates(n int, per_tx int) LANGUAGE plpgsql AS $$
       BEGIN
         FOR i IN 1..n LOOP
@@ -125,6 +152,7 @@ async function main(): Promise<void> {
       await c!.query('DROP TRIGGER IF EXISTS bench_v ON pgbench_accounts');
       if (bodies[v]) await c!.query(`CREATE TRIGGER bench_v AFTER INSERT OR UPDATE OR DELETE ON pgbench_accounts FOR EACH ROW EXECUTE PROCEDURE bench."${v}"()`);
       if (v === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
+      if (v === 'statement-full') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt_full()');
       if (events.length) await c!.query(`TRUNCATE ${events.join(', ')}`);
       await c!.query('CHECKPOINT');
     };
@@ -179,18 +207,19 @@ async function main(): Promise<void> {
       .sort((x, y) => y.total_time - x.total_time);
 
     // One multi-row UPDATE: the row trigger vs a statement-level trigger with a transition table (bench.stmt).
-    const explain = async (mode: 'none' | 'row' | 'statement') => {
+    const explain = async (mode: 'none' | 'row' | 'statement' | 'statement-full') => {
       await use(mode === 'row' ? 'installed' : 'none');
       if (mode === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
+      if (mode === 'statement-full') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt_full()');
       await c!.query('BEGIN');
       const plan = (await c!.query(`EXPLAIN (ANALYZE, FORMAT JSON) UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= ${MULTI}`)).rows[0]['QUERY PLAN'][0];
       await c!.query('COMMIT');
       const trig = (plan.Triggers ?? []) as Array<{ 'Trigger Name': string; Time: number; Calls: number }>;
       return { total: plan['Execution Time'] as number, trigger: trig.reduce((s, t) => s + t.Time, 0) };
     };
-    const multi = { none: [] as number[], row: [] as number[], statement: [] as number[] };
-    const multiTrig = { row: [] as number[], statement: [] as number[] };
-    await interleaved(ROUNDS, ['none', 'row', 'statement'] as const, async (m) => {
+    const multi = { none: [] as number[], row: [] as number[], statement: [] as number[], 'statement-full': [] as number[] };
+    const multiTrig = { row: [] as number[], statement: [] as number[], 'statement-full': [] as number[] };
+    await interleaved(ROUNDS, ['none', 'row', 'statement', 'statement-full'] as const, async (m) => {
       const r = await explain(m);
       multi[m].push(r.total);
       if (m !== 'none') multiTrig[m].push(r.trigger);
@@ -239,6 +268,7 @@ async function main(): Promise<void> {
       installed: 'the installed capture trigger',
       'txid-default': 'capture with ev_txid from the column default (txid_current() again)',
       statement: 'a statement-level trigger with a transition table (U events only, no shape check)',
+      'statement-full': 'a statement-level trigger with old and new transition tables: txid, event table, shape check, key change (D/I/U)',
     };
     const lines = [
       ...(await header('Capture cost: where the trigger time goes', commandLine('bench:capture'), started, [['server', server]], QUICK)),
@@ -258,7 +288,7 @@ async function main(): Promise<void> {
       ...(part.plain.length
         ? [`A partitioned copy of the table (8 range partitions), ${N} single-row UPDATEs a transaction each: not captured ${spread(part.plain.map((ms) => us(ms, N)), show)} µs/update, captured ${spread(part.captured.map((ms) => us(ms, N)), show)} µs/update (${show(us(median(part.captured) - median(part.plain), N))} over not captured).`, '']
         : []),
-      `One UPDATE of ${MULTI} rows (EXPLAIN ANALYZE, in a transaction): no trigger ${spread(multi.none, show)} ms; the installed row trigger ${spread(multi.row, show)} ms (trigger time ${spread(multiTrig.row, show)} ms = ${show(us(median(multiTrig.row), MULTI))} µs/row); a statement-level trigger with a transition table writing the same events ${spread(multi.statement, show)} ms (trigger time ${spread(multiTrig.statement, show)} ms = ${show(us(median(multiTrig.statement), MULTI))} µs/row).`,
+      `One UPDATE of ${MULTI} rows (EXPLAIN ANALYZE, in a transaction): no trigger ${spread(multi.none, show)} ms; the installed row trigger ${spread(multi.row, show)} ms (trigger time ${spread(multiTrig.row, show)} ms = ${show(us(median(multiTrig.row), MULTI))} µs/row); a statement-level trigger with a transition table writing the same events ${spread(multi.statement, show)} ms (trigger time ${spread(multiTrig.statement, show)} ms = ${show(us(median(multiTrig.statement), MULTI))} µs/row); with old and new transition tables, the shape check and the key change (statement-full) ${spread(multi['statement-full'], show)} ms (trigger time ${spread(multiTrig['statement-full'], show)} ms = ${show(us(median(multiTrig['statement-full']), MULTI))} µs/row).`,
       '',
     ];
     publish(lines.join('\n'), QUICK);
