@@ -12,8 +12,13 @@
  *   no-insert   — the capture without its event-table INSERT (row image, txid routing, shape check, wrapper);
  *   no-shape    — the capture without its shape check (the shape taken as known);
  *   no-wrapper  — the capture without SECURITY DEFINER and SET clauses;
+ *   txid-default — the capture with ev_txid left to the column default (txid_current() once more);
  *   capture     — the capture as installed (a copy, owned by the bench's superuser);
- *   installed   — the installed trigger itself (owned by the capture role).
+ *   installed   — the installed trigger itself (owned by the capture role);
+ *   statement   — a statement-level trigger with a transition table writing U events (no shape check);
+ *   statement-full — the same with old and new transition tables, the txid and event table, the shape
+ *                 check and the key change told apart (D / I / U): what an exact statement-level capture of
+ *                 an UPDATE would at least do.
  *
  * Each variant runs N single-row UPDATEs of pgbench_accounts inside one
  * server-side procedure (no client round trip), once with a COMMIT after each
@@ -24,10 +29,13 @@
  * trigger, and EXPLAIN ANALYZE of one multi-row UPDATE: the row trigger
  * against a statement-level trigger with a transition table writing the same
  * events (what a statement-level capture could win for multi-row statements).
+ * And (PG 11+) single-row UPDATEs of a partitioned copy of the table, captured
+ * against not captured (each partition's shape check).
  *
  * Usage: npm run bench:capture [-- --updates 20000 --rounds 3 --multi 20000 --major 12]
  *        npm run bench:capture -- --quick
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import * as engine from '../src/engine/index.js';
@@ -50,7 +58,7 @@ const MULTI = QUICK ? 1000 : Number(args.multi);
 const ROUNDS = QUICK ? 1 : Number(args.rounds);
 const DB = 'bench';
 
-const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'capture', 'installed'] as const;
+const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'txid-default', 'capture', 'installed', 'statement', 'statement-full'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 async function main(): Promise<void> {
@@ -79,7 +87,7 @@ async function main(): Promise<void> {
     // The variants: copies of the installed function with one part cut, as bench.<name>().
     const rename = (d: string, name: string) => d.replace(/FUNCTION\s+pgconvey\.capture_\d+\(\)/, `FUNCTION bench."${name}"()`);
     const noWrapper = (d: string) => d.replace(/^\s*SECURITY DEFINER\s*$/m, '').replace(/^\s*SET [a-z_]+ (TO|=) .*$/gim, '');
-    const noInsert = (d: string) => d.replace(/INSERT INTO pgconvey\.event_\d+_\d+ \(ev_table, ev_op, ev_shape, ev_key, ev_data\) VALUES \(/g, 'PERFORM ROW(');
+    const noInsert = (d: string) => d.replace(/INSERT INTO pgconvey\.event_\d+_\d+ \((ev_txid, )?ev_table, ev_op, ev_shape, ev_key, ev_data\) VALUES \(/g, 'PERFORM ROW(');
     const noShape = (d: string) => d.replace(/IF pgconvey\.capture_columns\(.*? THEN v_shape := (\d+); ELSE .*?END IF; (?=IF TG_OP)/s, 'v_shape := $1; ');
     const bodies: Partial<Record<Variant, string>> = {
       empty: `CREATE FUNCTION bench.empty() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$`,
@@ -88,11 +96,48 @@ async function main(): Promise<void> {
       'no-shape': rename(noShape(def), 'no-shape'),
       'no-wrapper': rename(noWrapper(def), 'no-wrapper'),
       capture: rename(def, 'capture'),
+      // The event's transaction id left to the column default (txid_current() once more per row), as before.
+      'txid-default': rename(def.replace(/\(ev_txid, ev_table/g, '(ev_table').replace(/VALUES \(v_txid, /g, 'VALUES ('), 'txid-default'),
     };
-    if (bodies['no-insert'] === rename(def, 'no-insert') || bodies['no-shape'] === rename(def, 'no-shape')) throw new Error(`could not cut the capture function into its parts; its text changed:\n${def}`);
+    if (bodies['no-insert'] === rename(def, 'no-insert') || bodies['no-shape'] === rename(def, 'no-shape') || bodies['txid-default'] === rename(def, 'txid-default')) throw new Error(`could not cut the capture function into its parts; its text changed:\n${def}`);
     if (process.env.BENCH_SHOW_VARIANTS) for (const [v, b] of Object.entries(bodies)) log(`variant ${v}:\n${b}`);
     await c.query('CREATE SCHEMA bench');
     for (const b of Object.values(bodies)) await c.query(b!);
+    // A statement-level trigger with a transition table writing the same events (U only: no key change
+    // nor shape check — a lower bound of what a statement-level capture costs).
+    const shape = Number((await c.query("SELECT substring($1 from 'v_shape := (\\d+);')::int AS s", [def])).rows[0].s);
+    const tableId = Number((await c.query("SELECT table_id FROM pgconvey.captured_table WHERE table_name = 'pgbench_accounts'")).rows[0].table_id);
+    const evTable = events.find((e) => e.endsWith('_0'))!;
+    await c.query(`CREATE FUNCTION bench.stmt() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+      BEGIN
+        INSERT INTO ${evTable} (ev_table, ev_op, ev_shape, ev_key, ev_data)
+        SELECT ${tableId}, 'U', ${shape}, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
+        RETURN NULL;
+      END $$`);
+    // The same with what an exact statement-level capture of an UPDATE needs besides: the transaction id and
+    // its event table, the planned shape check, and the key change told by the keys of the old and new rows
+    // (a D for an old key no new row has; the new rows as U, or I where no old row had the key).
+    const check = (def.match(/IF pgconvey\.capture_columns\(.*? THEN v_shape := \d+; ELSE .*?END IF; /s) ?? [''])[0];
+    const pick = (def.match(/v_txid := pg_catalog\.txid_current\(\); v_cur := .*?; /s) ?? [''])[0];
+    if (!check || !pick) throw new Error(`could not find the shape check or the event table pick in the capture function:\n${def}`);
+    await c.query(`CREATE FUNCTION bench.stmt_full() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+      DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4;
+      BEGIN
+        ${pick} ${check}
+        IF v_cur OPERATOR(pg_catalog.=) 0 THEN
+          INSERT INTO ${evTable} (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data)
+          SELECT v_txid, ${tableId}, 'D', v_shape, pg_catalog.textin(pg_catalog.record_out(ROW(o.aid))), NULL FROM old_rows o
+           WHERE NOT EXISTS (SELECT FROM new_rows n WHERE ROW(n.aid)::pg_catalog.record OPERATOR(pg_catalog.*=) ROW(o.aid)::pg_catalog.record);
+          INSERT INTO ${evTable} (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data)
+          SELECT v_txid, ${tableId},
+                 CASE WHEN EXISTS (SELECT FROM old_rows o WHERE ROW(n.aid)::pg_catalog.record OPERATOR(pg_catalog.*=) ROW(o.aid)::pg_catalog.record) THEN 'U' ELSE 'I' END,
+                 v_shape, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
+        ELSE
+          INSERT INTO ${evTable} (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data)
+          SELECT v_txid, ${tableId}, 'U', v_shape, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
+        END IF;
+        RETURN NULL;
+      END $$`);
     await c.query(`CREATE PROCEDURE bench.updates(n int, per_tx int) LANGUAGE plpgsql AS $$
       BEGIN
         FOR i IN 1..n LOOP
@@ -106,15 +151,29 @@ async function main(): Promise<void> {
       await c!.query(`ALTER TABLE pgbench_accounts ${v === 'installed' ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(trg.tgname)}`);
       await c!.query('DROP TRIGGER IF EXISTS bench_v ON pgbench_accounts');
       if (bodies[v]) await c!.query(`CREATE TRIGGER bench_v AFTER INSERT OR UPDATE OR DELETE ON pgbench_accounts FOR EACH ROW EXECUTE PROCEDURE bench."${v}"()`);
+      if (v === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
+      if (v === 'statement-full') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt_full()');
       if (events.length) await c!.query(`TRUNCATE ${events.join(', ')}`);
       await c!.query('CHECKPOINT');
     };
+    // The backend's own CPU time (ns on CPU, /proc/<pid>/schedstat: the server runs on this machine), so that
+    // the other load of the machine does not count; wall time where that cannot be read.
+    const pid = Number((await c.query('SELECT pg_backend_pid() AS p')).rows[0].p);
+    const onCpu = (): number | undefined => {
+      try {
+        return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+      } catch {
+        return undefined;
+      }
+    };
+    const CPU = onCpu() !== undefined;
     const timed = async (q: string) => {
       const t0 = process.hrtime.bigint();
+      const c0 = onCpu();
       await c!.query(q);
-      return Number(process.hrtime.bigint() - t0) / 1e6;
+      const c1 = onCpu();
+      return c0 !== undefined && c1 !== undefined ? c1 - c0 : Number(process.hrtime.bigint() - t0) / 1e6;
     };
-
     const perTx: Record<Variant, number[]> = Object.fromEntries(VARIANTS.map((v) => [v, []])) as any;
     const oneTx: Record<Variant, number[]> = Object.fromEntries(VARIANTS.map((v) => [v, []])) as any;
     log(`${ROUNDS} interleaved rounds of ${VARIANTS.length} variants × ${N} single-row updates (a transaction each, then all in one)`);
@@ -147,34 +206,53 @@ async function main(): Promise<void> {
       .filter((r) => r.calls > 0)
       .sort((x, y) => y.total_time - x.total_time);
 
-    // One multi-row UPDATE: the row trigger vs a statement-level trigger with a transition table.
-    const shape = Number((await c.query("SELECT substring($1 from 'v_shape := (\\d+);')::int AS s", [def])).rows[0].s);
-    const tableId = Number((await c.query("SELECT table_id FROM pgconvey.captured_table WHERE table_name = 'pgbench_accounts'")).rows[0].table_id);
-    const evTable = events.find((e) => e.endsWith('_0'))!;
-    await c.query(`CREATE FUNCTION bench.stmt() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-      BEGIN
-        INSERT INTO ${evTable} (ev_table, ev_op, ev_shape, ev_key, ev_data)
-        SELECT ${tableId}, 'U', ${shape}, NULL, pg_catalog.textin(pg_catalog.record_out(n)) FROM new_rows n;
-        RETURN NULL;
-      END $$`);
-    const explain = async (mode: 'none' | 'row' | 'statement') => {
+    // One multi-row UPDATE: the row trigger vs a statement-level trigger with a transition table (bench.stmt).
+    const explain = async (mode: 'none' | 'row' | 'statement' | 'statement-full') => {
       await use(mode === 'row' ? 'installed' : 'none');
       if (mode === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
+      if (mode === 'statement-full') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt_full()');
       await c!.query('BEGIN');
       const plan = (await c!.query(`EXPLAIN (ANALYZE, FORMAT JSON) UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= ${MULTI}`)).rows[0]['QUERY PLAN'][0];
       await c!.query('COMMIT');
       const trig = (plan.Triggers ?? []) as Array<{ 'Trigger Name': string; Time: number; Calls: number }>;
       return { total: plan['Execution Time'] as number, trigger: trig.reduce((s, t) => s + t.Time, 0) };
     };
-    const multi = { none: [] as number[], row: [] as number[], statement: [] as number[] };
-    const multiTrig = { row: [] as number[], statement: [] as number[] };
-    await interleaved(ROUNDS, ['none', 'row', 'statement'] as const, async (m) => {
+    const multi = { none: [] as number[], row: [] as number[], statement: [] as number[], 'statement-full': [] as number[] };
+    const multiTrig = { row: [] as number[], statement: [] as number[], 'statement-full': [] as number[] };
+    await interleaved(ROUNDS, ['none', 'row', 'statement', 'statement-full'] as const, async (m) => {
       const r = await explain(m);
       multi[m].push(r.total);
       if (m !== 'none') multiTrig[m].push(r.trigger);
       return r.total;
     });
     await use('installed');
+
+    // A partitioned table (PG 11+): 8 range partitions of a copy of pgbench_accounts, captured, against the
+    // same table not captured; single-row UPDATEs, a transaction each (every partition's shape check).
+    const part = { plain: [] as number[], captured: [] as number[] };
+    if (Number(args.major) >= 11) {
+      for (const name of ['paccounts', 'paccounts_plain']) {
+        await c.query(`CREATE TABLE public.${name} (LIKE public.pgbench_accounts INCLUDING ALL) PARTITION BY RANGE (aid)`);
+        for (let i = 0; i < 8; i++) await c.query(`CREATE TABLE public.${name}_${i} PARTITION OF public.${name} FOR VALUES FROM (${i * 12500 + 1}) TO (${(i + 1) * 12500 + 1})`);
+        await c.query(`INSERT INTO public.${name} SELECT * FROM public.pgbench_accounts`);
+        await c.query(`VACUUM ANALYZE public.${name}`);
+        await c.query(`CREATE PROCEDURE bench.${name}_updates(n int) LANGUAGE plpgsql AS $$
+          BEGIN
+            FOR i IN 1..n LOOP
+              UPDATE public.${name} SET abalance = abalance + 1 WHERE aid = 1 + (i * 7919) % 100000;
+              COMMIT;
+            END LOOP;
+          END $$`);
+      }
+      await engine.addTable(c, 'bench', 'public', 'paccounts');
+      await interleaved(ROUNDS, ['plain', 'captured'] as const, async (m) => {
+        const proc = m === 'plain' ? 'bench.paccounts_plain_updates' : 'bench.paccounts_updates';
+        await c!.query(`CALL ${proc}(${Math.min(1000, N)})`);
+        part[m].push(await timed(`CALL ${proc}(${N})`));
+        log(`  partitioned ${m}: ${part[m].at(-1)!.toFixed(0)} ms`);
+        return 0;
+      });
+    }
 
     const us = (ms: number, n: number) => (ms * 1000) / n;
     const show = (x: number) => x.toFixed(1);
@@ -188,23 +266,29 @@ async function main(): Promise<void> {
       'no-wrapper': 'capture without SECURITY DEFINER / SET',
       capture: 'capture (copy of the installed function)',
       installed: 'the installed capture trigger',
+      'txid-default': 'capture with ev_txid from the column default (txid_current() again)',
+      statement: 'a statement-level trigger with a transition table (U events only, no shape check)',
+      'statement-full': 'a statement-level trigger with old and new transition tables: txid, event table, shape check, key change (D/I/U)',
     };
     const lines = [
       ...(await header('Capture cost: where the trigger time goes', commandLine('bench:capture'), started, [['server', server]], QUICK)),
-      `Table: pgbench_accounts (100,000 rows; int, int, int, char(84)) captured by one queue; the capture's SET clauses: ${(trg.proconfig ?? []).join(', ') || 'none'}. ${N} single-row UPDATEs in a server-side loop (no round trips), synchronous_commit = off in that session. Figures: median (min–max, n) of ${ROUNDS} interleaved rounds; µs per update, over "no trigger".`,
+      `Table: pgbench_accounts (100,000 rows; int, int, int, char(84)) captured by one queue; the capture's SET clauses: ${(trg.proconfig ?? []).join(', ') || 'none'}. ${N} single-row UPDATEs in a server-side loop (no round trips), synchronous_commit = off in that session. Figures: median (min–max, n) of ${ROUNDS} interleaved rounds; µs per update ${CPU ? 'of the backend\'s own CPU time (/proc/<pid>/schedstat: the rest of the machine\'s load does not count)' : 'of wall time'}, over "no trigger".`,
       '',
       ...mdTable(
         ['variant', 'a transaction per update: µs/update', 'over no trigger', 'all in one transaction: µs/update', 'over no trigger'],
         VARIANTS.map((v) => [described[v], spread(perTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(perTx, v)), spread(oneTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(oneTx, v))]),
       ),
       '',
-      `Parts, a transaction per update (differences of medians, µs/update): the row trigger itself ${show(cost(perTx, 'empty'))}; SECURITY DEFINER + SET ${show(cost(perTx, 'wrapper') - cost(perTx, 'empty'))} (in the full capture: ${show(cost(perTx, 'capture') - cost(perTx, 'no-wrapper'))}); the event INSERT ${show(cost(perTx, 'capture') - cost(perTx, 'no-insert'))}; the shape check ${show(cost(perTx, 'capture') - cost(perTx, 'no-shape'))}; the rest (row image, txid routing, plpgsql statements) ${show(cost(perTx, 'no-insert') - cost(perTx, 'wrapper') - (cost(perTx, 'capture') - cost(perTx, 'no-shape')))}. In one transaction the shape check is taken from the session setting after the first row: ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-shape'))}.`,
+      `Parts, a transaction per update (differences of medians, µs/update): the row trigger itself ${show(cost(perTx, 'empty'))}; SECURITY DEFINER + SET ${show(cost(perTx, 'wrapper') - cost(perTx, 'empty'))} (in the full capture: ${show(cost(perTx, 'capture') - cost(perTx, 'no-wrapper'))}); the event INSERT ${show(cost(perTx, 'capture') - cost(perTx, 'no-insert'))}; the shape check ${show(cost(perTx, 'capture') - cost(perTx, 'no-shape'))}; ev_txid from the column default instead of v_txid ${show(cost(perTx, 'txid-default') - cost(perTx, 'capture'))}; the rest (row image, txid routing, plpgsql statements) ${show(cost(perTx, 'no-insert') - cost(perTx, 'wrapper') - (cost(perTx, 'capture') - cost(perTx, 'no-shape')))}. In one transaction the shape check is taken from the session setting after the first row: ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-shape'))}.`,
       '',
       `pg_stat_user_functions (track_functions = all) for ${N} updates, a transaction each, through the installed trigger:`,
       '',
       ...mdTable(['function', 'calls', 'total ms', 'self ms', 'µs per call (total)'], fstats.map((r) => [r.f, String(r.calls), Number(r.total_time).toFixed(1), Number(r.self_time).toFixed(1), us(Number(r.total_time), Number(r.calls)).toFixed(1)])),
       '',
-      `One UPDATE of ${MULTI} rows (EXPLAIN ANALYZE, in a transaction): no trigger ${spread(multi.none, show)} ms; the installed row trigger ${spread(multi.row, show)} ms (trigger time ${spread(multiTrig.row, show)} ms = ${show(us(median(multiTrig.row), MULTI))} µs/row); a statement-level trigger with a transition table writing the same events ${spread(multi.statement, show)} ms (trigger time ${spread(multiTrig.statement, show)} ms = ${show(us(median(multiTrig.statement), MULTI))} µs/row).`,
+      ...(part.plain.length
+        ? [`A partitioned copy of the table (8 range partitions), ${N} single-row UPDATEs a transaction each: not captured ${spread(part.plain.map((ms) => us(ms, N)), show)} µs/update, captured ${spread(part.captured.map((ms) => us(ms, N)), show)} µs/update (${show(us(median(part.captured) - median(part.plain), N))} over not captured).`, '']
+        : []),
+      `One UPDATE of ${MULTI} rows (EXPLAIN ANALYZE, in a transaction): no trigger ${spread(multi.none, show)} ms; the installed row trigger ${spread(multi.row, show)} ms (trigger time ${spread(multiTrig.row, show)} ms = ${show(us(median(multiTrig.row), MULTI))} µs/row); a statement-level trigger with a transition table writing the same events ${spread(multi.statement, show)} ms (trigger time ${spread(multiTrig.statement, show)} ms = ${show(us(median(multiTrig.statement), MULTI))} µs/row); with old and new transition tables, the shape check and the key change (statement-full) ${spread(multi['statement-full'], show)} ms (trigger time ${spread(multiTrig['statement-full'], show)} ms = ${show(us(median(multiTrig['statement-full']), MULTI))} µs/row).`,
       '',
     ];
     publish(lines.join('\n'), QUICK);

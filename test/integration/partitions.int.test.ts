@@ -88,7 +88,9 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
   let nextId = 1;
 
   const plan = async (s = state): Promise<Plan> => buildPlan({ state: s, catalogs: await introspectDatabases(s.databases), engineVersion: ENGINE_VERSION, engineContent: ENGINE_CONTENT });
-  const codes = (p: Plan) => p.checks.map((c) => `${c.severity}:${c.code}`).sort();
+  // PG 10 has no keys on partitioned tables: the subscriber parent's primary key is one the provider lacks (true, and not what these cases check).
+  const codes = (p: Plan) =>
+    p.checks.map((c) => `${c.severity}:${c.code}`).filter((c) => MODERN || c !== 'warning:subscriber_unique_not_on_provider').sort();
 
   /** Applies the plan, then plans again: no changes. */
   async function applyAndReplan(p: Plan): Promise<Plan> {
@@ -163,7 +165,7 @@ describe(`partitioned tables, PG ${OLD} → PG ${targetServer().major} (seed ${S
     expect(first.actions.filter((a) => a.kind === 'add_subscriber_table').map((a) => a.object)).toEqual(['public.customer', 'public.payment']);
     // April is one plain partition on the subscriber: its sub-partitions' names are missing there.
     expect(codes(first)).toEqual(['warning:partition_missing_on_subscriber']);
-    expect(first.checks[0]!.message).toContain('public.payment_p2024_04_a, public.payment_p2024_04_b');
+    expect(first.checks.find((c) => c.code === 'partition_missing_on_subscriber')!.message).toContain('public.payment_p2024_04_a, public.payment_p2024_04_b');
 
     // A partition listed on its own while its parent is selected: the parent wins, with a warning.
     const listed = loadDesiredStateFromText('p.yaml', yaml(pdb.dsn, sdb.dsn, '        public.payment_p2024_02: {}\n'), {}).state!;

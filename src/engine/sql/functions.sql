@@ -731,6 +731,8 @@ DECLARE
   v_settings text;
   v_part record;
   v_trigger record;
+  v_poids oid[];
+  v_pbranches text[];
 BEGIN
   SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
   IF NOT FOUND THEN
@@ -819,44 +821,45 @@ BEGIN
   -- The event table of this transaction: its id's range of rotation_txids ids, modulo 3.
   SELECT format('v_txid := pg_catalog.txid_current(); v_cur := (v_txid OPERATOR(pg_catalog./) %s) OPERATOR(pg_catalog.%%) 3; ', rotation_txids)
     INTO v_pick FROM pgconvey.queue WHERE queue_id = v_queue_id;
-  -- Insert into that table ($OP, $KEY, $DATA are filled in).
+  -- Insert into that table ($OP, $KEY, $DATA are filled in). ev_txid is the v_txid computed above (the
+  -- column's default, txid_current() again, would give the same value at a second call per row).
   v_route_tpl := format(
-    'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA);'
-    ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA);'
-    ' ELSE INSERT INTO %3$s (ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (%4$s, $OP, v_shape, $KEY, $DATA); END IF;',
+    'IF v_cur OPERATOR(pg_catalog.=) 0 THEN INSERT INTO %1$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA);'
+    ' ELSIF v_cur OPERATOR(pg_catalog.=) 1 THEN INSERT INTO %2$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA);'
+    ' ELSE INSERT INTO %3$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
   -- INSERT and UPDATE events carry no key: the reader takes it from the row.
   -- The key is compared by its binary image (*<> needs no operator lookup).
-  -- The shape is checked once per transaction and table, then taken from the session setting left
-  -- behind. The common case costs one catalog probe, inline: the table still has
-  -- the same number of columns and the same highest column number. That is the same set of columns,
-  -- because a new column always gets a number above every number used before (dropped ones included):
-  -- an ADD raises the highest, a DROP alone lowers the count.
+  -- A plain table's shape check is planned once per session and whenever the table's columns change
+  -- (pgconvey.capture_columns, below): the condition is then a constant, no catalog access.
   -- A partitioned table's rows are captured on its partitions (whose columns may be in another order, or
-  -- numbered otherwise): the shape is looked up once per transaction and partition (partition_shape), which
-  -- also answers 0 for a table no longer in the tree (a detached partition whose trigger is still there).
-  v_shape_sql := CASE WHEN v_partitioned THEN
-         'v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; '
-      || format('v_cached := pg_catalog.current_setting(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true); ', 'pgconvey.pshape_' || v_shape || '_')
-      || 'IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
-      ||   'v_shape := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; '
-      -- From PG 11 (the trigger is a clone, gone from a detached partition) a partition's shape is known from
-      -- an earlier transaction of the session while it has the same number of columns and the same highest
-      -- column number (the argument of the inline probe of ordinary tables, per partition): one probe.
-      || CASE WHEN v_clone THEN
-           'ELSE '
-        || format('v_cached := pg_catalog.current_setting(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true); ', 'pgconvey.pknown_' || v_shape || '_')
-        || 'SELECT pg_catalog.count(*), pg_catalog.max(a.attnum) INTO v_n, v_max FROM pg_catalog.pg_attribute a '
-        || 'WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped; '
-        || 'IF v_cached IS NOT NULL AND pg_catalog.split_part(v_cached, '':'', 1) OPERATOR(pg_catalog.=) v_n::pg_catalog.text '
-        ||    'AND pg_catalog.split_part(v_cached, '':'', 2) OPERATOR(pg_catalog.=) v_max::pg_catalog.text THEN '
-        ||   'v_shape := pg_catalog.split_part(v_cached, '':'', 3)::pg_catalog.int4; '
-        ||   format('PERFORM pg_catalog.set_config(%L OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, v_mark OPERATOR(pg_catalog.||) v_shape::pg_catalog.text, false); ', 'pgconvey.pshape_' || v_shape || '_')
-        || format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID); END IF; END IF; ', v_table_id, v_shape)
-         ELSE format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID); END IF; ', v_table_id, v_shape) END
-      || 'IF v_shape OPERATOR(pg_catalog.=) 0 THEN RETURN NULL; END IF; '
-    END;
+  -- numbered otherwise), with one capture function for the tree: each partition known now has its own
+  -- planned check (the same as a plain table's, on the partition: pgconvey.capture_columns of its oid,
+  -- against its recorded shape), picked by TG_RELID. From PG 11 the row trigger is the parent's clone,
+  -- gone from a partition detached; on PG 10 (a trigger per leaf, left on a detached table) and for a
+  -- partition attached since the table was captured (until plan captures it again), partition_shape
+  -- gives the shape from the partition's columns once per transaction and columns, and 0 for a table no
+  -- longer in the tree.
+  IF v_partitioned THEN
+    SELECT coalesce(array_agg(l.rel ORDER BY l.rel), '{}'),
+           coalesce(array_agg(CASE WHEN v_clone THEN
+                    format('IF pgconvey.capture_columns(%L::pg_catalog.regclass) OPERATOR(pg_catalog.=) %L::pg_catalog.text[] THEN v_shape := %s; ',
+                           l.rel::text, l.cols::text, l.shape)
+                 || format('ELSE v_shape := pgconvey.partition_shape(%s, %s, TG_RELID, pgconvey.capture_columns(%L::pg_catalog.regclass), true); END IF;',
+                           v_table_id, l.shape, l.rel::text)
+                  ELSE format('v_shape := pgconvey.partition_shape(%s, %s, TG_RELID, pgconvey.capture_columns(%L::pg_catalog.regclass), true);',
+                              v_table_id, l.shape, l.rel::text) END ORDER BY l.rel), '{}')
+      INTO v_poids, v_pbranches
+      FROM (SELECT r AS rel, c.cols, pgconvey.partition_columns_shape(v_table_id, v_shape, r, c.cols) AS shape
+              FROM pgconvey.partition_tree(v_rel) r
+              JOIN pg_class k ON k.oid = r AND k.relkind = 'r'
+              CROSS JOIN LATERAL (SELECT pgconvey.capture_columns(r::regclass) AS cols) c) l;
+    v_shape_sql := pgconvey.capture_partition_check(v_poids, v_pbranches,
+                     format('v_shape := pgconvey.partition_shape(%s, %s, TG_RELID, pgconvey.capture_columns(TG_RELID::pg_catalog.regclass), false);',
+                            v_table_id, v_shape))
+      || 'IF v_shape OPERATOR(pg_catalog.=) 0 THEN RETURN NULL; END IF; ';
+  END IF;
   SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_mark pg_catalog.text;'
       || ' v_n pg_catalog.int8; v_max pg_catalog.int2; BEGIN '
       || v_pick
@@ -1035,6 +1038,108 @@ BEGIN
     PERFORM set_config('pgconvey.pknown_' || p_baked || '_' || p_rel, array_length(v_attnums, 1) || ':' || v_attnums[array_length(v_attnums, 1)] || ':' || v_shape, false);
   END IF;
   RETURN v_shape;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.partition_columns_shape(table_id, parent_shape, rel,
+-- columns) → the shape of rows of partition rel of the partitioned table
+-- table_id that carry the columns named columns: the table's shape of rel's
+-- columns by number and by name (a partition's columns may be in another
+-- order than the parent's, or numbered otherwise), found among the recorded
+-- ones or recorded anew, with parent_shape's key. When pg_attribute as this
+-- transaction sees it has other columns than the rows (a REPEATABLE READ
+-- snapshot older than an ALTER TABLE), the column numbers are unknown ('{}').
+CREATE OR REPLACE FUNCTION pgconvey.partition_columns_shape(p_table_id integer, p_baked integer, p_rel oid, p_columns text[])
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_attnums smallint[];
+  v_cols text[];
+  v_generated text[];
+  v_keys text[];
+  v_shape integer;
+BEGIN
+  EXECUTE 'SELECT array_agg(a.attnum ORDER BY a.attnum), array_agg(a.attname::text ORDER BY a.attnum), '
+       || CASE WHEN current_setting('server_version_num')::integer >= 120000
+               THEN 'coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> ''''), ''{}'')' ELSE '''{}''::text[]' END
+       || ' FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped'
+    INTO v_attnums, v_cols, v_generated USING p_rel;
+  IF v_cols IS DISTINCT FROM p_columns THEN  -- pg_attribute as this snapshot sees it is older than the rows
+    v_attnums := '{}';
+    v_generated := ARRAY(SELECT c FROM unnest(p_columns) c WHERE c = ANY (v_generated));
+  END IF;
+  SELECT s.key_columns INTO v_keys FROM pgconvey.table_shape s WHERE s.shape_id = p_baked;
+  SELECT s.shape_id INTO v_shape FROM pgconvey.table_shape s
+   WHERE s.table_id = p_table_id AND s.attnums = v_attnums AND s.columns = p_columns AND s.key_columns = v_keys
+   ORDER BY s.shape_id LIMIT 1;
+  IF NOT FOUND THEN
+    INSERT INTO pgconvey.table_shape (table_id, attnums, columns, key_columns, generated)
+    VALUES (p_table_id, v_attnums, p_columns, v_keys, v_generated) RETURNING shape_id INTO v_shape;
+  END IF;
+  RETURN v_shape;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.partition_shape(table_id, baked_shape, rel, columns,
+-- known) → the shape of rows of partition rel of the partitioned table
+-- table_id that carry the columns named columns (as pgconvey.capture_columns
+-- reads them), or 0 when rel is no longer in its tree (their events are not
+-- the parent's). known: baked_shape is rel's own shape, recorded when the
+-- table was captured (its capture function checks each partition it knew
+-- then), and rel's rows keep it as a plain table's keep theirs
+-- (record_shape); else baked_shape is the parent's and rel a partition
+-- attached since (partition_columns_shape).
+-- The answer is kept for the transaction in the session setting
+-- pgconvey.pcols_<baked>_<rel>, keyed by the transaction id and the columns
+-- (an ALTER TABLE of the same transaction changes them).
+CREATE OR REPLACE FUNCTION pgconvey.partition_shape(p_table_id integer, p_baked integer, p_rel oid, p_columns text[], p_known boolean)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_mark text := txid_current()::text || ':' || p_columns::text || ':';
+  v_name text := 'pgconvey.pcols_' || p_baked || '_' || p_rel;
+  v_cached text := current_setting(v_name, true);
+  v_shape integer;
+BEGIN
+  IF v_cached IS NOT NULL AND left(v_cached, length(v_mark)) = v_mark THEN
+    RETURN substr(v_cached, length(v_mark) + 1)::integer;
+  END IF;
+  IF NOT pgconvey.partition_member(p_table_id, p_rel) THEN
+    v_shape := 0;
+  ELSIF p_known THEN
+    v_shape := pgconvey.record_shape(p_table_id, p_baked, p_rel, p_columns);
+  ELSE
+    v_shape := pgconvey.partition_columns_shape(p_table_id, p_baked, p_rel, p_columns);
+  END IF;
+  PERFORM set_config(v_name, v_mark || v_shape, false);
+  RETURN v_shape;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.capture_partition_check(oids, branches, otherwise) → the
+-- plpgsql of a partitioned table's shape check: branches[i] runs for the
+-- partition oids[i] (oids sorted), otherwise for any other; a binary search on
+-- TG_RELID, so a row pays a few comparisons however many partitions there are.
+CREATE OR REPLACE FUNCTION pgconvey.capture_partition_check(p_oids oid[], p_branches text[], p_otherwise text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_n integer := coalesce(array_length(p_oids, 1), 0);
+  v_mid integer;
+  v text := '';
+BEGIN
+  IF v_n = 0 THEN
+    RETURN p_otherwise;
+  ELSIF v_n <= 4 THEN
+    FOR i IN 1 .. v_n LOOP
+      v := v || CASE WHEN i = 1 THEN 'IF ' ELSE ' ELSIF ' END
+             || format('TG_RELID OPERATOR(pg_catalog.=) %s::pg_catalog.oid THEN ', p_oids[i]) || p_branches[i];
+    END LOOP;
+    RETURN v || ' ELSE ' || p_otherwise || ' END IF; ';
+  END IF;
+  v_mid := v_n / 2 + 1;
+  RETURN format('IF TG_RELID OPERATOR(pg_catalog.<) %s::pg_catalog.oid THEN ', p_oids[v_mid])
+      || pgconvey.capture_partition_check(p_oids[1:v_mid - 1], p_branches[1:v_mid - 1], p_otherwise)
+      || ' ELSE '
+      || pgconvey.capture_partition_check(p_oids[v_mid:v_n], p_branches[v_mid:v_n], p_otherwise)
+      || ' END IF; ';
 END $$;
 
 ------------------------------------------------------------------------------
