@@ -195,6 +195,12 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
         return 0;
       }
       options.events?.batchApplied?.(options.queue, options.consumer, r.stats.events, r.durationMs / 1000);
+      // #17 part 3: a table held on a schema mismatch, or resumed; logged once per change.
+      for (const h of r.holds ?? []) {
+        if (h.kind === 'held') log.warn('table held: the subscriber lacks columns its rows carry; the other tables go on', { table: h.table, columns: h.columns.join(', '), held_tick: h.tick, run_on_subscriber: h.alter.join(' ') });
+        else if (h.kind === 'resumed') log.info('held table resumed: applying its held events', { table: h.table, columns: h.columns.join(', '), held_tick: h.tick });
+        else log.warn('held table copied again: its held events are gone from the provider', { table: h.table, held_tick: h.tick });
+      }
       for (const x of r.scripts ?? []) log.info(x.outcome === 'applied' ? 'applied script' : 'script recorded as applied here already; skipped it', { script: x.name, end_tick: r.batch.endTick });
       if (r.stats.events > 0) {
         log.info('applied batch', {

@@ -45,7 +45,7 @@ import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
-import { isCopyInProgress, sqlStates, tableStateOf, type TableState } from './table-state.js';
+import { holdsEvents, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
 export type OpenClient = () => Promise<pg.Client>;
 
@@ -539,7 +539,8 @@ function errorMessage(err: unknown): string {
 
 /**
  * Removes the copy pins of a subscription that no copy needs any more: the
- * pin of a table that is `ok`, `pending` or no longer subscribed, of a copy
+ * pin of a table that is `ok`, `pending` or no longer subscribed (a `held`
+ * table keeps its pin: table-hold.ts), of a copy
  * superseded by a newer one, and of a merging table whose copy tick the
  * worker's own position has reached (its consumer holds the events from
  * there). Pins are read before the rows, so a copy that registers its pin in
@@ -565,7 +566,7 @@ export async function dropStalePins(provider: pg.Client, subscriber: pg.Client, 
   const stale = stalePins(
     pins.rows.map((r) => r.name),
     new Map([[consumer, holders]]),
-    isCopyInProgress,
+    holdsEvents,
   );
   for (const p of stale) await unregisterConsumer(provider, queue, p);
   return stale;

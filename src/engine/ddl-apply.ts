@@ -9,7 +9,7 @@
  * (prepared statements' column lists, composite types, keys) is thrown away
  * and read again, so the rows after it apply to the new shape. Copies in
  * flight whose rows may predate the script start again (their tables go back
- * to `pending`): their replay would otherwise apply rows of the old shape
+ * to `pending`), and so do tables held on a schema mismatch (table-hold.ts): their replay would otherwise apply rows of the old shape
  * after the new one. A script that fails makes the batch fail
  * (ScriptApplyError): the worker retries the same batch, nothing after the
  * script is applied before it.
@@ -138,9 +138,9 @@ export class ScriptRunner {
       const applied = this.options.appliedTables();
       await this.subscriber.query(
         `UPDATE pgconvey.subscriber_table t SET state = ${sqlStates('pending')}, state_since = now(), copy_snapshot = NULL, copy_tick = NULL,
-                copy_generation = pg_catalog.nextval('pgconvey.copy_generation_seq'), copy_pin = NULL, last_error = NULL, last_error_at = NULL, copy_failures = 0
+                copy_generation = pg_catalog.nextval('pgconvey.copy_generation_seq'), copy_pin = NULL, last_error = NULL, last_error_at = NULL, copy_failures = 0, hold_columns = NULL
           WHERE t.queue_name = $1 AND t.consumer_name = $2
-            AND (t.state = ${sqlStates('copying')} OR (t.state = ${sqlStates('catching-up')} AND t.copy_snapshot IS NOT NULL
+            AND (t.state IN (${sqlStates('copying', 'held')}) OR (t.state = ${sqlStates('catching-up')} AND t.copy_snapshot IS NOT NULL
                  AND NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[])) a(s, n) WHERE a.s = t.table_schema AND a.n = t.table_name)))`,
         [queue, consumer, applied.map((t) => t.schema), applied.map((t) => t.name)],
       );

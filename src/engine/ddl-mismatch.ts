@@ -6,8 +6,9 @@
  * since which tick, and the ALTER TABLE to run on the subscriber (the
  * provider's type, default and NOT NULL), so the operator mirrors it; the
  * worker retries the same batch (with backoff) and goes on once the columns
- * exist. Nothing is skipped: the whole queue waits at that batch (a stop of
- * the one table alone is not done).
+ * exist. Nothing is skipped. The worker holds that table alone when that is
+ * exact (table-hold.ts) and the other tables go on; otherwise the whole queue
+ * waits at that batch.
  */
 import type pg from 'pg';
 import { quoteIdent, quoteQualified } from '../kernel/index.js';

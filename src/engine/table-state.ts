@@ -2,11 +2,15 @@
  * The states of a subscriber's table (pgconvey.subscriber_table.state), in
  * the order a table goes through them: `pending` (waiting for its copy),
  * `copying` (the COPY runs), `catching-up` (copied; the worker merges the
- * events from the copy's tick on), `ok` (replicating). The one place these
- * names are spelled; everything else uses the type.
+ * events from the copy's tick on), `ok` (replicating); and `held` (#17: its
+ * rows carry columns the subscriber's table lacks, after a schema change made
+ * directly on the provider: its events are kept on the provider from its
+ * copy_tick by a pin and applied, via `catching-up`, once the subscriber has
+ * the columns — engine/table-hold.ts). The one place these names are spelled;
+ * everything else uses the type.
  */
 
-export const TABLE_STATES = ['pending', 'copying', 'catching-up', 'ok'] as const;
+export const TABLE_STATES = ['pending', 'copying', 'catching-up', 'ok', 'held'] as const;
 
 export type TableState = (typeof TABLE_STATES)[number];
 
@@ -19,7 +23,12 @@ export function isCopyInProgress(state: TableState): boolean {
   return state === 'copying' || state === 'catching-up';
 }
 
-/** A state read from the database (pgconvey.subscriber_table.state has no CHECK): one of the four, or an error naming it. */
+/** The table's events from its copy_tick on are still to apply: its pin on the provider must stay (a copy in progress, or held). */
+export function holdsEvents(state: TableState): boolean {
+  return isCopyInProgress(state) || state === 'held';
+}
+
+/** A state read from the database (pgconvey.subscriber_table.state has no CHECK): one of the five, or an error naming it. */
 export function tableStateOf(value: unknown): TableState {
   if (isTableState(value)) return value;
   throw new Error(`unknown table state ${JSON.stringify(value)} in pgconvey.subscriber_table (expected ${TABLE_STATES.join(', ')})`);

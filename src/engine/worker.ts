@@ -21,6 +21,8 @@ import { SCRIPT_EVENT_TABLE } from './ddl.js';
 import { ScriptRunner } from './ddl-apply.js';
 import { BranchRequeue } from './branch.js';
 import { Phases } from './worker-profile.js';
+import { SchemaMismatchError } from './ddl-mismatch.js';
+import { TableHolds, type HoldChange } from './table-hold.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
@@ -40,7 +42,7 @@ export interface WorkerOptions {
 
 export type StepOutcome =
   | { kind: 'idle' }
-  | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number; /** #17: scripts run in the batch */ scripts?: ScriptRunner['ran'] }
+  | { kind: 'applied'; batch: BatchInfo; stats: ApplyStats; lagMs: number; durationMs: number; /** #17: scripts run in the batch */ scripts?: ScriptRunner['ran']; /** #17: tables held, resumed */ holds?: HoldChange[] }
   | { kind: 'skipped'; batch: BatchInfo };
 
 /** The subscriber's position is not where the provider's next batch starts (changed behind pgconvey's back): code `lost_position`. */
@@ -114,6 +116,7 @@ interface SubscriberTableRow {
   copy_snapshot: string | null;
   copy_tick: string | null;
   copy_generation: string;
+  copy_pin: string | null;
 }
 
 /** A provider sequence's value (pgconvey.sequence_values). */
@@ -158,12 +161,16 @@ export class ApplyWorker {
   private tickAnnounced = false;
   /** Per-phase milliseconds of each batch (PGCONVEY_WORKER_PROFILE; off by default). */
   private readonly phases = new Phases();
+  /** #17 part 3: tables held alone on a schema mismatch (engine/table-hold.ts). */
+  private readonly holds: TableHolds;
 
   constructor(
     private readonly provider: pg.Client,
     private readonly subscriber: pg.Client,
     private readonly options: WorkerOptions,
-  ) {}
+  ) {
+    this.holds = new TableHolds(options.queue, options.consumer);
+  }
 
   /** Takes the subscription's worker lock, sets the session up, and listens for ticks. */
   async start(): Promise<void> {
@@ -235,8 +242,8 @@ export class ApplyWorker {
       this.subscriber.query(
         format(
           'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
-            `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
-              WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up')}) FOR SHARE`,
+            `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
+              WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE`,
           queue,
           consumer,
           queue,
@@ -245,7 +252,8 @@ export class ApplyWorker {
       ),
     )) as unknown as pg.QueryResult[];
     const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
-    const states = opened[3]!.rows as SubscriberTableRow[];
+    let states = opened[3]!.rows as SubscriberTableRow[];
+    let applied: Map<number, AppliedTable> | undefined; // #17 part 3: the tables a mismatch may hold
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
       if (position.completed_tick === batch.endTick) {
@@ -255,7 +263,12 @@ export class ApplyWorker {
       }
       if (position.completed_tick !== batch.startTick) throw new LostPositionError(position.completed_tick, batch);
 
+      // #17 part 3: held tables keep their pins and are left out; those the subscriber now can take replay from their held tick.
+      const prepared = await this.holds.prepare(this.provider, this.subscriber, states, batch.startTick);
+      if (prepared.resumed) this.statements.clear();
+      states = prepared.rows as SubscriberTableRow[];
       const tables = await ph.time('tables', () => this.appliedTables(batch.queueId, polled.capturedVersion, states));
+      applied = tables;
       const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes, ph);
       // #17 `pgconvey execute`: scripts run at their place in the batch, then the table caches are read again (ddl-apply.ts).
       const scripts = new ScriptRunner(this.subscriber, {
@@ -319,12 +332,20 @@ export class ApplyWorker {
       if (polled.copyPins) await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
       const stats = applier.takeStats();
       ph.flush({ events: stats.events, total: Date.now() - started, lag: Date.now() - batch.endTime.getTime() });
-      return { kind: 'applied', batch, stats, lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran };
+      const holds = this.holds.take();
+      return { kind: 'applied', batch, stats, lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran, ...(holds.length ? { holds } : {}) };
     } catch (err) {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
       this.createdTypes.clear();
       this.branch.forget();
+      this.holds.forget();
+      // #17 part 3: rows one table cannot take hold that table alone, when exact; the batch is taken again without it.
+      const candidates = [...(applied?.values() ?? [])].map((t) => ({ schema: t.statements.table.schema, name: t.statements.table.name, copySnapshot: t.copySnapshot, copyTick: t.copyTick, copyGeneration: t.copyGeneration }));
+      if (err instanceof SchemaMismatchError && (await this.holds.hold(this.subscriber, err, candidates, batch.startTick))) {
+        this.statements.clear();
+        return this.step();
+      }
       throw err;
     }
   }

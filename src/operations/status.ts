@@ -18,6 +18,7 @@ export type { FenceState, PieceProcess } from '../engine/index.js';
 import {
   engineTablesPresent,
   isCopyInProgress,
+  holdsEvents,
   isFenced,
   parseSnapshot,
   pieceRunning,
@@ -150,7 +151,7 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
       const pins = consumers.map((c) => c.consumer ?? '').filter((n) => isCopyPin(n) && (!options.node || copyPinOwner(n) === options.node));
       const holders = new Map(subscribers.filter((s) => s.subscribed).map((s) => [s.node, s.tables.map((t) => ({ state: t.state, copyPin: t.copyPin ?? null, copyGeneration: t.copyGeneration ?? null }))]));
       const unread = new Set([...leafNames].filter((n) => !holders.has(n)));
-      const stale = stalePins(pins, holders, isCopyInProgress).filter((p) => !unread.has(copyPinOwner(p) ?? ''));
+      const stale = stalePins(pins, holders, holdsEvents).filter((p) => !unread.has(copyPinOwner(p) ?? ''));
       if (root.error === null) await annotateWaits(await client(dbOf(rootNode)), queue.name, subscribers, (s) => client(dbOf(leaves.find((l) => l.name === s.node)!)));
       queues.push({ queue: queue.name, reverse: false, root, subscribers, stalePins: stale });
     }

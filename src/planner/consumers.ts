@@ -7,7 +7,7 @@
 import { proposeRemoveConsumer } from '../actions/index.js';
 import type { EngineQueueInfo } from '../catalog/model.js';
 import type { NodeSpec, QueueSpec } from '../config/index.js';
-import { isCopyInProgress, type TableState } from '../engine/table-state.js';
+import { holdsEvents, type TableState } from '../engine/table-state.js';
 import { copyPinOwner, isCopyPin, stalePins, type PinHolder } from '../kernel/index.js';
 import type { PlanBuilder } from './builder.js';
 import type { PlanInput } from './input.js';
@@ -23,7 +23,7 @@ export function planConsumers(input: PlanInput, queue: QueueSpec, root: NodeSpec
     if (subscription) pinHolders.set(leaf.name, subscription.tables);
     else unknown.add(leaf.name); // not subscribed (yet): its pins, if any, are left alone
   }
-  const stale = stalePins((queueState?.consumers ?? []).map((c) => c.name), pinHolders, isCopyInProgress).filter((pin) => !unknown.has(copyPinOwner(pin) ?? ''));
+  const stale = stalePins((queueState?.consumers ?? []).map((c) => c.name), pinHolders, holdsEvents).filter((pin) => !unknown.has(copyPinOwner(pin) ?? ''));
   for (const name of stale) {
     plan.add(
       proposeRemoveConsumer({

@@ -12,12 +12,13 @@ const int = (n: number) => Math.round(n).toLocaleString('en-US');
 /** A subscriber table's state (the engine's TableState, taken from the report's type: render does not import the engine). */
 type TableState = SubscriberStatus['tables'][number]['state'];
 
-/** Each state's colour: replicating green, waiting for its copy yellow, a copy under way cyan. */
+/** Each state's colour: replicating green, waiting for its copy yellow, a copy under way cyan, held on a schema mismatch red. */
 const STATE_COLOR: Record<TableState, (text: string) => string> = {
   ok: (s) => chalk.green(s),
   pending: (s) => chalk.yellow(s),
   copying: (s) => chalk.cyan(s),
   'catching-up': (s) => chalk.cyan(s),
+  held: (s) => chalk.red(s),
 };
 
 export function formatSeconds(s: number | null): string {

@@ -7,8 +7,9 @@
  * (each script applies exactly once — a second run of these ALTERs would
  * fail); plan shows no changes. A script that cannot run on new holds the
  * queue with its error in `status` until the DBA fixes new; a direct ADD
- * COLUMN on old only is named in `status` (table, column, the ALTER to run)
- * within seconds, and after the same ALTER on new everything converges; a
+ * COLUMN on old only holds that table alone (`held` in `status`, with table,
+ * column and the ALTER to run, within seconds; the other table goes on), and
+ * after the same ALTER on new everything converges; a
  * table created by execute is picked up by the next apply and copied. Both
  * sides are compared row by row (test/harness/exact.ts) at the end.
  * Replay with PGCONVEY_SEED=<seed>.
@@ -119,18 +120,30 @@ describe(`pgconvey execute end to end (seed ${SEED})`, () => {
     await neu.query("CREATE TYPE public.tier AS ENUM ('free', 'paid')");
     await waitFor('the script applied after the fix', async () => (await neu.query("SELECT tier::text FROM accounts WHERE id = 9001").catch(() => ({ rows: [] }))).rows[0]?.tier === 'paid', 60_000);
 
-    // A direct ADD COLUMN on old only: status names table and column (and the ALTER) within seconds.
+    // A direct ADD COLUMN on old only: that table is held, status names table and column (and the ALTER) within seconds.
     await old.query('ALTER TABLE events ADD COLUMN fee numeric(6,2)');
     await more(50);
+    type TableJson = { table: string; state: string; last_error: string | null };
+    const eventsTable = async () => ((await status()).queues[0].subscribers[0].tables as TableJson[]).find((t) => t.table === 'public.events');
     await waitFor(
       'status to name events.fee',
-      async () => /table "public"\."events" on the subscriber lacks the column\(s\) fee .*run on the subscriber: ALTER TABLE "public"\."events" ADD COLUMN "fee" numeric\(6,2\);/.test((await status()).queues[0].subscribers[0].last_error?.message ?? ''),
+      async () => {
+        const t = await eventsTable();
+        return t?.state === 'held' && /lacks the column\(s\) fee .*run on the subscriber: ALTER TABLE "public"\."events" ADD COLUMN "fee" numeric\(6,2\);/.test(t.last_error ?? '');
+      },
       30_000,
       250,
     );
-    // Logged once, not at every retry.
-    expect(run!.lines.filter((l) => l.includes('"level":"warn"') && l.includes('lacks the column(s) fee')).length).toBe(1);
+    // The other table goes on meanwhile.
+    await old.query('INSERT INTO accounts (id, balance) VALUES (9002, 2) ON CONFLICT (id) DO UPDATE SET balance = 2');
+    await waitFor('accounts replicating while events is held', async () => Number((await neu.query('SELECT balance FROM accounts WHERE id = 9002')).rows[0]?.balance) === 2, 30_000);
+    const heldStatus = await runCli(['status', file]);
+    expect(heldStatus.code).toBe(1);
+    expect(heldStatus.stdout).toMatch(/public\.events.*held/);
+    // Logged once, not at every batch.
+    expect(run!.lines.filter((l) => l.includes('"level":"warn"') && l.includes('"msg":"table held')).length).toBe(1);
     await neu.query('ALTER TABLE events ADD COLUMN fee numeric(6,2)');
+    await waitFor('events ok again', async () => (await eventsTable())?.state === 'ok', 60_000, 250);
     stop = true;
     await writer;
     await w.end();

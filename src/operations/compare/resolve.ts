@@ -169,7 +169,11 @@ function planPairs(desired: DesiredState, pairs: LivePair[], catalogs: Map<strin
         throw new CompareError(
           'table_not_ready',
           `${displayQualified(captured.schema, captured.name)} cannot be compared on node "${leaf.name}" yet: its state is ${tableState}`,
-          tableState === 'not subscribed' ? 'run `pgconvey apply` so the subscriber takes the table' : 'wait until its initial copy is done (state ok), with the worker running',
+          tableState === 'not subscribed'
+            ? 'run `pgconvey apply` so the subscriber takes the table'
+            : tableState === 'held'
+              ? 'it is held on a schema mismatch: `pgconvey status` says what to run on the subscriber; it goes on by itself after that'
+              : 'wait until its initial copy is done (state ok), with the worker running',
         );
       }
       const info = providerCatalog.tables.find((t) => t.schema === captured.schema && t.name === captured.name);

@@ -64,7 +64,9 @@ export async function okTables(subscriber: pg.Client, queue: string, consumer: s
     throw new SwitchoverError(
       'switchover_tables_not_ready',
       `${waiting.length} table(s) of subscription "${consumer}" are not replicating yet: ${waiting.map((s) => `${s.schema}.${s.table} (${s.state})`).join(', ')}`,
-      'keep the worker running until every table is ok (its copy finished and merged), then switch over',
+      waiting.some((s) => s.state === 'held')
+        ? 'a held table waits for a schema change on the subscriber (`pgconvey status` says what to run); keep the worker running until every table is ok, then switch over'
+        : 'keep the worker running until every table is ok (its copy finished and merged), then switch over',
     );
   }
   return status.map((s) => ({ schema: s.schema, name: s.table }));
