@@ -16,3 +16,4 @@ export * from './duration.js';
 export * from './suggest.js';
 export * from './sql-format.js';
 export * from './copy-pins.js';
+export * from './watermark-name.js';
