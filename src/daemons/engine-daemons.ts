@@ -193,9 +193,16 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
         () => worker.step(),
       );
       // Cascades: a branch's watermark goes up to its provider about once a second (a leaf has none).
+      // Best effort: a watermark that lags only keeps more events; its failure (say a lock_timeout behind the
+      // provider's own batch) must not stop the apply.
       if (Date.now() - watermarkAt >= WATERMARK_EVERY_MS) {
-        await withEngine([[provider, providerDb], [subscriber, subscriberDb]], () => publishWatermark(provider, subscriber, options.queue, options.consumer));
         watermarkAt = Date.now();
+        try {
+          await withEngine([[provider, providerDb], [subscriber, subscriberDb]], () => publishWatermark(provider, subscriber, options.queue, options.consumer));
+        } catch (err) {
+          if (err instanceof EngineMismatchError) throw err;
+          log.warn('could not publish the branch watermark to the provider; retried in a second', { error: errorText(err) });
+        }
       }
       if (r.kind === 'idle') return pollMs;
       if (r.kind === 'skipped') {
