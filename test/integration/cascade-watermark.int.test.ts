@@ -9,7 +9,10 @@
  * (changeProvider, at its completed tick): applied from the root it equals
  * the root row by row, while the branch goes on too. A second leaf whose
  * tick the root no longer holds (no watermark published for it) is refused
- * and left where it was.
+ * and left where it was. And a branch: root → b1 → b2 → l2, b2 stopped is
+ * held on the root through b1's watermark, moved to the root (its queue
+ * follows, its watermark moves), and then b2 and l2 equal the root row by
+ * row, b2's ticks still the root's.
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -139,5 +142,86 @@ describe('cascade watermark: root → branch → leaf, then the leaf moved to th
     await expect(engine.changeProvider(branchW3, rootW2, leaf2W, 'q', 'm', 'r')).rejects.toMatchObject({ code: 'change_provider_refused' });
     expect(await consumerAt(branch, 'm')).toBe(leaf2At);
     expect(await consumerAt(root, 'm')).toBeNull();
+  });
+});
+
+describe('cascade watermark: a branch moved from a branch to the root, its leaf following it', () => {
+  it('root → b1 → b2 → l2: b2 stopped is held on the root through b1; moved to the root, b2 and l2 equal the root row by row', { timeout: 120_000 }, async () => {
+    const dbs = [await freshDatabase(sourceServer(), 'casx_r'), await freshDatabase(targetServer(), 'casx_b1'), await freshDatabase(sourceServer(), 'casx_b2'), await freshDatabase(targetServer(), 'casx_l2')];
+    const [root, b1, b2, l2] = await Promise.all(dbs.map((d) => d.connect()));
+    const conns: pg.Client[] = [root!, b1!, b2!, l2!];
+    const more = async (i: number) => {
+      const c = await dbs[i]!.connect();
+      conns.push(c);
+      return c;
+    };
+    try {
+      for (const c of [root!, b1!, b2!, l2!]) {
+        await c.query(SCHEMA);
+        await engine.installEngine(c);
+      }
+      await engine.createQueue(root!, 'q', { rotationTxids: 4, tickRetentionMs: 0 });
+      await engine.addTable(root!, 'q', 'public', 't');
+      await engine.subscribe(root!, b1!, 'q', 'b1');
+      await engine.addSubscriberTable(b1!, 'q', 'b1', 'public', 't');
+      await engine.createBranchQueue(b1!, 'q', 'b1', 'r', { rotationTxids: 4, tickRetentionMs: 0 });
+      await engine.subscribe(b1!, b2!, 'q', 'b2');
+      await engine.addSubscriberTable(b2!, 'q', 'b2', 'public', 't');
+      await engine.createBranchQueue(b2!, 'q', 'b2', 'b1', { rotationTxids: 4, tickRetentionMs: 0 });
+      await engine.subscribe(b2!, l2!, 'q', 'l2');
+      await engine.addSubscriberTable(l2!, 'q', 'l2', 'public', 't');
+      const [rootA, rootB, b1A, b1B, b2A, b2B, l2A] = [await more(0), await more(0), await more(1), await more(1), await more(2), await more(2), await more(3)];
+      const w1 = new engine.ApplyWorker(rootA, b1A, { queue: 'q', consumer: 'b1' });
+      let w2 = new engine.ApplyWorker(b1B, b2A, { queue: 'q', consumer: 'b2' });
+      const w3 = new engine.ApplyWorker(b2B, l2A, { queue: 'q', consumer: 'l2' });
+      for (const w of [w1, w2, w3]) await w.start();
+      const drain = async (w: engine.ApplyWorker) => {
+        for (let i = 0; i < 10_000; i++) if ((await w.step()).kind === 'idle') return;
+        throw new Error('the worker did not get idle');
+      };
+      const at = async (c: pg.Client, name: string) =>
+        ((await c.query("SELECT last_tick::text AS t FROM pgconvey.consumer c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = 'q' AND c.consumer_name = $1", [name])).rows[0]?.t ?? null) as string | null;
+      const round = async (n: number, b2Provider: pg.Client | null, running: engine.ApplyWorker[]) => {
+        await root!.query('INSERT INTO public.t SELECT g, md5(g::text) FROM generate_series($1 * 100 + 1, $1 * 100 + 100) g', [n]);
+        await root!.query('UPDATE public.t SET v = v || $1 WHERE id % 5 = $2', [`r${n}`, n % 5]);
+        await root!.query('DELETE FROM public.t WHERE id % 13 = $1 AND id < $2', [n % 13, n * 100]);
+        await engine.forceTick(root!, 'q');
+        for (const w of running) await drain(w);
+        if (b2Provider) await engine.publishWatermark(b2Provider, b2A, 'q', 'b2');
+        await engine.publishWatermark(rootA, b1A, 'q', 'b1');
+        for (const c of [root!, b1!, b2!]) await engine.maintainQueue(c, 'q');
+      };
+      for (let n = 0; n < 4; n++) await round(n, b1B, [w1, w2, w3]);
+      // b2 stops: b1 keeps its events, and the root keeps them through b1's watermark.
+      await w2.finishPending();
+      const b2At = (await b2!.query("SELECT completed_tick::text AS t FROM pgconvey.subscription WHERE consumer_name = 'b2'")).rows[0].t as string;
+      for (let n = 4; n < 10; n++) await round(n, null, [w1]);
+      expect(await at(root!, 'watermark:b1')).toBe(b2At);
+      // The move (b2's worker stopped: its connection closed releases its lock).
+      await b2A.end();
+      const b2C = await more(2);
+      expect(await engine.changeProvider(b1B, rootB, b2C, 'q', 'b2', 'r')).toEqual({ tick: b2At, registered: true });
+      expect((await b2!.query("SELECT branch_provider FROM pgconvey.queue WHERE queue_name = 'q'")).rows[0].branch_provider).toBe('r');
+      expect(await at(root!, 'b2')).toBe(b2At);
+      expect(await at(root!, 'watermark:b2')).not.toBeNull();
+      expect(await at(b1!, 'b2')).toBeNull();
+      expect(await at(b1!, 'watermark:b2')).toBeNull();
+      w2 = new engine.ApplyWorker(rootB, b2C, { queue: 'q', consumer: 'b2' });
+      await w2.start();
+      const pub = async () => engine.publishWatermark(rootB, b2C, 'q', 'b2');
+      for (let n = 10; n < 16; n++) {
+        await round(n, null, [w1, w2, w3]);
+        await pub();
+      }
+      for (const c of [b1!, b2!, l2!]) expect(await compareTable(root!, c, 'public', 't')).toMatchObject({ missing: [], extra: [] });
+      // b2's ticks are still root ticks of the same ids, and l2 is where b2 is.
+      const ids = (await b2!.query<{ t: string }>('SELECT tick_id::text AS t FROM pgconvey.tick')).rows.map((r) => r.t);
+      const onRoot = new Set((await root!.query<{ t: string }>('SELECT tick_id::text AS t FROM pgconvey.tick WHERE tick_id = ANY ($1::bigint[])', [ids])).rows.map((r) => r.t));
+      expect(ids.filter((t) => !onRoot.has(t))).toEqual([]);
+      const pos = async (c: pg.Client) => (await c.query("SELECT completed_tick::text AS t FROM pgconvey.subscription WHERE queue_name = 'q'")).rows[0].t as string;
+      expect(await pos(l2!)).toBe(await pos(b2!));
+    } finally {
+      await Promise.all(conns.map((c) => c.end().catch(() => undefined)));
+    }
   });
 });
