@@ -14,6 +14,7 @@ export type EngineCalls = Pick<
   | 'installEngine'
   | 'createQueue'
   | 'createBranchQueue'
+  | 'changeProvider'
   | 'configureQueue'
   | 'addTable'
   | 'addSequence'

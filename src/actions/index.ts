@@ -26,6 +26,7 @@ export * from './capture-table.js';
 export * from './capture-sequence.js';
 export * from './subscribe.js';
 export * from './create-branch-queue.js';
+export * from './change-provider.js';
 export * from './add-subscriber-table.js';
 export * from './remove-subscriber-table.js';
 export * from './remove-sequence.js';

@@ -9,6 +9,7 @@ import type { ActionModule, ActionRecord } from './action.js';
 import { addSubscriberTable } from './add-subscriber-table.js';
 import { captureSequence } from './capture-sequence.js';
 import { captureTable } from './capture-table.js';
+import { changeProvider } from './change-provider.js';
 import { configureQueue } from './configure-queue.js';
 import { copySchema } from './copy-schema.js';
 import { createBranchQueue } from './create-branch-queue.js';
@@ -41,6 +42,7 @@ export const ACTION_MODULES = registry({
   capture_sequence: captureSequence,
   subscribe,
   create_branch_queue: createBranchQueue,
+  change_provider: changeProvider,
   add_subscriber_table: addSubscriberTable,
   remove_subscriber_table: removeSubscriberTable,
   remove_sequence: removeSequence,

@@ -17,6 +17,7 @@ import {
   clearPiece,
   copiesDue,
   copyPendingTables,
+  publishWatermark,
   recordPieceBackoff,
   recordPieceRunning,
   recordWorkerError,
@@ -149,6 +150,8 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
 
 /** The apply loop of runWorkerDaemon; `setLock` tells the copies whether this process holds the worker lock. */
 async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: number, providerDb: string, subscriberDb: string, setLock: (held: boolean) => void): Promise<void> {
+  // Cascades: when a branch last published its watermark to its provider (engine/watermark.ts).
+  let watermarkAt = 0;
   await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
     log,
     signal: options.signal,
@@ -189,6 +192,18 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
         ],
         () => worker.step(),
       );
+      // Cascades: a branch's watermark goes up to its provider about once a second (a leaf has none).
+      // Best effort: a watermark that lags only keeps more events; its failure (say a lock_timeout behind the
+      // provider's own batch) must not stop the apply.
+      if (Date.now() - watermarkAt >= WATERMARK_EVERY_MS) {
+        watermarkAt = Date.now();
+        try {
+          await withEngine([[provider, providerDb], [subscriber, subscriberDb]], () => publishWatermark(provider, subscriber, options.queue, options.consumer));
+        } catch (err) {
+          if (err instanceof EngineMismatchError) throw err;
+          log.warn('could not publish the branch watermark to the provider; retried in a second', { error: errorText(err) });
+        }
+      }
       if (r.kind === 'idle') return pollMs;
       if (r.kind === 'skipped') {
         log.info('batch was already applied; finished it', { start_tick: r.batch.startTick, end_tick: r.batch.endTick });
@@ -225,6 +240,9 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
     },
   });
 }
+
+/** How often a branch's worker publishes its watermark to its provider. */
+const WATERMARK_EVERY_MS = 1_000;
 
 /** The worker's piece: its advisory lock key. */
 const workerPiece = (o: Pick<WorkerDaemonOptions, 'queue' | 'consumer'>) => `worker:${o.queue}:${o.consumer}`;

@@ -24,6 +24,8 @@ export * from './ddl.js';
 export * from './ddl-apply.js';
 export * from './ddl-mismatch.js';
 export * from './branch.js';
+export * from './watermark.js';
+export * from './change-provider.js';
 export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';

@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import type { DatabaseSpec, DesiredState, NodeSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
-import { copyPinOwner, isCopyPin, quoteQualified, stalePins } from '../kernel/index.js';
+import { copyPinOwner, isCopyPin, quoteQualified, stalePins, watermarkOwner } from '../kernel/index.js';
 
 export type { FenceState, PieceProcess } from '../engine/index.js';
 import {
@@ -29,6 +29,7 @@ import {
   readLastTick,
   readPiece,
   readQueueRate,
+  readRetention,
   readSubscriptionProgress,
   snapshotSees,
   tableStatus,
@@ -57,6 +58,23 @@ export interface CaptureTriggerProblem {
   state: 'disabled' | 'replica-only' | 'always' | 'missing';
 }
 
+/**
+ * Cascades: how far back a provider (the root, or a branch) keeps its events,
+ * and for whom — its lowest consumer, followed down through branch
+ * watermarks (engine/watermark.ts) to the node that needs them.
+ */
+export interface RetentionStatus {
+  /** The lowest position a consumer holds the queue at, and that tick's age. */
+  tick: string;
+  ageSeconds: number | null;
+  /** The node whose position it is, and the nodes from the provider's own subscriber down to it. */
+  heldBy: string;
+  through: string[];
+}
+
+/** A provider keeping events this long for a node below a branch is a problem (like pgq's 5-minute watermark period). */
+const RETENTION_PROBLEM_SECONDS = 300;
+
 export interface RootStatus extends NodeStatusBase {
   queueExists: boolean;
   tickerRunning: boolean | null;
@@ -69,6 +87,8 @@ export interface RootStatus extends NodeStatusBase {
   captureTriggers?: CaptureTriggerProblem[];
   /** The processes running the ticker, or backing off to retry it (left-overs of killed processes left out). */
   tickerProcesses?: PieceProcess[];
+  /** Cascades: how far back the root keeps events, and for which node. */
+  retention?: RetentionStatus | null;
 }
 
 export interface SubscriberStatus extends NodeStatusBase {
@@ -91,6 +111,8 @@ export interface SubscriberStatus extends NodeStatusBase {
   switchedOverAt?: Date | null;
   /** The processes running the worker, or backing off to retry it (left-overs of killed processes left out). */
   workerProcesses?: PieceProcess[];
+  /** Cascades, on a branch: how far back its own queue keeps events, and for which node. */
+  retention?: RetentionStatus | null;
 }
 
 export interface QueueReport {
@@ -141,11 +163,14 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
         return consumersOf.get(name)!;
       };
       const subscribers: SubscriberStatus[] = [];
+      const retentionOf = (n: NodeSpec) => readRetentionTree(queue.name, n, queue.nodes, (x) => client(dbOf(x)));
       for (const leaf of leaves) {
         const c = (await providerConsumers(leaf.provider ?? rootNode.name)).find((x) => x.consumer === leaf.name);
         const read = await readSubscriber(queue.name, leaf, dbOf(leaf), client, c ? { lagMs: c.lagMs, pending: num(c.pendingEvents) } : null);
-        subscribers.push({ ...read, type: leaf.type === 'branch' ? 'branch' : 'leaf', provider: leaf.provider, depth: tree.find((t) => t.node.name === leaf.name)!.depth });
+        const retention = leaf.type === 'branch' && read.subscribed ? await retentionOf(leaf) : undefined;
+        subscribers.push({ ...read, type: leaf.type === 'branch' ? 'branch' : 'leaf', provider: leaf.provider, depth: tree.find((t) => t.node.name === leaf.name)!.depth, ...(retention !== undefined ? { retention } : {}) });
       }
+      if (root.error === null && root.queueExists && queue.nodes.some((n) => n.type === 'branch')) root.retention = await retentionOf(rootNode);
       // Pins were read (with the consumers) before the tables: see stalePins.
       const leafNames = new Set(queue.nodes.filter((n) => n.type === 'leaf').map((n) => n.name));
       const pins = consumers.map((c) => c.consumer ?? '').filter((n) => isCopyPin(n) && (!options.node || copyPinOwner(n) === options.node));
@@ -159,6 +184,30 @@ export async function collectStatus(state: DesiredState, options: { node?: strin
     return { file: state.file, takenAt: new Date(), queues, problems: [...problemsOf(queues), ...switchoverProblems(state, queues)] };
   } finally {
     await Promise.all([...clients.values()].map((p) => p.then((c) => c.end()).catch(() => undefined)));
+  }
+}
+
+/**
+ * How far back `provider`'s queue keeps events and for whom: its lowest
+ * consumer (a node, a copy pin, or a branch's watermark), followed down while
+ * it is a branch's watermark whose own lowest consumer is not later than it.
+ * Best effort: null when it cannot be read.
+ */
+async function readRetentionTree(queue: string, provider: NodeSpec, nodes: readonly NodeSpec[], clientOf: (n: NodeSpec) => Promise<pg.Client>): Promise<RetentionStatus | null> {
+  try {
+    const h = await readRetention(await clientOf(provider), queue);
+    if (!h) return null;
+    const branch = watermarkOwner(h.consumer);
+    const direct = copyPinOwner(h.consumer) ?? branch ?? h.consumer;
+    let through = [direct];
+    const node = branch === null ? undefined : nodes.find((n) => n.name === branch && n.type === 'branch');
+    if (node) {
+      const below = await readRetentionTree(queue, node, nodes, clientOf);
+      if (below && BigInt(below.tick) <= BigInt(h.tick)) through = [direct, ...below.through];
+    }
+    return { tick: h.tick, ageSeconds: h.ageSeconds, heldBy: through[through.length - 1]!, through };
+  } catch {
+    return null;
   }
 }
 
@@ -358,6 +407,14 @@ function problemsOf(queues: QueueReport[]): string[] {
         const failed = t.copyFailures ? `copy failed ${t.copyFailures} time(s)${t.lastErrorAt ? `, last ${Math.round((Date.now() - new Date(t.lastErrorAt).getTime()) / 1000)} s ago` : ''}; retried with backoff: ` : '';
         out.push(`queue "${q.queue}": ${s.node}: table ${t.schema}.${t.table} (${t.state}): ${failed}${t.lastError}`);
       }
+    }
+    // Cascades: a provider keeping events for a node below one of its branches (a stopped leaf holds the root too).
+    for (const [node, r] of [[q.root.node, q.root.retention] as const, ...q.subscribers.map((s) => [s.node, s.retention] as const)]) {
+      if (!r || r.through.length < 2 || r.ageSeconds === null || r.ageSeconds < RETENTION_PROBLEM_SECONDS) continue;
+      out.push(
+        `queue "${q.queue}": ${node} keeps its events back to tick ${r.tick} (${Math.round(r.ageSeconds)} s old) for ${r.heldBy}, through the watermark of ${r.through.slice(0, -1).join(' → ')}: ` +
+          `start ${r.heldBy}'s worker, or remove ${r.heldBy} from the file and apply (its consumer goes, and the watermarks above it move on)`,
+      );
     }
     for (const t of q.root.captureTriggers ?? []) {
       const fix = t.state === 'missing' ? 'run `pgconvey apply FILE` to re-create it' : `ALTER TABLE ${t.table} ENABLE TRIGGER ${t.name}`;

@@ -2,11 +2,11 @@
  * The planner's cascade step (branches, as in Londiste): the order in which
  * a queue's subscribers are planned (providers before the nodes they feed),
  * a branch's own queue (`+ create_branch_queue`, after its subscription),
- * and the checks of a cascade's shape that no action fixes yet: a node whose
- * provider changed in the file (change_provider is not supported yet) and a
- * branch whose database holds a root's queue of that name. Pure.
+ * a node moved to another provider in the file (`~ change_provider`, or an
+ * error check when the move could lose data) and a branch whose database
+ * holds a root's queue of that name. Pure.
  */
-import { proposeCreateBranchQueue } from '../actions/index.js';
+import { proposeChangeProvider, proposeCreateBranchQueue } from '../actions/index.js';
 import type { NodeSpec, QueueSpec } from '../config/index.js';
 import type { PlanBuilder } from './builder.js';
 import type { PlanInput } from './input.js';
@@ -56,37 +56,84 @@ export function planBranchQueue(input: PlanInput, queue: QueueSpec, branch: Node
 }
 
 /**
- * A node already subscribed whose provider in the file is not the one it reads from (its consumer is
- * registered on another node of the cascade): moving it is `~ change_provider`, not supported yet.
+ * Topology changes (`~ change_provider`): a subscribed node whose provider in the file is not the one it
+ * reads from (its consumer is registered on another provider of the cascade, or a branch's queue follows
+ * another node) is moved there without a copy, at its own completed tick. Refused (an error check, no
+ * action) when the move could lose or repeat a batch: the new provider is below the node now, its queue
+ * does not exist yet, it no longer holds the node's tick with every event after it (its lowest consumer
+ * is later), it has not reached the node's tick yet, or a table of the node is being copied or merged.
+ * (A leaf as a provider is refused by the file's validation.)
  */
 export function cascadeChecks(input: PlanInput, queue: QueueSpec, plan: PlanBuilder): void {
   const providers = queue.nodes.filter((n) => n.type !== 'leaf');
-  const consumersOn = (node: NodeSpec) => new Set(input.catalogs[node.database]?.engine?.queues.find((q) => q.name === queue.name)?.consumers.map((c) => c.name) ?? []);
-  for (const node of queue.nodes.filter((n) => n.type !== 'root')) {
-    const subscribed = input.catalogs[node.database]?.engine?.subscriptions.some((s) => s.queue === queue.name && s.consumer === node.name);
-    if (!subscribed) continue;
-    const wanted = providers.find((p) => p.name === node.provider);
-    if (!wanted || consumersOn(wanted).has(node.name)) continue;
-    const current = providers.find((p) => p.name !== node.provider && consumersOn(p).has(node.name));
-    if (!current) continue;
-    plan.check(
-      'error',
-      'change_provider_not_supported',
-      `node "${node.name}" reads queue "${queue.name}" from "${current.name}", and the file names "${node.provider}" as its provider: changing a node's provider (~ change_provider) is not supported yet`,
-      `set \`provider: ${current.name}\` again for now`,
-      `queues.${queue.name}.nodes.${node.name}.provider`,
-    );
-  }
-  for (const branch of queue.nodes.filter((n) => n.type === 'branch')) {
-    const existing = input.catalogs[branch.database]?.engine?.queues.find((q) => q.name === queue.name);
-    if (existing?.branchProvider && existing.branchProvider !== branch.provider) {
-      plan.check(
-        'error',
-        'change_provider_not_supported',
-        `branch "${branch.name}" follows "${existing.branchProvider}", and the file names "${branch.provider}" as its provider: changing a node's provider (~ change_provider) is not supported yet`,
-        `set \`provider: ${existing.branchProvider}\` again for now`,
-        `queues.${queue.name}.nodes.${branch.name}.provider`,
-      );
+  const queueOn = (node: NodeSpec) => input.catalogs[node.database]?.engine?.queues.find((q) => q.name === queue.name);
+  const registeredOn = (p: NodeSpec, name: string) => queueOn(p)?.consumers.some((c) => c.name === name) ?? false;
+  // Where each node reads from now, as the databases say (for the "below the node" check).
+  const currentOf = (name: string): string | undefined => providers.find((p) => p.name !== name && registeredOn(p, name))?.name;
+  const isBelow = (candidate: string, node: string): boolean => {
+    const seen = new Set<string>();
+    for (let at: string | undefined = candidate; at !== undefined && !seen.has(at); at = currentOf(at)) {
+      if (at === node) return true;
+      seen.add(at);
     }
+    return false;
+  };
+  for (const node of queue.nodes.filter((n) => n.type !== 'root')) {
+    const subscription = input.catalogs[node.database]?.engine?.subscriptions.find((s) => s.queue === queue.name && s.consumer === node.name);
+    if (!subscription) continue;
+    const wanted = providers.find((p) => p.name === node.provider);
+    if (!wanted) continue;
+    const others = providers.filter((p) => p.name !== node.provider && p.name !== node.name && registeredOn(p, node.name));
+    const branchQueue = node.type === 'branch' ? queueOn(node) : undefined;
+    const branchFollows = branchQueue?.branchProvider ?? null;
+    const atWanted = registeredOn(wanted, node.name);
+    if (!others.length && (branchFollows === null || branchFollows === wanted.name)) continue;
+    if (!others.length && !atWanted) continue; // not registered anywhere: subscribe plans it
+    const from = others[0] ?? null;
+    const path = `queues.${queue.name}.nodes.${node.name}.provider`;
+    const refuse = (code: string, why: string, hint: string) =>
+      plan.check('error', code, `node "${node.name}" cannot move${from ? ` from "${from.name}"` : ''} to "${wanted.name}": ${why}`, hint, path);
+    const keep = from ? `keep \`provider: ${from.name}\` for now` : 'keep the provider as it is for now';
+    const tick = subscription.completedTick;
+    if (!atWanted) {
+      const target = queueOn(wanted);
+      if (isBelow(wanted.name, node.name)) {
+        refuse('change_provider_below_node', `"${wanted.name}" reads from "${node.name}" (directly or through other nodes) today`, `move "${wanted.name}" elsewhere first (apply), then this node; ${keep}`);
+        continue;
+      }
+      if (!target) {
+        refuse('change_provider_no_queue', `"${wanted.name}" has no queue "${queue.name}" yet`, `apply once with ${keep} so "${wanted.name}" gets its queue, then move the node`);
+        continue;
+      }
+      const busy = subscription.tables.filter((t) => t.state !== 'ok').map((t) => `${t.schema}.${t.name}`);
+      if (busy.length) {
+        refuse('change_provider_copy_in_progress', `it is still copying or merging ${busy.join(', ')}`, `let the copies finish (\`pgconvey status\`); ${keep}`);
+        continue;
+      }
+      if (tick === null) continue;
+      const held = target.consumers.filter((c) => c.name !== node.name).map((c) => BigInt(c.lastTick));
+      const from0 = held.length ? held.reduce((a, b) => (b < a ? b : a)) : BigInt(target.lastTick);
+      if (BigInt(tick) > BigInt(target.lastTick)) {
+        refuse('change_provider_provider_behind', `"${wanted.name}" is at tick ${target.lastTick}, behind the node's tick ${tick}`, `wait until "${wanted.name}" has caught up (\`pgconvey status\`), then plan again`);
+        continue;
+      }
+      if (BigInt(tick) < from0) {
+        refuse(
+          'change_provider_tick_gone',
+          `"${wanted.name}" keeps its events only from tick ${from0}, and the node is at tick ${tick}: the events between would be lost`,
+          `${keep}; a node under a branch is kept by the root through the branch's watermark while \`pgconvey run\` runs the branch — or re-add the node with a copy (docs/operations.md, "Cascades")`,
+        );
+        continue;
+      }
+    }
+    plan.add(
+      proposeChangeProvider({
+        node: { node: node.name, database: node.database },
+        queue: queue.name,
+        from: from ? { node: from.name, database: from.database } : null,
+        to: { node: wanted.name, database: wanted.database },
+        tick: tick ?? 'none',
+      }),
+    );
   }
 }

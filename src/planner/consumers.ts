@@ -8,7 +8,7 @@ import { proposeRemoveConsumer } from '../actions/index.js';
 import type { EngineQueueInfo } from '../catalog/model.js';
 import type { NodeSpec, QueueSpec } from '../config/index.js';
 import { holdsEvents, type TableState } from '../engine/table-state.js';
-import { copyPinOwner, isCopyPin, stalePins, type PinHolder } from '../kernel/index.js';
+import { copyPinOwner, isCopyPin, stalePins, watermarkOwner, type PinHolder } from '../kernel/index.js';
 import type { PlanBuilder } from './builder.js';
 import type { PlanInput } from './input.js';
 
@@ -39,7 +39,23 @@ export function planConsumers(input: PlanInput, queue: QueueSpec, root: NodeSpec
   // Consumers on the root that no node of the file stands for any more hold events back (and disk).
   for (const consumer of queueState?.consumers ?? []) {
     if (isCopyPin(consumer.name) || fed.some((n) => n.name === consumer.name)) continue;
-    // A node the file moved to another provider: cascadeChecks refuses the plan (change_provider is not supported yet).
+    // Cascades: a branch's watermark (engine/watermark.ts) stays while the branch is fed here; a moved
+    // branch's is dropped by its change_provider; one of a node gone from the file goes with it.
+    const holder = watermarkOwner(consumer.name);
+    if (holder !== null) {
+      if (queue.nodes.some((n) => n.name === holder && n.type === 'branch')) continue;
+      plan.add(
+        proposeRemoveConsumer({
+          root: site,
+          queue: queue.name,
+          consumer: consumer.name,
+          reason: `node "${holder}" is no longer a branch in the file: its watermark keeps the provider from emptying its event tables`,
+          destructive: false,
+        }),
+      );
+      continue;
+    }
+    // A node the file moved to another provider: its change_provider unregisters it here (planner/cascade.ts).
     if (queue.nodes.some((n) => n.name === consumer.name && n.type !== 'root')) continue;
     plan.add(
       proposeRemoveConsumer({

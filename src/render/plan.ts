@@ -36,6 +36,7 @@ function subject(a: Action): string | null {
     case 'configure_queue':
     case 'subscribe':
     case 'create_branch_queue':
+    case 'change_provider':
     case 'copy_schema':
     case 'create_role':
     case 'grant_role':

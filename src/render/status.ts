@@ -5,7 +5,7 @@
  * (JSON with numbers in seconds, rows and events).
  */
 import chalk from 'chalk';
-import { describeFence, type NodeStatusBase, type PieceProcess, type RootStatus, type StatusReport, type SubscriberStatus } from '../operations/index.js';
+import { describeFence, type NodeStatusBase, type PieceProcess, type RetentionStatus, type RootStatus, type StatusReport, type SubscriberStatus } from '../operations/index.js';
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -67,6 +67,12 @@ function rootLine(r: RootStatus): string {
   return `${head}  ${running(r.tickerRunning, 'ticker', r.tickerProcesses)}  last tick ${r.lastTick} ${formatSeconds(r.lastTickAgeSeconds)} ago${rate}`;
 }
 
+/** Cascades: whom a provider keeps its events for, when it is a node below one of its branches. */
+function retentionLine(r: RetentionStatus | null | undefined, indent: string): string[] {
+  if (!r || r.through.length < 2) return [];
+  return [chalk.dim(`${indent}keeps events from tick ${r.tick}${r.ageSeconds === null ? '' : ` (${formatSeconds(r.ageSeconds)} old)`} for ${r.heldBy}, through ${r.through.slice(0, -1).join(' → ')}`)];
+}
+
 function subscriberLines(s: SubscriberStatus): string[] {
   // Cascades: a node under a branch is indented under it, and a branch says so.
   const indent = '  '.repeat(Math.max(0, (s.depth ?? 1) - 1));
@@ -75,7 +81,7 @@ function subscriberLines(s: SubscriberStatus): string[] {
   const lag = s.lagSeconds === null ? '' : `  lag ${formatSeconds(s.lagSeconds)}${s.pendingEvents === null ? '' : `, ${int(s.pendingEvents)} events`}`;
   const applied = s.appliedAgeSeconds === null ? '' : `  applied ${formatSeconds(s.appliedAgeSeconds)} ago`;
   const writable = s.switchedOverAt ? chalk.green(`  takes writes since ${s.switchedOverAt.toISOString()}`) : '';
-  const out = [`${head}  ${running(s.workerRunning, 'worker', s.workerProcesses)}${lag}${applied}${writable}`, ...processLines(s.workerProcesses, '      '), ...fenceLine(s, '      ')];
+  const out = [`${head}  ${running(s.workerRunning, 'worker', s.workerProcesses)}${lag}${applied}${writable}`, ...processLines(s.workerProcesses, '      '), ...fenceLine(s, '      '), ...retentionLine(s.retention, '      ')];
   if (s.lastError) out.push(chalk.red(`      last error ${formatSeconds(s.lastError.ageSeconds)} ago: ${s.lastError.message}`));
   const width = Math.max(0, ...s.tables.map((t) => `${t.schema}.${t.table}`.length));
   for (const t of s.tables) {
@@ -99,7 +105,7 @@ function subscriberLines(s: SubscriberStatus): string[] {
 export function renderStatusHuman(report: StatusReport): string {
   const out: string[] = [];
   for (const q of report.queues) {
-    out.push(`${chalk.bold(`queue ${q.queue}`)}${q.reverse ? chalk.dim('  (reverse replication, set up by switchover --reverse)') : ''}`, `  ${rootLine(q.root)}`, ...processLines(q.root.tickerProcesses, '      '), ...fenceLine(q.root, '      '));
+    out.push(`${chalk.bold(`queue ${q.queue}`)}${q.reverse ? chalk.dim('  (reverse replication, set up by switchover --reverse)') : ''}`, `  ${rootLine(q.root)}`, ...processLines(q.root.tickerProcesses, '      '), ...fenceLine(q.root, '      '), ...retentionLine(q.root.retention, '      '));
     for (const s of q.subscribers) out.push(...subscriberLines(s).map((l) => `  ${l}`));
     out.push('');
   }
@@ -131,6 +137,10 @@ function fenceJson(n: NodeStatusBase): Record<string, unknown> | null {
   };
 }
 
+function retentionJson(r: RetentionStatus | null | undefined): Record<string, unknown> | null {
+  return r ? { tick: r.tick, age_seconds: r.ageSeconds, held_by: r.heldBy, through: r.through } : null;
+}
+
 export function statusToJson(report: StatusReport): Record<string, unknown> {
   return {
     file: report.file,
@@ -153,6 +163,7 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
         fence: fenceJson(q.root),
         ticker_processes: processesJson(q.root.tickerProcesses),
         capture_triggers: (q.root.captureTriggers ?? []).map((t) => ({ table: t.table, trigger: t.trigger, name: t.name, state: t.state })),
+        retention: retentionJson(q.root.retention),
       },
       subscribers: q.subscribers.map((s) => ({
         node: s.node,
@@ -172,6 +183,7 @@ export function statusToJson(report: StatusReport): Record<string, unknown> {
         switched_over_at: s.switchedOverAt?.toISOString() ?? null,
         fence: fenceJson(s),
         worker_processes: processesJson(s.workerProcesses),
+        ...(s.type === 'branch' ? { retention: retentionJson(s.retention) } : {}),
         tables: s.tables.map((t) => ({
           table: `${t.schema}.${t.table}`,
           state: t.state,

@@ -53,6 +53,7 @@ describe('apply failures', () => {
       capture_sequence: [action('capture_sequence', 'old', { schema: 'public', sequence: 'missing' }), state],
       subscribe: [action('subscribe', 'new', { provider: 'old_root', consumer: 'new_leaf', providerDatabase: 'old' }), state],
       create_branch_queue: [action('create_branch_queue', 'new', { consumer: 'new_leaf', provider: 'old_root', settings: queueSettings(state.queues[0]!) }), state],
+      change_provider: [action('change_provider', 'new', { consumer: 'new_leaf', from: null, fromDatabase: null, to: 'old_root', toDatabase: 'old', tick: '1' }), state],
       add_subscriber_table: [action('add_subscriber_table', 'new', { ...t, consumer: 'new_leaf' }), state],
       remove_subscriber_table: [action('remove_subscriber_table', 'new', { ...t, consumer: 'new_leaf' }), state],
       remove_sequence: [action('remove_sequence', 'old', { schema: 'public', sequence: 'missing' }), state],

@@ -1,8 +1,10 @@
 /**
  * Cascades (issue 16, part 2): retention. A branch is a consumer of the root
  * and its own subscribers are consumers of the branch's queue, so a stopped
- * leaf under a branch holds back the branch's event tables and not the
- * root's: the root empties its tables as soon as the branch has read them,
+ * leaf under a branch holds back the branch's event tables and, while the
+ * branch publishes no watermark (this test runs no `run`: see
+ * cascade-watermark.int.test.ts for the watermark), not the root's: the root
+ * empties its tables as soon as the branch has read them,
  * the branch keeps every event the leaf has not applied, and the leaf,
  * started again, applies them all — checked row by row against the root. Also:
  * a branch's queue is never ticked by a ticker, and the application's writes

@@ -182,6 +182,7 @@ BEGIN
                OR (v_new > 0 AND EXISTS (SELECT 1 FROM pgconvey.consumer c
                                           WHERE c.queue_id = q.queue_id AND c.batch_end_tick IS NULL
                                             AND left(c.consumer_name, 5) <> 'copy:'  -- copy pins (copier.ts) consume nothing
+                                            AND left(c.consumer_name, 10) <> 'watermark:'  -- nor do subscriber watermarks (cascades)
                                             AND c.active_at >= clock_timestamp() - interval '1 second'));
     -- An event id taken before the last tick, by a transaction that committed after it, was counted by that
     -- tick but is not in its batch: no new id comes for it. So a tick is also due, after max_lag, when an event
@@ -1278,7 +1279,9 @@ END $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.maint_ticks(queue) → ticks deleted. Keeps the latest
 -- tick, every consumer's position and what follows it, and anything younger
--- than tick_retention.
+-- than tick_retention. Under the queue row lock: a consumer registered at an
+-- older tick (register_consumer_at, set_subscriber_watermark) either comes
+-- first and is counted, or finds its tick gone.
 CREATE OR REPLACE FUNCTION pgconvey.maint_ticks(p_queue text)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1286,7 +1289,7 @@ DECLARE
   v_keep bigint;
   v_count integer;
 BEGIN
-  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue;
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'queue "%" does not exist', p_queue;
   END IF;
@@ -1837,4 +1840,111 @@ BEGIN
     v_n := v_n + 1;
   END LOOP;
   RETURN v_n;
+END $$;
+
+------------------------------------------------------------------------------
+-- Cascades: retention across the cascade (as pgq_node's `.<node>.watermark`).
+-- Every consumer of a queue at tick P holds the events after P and the ticks
+-- from P on (maint_rotate, maint_ticks). A branch's worker publishes to its
+-- provider, as the consumer `watermark:<node>`, its local watermark: the
+-- lowest position it and the nodes below it still need. So a provider keeps
+-- what every node below it needs, and any of them can be moved to it
+-- (change_provider) at its own position. A consumer may only be registered at
+-- an older tick when the queue still holds what follows that tick: some
+-- consumer is at or before it (register_at_position).
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.local_watermark(queue) → the lowest tick this branch and
+-- the nodes below it still need: its own completed tick and every consumer of
+-- its queue (its subscribers, their watermarks, copy pins). NULL when the
+-- queue here is not a branch's.
+CREATE OR REPLACE FUNCTION pgconvey.local_watermark(p_queue text)
+RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT least(s.completed_tick, (SELECT min(c.last_tick) FROM pgconvey.consumer c WHERE c.queue_id = q.queue_id))
+    FROM pgconvey.queue q JOIN pgconvey.subscription s ON s.queue_name = q.queue_name AND s.consumer_name = q.branch_consumer
+   WHERE q.queue_name = p_queue AND q.branch_provider IS NOT NULL
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.retained_from(queue_id) → the oldest tick from which the
+-- queue holds every event: the lowest consumer position (NULL: no consumer,
+-- only what follows the latest tick). The caller holds the queue row lock.
+CREATE OR REPLACE FUNCTION pgconvey.retained_from(p_queue_id integer)
+RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT min(c.last_tick) FROM pgconvey.consumer c
+    JOIN pgconvey.tick t ON t.queue_id = c.queue_id AND t.tick_id = c.last_tick
+   WHERE c.queue_id = p_queue_id
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.set_subscriber_watermark(queue, node, tick) → the
+-- position the provider now holds for `node` (consumer `watermark:<node>`),
+-- or NULL when it holds nothing (no tick of the queue at or after `tick`).
+-- Never moves backwards. A new watermark starts at `tick` when the queue
+-- still holds what follows it, else at the oldest tick from which it does.
+CREATE OR REPLACE FUNCTION pgconvey.set_subscriber_watermark(p_queue text, p_node text, p_tick bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_id integer;
+  v_name text := 'watermark:' || p_node;
+  v_from bigint;
+  v_tick bigint;
+  v_pos bigint;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  SELECT last_tick INTO v_pos FROM pgconvey.consumer WHERE queue_id = v_id AND consumer_name = v_name;
+  IF v_pos IS NOT NULL AND v_pos >= p_tick THEN
+    RETURN v_pos;
+  END IF;
+  IF v_pos IS NULL THEN
+    v_from := coalesce(pgconvey.retained_from(v_id), (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = v_id));
+  ELSE
+    v_from := v_pos;
+  END IF;
+  SELECT min(tick_id) INTO v_tick FROM pgconvey.tick WHERE queue_id = v_id AND tick_id >= greatest(p_tick, v_from);
+  IF v_tick IS NULL THEN
+    RETURN v_pos;
+  END IF;
+  INSERT INTO pgconvey.consumer (queue_id, consumer_name, last_tick) VALUES (v_id, v_name, v_tick)
+  ON CONFLICT (queue_id, consumer_name) DO UPDATE SET last_tick = EXCLUDED.last_tick, active_at = now();
+  RETURN v_tick;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.register_consumer_at(queue, consumer, tick) → the
+-- consumer's position. change_provider: registers a node moved here at its
+-- own completed tick, which this queue must have with every event after it
+-- (SQLSTATE PCB03 otherwise). A consumer already registered at that tick is
+-- left as it is; one at another position is refused (PCB04).
+CREATE OR REPLACE FUNCTION pgconvey.register_consumer_at(p_queue text, p_consumer text, p_tick bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_id integer;
+  v_pos bigint;
+  v_from bigint;
+BEGIN
+  SELECT queue_id INTO v_id FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  SELECT last_tick INTO v_pos FROM pgconvey.consumer WHERE queue_id = v_id AND consumer_name = p_consumer;
+  IF FOUND THEN
+    IF v_pos = p_tick THEN
+      RETURN v_pos;
+    END IF;
+    RAISE EXCEPTION 'consumer "%" is registered on queue "%" at tick %, not at tick %', p_consumer, p_queue, v_pos, p_tick
+      USING ERRCODE = 'PCB04';
+  END IF;
+  v_from := pgconvey.retained_from(v_id);
+  IF NOT EXISTS (SELECT 1 FROM pgconvey.tick WHERE queue_id = v_id AND tick_id = p_tick)
+     OR (v_from IS NULL AND p_tick <> (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = v_id))
+     OR p_tick < v_from THEN
+    RAISE EXCEPTION 'queue "%" here no longer holds tick % and every event after it (it keeps them from tick %)', p_queue, p_tick, coalesce(v_from::text, 'none')
+      USING ERRCODE = 'PCB03';
+  END IF;
+  INSERT INTO pgconvey.consumer (queue_id, consumer_name, last_tick) VALUES (v_id, p_consumer, p_tick);
+  RETURN p_tick;
 END $$;

@@ -2,10 +2,12 @@
  * The planner's cascade step on plain data: a fresh root → branch → leaf is
  * planned provider-first (the leaf's subscription waits for the branch's
  * queue, which waits for the branch's subscription) and runs in that order;
- * a node subscribed elsewhere than the file's provider is refused
- * (change_provider_not_supported).
+ * a node moved in the file to another provider is `~ change_provider` when
+ * the new provider still holds its tick (the branch's watermark there), and
+ * refused when it does not, or when the new provider has no queue yet.
  */
 import { describe, expect, it } from 'vitest';
+import type { EngineInfo, EngineQueueInfo } from '../../../src/catalog/model.js';
 import { buildPlan } from '../../../src/planner/index.js';
 import { FILE, TABLES, catalog, state } from './fixtures.js';
 
@@ -29,15 +31,45 @@ describe('planner: cascades', () => {
     expect(ids.filter((id) => id.startsWith('add_subscriber_table:rep_leaf:'))).toHaveLength(3);
   });
 
-  it('refuses to move a subscribed node to another provider (change_provider is not supported yet)', () => {
-    const subscribed = (consumer: string) => ({ version: 3, content: null, queues: [], subscriptions: [{ queue: 'shop', consumer, completedTick: '9', tables: [] }] });
-    const rootQueue = { name: 'shop', lastTick: '9', settings: { tickerMaxCount: 500, tickerMaxLagMs: 100, tickerIdlePeriodMs: 30000, rotationTxids: 100000, tickRetentionMs: 3600000 }, consumers: [{ name: 'new_leaf', lastTick: '9' }, { name: 'rep_leaf', lastTick: '9' }], tables: [], sequences: [] };
+  const settings = { tickerMaxCount: 500, tickerMaxLagMs: 100, tickerIdlePeriodMs: 30000, rotationTxids: 100000, tickRetentionMs: 3600000 };
+  const subscribed = (consumer: string, tick: string, queues: EngineQueueInfo[] = []): EngineInfo => ({ version: 3, content: null, queues, subscriptions: [{ queue: 'shop', consumer, completedTick: tick, tables: [] }] });
+
+  it('refuses to move a node under a branch that has no queue yet (change_provider_no_queue)', () => {
+    const rootQueue = { name: 'shop', lastTick: '9', settings, consumers: [{ name: 'new_leaf', lastTick: '9' }, { name: 'rep_leaf', lastTick: '9' }], tables: [], sequences: [] };
     const plan = buildPlan({
       state: state(CASCADE),
-      catalogs: { old: catalog(12, TABLES, { engine: { version: 3, content: null, queues: [rootQueue], subscriptions: [] } }), new: catalog(16, TABLES, { engine: subscribed('new_leaf') }), rep: catalog(17, TABLES, { engine: subscribed('rep_leaf') }) },
+      catalogs: { old: catalog(12, TABLES, { engine: { version: 3, content: null, queues: [rootQueue], subscriptions: [] } }), new: catalog(16, TABLES, { engine: subscribed('new_leaf', '9') }), rep: catalog(17, TABLES, { engine: subscribed('rep_leaf', '9') }) },
       engineVersion: 3,
     });
-    expect(plan.checks).toContainEqual(expect.objectContaining({ severity: 'error', code: 'change_provider_not_supported', path: 'queues.shop.nodes.rep_leaf.provider' }));
+    expect(plan.checks).toContainEqual(expect.objectContaining({ severity: 'error', code: 'change_provider_no_queue', path: 'queues.shop.nodes.rep_leaf.provider' }));
     expect(plan.errored).toBe(true);
+  });
+
+  // rep_leaf reads from the branch new_leaf today (at tick 9); the file moves it to the root.
+  const MOVED = CASCADE.replace('rep_leaf: { database: rep, type: leaf, provider: new_leaf }', 'rep_leaf: { database: rep, type: leaf, provider: old_root }');
+  const moving = (rootConsumers: Array<{ name: string; lastTick: string }>) =>
+    buildPlan({
+      state: state(MOVED),
+      catalogs: {
+        old: catalog(12, TABLES, { engine: { version: 3, content: null, queues: [{ name: 'shop', lastTick: '20', settings, consumers: rootConsumers, tables: [], sequences: [] }], subscriptions: [] } }),
+        new: catalog(16, TABLES, { engine: subscribed('new_leaf', '20', [{ name: 'shop', lastTick: '20', settings, branchProvider: 'old_root', consumers: [{ name: 'rep_leaf', lastTick: '9' }], tables: [], sequences: [] }]) }),
+        rep: catalog(17, TABLES, { engine: subscribed('rep_leaf', '9') }),
+      },
+      engineVersion: 3,
+    });
+
+  it('moves a leaf from a branch to the root the watermark keeps its tick on (~ change_provider)', () => {
+    const plan = moving([{ name: 'new_leaf', lastTick: '20' }, { name: 'watermark:new_leaf', lastTick: '9' }]);
+    expect(plan.checks.filter((c) => c.severity === 'error')).toEqual([]);
+    const move = plan.actions.find((a) => a.kind === 'change_provider')!;
+    expect(move).toMatchObject({ id: 'change_provider:rep_leaf:shop', change: 'update', database: 'rep', params: { consumer: 'rep_leaf', from: 'new_leaf', fromDatabase: 'new', to: 'old_root', toDatabase: 'old', tick: '9' } });
+    // Neither the branch's watermark on the root nor the moved node's consumer on the branch is removed by another action.
+    expect(plan.actions.filter((a) => a.kind === 'remove_consumer')).toEqual([]);
+  });
+
+  it('refuses the move when the root no longer holds the leaf\'s tick (change_provider_tick_gone)', () => {
+    const plan = moving([{ name: 'new_leaf', lastTick: '20' }]);
+    expect(plan.checks).toContainEqual(expect.objectContaining({ severity: 'error', code: 'change_provider_tick_gone', path: 'queues.shop.nodes.rep_leaf.provider' }));
+    expect(plan.actions.filter((a) => a.kind === 'change_provider')).toEqual([]);
   });
 });
