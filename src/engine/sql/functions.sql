@@ -845,18 +845,6 @@ BEGIN
     ' ELSE INSERT INTO %3$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
-  -- INSERT and UPDATE events carry no key: the reader takes it from the row.
-  -- The key is compared by its binary image (*<> needs no operator lookup).
-  -- A plain table's shape check is planned once per session and whenever the table's columns change
-  -- (pgconvey.capture_columns, below): the condition is then a constant, no catalog access.
-  -- A partitioned table's rows are captured on its partitions (whose columns may be in another order, or
-  -- numbered otherwise), with one capture function for the tree: each partition known now has its own
-  -- planned check (the same as a plain table's, on the partition: pgconvey.capture_columns of its oid,
-  -- against its recorded shape), picked by TG_RELID. From PG 11 the row trigger is the parent's clone,
-  -- gone from a partition detached; on PG 10 (a trigger per leaf, left on a detached table) and for a
-  -- partition attached since the table was captured (until plan captures it again), partition_shape
-  -- gives the shape from the partition's columns once per transaction and columns, and 0 for a table no
-  -- longer in the tree.
   v_settings := pgconvey.capture_settings_sql(v_rel);
 
   -- A row's version superseded before its capture fires (a trigger fired by the statement, a foreign
@@ -935,6 +923,18 @@ BEGIN
       || 'END IF; ';
   END IF;
 
+  -- INSERT and UPDATE events carry no key: the reader takes it from the row.
+  -- The key is compared by its binary image (*<> needs no operator lookup).
+  -- A plain table's shape check is planned once per session and whenever the table's columns change
+  -- (pgconvey.capture_columns, below): the condition is then a constant, no catalog access.
+  -- A partitioned table's rows are captured on its partitions (whose columns may be in another order, or
+  -- numbered otherwise), with one capture function for the tree: each partition known now has its own
+  -- planned check (the same as a plain table's, on the partition: pgconvey.capture_columns of its oid,
+  -- against its recorded shape), picked by TG_RELID. From PG 11 the row trigger is the parent's clone,
+  -- gone from a partition detached; on PG 10 (a trigger per leaf, left on a detached table) and for a
+  -- partition attached since the table was captured (until plan captures it again), partition_shape
+  -- gives the shape from the partition's columns once per transaction and columns, and 0 for a table no
+  -- longer in the tree.
   IF v_partitioned THEN
     SELECT coalesce(array_agg(l.rel ORDER BY l.rel), '{}'),
            coalesce(array_agg(CASE WHEN v_clone THEN
