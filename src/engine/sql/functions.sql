@@ -854,7 +854,8 @@ BEGIN
   -- every later capture of the table in that transaction at a shallower depth ships the row's current
   -- version read by its key (capture_current_<id>; a D when the key no longer exists) instead of
   -- NEW/OLD, so the last event of each key is its state when that capture fires. The common case (no
-  -- nested capture in the session) costs one session-setting read. Plain tables only, whose key a
+  -- nested capture in the transaction) costs one session-setting read (the first capture after a
+  -- marked transaction clears the mark). Plain tables only, whose key a
   -- unique index on exactly its columns keeps, compared with that index's btree equality when it is a
   -- built-in or C function (none a non-superuser can define).
   FOR v_part IN SELECT p.oid::regprocedure::text AS f FROM pg_proc p
@@ -903,8 +904,9 @@ BEGIN
                           replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', 'v_row'));
     END IF;
     v_nested_sql :=
-         format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.nested_' || v_table_id)
-      || 'IF v_cached IS NOT NULL OR pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.>) 1 THEN '
+         -- One expression in the common case: the setting unset (or cleared) and depth 1.
+         format('IF pg_catalog.current_setting(%L, true) OPERATOR(pg_catalog.<>) '''' OR pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.>) 1 THEN ', 'pgconvey.nested_' || v_table_id)
+      ||   format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.nested_' || v_table_id)
       ||   'v_depth := pg_catalog.pg_trigger_depth(); v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; v_deepest := 0; '
       ||   'IF pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
       ||     'v_deepest := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; END IF; '
@@ -919,6 +921,8 @@ BEGIN
           ||     replace(v_current, '$REC', 'OLD') || replace(v_current, '$REC', 'NEW')
           ||   'ELSE ' || replace(v_current, '$REC', 'NEW') || 'END IF; '
           || 'ELSE ' || replace(v_current, '$REC', 'NEW') || 'END IF; RETURN NULL; ' END
+      ||   'ELSIF v_deepest OPERATOR(pg_catalog.=) 0 THEN '  -- another transaction's mark: cleared
+      ||     format('PERFORM pg_catalog.set_config(%L, '''', false); ', 'pgconvey.nested_' || v_table_id)
       ||   'END IF; '
       || 'END IF; ';
   END IF;
