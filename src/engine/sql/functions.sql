@@ -924,6 +924,22 @@ BEGIN
       ||   'ELSIF v_deepest OPERATOR(pg_catalog.=) 0 THEN '  -- another transaction's mark: cleared
       ||     format('PERFORM pg_catalog.set_config(%L, '''', false); ', 'pgconvey.nested_' || v_table_id)
       ||   'END IF; '
+         -- A nested capture's row goes as U, never I: the key it inserts may still exist on the subscriber,
+         -- its deletion (by the outer statement) not yet shipped; the apply's update inserts a row it does
+         -- not find, where an I is a plain INSERT of a key taken as new.
+      ||   'IF v_depth OPERATOR(pg_catalog.>) 1 THEN '
+      ||     'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
+      ||       replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_row)
+      ||     ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
+      ||       (SELECT format('IF ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record THEN ',
+                              string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', ')) FROM unnest(v_keys) k)
+      ||         replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
+      ||       ' END IF; '
+      ||       replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_row)
+      ||     ' ELSE '
+      ||       replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
+      ||     ' END IF; RETURN NULL; '
+      ||   'END IF; '
       || 'END IF; ';
   END IF;
 
