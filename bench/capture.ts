@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     const noWrapper = (d: string) => d.replace(/^\s*SECURITY DEFINER\s*$/m, '').replace(/^\s*SET [a-z_]+ (TO|=) .*$/gim, '');
     const noInsert = (d: string) => d.replace(/INSERT INTO pgconvey\.event_\d+_\d+ \((ev_txid, )?ev_table, ev_op, ev_shape, ev_key, ev_data\) VALUES \(/g, 'PERFORM ROW(');
     const noShape = (d: string) => d.replace(/IF pgconvey\.capture_columns\(.*? THEN v_shape := (\d+); ELSE .*?END IF; (?=IF pg_catalog\.current_setting|IF TG_OP)/s, 'v_shape := $1; ');
-    const noNested = (d: string) => d.replace(/IF pg_catalog\.current_setting\('pgconvey\.nested_\d+', true\) .*?(?=IF TG_OP OPERATOR\(pg_catalog\.=\) 'INSERT')/s, '');
+    const noNested = (d: string) => d.replace(/IF pg_catalog\.current_setting\('pgconvey\.nested_\d+', true\) .*?RETURN NULL; END IF; END IF; (?=IF TG_OP OPERATOR\(pg_catalog\.=\) 'INSERT')/s, '');
     const bodies: Partial<Record<Variant, string>> = {
       empty: `CREATE FUNCTION bench.empty() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$`,
       wrapper: `CREATE FUNCTION bench.wrapper() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER ${(trg.proconfig as string[] | null ?? []).map((s) => `SET ${s.replace('=', ' = ')}`).join(' ')} AS $$BEGIN RETURN NULL; END$$`,
