@@ -13,8 +13,14 @@
  *   no-shape    — the capture without its shape check (the shape taken as known);
  *   no-wrapper  — the capture without SECURITY DEFINER and SET clauses;
  *   txid-default — the capture with ev_txid left to the column default (txid_current() once more);
+ *   no-nested   — the capture without its check for a nested capture in the transaction (what a row
+ *                 version superseded before its capture fires needs: the code before it);
  *   capture     — the capture as installed (a copy, owned by the bench's superuser);
  *   installed   — the installed trigger itself (owned by the capture role);
+ *   other-trigger — installed, with another AFTER ROW trigger on the table that writes nothing (an empty one);
+ *   touch       — installed, with another AFTER UPDATE trigger that updates its row again (a nested
+ *                 UPDATE: two captures per update, the outer one reading the row by its key);
+ *   touch-no-nested — the same with the no-nested copy (two captures, no read by key: not exact);
  *   statement   — a statement-level trigger with a transition table writing U events (no shape check);
  *   statement-full — the same with old and new transition tables, the txid and event table, the shape
  *                 check and the key change told apart (D / I / U): what an exact statement-level capture of
@@ -58,7 +64,7 @@ const MULTI = QUICK ? 1000 : Number(args.multi);
 const ROUNDS = QUICK ? 1 : Number(args.rounds);
 const DB = 'bench';
 
-const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'txid-default', 'capture', 'installed', 'statement', 'statement-full'] as const;
+const VARIANTS = ['none', 'empty', 'wrapper', 'no-insert', 'no-shape', 'no-wrapper', 'txid-default', 'no-nested', 'capture', 'installed', 'other-trigger', 'touch', 'touch-no-nested', 'statement', 'statement-full'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 async function main(): Promise<void> {
@@ -88,7 +94,8 @@ async function main(): Promise<void> {
     const rename = (d: string, name: string) => d.replace(/FUNCTION\s+pgconvey\.capture_\d+\(\)/, `FUNCTION bench."${name}"()`);
     const noWrapper = (d: string) => d.replace(/^\s*SECURITY DEFINER\s*$/m, '').replace(/^\s*SET [a-z_]+ (TO|=) .*$/gim, '');
     const noInsert = (d: string) => d.replace(/INSERT INTO pgconvey\.event_\d+_\d+ \((ev_txid, )?ev_table, ev_op, ev_shape, ev_key, ev_data\) VALUES \(/g, 'PERFORM ROW(');
-    const noShape = (d: string) => d.replace(/IF pgconvey\.capture_columns\(.*? THEN v_shape := (\d+); ELSE .*?END IF; (?=IF TG_OP)/s, 'v_shape := $1; ');
+    const noShape = (d: string) => d.replace(/IF pgconvey\.capture_columns\(.*? THEN v_shape := (\d+); ELSE .*?END IF; (?=IF pg_catalog\.current_setting|IF TG_OP)/s, 'v_shape := $1; ');
+    const noNested = (d: string) => d.replace(/IF pg_catalog\.current_setting\('pgconvey\.nested_\d+', true\) .*?RETURN NULL; END IF; END IF; (?=IF TG_OP OPERATOR\(pg_catalog\.=\) 'INSERT')/s, '');
     const bodies: Partial<Record<Variant, string>> = {
       empty: `CREATE FUNCTION bench.empty() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$`,
       wrapper: `CREATE FUNCTION bench.wrapper() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER ${(trg.proconfig as string[] | null ?? []).map((s) => `SET ${s.replace('=', ' = ')}`).join(' ')} AS $$BEGIN RETURN NULL; END$$`,
@@ -96,13 +103,17 @@ async function main(): Promise<void> {
       'no-shape': rename(noShape(def), 'no-shape'),
       'no-wrapper': rename(noWrapper(def), 'no-wrapper'),
       capture: rename(def, 'capture'),
+      'no-nested': rename(noNested(def), 'no-nested'),
       // The event's transaction id left to the column default (txid_current() once more per row), as before.
       'txid-default': rename(def.replace(/\(ev_txid, ev_table/g, '(ev_table').replace(/VALUES \(v_txid, /g, 'VALUES ('), 'txid-default'),
     };
-    if (bodies['no-insert'] === rename(def, 'no-insert') || bodies['no-shape'] === rename(def, 'no-shape') || bodies['txid-default'] === rename(def, 'txid-default')) throw new Error(`could not cut the capture function into its parts; its text changed:\n${def}`);
+    if (bodies['no-nested'] === rename(def, 'no-nested') || bodies['no-insert'] === rename(def, 'no-insert') || bodies['no-shape'] === rename(def, 'no-shape') || bodies['txid-default'] === rename(def, 'txid-default')) throw new Error(`could not cut the capture function into its parts; its text changed:\n${def}`);
     if (process.env.BENCH_SHOW_VARIANTS) for (const [v, b] of Object.entries(bodies)) log(`variant ${v}:\n${b}`);
     await c.query('CREATE SCHEMA bench');
     for (const b of Object.values(bodies)) await c.query(b!);
+    // The other triggers: one writing nothing, one updating its row again (once: not in the nested UPDATE).
+    await c.query(`CREATE FUNCTION bench.touch() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN UPDATE public.pgbench_accounts SET filler = filler WHERE aid = NEW.aid; RETURN NULL; END $$`);
     // A statement-level trigger with a transition table writing the same events (U only: no key change
     // nor shape check — a lower bound of what a statement-level capture costs).
     const shape = Number((await c.query("SELECT substring($1 from 'v_shape := (\\d+);')::int AS s", [def])).rows[0].s);
@@ -148,9 +159,14 @@ async function main(): Promise<void> {
     await c.query('SET synchronous_commit = off');
 
     const use = async (v: Variant) => {
-      await c!.query(`ALTER TABLE pgbench_accounts ${v === 'installed' ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(trg.tgname)}`);
+      const installed = v === 'installed' || v === 'other-trigger' || v === 'touch';
+      await c!.query(`ALTER TABLE pgbench_accounts ${installed ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(trg.tgname)}`);
       await c!.query('DROP TRIGGER IF EXISTS bench_v ON pgbench_accounts');
+      await c!.query('DROP TRIGGER IF EXISTS bench_other ON pgbench_accounts');
       if (bodies[v]) await c!.query(`CREATE TRIGGER bench_v AFTER INSERT OR UPDATE OR DELETE ON pgbench_accounts FOR EACH ROW EXECUTE PROCEDURE bench."${v}"()`);
+      if (v === 'touch-no-nested') await c!.query('CREATE TRIGGER bench_v AFTER INSERT OR UPDATE OR DELETE ON pgbench_accounts FOR EACH ROW EXECUTE PROCEDURE bench."no-nested"()');
+      if (v === 'other-trigger') await c!.query('CREATE TRIGGER bench_other AFTER UPDATE ON pgbench_accounts FOR EACH ROW EXECUTE PROCEDURE bench.empty()');
+      if (v === 'touch' || v === 'touch-no-nested') await c!.query('CREATE TRIGGER bench_other AFTER UPDATE ON pgbench_accounts FOR EACH ROW WHEN (pg_trigger_depth() < 1) EXECUTE PROCEDURE bench.touch()');
       if (v === 'statement') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt()');
       if (v === 'statement-full') await c!.query('CREATE TRIGGER bench_v AFTER UPDATE ON pgbench_accounts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE PROCEDURE bench.stmt_full()');
       if (events.length) await c!.query(`TRUNCATE ${events.join(', ')}`);
@@ -264,8 +280,12 @@ async function main(): Promise<void> {
       'no-insert': 'capture without the event INSERT (image, routing, shape check, wrapper)',
       'no-shape': 'capture without the shape check',
       'no-wrapper': 'capture without SECURITY DEFINER / SET',
+      'no-nested': 'capture without the nested-capture check (the code before it)',
       capture: 'capture (copy of the installed function)',
       installed: 'the installed capture trigger',
+      'other-trigger': 'installed + an empty AFTER ROW trigger (writes nothing)',
+      touch: 'installed + an AFTER UPDATE trigger updating its row again (2 captures, the outer one reads by key)',
+      'touch-no-nested': 'no-nested copy + the same trigger (2 captures, no read: not exact)',
       'txid-default': 'capture with ev_txid from the column default (txid_current() again)',
       statement: 'a statement-level trigger with a transition table (U events only, no shape check)',
       'statement-full': 'a statement-level trigger with old and new transition tables: txid, event table, shape check, key change (D/I/U)',
@@ -279,7 +299,7 @@ async function main(): Promise<void> {
         VARIANTS.map((v) => [described[v], spread(perTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(perTx, v)), spread(oneTx[v].map((ms) => us(ms, N)), show), v === 'none' ? '—' : show(cost(oneTx, v))]),
       ),
       '',
-      `Parts, a transaction per update (differences of medians, µs/update): the row trigger itself ${show(cost(perTx, 'empty'))}; SECURITY DEFINER + SET ${show(cost(perTx, 'wrapper') - cost(perTx, 'empty'))} (in the full capture: ${show(cost(perTx, 'capture') - cost(perTx, 'no-wrapper'))}); the event INSERT ${show(cost(perTx, 'capture') - cost(perTx, 'no-insert'))}; the shape check ${show(cost(perTx, 'capture') - cost(perTx, 'no-shape'))}; ev_txid from the column default instead of v_txid ${show(cost(perTx, 'txid-default') - cost(perTx, 'capture'))}; the rest (row image, txid routing, plpgsql statements) ${show(cost(perTx, 'no-insert') - cost(perTx, 'wrapper') - (cost(perTx, 'capture') - cost(perTx, 'no-shape')))}. In one transaction the shape check is taken from the session setting after the first row: ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-shape'))}.`,
+      `Parts, a transaction per update (differences of medians, µs/update): the row trigger itself ${show(cost(perTx, 'empty'))}; SECURITY DEFINER + SET ${show(cost(perTx, 'wrapper') - cost(perTx, 'empty'))} (in the full capture: ${show(cost(perTx, 'capture') - cost(perTx, 'no-wrapper'))}); the event INSERT ${show(cost(perTx, 'capture') - cost(perTx, 'no-insert'))}; the shape check ${show(cost(perTx, 'capture') - cost(perTx, 'no-shape'))}; the nested-capture check ${show(cost(perTx, 'capture') - cost(perTx, 'no-nested'))} (in one transaction ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-nested'))}); with a trigger updating its row again, the read by key ${show(cost(perTx, 'touch') - cost(perTx, 'touch-no-nested'))} (in one transaction ${show(cost(oneTx, 'touch') - cost(oneTx, 'touch-no-nested'))}); ev_txid from the column default instead of v_txid ${show(cost(perTx, 'txid-default') - cost(perTx, 'capture'))}; the rest (row image, txid routing, plpgsql statements) ${show(cost(perTx, 'no-insert') - cost(perTx, 'wrapper') - (cost(perTx, 'capture') - cost(perTx, 'no-shape')))}. In one transaction the shape check is taken from the session setting after the first row: ${show(cost(oneTx, 'capture') - cost(oneTx, 'no-shape'))}.`,
       '',
       `pg_stat_user_functions (track_functions = all) for ${N} updates, a transaction each, through the installed trigger:`,
       '',

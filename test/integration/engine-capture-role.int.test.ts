@@ -105,6 +105,14 @@ for (const server of [sourceServer(), targetServer()]) {
           { f: `capture_${tableId}`, owner: role, public_exec: false },
           { f: `capture_truncate_${tableId}`, owner: role, public_exec: false },
         ]);
+        // The reader of a superseded row's current version by key stays the engine owner's; only the capture role may call it.
+        const reader = await admin.query(
+          `SELECT pg_catalog.pg_get_userbyid(p.proowner) AS owner, pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec,
+                  pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE') AS role_exec, pg_catalog.has_function_privilege($3, p.oid, 'EXECUTE') AS writer_exec
+             FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = $1`,
+          [`capture_current_${tableId}`, role, writer],
+        );
+        expect(reader.rows).toEqual([{ owner: server.user, public_exec: false, role_exec: true, writer_exec: false }]);
         const attrs = (await admin.query('SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = $1', [role])).rows[0];
         expect(attrs).toEqual({ rolcanlogin: false, rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolreplication: false, rolbypassrls: false });
         expect((await admin.query('SELECT count(*)::int AS n FROM pg_catalog.pg_auth_members WHERE member = $1::regrole', [role])).rows[0].n).toBe(0);

@@ -672,6 +672,15 @@ BEGIN
   IF to_regprocedure(format('pgconvey.%I()', 'capture_truncate_rows_' || p_table_id)) IS NOT NULL THEN
     EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', 'capture_truncate_rows_' || p_table_id);
   END IF;
+  -- capture_current_<id> (a plain table's: reads a row's current version by its key, see add_table) stays
+  -- the engine owner's too; only the capture role (through the table's capture function) may call it.
+  FOR f IN SELECT p.oid::regprocedure::text FROM pg_proc p
+            WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = 'capture_current_' || p_table_id LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    IF v_role IS NOT NULL THEN
+      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, v_role);
+    END IF;
+  END LOOP;
   -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for these statements only.
   IF v_role IS NOT NULL THEN
     EXECUTE format('GRANT CREATE ON SCHEMA pgconvey TO %I', v_role);
@@ -734,6 +743,13 @@ DECLARE
   v_trigger record;
   v_poids oid[];
   v_pbranches text[];
+  v_index record;
+  v_where text;
+  v_argtypes text;
+  v_trusted bigint;
+  v_reader text;
+  v_current text;
+  v_nested_sql text;
 BEGIN
   SELECT queue_id INTO v_queue_id FROM pgconvey.queue WHERE queue_name = p_queue;
   IF NOT FOUND THEN
@@ -830,6 +846,104 @@ BEGIN
     ' ELSE INSERT INTO %3$s (ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data) VALUES (v_txid, %4$s, $OP, v_shape, $KEY, $DATA); END IF;',
     pgconvey.event_table(v_queue_id, 0), pgconvey.event_table(v_queue_id, 1), pgconvey.event_table(v_queue_id, 2), v_table_id);
 
+  v_settings := pgconvey.capture_settings_sql(v_rel);
+
+  -- A row's version superseded before its capture fires (a trigger fired by the statement, a foreign
+  -- key's action, a trigger on another table: each writes through a nested statement, whose captures fire
+  -- at its end, before the statement's own). A capture at trigger depth > 1 is such a nested one: it
+  -- marks the transaction (session setting pgconvey.nested_<id>, value "<txid>:<deepest depth>"), and
+  -- every later capture of the table in that transaction at a shallower depth ships the row's current
+  -- version read by its key (capture_current_<id>; a D when the key no longer exists) instead of
+  -- NEW/OLD, so the last event of each key is its state when that capture fires. The common case (no
+  -- nested capture in the transaction) costs one session-setting read (the first capture after a
+  -- marked transaction clears the mark). Plain tables only, whose key a
+  -- unique index on exactly its columns keeps, compared with that index's btree equality when it is a
+  -- built-in or C function (none a non-superuser can define).
+  FOR v_part IN SELECT p.oid::regprocedure::text AS f FROM pg_proc p
+                 WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = 'capture_current_' || v_table_id LOOP
+    EXECUTE format('DROP FUNCTION %s', v_part.f);
+  END LOOP;
+  IF NOT v_partitioned THEN
+    SELECT x.indnatts, x.indkey, x.indclass INTO v_index FROM pg_index x
+     WHERE x.indrelid = v_rel AND x.indisunique AND x.indimmediate AND x.indisvalid AND x.indpred IS NULL AND x.indexprs IS NULL
+       AND x.indnatts = array_length(v_keys, 1)
+       AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+             WHERE a.attrelid = v_rel AND a.attnum = ANY (x.indkey)) = (SELECT array_agg(k ORDER BY k) FROM unnest(v_keys) k)
+     ORDER BY x.indisprimary DESC, x.indexrelid LIMIT 1;
+    IF FOUND THEN
+      SELECT string_agg(format('t.%I OPERATOR(%I.%s) $%s', u.k, n.nspname, o.oprname, u.o), ' AND ' ORDER BY u.o),
+             string_agg(format_type(a.atttypid, NULL), ', ' ORDER BY u.o),
+             count(*) FILTER (WHERE lo.lanname IN ('internal', 'c') AND lp.lanname IN ('internal', 'c'))
+        INTO v_where, v_argtypes, v_trusted
+        FROM unnest(v_keys) WITH ORDINALITY AS u(k, o)
+        JOIN pg_attribute a ON a.attrelid = v_rel AND a.attname = u.k
+        JOIN generate_series(0, v_index.indnatts - 1) i ON v_index.indkey[i] = a.attnum
+        JOIN pg_opclass c ON c.oid = v_index.indclass[i]
+        JOIN pg_amop ao ON ao.amopfamily = c.opcfamily AND ao.amopstrategy = 3 AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
+        JOIN pg_operator o ON o.oid = ao.amopopr
+        JOIN pg_namespace n ON n.oid = o.oprnamespace
+        JOIN pg_proc po ON po.oid = o.oprcode JOIN pg_language lo ON lo.oid = po.prolang
+        JOIN pg_amproc ap ON ap.amprocfamily = c.opcfamily AND ap.amprocnum = 1 AND ap.amproclefttype = c.opcintype AND ap.amprocrighttype = c.opcintype
+        JOIN pg_proc pp ON pp.oid = ap.amproc JOIN pg_language lp ON lp.oid = pp.prolang;
+      IF v_trusted IS DISTINCT FROM array_length(v_keys, 1)::bigint THEN
+        v_where := NULL;
+      END IF;
+    END IF;
+    IF v_where IS NOT NULL THEN
+      v_reader := 'capture_current_' || v_table_id;
+      -- The engine owner's (the capture role reads no application table); row_security off: a policy
+      -- (code a table owner defines) never runs as the engine owner: where one would apply, the read fails.
+      EXECUTE format('CREATE FUNCTION pgconvey.%I(%s) RETURNS pg_catalog.text LANGUAGE plpgsql SECURITY DEFINER%s SET row_security = off AS %L',
+                     v_reader, v_argtypes, v_settings,
+                     format('BEGIN RETURN (SELECT pg_catalog.textin(pg_catalog.record_out(t.*)) FROM ONLY %s t WHERE %s); END', v_rel, v_where));
+      -- The current state of the key of row r (OLD or NEW): U of the row read, or D of the key.
+      v_current := format('v_row := pgconvey.%I(%s); IF v_row IS NULL THEN %s ELSE %s END IF; ', v_reader,
+                          (SELECT string_agg(format('$REC.%I', k), ', ' ORDER BY o) FROM unnest(v_keys) WITH ORDINALITY AS u(k, o)),
+                          replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY',
+                                  (SELECT format('pg_catalog.textin(pg_catalog.record_out(ROW(%s)))', string_agg(format('$REC.%I', k), ', ' ORDER BY o))
+                                     FROM unnest(v_keys) WITH ORDINALITY AS u(k, o))), '$DATA', 'NULL'),
+                          replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', 'v_row'));
+    END IF;
+    v_nested_sql :=
+         -- One expression in the common case: the setting unset (or cleared) and depth 1.
+         format('IF pg_catalog.current_setting(%L, true) OPERATOR(pg_catalog.<>) '''' OR pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.>) 1 THEN ', 'pgconvey.nested_' || v_table_id)
+      ||   format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.nested_' || v_table_id)
+      ||   'v_depth := pg_catalog.pg_trigger_depth(); v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; v_deepest := 0; '
+      ||   'IF pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
+      ||     'v_deepest := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; END IF; '
+      ||   'IF v_depth OPERATOR(pg_catalog.>) v_deepest AND v_depth OPERATOR(pg_catalog.>) 1 THEN '
+      ||     format('PERFORM pg_catalog.set_config(%L, v_mark OPERATOR(pg_catalog.||) v_depth::pg_catalog.text, false); ', 'pgconvey.nested_' || v_table_id)
+      ||   'ELSIF v_deepest OPERATOR(pg_catalog.>) v_depth THEN '
+      ||     CASE WHEN v_current IS NULL THEN 'NULL; ' ELSE
+             'IF TG_OP OPERATOR(pg_catalog.=) ''DELETE'' THEN ' || replace(v_current, '$REC', 'OLD')
+          || 'ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
+          ||   (SELECT format('IF ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record THEN ',
+                              string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', ')) FROM unnest(v_keys) k)
+          ||     replace(v_current, '$REC', 'OLD') || replace(v_current, '$REC', 'NEW')
+          ||   'ELSE ' || replace(v_current, '$REC', 'NEW') || 'END IF; '
+          || 'ELSE ' || replace(v_current, '$REC', 'NEW') || 'END IF; RETURN NULL; ' END
+      ||   'ELSIF v_deepest OPERATOR(pg_catalog.=) 0 THEN '  -- another transaction's mark: cleared
+      ||     format('PERFORM pg_catalog.set_config(%L, '''', false); ', 'pgconvey.nested_' || v_table_id)
+      ||   'END IF; '
+         -- A nested capture's row goes as U, never I: the key it inserts may still exist on the subscriber,
+         -- its deletion (by the outer statement) not yet shipped; the apply's update inserts a row it does
+         -- not find, where an I is a plain INSERT of a key taken as new.
+      ||   'IF v_depth OPERATOR(pg_catalog.>) 1 THEN '
+      ||     'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
+      ||       replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_row)
+      ||     ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
+      ||       (SELECT format('IF ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record THEN ',
+                              string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', ')) FROM unnest(v_keys) k)
+      ||         replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
+      ||       ' END IF; '
+      ||       replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_row)
+      ||     ' ELSE '
+      ||       replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
+      ||     ' END IF; RETURN NULL; '
+      ||   'END IF; '
+      || 'END IF; ';
+  END IF;
+
   -- INSERT and UPDATE events carry no key: the reader takes it from the row.
   -- The key is compared by its binary image (*<> needs no operator lookup).
   -- A plain table's shape check is planned once per session and whenever the table's columns change
@@ -862,7 +976,7 @@ BEGIN
       || 'IF v_shape OPERATOR(pg_catalog.=) 0 THEN RETURN NULL; END IF; ';
   END IF;
   SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_mark pg_catalog.text;'
-      || ' v_n pg_catalog.int8; v_max pg_catalog.int2; BEGIN '
+      || ' v_n pg_catalog.int8; v_max pg_catalog.int2; v_depth pg_catalog.int4; v_deepest pg_catalog.int4; v_row pg_catalog.text; BEGIN '
       || v_pick
       || coalesce(v_shape_sql, '')
       || CASE WHEN v_partitioned THEN '' ELSE
@@ -872,6 +986,7 @@ BEGIN
                 v_rel::oid::text, v_all::text, v_shape)
       || format('ELSE v_shape := pgconvey.capture_shape(%s, %s, TG_RELID, pgconvey.capture_columns(%L::pg_catalog.regclass)); END IF; ',
                 v_table_id, v_shape, v_rel::oid::text) END
+      || coalesce(v_nested_sql, '')
       || 'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
       ||   replace(replace(replace(v_route_tpl, '$OP', '''I'''), '$KEY', 'NULL'), '$DATA', v_row)
       || ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
@@ -888,7 +1003,6 @@ BEGIN
     INTO v_body
     FROM unnest(v_keys) k;
 
-  v_settings := pgconvey.capture_settings_sql(v_rel);
   EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER%s AS %L',
                  'capture_' || v_table_id, v_settings, v_body);
   IF NOT v_partitioned THEN
@@ -1214,6 +1328,10 @@ BEGIN
   EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_' || v_table_id);
   EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_truncate_' || v_table_id);
   EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I()', 'capture_truncate_rows_' || v_table_id);
+  FOR v_trigger IN SELECT p.oid::regprocedure::text AS f FROM pg_proc p
+                    WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = 'capture_current_' || v_table_id LOOP
+    EXECUTE format('DROP FUNCTION %s', v_trigger.f);
+  END LOOP;
   DELETE FROM pgconvey.captured_table WHERE table_id = v_table_id;
   RETURN true;
 END $$;
