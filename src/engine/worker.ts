@@ -19,7 +19,7 @@ import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
 import { SCRIPT_EVENT_TABLE } from './ddl.js';
 import { ScriptRunner } from './ddl-apply.js';
-import { BranchRequeue } from './branch.js';
+import { BranchOutOfStepError, BranchRequeue } from './branch.js';
 import { Phases } from './worker-profile.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
@@ -231,21 +231,36 @@ export class ApplyWorker {
     // One round trip: the transaction, the position (locked) and the applied tables' states, locked
     // FOR SHARE until the batch ends: a resync or a copy of one of them waits for this batch, and
     // this batch never applies to a table being copied.
-    const opened = (await ph.time('open', () =>
-      this.subscriber.query(
-        format(
-          'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
-            `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
-              WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up')}) FOR SHARE`,
-          queue,
-          consumer,
-          queue,
-          consumer,
+    // Cascades: the same round trip asks whether this subscriber is a branch (its re-queue target, see
+    // engine/branch.ts), only when the position is the batch's start (the batch is to be applied): a leaf
+    // then makes no further round trip for it.
+    let opened: pg.QueryResult[];
+    try {
+      opened = (await ph.time('open', () =>
+        this.subscriber.query(
+          format(
+            'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
+              `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation FROM pgconvey.subscriber_table
+                WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up')}) FOR SHARE; ` +
+              'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
+            queue,
+            consumer,
+            queue,
+            consumer,
+            queue,
+            consumer,
+            batch.startTick,
+          ),
         ),
-      ),
-    )) as unknown as pg.QueryResult[];
+      )) as unknown as pg.QueryResult[];
+    } catch (err) {
+      await this.subscriber.query('ROLLBACK').catch(() => undefined);
+      const e = err as { code?: string; message?: string };
+      throw e?.code === 'PCB01' ? new BranchOutOfStepError(e.message ?? 'branch out of step') : err;
+    }
     const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
     const states = opened[3]!.rows as SubscriberTableRow[];
+    const isBranch = ((opened[4]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
       if (position.completed_tick === batch.endTick) {
@@ -304,7 +319,7 @@ export class ApplyWorker {
       // batch's end tick existed, so never behind it), the position, and the commit.
       const sequences = this.changedSequences(polled.sequences);
       // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
-      await this.branch.requeue(this.provider, this.subscriber, queue, batch);
+      if (isBranch) await this.branch.requeue(this.provider, this.subscriber, queue, batch);
       await ph.time('commit', () =>
         this.subscriber.query(
           format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; ', batch.endTick, queue, consumer) +
