@@ -368,12 +368,24 @@ const EXCLUSION_VIOLATION = '23P01';
 /**
  * Applies events to the subscriber, set-based. Pending net effects are kept
  * only within one `apply()` call (one chunk), so memory follows the chunk.
+ *
+ * A chunk's statements overlap the next chunk's decoding: `apply()` returns
+ * once the chunk's flush has started, and the next `apply()` (or `finish()`)
+ * waits for it before it sends anything itself, so the subscriber gets the
+ * statements in the same order as before. The caller uses the subscriber
+ * connection for anything else only after `finish()`, and calls `abandon()`
+ * before rolling back after a failure (no statement of the batch may follow
+ * its ROLLBACK).
  */
 export class EventApplier {
   private pending = new Map<number, PendingTable>();
   private stats = emptyStats();
   /** The TRUNCATE events of one transaction waiting to run together. */
   private truncating: { txid: string; tables: Set<number>; events: number } | null = null;
+  /** The previous chunk's flush, running on the subscriber while the next chunk is decoded. */
+  private inflight: Promise<void> | null = null;
+  /** The batch was given up: no statement is sent any more. */
+  private abandoned = false;
 
   constructor(
     private readonly subscriber: pg.Client,
@@ -386,14 +398,62 @@ export class EventApplier {
     private readonly phases: Phases = NO_PHASES,
   ) {}
 
-  /** Applies a chunk of events (in event order). */
+  /**
+   * Applies a chunk of events (in event order): its net effect is computed
+   * and its flush started; the next call or finish() waits for that flush.
+   */
   async apply(events: readonly QueueEvent[]): Promise<void> {
+    try {
+      await this.collect(events);
+      // The previous chunk's statements first: the subscriber gets them in event order.
+      await this.settle();
+    } catch (err) {
+      await this.abandon();
+      throw err;
+    }
+    const work = this.takePending();
+    const flushing = (async () => {
+      for (const [st, perTable] of work) await this.flushTable(st, perTable);
+    })();
+    // Awaited by the next apply(), finish() or abandon(); never left unhandled meanwhile.
+    flushing.catch(() => undefined);
+    this.inflight = flushing;
+  }
+
+  /** Waits for the previous chunk's flush (its error, if it failed). */
+  private async settle(): Promise<void> {
+    const p = this.inflight;
+    if (!p) return;
+    this.inflight = null;
+    await p;
+  }
+
+  /** Gives the batch up: sends no further statement and waits until none is in flight. Call before a ROLLBACK. */
+  async abandon(): Promise<void> {
+    this.abandoned = true;
+    const p = this.inflight;
+    this.inflight = null;
+    if (p) await p.catch(() => undefined);
+  }
+
+  /** The pending net effects with their tables' statements, taken (the next chunk starts afresh). */
+  private takePending(): Array<[TableStatements, PendingTable]> {
+    const work: Array<[TableStatements, PendingTable]> = [];
+    for (const [tableId, perTable] of this.pending) work.push([this.statements(tableId)!, perTable]);
+    this.pending = new Map();
+    return work;
+  }
+
+  /** Folds a chunk's events into the pending net effects (statements only where order needs them: TRUNCATE, a key change). */
+  private async collect(events: readonly QueueEvent[]): Promise<void> {
     for (const e of events) {
       if (this.truncating && (this.truncating.txid === e.txid ? e.op !== 'T' : this.truncating.tables.has(e.table) || e.op === 'T')) {
+        await this.settle();
         await this.runTruncate();
       }
       if (e.op === 'T') {
         if (!this.truncating) {
+          await this.settle();
           await this.flush();
           this.truncating = { txid: e.txid, tables: new Set(), events: 0 };
         }
@@ -411,6 +471,7 @@ export class EventApplier {
       let perTable = this.pending.get(e.table);
       if (perTable && perTable.keyColumns.join('\u0000') !== shape.keyColumns.join('\u0000')) {
         // The table's key changed (captured again with other key columns): what came before goes first.
+        await this.settle();
         await this.flushTable(st, perTable);
         this.pending.delete(e.table);
         perTable = undefined;
@@ -430,18 +491,22 @@ export class EventApplier {
       if (state) state.row = row;
       else perTable.keys.set(id, { fields, row, existed: e.op !== 'I' });
     }
-    await this.flush();
   }
 
-  /** Runs what waits for the end of the batch (a TRUNCATE). Call after the last chunk. */
+  /** Waits for the last chunk's flush and runs what waits for the end of the batch (a TRUNCATE). Call after the last chunk. */
   async finish(): Promise<void> {
-    if (this.truncating) await this.runTruncate();
-    await this.flush();
+    try {
+      await this.settle();
+      if (this.truncating) await this.runTruncate();
+      await this.flush();
+    } catch (err) {
+      await this.abandon();
+      throw err;
+    }
   }
 
   private async flush(): Promise<void> {
-    for (const [tableId, perTable] of this.pending) await this.flushTable(this.statements(tableId)!, perTable);
-    this.pending.clear();
+    for (const [st, perTable] of this.takePending()) await this.flushTable(st, perTable);
   }
 
   private async ensureTypes(st: TableStatements): Promise<void> {
@@ -464,6 +529,7 @@ export class EventApplier {
   }
 
   private async flushTable(st: TableStatements, perTable: PendingTable): Promise<void> {
+    if (this.abandoned) throw new Error('internal: a statement of a batch given up');
     const keys = st.forKey(perTable.keyColumns);
     const fresh: Array<{ data: string; shape: RowShape }> = []; // final rows of keys first seen inserted: they cannot exist yet
     const updated: Array<{ data: string; shape: RowShape }> = []; // final rows of keys that existed before
@@ -492,7 +558,8 @@ export class EventApplier {
     await this.ensureTypes(st);
     if (st.keyIsUnique && !st.mustReinsert) {
       const savepoint = st.otherConstraints;
-      const before = { ...this.stats };
+      // Only the row counts: the next chunk's decoding counts events meanwhile.
+      const before = { rowsDeleted: this.stats.rowsDeleted, rowsWritten: this.stats.rowsWritten };
       if (savepoint) await this.subscriber.query('SAVEPOINT pgconvey_flush');
       try {
         await this.run(keys.deleteKeys, gone, 'rowsDeleted');
@@ -509,7 +576,8 @@ export class EventApplier {
         const code = (err as { code?: string }).code;
         if (!savepoint || (code !== UNIQUE_VIOLATION && code !== EXCLUSION_VIOLATION)) throw err;
         await this.subscriber.query('ROLLBACK TO SAVEPOINT pgconvey_flush');
-        this.stats = before;
+        this.stats.rowsDeleted = before.rowsDeleted;
+        this.stats.rowsWritten = before.rowsWritten;
         // Two rows swapped a unique value: fall through to delete-then-insert.
       }
     }
@@ -523,6 +591,7 @@ export class EventApplier {
   /** Runs a statement on an array of row texts; returns the rows it touched. */
   private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<number> {
     if (!items.length) return 0;
+    if (this.abandoned) throw new Error('internal: a statement of a batch given up');
     const values = [arrayLiteral(items)];
     const r = await this.phases.time('statements', () => this.subscriber.query({ name: st.name, text: st.text, values }));
     this.stats[counter] += r.rowCount ?? 0;

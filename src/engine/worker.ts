@@ -261,6 +261,8 @@ export class ApplyWorker {
     const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
     const states = opened[3]!.rows as SubscriberTableRow[];
     const isBranch = ((opened[4]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
+    /** Stops the applier's statements still in flight (a chunk's flush overlaps the next chunk's decoding). */
+    let abandon: (() => Promise<void>) | undefined;
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
       if (position.completed_tick === batch.endTick) {
@@ -272,6 +274,7 @@ export class ApplyWorker {
 
       const tables = await ph.time('tables', () => this.appliedTables(batch.queueId, polled.capturedVersion, states));
       const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes, ph);
+      abandon = () => applier.abandon();
       // #17 `pgconvey execute`: scripts run at their place in the batch, then the table caches are read again (ddl-apply.ts).
       const scripts = new ScriptRunner(this.subscriber, {
         queue,
@@ -336,6 +339,8 @@ export class ApplyWorker {
       ph.flush({ events: stats.events, total: Date.now() - started, lag: Date.now() - batch.endTime.getTime() });
       return { kind: 'applied', batch, stats, lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran };
     } catch (err) {
+      // No statement of the batch may reach the subscriber after its ROLLBACK (it would run outside the batch).
+      await abandon?.();
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
       this.createdTypes.clear();
