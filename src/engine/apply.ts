@@ -86,6 +86,8 @@ interface SubscriberColumn {
 interface Statement {
   name: string;
   text: string;
+  /** The composite type its parameter is an array of. */
+  type: string;
 }
 
 /** The statements for rows of one shape. */
@@ -113,8 +115,8 @@ interface CompositeType {
   create: string;
 }
 
-function statement(kind: string, text: string): Statement {
-  return { name: `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text };
+function statement(kind: string, text: string, type: string): Statement {
+  return { name: `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, type };
 }
 
 /** A composite type of the given columns in the pgconvey schema, named by its definition. */
@@ -212,6 +214,7 @@ export class TableStatements {
         deleteKeys: statement(
           'd',
           `DELETE FROM ${this.only}${this.qualified} t USING pg_catalog.unnest($1::pgconvey.${quoteIdent(keyType.name)}[]) AS k WHERE ${this.match('t', 'k', keyColumns)}`,
+          keyType.name,
         ),
       };
       this.byKey.set(id, st);
@@ -249,18 +252,20 @@ export class TableStatements {
       const settable = cols.filter((c) => !shape.keyColumns.includes(c) && this.column(c)!.identity !== 'a');
       st = {
         keyPositions,
-        insert: statement('i', `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source}`),
+        insert: statement('i', `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source}`, rowType.name),
         ...(this.keyIsUnique && !this.mustReinsert
           ? {
               update: settable.length
                 ? statement(
                     'u',
                     `UPDATE ${this.only}${this.qualified} t SET ${settable.map((c) => `${quoteIdent(c)} = r.${quoteIdent(c)}`).join(', ')} FROM ${source} WHERE ${this.match('t', 'r', shape.keyColumns)}`,
+                    rowType.name,
                   )
                 : undefined,
               insertMissing: statement(
                 'm',
                 `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source} WHERE NOT EXISTS (SELECT FROM ${this.only}${this.qualified} x WHERE ${this.match('x', 'r', shape.keyColumns)})`,
+                rowType.name,
               ),
             }
           : {}),
@@ -392,8 +397,12 @@ export class EventApplier {
     private readonly statements: (tableId: number) => TableStatements | undefined,
     /** The shapes of the events' rows (the caller loads them before each chunk). */
     private readonly shapes: (shapeId: number) => RowShape | undefined,
-    /** Composite types known to exist on the subscriber; the caller clears it when its transaction rolls back. */
-    private readonly createdTypes: Set<string> = new Set(),
+    /**
+     * Composite types known to exist on the subscriber, with their oids; the caller clears it when its
+     * transaction rolls back. A statement's name carries its type's oid: one prepared before a rollback
+     * removed the type it was parsed with is never executed again (its parameter type is gone).
+     */
+    private readonly createdTypes: Map<string, number> = new Map(),
     /** Where the subscriber statements' time is counted (a developer's profile; off by default). */
     private readonly phases: Phases = NO_PHASES,
   ) {}
@@ -512,8 +521,11 @@ export class EventApplier {
   private async ensureTypes(st: TableStatements): Promise<void> {
     for (const [name, type] of st.types) {
       if (this.createdTypes.has(name)) continue;
-      const { rows } = await this.subscriber.query('SELECT 1 FROM pg_catalog.pg_type t WHERE t.typname = $1 AND t.typnamespace = $2::pg_catalog.regnamespace', [name, 'pgconvey']);
-      if (!rows.length) {
+      const oid = async () =>
+        (await this.subscriber.query<{ oid: number }>('SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typname = $1 AND t.typnamespace = $2::pg_catalog.regnamespace', [name, 'pgconvey'])).rows[0]
+          ?.oid;
+      let found = await oid();
+      if (found === undefined) {
         // Another worker may create the same type at the same moment: its name is its definition.
         await this.subscriber.query('SAVEPOINT pgconvey_type');
         try {
@@ -523,8 +535,10 @@ export class EventApplier {
           await this.subscriber.query('ROLLBACK TO SAVEPOINT pgconvey_type');
           if ((err as { code?: string }).code !== '23505' && (err as { code?: string }).code !== '42710') throw err;
         }
+        found = await oid();
+        if (found === undefined) throw new Error(`internal: type pgconvey.${name} is missing right after CREATE TYPE`);
       }
-      this.createdTypes.add(name);
+      this.createdTypes.set(name, found);
     }
   }
 
@@ -593,7 +607,9 @@ export class EventApplier {
     if (!items.length) return 0;
     if (this.abandoned) throw new Error('internal: a statement of a batch given up');
     const values = [arrayLiteral(items)];
-    const r = await this.phases.time('statements', () => this.subscriber.query({ name: st.name, text: st.text, values }));
+    const oid = this.createdTypes.get(st.type);
+    const name = oid === undefined ? st.name : `${st.name}_${oid}`;
+    const r = await this.phases.time('statements', () => this.subscriber.query({ name, text: st.text, values }));
     this.stats[counter] += r.rowCount ?? 0;
     return r.rowCount ?? 0;
   }

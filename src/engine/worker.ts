@@ -150,7 +150,7 @@ export class ApplyWorker {
   /** Row shapes by id (immutable once written on the provider). */
   private shapes = new Map<number, RowShape>();
   /** Composite types known to exist on the subscriber (cleared when a batch rolls back). */
-  private createdTypes = new Set<string>();
+  private createdTypes = new Map<string, number>();
   private notified: (() => void) | undefined;
   /** Cascades: a branch re-queues each batch for its own subscribers (engine/branch.ts). */
   private readonly branch = new BranchRequeue();
