@@ -94,6 +94,8 @@ interface Statement {
 interface ShapeStatements {
   /** Key field positions in the row text, in key order. */
   keyPositions: number[];
+  /** The last of them (the row text is read up to it). */
+  lastKeyPosition: number;
   /** Plain INSERT of rows. */
   insert: Statement;
   /** With a unique key: UPDATE of rows by key (absent when there is nothing to set). */
@@ -252,6 +254,7 @@ export class TableStatements {
       const settable = cols.filter((c) => !shape.keyColumns.includes(c) && this.column(c)!.identity !== 'a');
       st = {
         keyPositions,
+        lastKeyPosition: Math.max(...keyPositions),
         insert: statement('i', `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source}`, rowType.name),
         ...(this.keyIsUnique && !this.mustReinsert
           ? {
@@ -367,6 +370,13 @@ interface PendingTable {
   keys: Map<string, KeyState>;
 }
 
+/** Two key definitions (lists of key columns) are the same. */
+function sameColumns(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const UNIQUE_VIOLATION = '23505';
 const EXCLUSION_VIOLATION = '23P01';
 
@@ -478,7 +488,7 @@ export class EventApplier {
       if (!shape || shape.tableId !== e.table) throw new Error(`event of table ${st.qualified} names row shape ${e.shape}, which is not one of that table's shapes on the provider`);
       this.stats.events++;
       let perTable = this.pending.get(e.table);
-      if (perTable && perTable.keyColumns.join('\u0000') !== shape.keyColumns.join('\u0000')) {
+      if (perTable && perTable.keyColumns !== shape.keyColumns && !sameColumns(perTable.keyColumns, shape.keyColumns)) {
         // The table's key changed (captured again with other key columns): what came before goes first.
         await this.settle();
         await this.flushTable(st, perTable);
@@ -490,9 +500,11 @@ export class EventApplier {
       if (e.op === 'D') {
         fields = parseRowText(e.key!);
       } else {
-        const positions = st.forShape(shape).keyPositions;
-        const all = parseRowText(e.data!, Math.max(...positions));
-        fields = positions.map((p) => all[p] ?? null);
+        const shaped = st.forShape(shape);
+        const positions = shaped.keyPositions;
+        const all = parseRowText(e.data!, shaped.lastKeyPosition);
+        if (positions.length === 1 && positions[0] === 0) fields = all.length === 1 ? all : [all[0] ?? null];
+        else fields = positions.map((p) => all[p] ?? null);
       }
       const id = keyIdentity(fields);
       const row = e.op === 'D' ? null : { data: e.data!, shape };
