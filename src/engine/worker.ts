@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
-import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
+import { EventApplier, prepareTables, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences } from './api.js';
 import { batchFromRow, finishBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
@@ -287,7 +287,9 @@ export class ApplyWorker {
         appliedTables: () => [...tables.values()].map((t) => t.statements.table),
         refresh: async () => {
           this.statements.clear();
-          for (const t of tables.values()) t.statements = await prepareTable(this.subscriber, t.statements.table);
+          const list = [...tables.values()];
+          const prepared = await prepareTables(this.subscriber, list.map((t) => t.statements.table));
+          list.forEach((t, i) => (t.statements = prepared[i]!));
         },
       });
       const apply = async (events: QueueEvent[]) => {
@@ -455,16 +457,19 @@ export class ApplyWorker {
     const applied = { rows: states };
     const wanted = new Map(applied.rows.map((r) => [`${r.table_schema}\u0000${r.table_name}`, r]));
     const out = new Map<number, AppliedTable>();
+    const found: Array<{ r: CapturedRow; sub: SubscriberTableRow; table: CapturedTable; cacheKey: string }> = [];
     for (const r of captured.rows) {
       const sub = wanted.get(`${r.table_schema}\u0000${r.table_name}`);
       if (!sub) continue;
       const table: CapturedTable = { tableId: r.table_id, schema: r.table_schema, name: r.table_name, keyColumns: r.key_columns, columns: r.columns };
-      const cacheKey = JSON.stringify(table);
-      let st = this.statements.get(cacheKey);
-      if (!st) {
-        st = await prepareTable(this.subscriber, table);
-        this.statements.set(cacheKey, st);
-      }
+      found.push({ r, sub, table, cacheKey: JSON.stringify(table) });
+    }
+    // The tables not prepared yet (all of them in the first batch), in the same few catalog round trips.
+    const missing = found.filter((f) => !this.statements.has(f.cacheKey));
+    const prepared = await prepareTables(this.subscriber, missing.map((f) => f.table));
+    missing.forEach((f, i) => this.statements.set(f.cacheKey, prepared[i]!));
+    for (const { r, sub, cacheKey } of found) {
+      const st = this.statements.get(cacheKey)!;
       const merging = sub.state === 'catching-up' && sub.copy_snapshot !== null;
       out.set(r.table_id, { statements: st, copySnapshot: merging ? sub.copy_snapshot : null, copyTick: merging ? sub.copy_tick : null, copyGeneration: sub.copy_generation });
     }
