@@ -86,12 +86,16 @@ interface SubscriberColumn {
 interface Statement {
   name: string;
   text: string;
+  /** The composite type its parameter is an array of. */
+  type: string;
 }
 
 /** The statements for rows of one shape. */
 interface ShapeStatements {
   /** Key field positions in the row text, in key order. */
   keyPositions: number[];
+  /** The last of them (the row text is read up to it). */
+  lastKeyPosition: number;
   /** Plain INSERT of rows. */
   insert: Statement;
   /** With a unique key: UPDATE of rows by key (absent when there is nothing to set). */
@@ -113,8 +117,8 @@ interface CompositeType {
   create: string;
 }
 
-function statement(kind: string, text: string): Statement {
-  return { name: `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text };
+function statement(kind: string, text: string, type: string): Statement {
+  return { name: `pgc_${kind}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text, type };
 }
 
 /** A composite type of the given columns in the pgconvey schema, named by its definition. */
@@ -212,6 +216,7 @@ export class TableStatements {
         deleteKeys: statement(
           'd',
           `DELETE FROM ${this.only}${this.qualified} t USING pg_catalog.unnest($1::pgconvey.${quoteIdent(keyType.name)}[]) AS k WHERE ${this.match('t', 'k', keyColumns)}`,
+          keyType.name,
         ),
       };
       this.byKey.set(id, st);
@@ -249,18 +254,21 @@ export class TableStatements {
       const settable = cols.filter((c) => !shape.keyColumns.includes(c) && this.column(c)!.identity !== 'a');
       st = {
         keyPositions,
-        insert: statement('i', `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source}`),
+        lastKeyPosition: Math.max(...keyPositions),
+        insert: statement('i', `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source}`, rowType.name),
         ...(this.keyIsUnique && !this.mustReinsert
           ? {
               update: settable.length
                 ? statement(
                     'u',
                     `UPDATE ${this.only}${this.qualified} t SET ${settable.map((c) => `${quoteIdent(c)} = r.${quoteIdent(c)}`).join(', ')} FROM ${source} WHERE ${this.match('t', 'r', shape.keyColumns)}`,
+                    rowType.name,
                   )
                 : undefined,
               insertMissing: statement(
                 'm',
                 `INSERT INTO ${this.qualified} (${list})${this.overriding} SELECT ${values} FROM ${source} WHERE NOT EXISTS (SELECT FROM ${this.only}${this.qualified} x WHERE ${this.match('x', 'r', shape.keyColumns)})`,
+                rowType.name,
               ),
             }
           : {}),
@@ -273,59 +281,94 @@ export class TableStatements {
 
 /** Reads the subscriber's columns, keys and constraints of a table and makes its statements. */
 export async function prepareTable(subscriber: pg.Client, table: CapturedTable): Promise<TableStatements> {
-  const qualified = quoteQualified(table.schema, table.name);
-  const version = (await subscriber.query<{ n: number }>("SELECT pg_catalog.current_setting('server_version_num')::int AS n")).rows[0]!.n;
-  const generatedExpr = version >= 120000 ? "a.attgenerated <> ''" : 'false';
-  const rel = await subscriber.query<{ oid: number; relkind: string }>('SELECT c.oid, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)', [qualified]);
-  if (!rel.rows.length) {
-    throw new SubscriberSchemaError(`table ${qualified} does not exist on the subscriber`, 'create it (or let `prepare.schema: copy` create it) before applying');
-  }
-  const oid = rel.rows[0]!.oid;
-  const { rows } = await subscriber.query<SubscriberColumn>(
-    `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, ${generatedExpr} AS generated, a.attidentity::text AS identity
-       FROM pg_catalog.pg_attribute a
-      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-      ORDER BY a.attnum`,
-    [oid],
-  );
-  // A unique index that makes a key match at most one row: immediate, not partial, plain columns.
-  const unique = await subscriber.query<{ columns: string[]; plain: boolean }>(
-    `SELECT array(SELECT a.attname::text FROM pg_catalog.pg_attribute a
-                   WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) ORDER BY a.attname) AS columns,
-            i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AS plain
-       FROM pg_catalog.pg_index i
-      WHERE i.indrelid = $1 AND i.indisunique`,
-    [oid],
-  );
-  const exclusion = await subscriber.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_catalog.pg_constraint WHERE conrelid = $1 AND contype = 'x'", [oid]);
-  const keySet = [...table.keyColumns].sort().join('\u0000');
-  const isKey = (u: { columns: string[]; plain: boolean }) => u.plain && u.columns.join('\u0000') === keySet;
-  const keyIsUnique = unique.rows.some(isKey);
-  const otherConstraints = unique.rows.some((u) => !isKey(u)) || exclusion.rows[0]!.n > 0;
-  const equality = await equalityOperators(subscriber, oid);
-  return new TableStatements(table, new Map(rows.map((c) => [c.name, c])), rel.rows[0]!.relkind, keyIsUnique, otherConstraints, equality);
+  return (await prepareTables(subscriber, [table]))[0]!;
 }
 
 /**
- * Per column of a table, the `=` of its type's default btree operator class
- * (through domains; the polymorphic classes for arrays, enums, ranges,
- * multiranges and composites), as `OPERATOR(schema.name)` — the equality a
- * unique index on the column uses, whatever the session's search_path. A
- * type with no class of its own takes, like PostgreSQL, a class of a type it
- * is binary-coercible to, the preferred type of its category first (varchar
- * → text, not → citext, which also has such a cast).
+ * prepareTable for many tables at once, in the same few catalog round trips
+ * whatever their number (a worker's first batch over 2,000 tables); the
+ * statements in the tables' order. A table missing on the subscriber throws
+ * (the first one, in that order).
  */
-async function equalityOperators(subscriber: pg.Client, oid: number): Promise<Map<string, string>> {
-  const { rows } = await subscriber.query<{ name: string; nsp: string; opr: string }>(
-    `WITH RECURSIVE b(name, typid, depth) AS (
-       SELECT a.attname::text, a.atttypid, 0 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+export async function prepareTables(subscriber: pg.Client, tables: readonly CapturedTable[]): Promise<TableStatements[]> {
+  if (!tables.length) return [];
+  const names = tables.map((t) => quoteQualified(t.schema, t.name));
+  const version = (await subscriber.query<{ n: number }>("SELECT pg_catalog.current_setting('server_version_num')::int AS n")).rows[0]!.n;
+  const generatedExpr = version >= 120000 ? "a.attgenerated <> ''" : 'false';
+  const rel = await subscriber.query<{ i: number; oid: number; relkind: string }>(
+    'SELECT x.i::int AS i, c.oid, c.relkind FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS x(name, i) JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(x.name)',
+    [names],
+  );
+  const byIndex = new Map(rel.rows.map((r) => [r.i - 1, r]));
+  tables.forEach((_, i) => {
+    if (!byIndex.has(i)) throw new SubscriberSchemaError(`table ${names[i]} does not exist on the subscriber`, 'create it (or let `prepare.schema: copy` create it) before applying');
+  });
+  const oids = [...new Set(rel.rows.map((r) => r.oid))];
+  // The catalog reads of every table in one round trip.
+  const read = (await subscriber.query(
+    `SELECT a.attrelid AS rel, a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, ${generatedExpr} AS generated, a.attidentity::text AS identity
+       FROM pg_catalog.pg_attribute a
+      WHERE a.attrelid = ANY ('${pgOidArray(oids)}'::pg_catalog.oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attrelid, a.attnum;
+     SELECT i.indrelid AS rel, array(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) ORDER BY a.attname) AS columns,
+            i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AS plain
+       FROM pg_catalog.pg_index i
+      WHERE i.indrelid = ANY ('${pgOidArray(oids)}'::pg_catalog.oid[]) AND i.indisunique;
+     SELECT conrelid AS rel, count(*)::int AS n FROM pg_catalog.pg_constraint WHERE conrelid = ANY ('${pgOidArray(oids)}'::pg_catalog.oid[]) AND contype = 'x' GROUP BY conrelid;
+     ${equalityOperatorsSql(`'${pgOidArray(oids)}'::pg_catalog.oid[]`)}`,
+  )) as unknown as pg.QueryResult[];
+  const group = <T extends { rel: number }>(rows: T[]) => {
+    const m = new Map<number, T[]>();
+    for (const r of rows) {
+      let list = m.get(r.rel);
+      if (!list) m.set(r.rel, (list = []));
+      list.push(r);
+    }
+    return m;
+  };
+  const columns = group(read[0]!.rows as Array<SubscriberColumn & { rel: number }>);
+  const uniques = group(read[1]!.rows as Array<{ rel: number; columns: string[]; plain: boolean }>);
+  const exclusions = new Map((read[2]!.rows as Array<{ rel: number; n: number }>).map((r) => [r.rel, r.n]));
+  const equalities = group(read[3]!.rows as Array<{ rel: number; name: string; nsp: string; opr: string }>);
+  return tables.map((table, i) => {
+    const { oid, relkind } = byIndex.get(i)!;
+    const unique = uniques.get(oid) ?? [];
+    const keySet = [...table.keyColumns].sort().join('\u0000');
+    const isKey = (u: { columns: string[]; plain: boolean }) => u.plain && u.columns.join('\u0000') === keySet;
+    const keyIsUnique = unique.some(isKey);
+    const otherConstraints = unique.some((u) => !isKey(u)) || (exclusions.get(oid) ?? 0) > 0;
+    const equality = new Map((equalities.get(oid) ?? []).map((r) => [r.name, `OPERATOR(${quoteIdent(r.nsp)}.${r.opr})`]));
+    const cols = (columns.get(oid) ?? []).map((c) => [c.name, { name: c.name, type: c.type, generated: c.generated, identity: c.identity }] as const);
+    return new TableStatements(table, new Map(cols), relkind, keyIsUnique, otherConstraints, equality);
+  });
+}
+
+/** An oid[] literal's text (oids are numbers: nothing to quote). */
+function pgOidArray(oids: readonly number[]): string {
+  return `{${oids.map((o) => String(Math.trunc(Number(o)))).join(',')}}`;
+}
+
+/**
+ * Per column of the tables `relations` (an oid[] expression), the `=` of its
+ * type's default btree operator class (through domains; the polymorphic
+ * classes for arrays, enums, ranges, multiranges and composites), as
+ * schema and operator name — the equality a unique index on the column uses,
+ * whatever the session's search_path. A type with no class of its own takes,
+ * like PostgreSQL, a class of a type it is binary-coercible to, the
+ * preferred type of its category first (varchar → text, not → citext, which
+ * also has such a cast).
+ */
+function equalityOperatorsSql(relations: string): string {
+  return `WITH RECURSIVE b(rel, name, typid, depth) AS (
+       SELECT a.attrelid, a.attname::text, a.atttypid, 0 FROM pg_catalog.pg_attribute a WHERE a.attrelid = ANY (${relations}) AND a.attnum > 0 AND NOT a.attisdropped
        UNION ALL
-       SELECT b.name, t.typbasetype, b.depth + 1 FROM b JOIN pg_catalog.pg_type t ON t.oid = b.typid WHERE t.typtype = 'd'
+       SELECT b.rel, b.name, t.typbasetype, b.depth + 1 FROM b JOIN pg_catalog.pg_type t ON t.oid = b.typid WHERE t.typtype = 'd'
      ), base AS (
-       SELECT DISTINCT ON (b.name) b.name, t.oid, t.typtype, t.typelem, t.typlen FROM b JOIN pg_catalog.pg_type t ON t.oid = b.typid
-        ORDER BY b.name, b.depth DESC
+       SELECT DISTINCT ON (b.rel, b.name) b.rel, b.name, t.oid, t.typtype, t.typelem, t.typlen FROM b JOIN pg_catalog.pg_type t ON t.oid = b.typid
+        ORDER BY b.rel, b.name, b.depth DESC
      )
-     SELECT DISTINCT ON (base.name) base.name, n.nspname AS nsp, o.oprname AS opr
+     SELECT DISTINCT ON (base.rel, base.name) base.rel, base.name, n.nspname AS nsp, o.oprname AS opr
        FROM base
        CROSS JOIN LATERAL (SELECT CASE WHEN base.typtype = 'e' THEN 'pg_catalog.anyenum'::pg_catalog.regtype::pg_catalog.oid
                                        WHEN base.typtype = 'r' THEN 'pg_catalog.anyrange'::pg_catalog.regtype::pg_catalog.oid
@@ -340,11 +383,8 @@ async function equalityOperators(subscriber: pg.Client, oid: number): Promise<Ma
         AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
        JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
        JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-      ORDER BY base.name, c.opcintype = w.want DESC,
-               (SELECT t.typispreferred FROM pg_catalog.pg_type t WHERE t.oid = c.opcintype) DESC, c.opcintype`,
-    [oid],
-  );
-  return new Map(rows.map((r) => [r.name, `OPERATOR(${quoteIdent(r.nsp)}.${r.opr})`]));
+      ORDER BY base.rel, base.name, c.opcintype = w.want DESC,
+               (SELECT t.typispreferred FROM pg_catalog.pg_type t WHERE t.oid = c.opcintype) DESC, c.opcintype`;
 }
 
 interface KeyState {
@@ -362,38 +402,109 @@ interface PendingTable {
   keys: Map<string, KeyState>;
 }
 
+/** Two key definitions (lists of key columns) are the same. */
+function sameColumns(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const UNIQUE_VIOLATION = '23505';
 const EXCLUSION_VIOLATION = '23P01';
 
 /**
  * Applies events to the subscriber, set-based. Pending net effects are kept
  * only within one `apply()` call (one chunk), so memory follows the chunk.
+ *
+ * A chunk's statements overlap the next chunk's decoding: `apply()` returns
+ * once the chunk's flush has started, and the next `apply()` (or `finish()`)
+ * waits for it before it sends anything itself, so the subscriber gets the
+ * statements in the same order as before. The caller uses the subscriber
+ * connection for anything else only after `finish()`, and calls `abandon()`
+ * before rolling back after a failure (no statement of the batch may follow
+ * its ROLLBACK).
  */
 export class EventApplier {
   private pending = new Map<number, PendingTable>();
   private stats = emptyStats();
   /** The TRUNCATE events of one transaction waiting to run together. */
   private truncating: { txid: string; tables: Set<number>; events: number } | null = null;
+  /** The previous chunk's flush, running on the subscriber while the next chunk is decoded. */
+  private inflight: Promise<void> | null = null;
+  /** The batch was given up: no statement is sent any more. */
+  private abandoned = false;
 
   constructor(
     private readonly subscriber: pg.Client,
     private readonly statements: (tableId: number) => TableStatements | undefined,
     /** The shapes of the events' rows (the caller loads them before each chunk). */
     private readonly shapes: (shapeId: number) => RowShape | undefined,
-    /** Composite types known to exist on the subscriber; the caller clears it when its transaction rolls back. */
-    private readonly createdTypes: Set<string> = new Set(),
+    /**
+     * Composite types known to exist on the subscriber, with their oids; the caller clears it when its
+     * transaction rolls back. A statement's name carries its type's oid: one prepared before a rollback
+     * removed the type it was parsed with is never executed again (its parameter type is gone).
+     */
+    private readonly createdTypes: Map<string, number> = new Map(),
     /** Where the subscriber statements' time is counted (a developer's profile; off by default). */
     private readonly phases: Phases = NO_PHASES,
   ) {}
 
-  /** Applies a chunk of events (in event order). */
+  /**
+   * Applies a chunk of events (in event order): its net effect is computed
+   * and its flush started; the next call or finish() waits for that flush.
+   */
   async apply(events: readonly QueueEvent[]): Promise<void> {
+    try {
+      await this.collect(events);
+      // The previous chunk's statements first: the subscriber gets them in event order.
+      await this.settle();
+    } catch (err) {
+      await this.abandon();
+      throw err;
+    }
+    const work = this.takePending();
+    const flushing = (async () => {
+      for (const [st, perTable] of work) await this.flushTable(st, perTable);
+    })();
+    // Awaited by the next apply(), finish() or abandon(); never left unhandled meanwhile.
+    flushing.catch(() => undefined);
+    this.inflight = flushing;
+  }
+
+  /** Waits for the previous chunk's flush (its error, if it failed). */
+  private async settle(): Promise<void> {
+    const p = this.inflight;
+    if (!p) return;
+    this.inflight = null;
+    await p;
+  }
+
+  /** Gives the batch up: sends no further statement and waits until none is in flight. Call before a ROLLBACK. */
+  async abandon(): Promise<void> {
+    this.abandoned = true;
+    const p = this.inflight;
+    this.inflight = null;
+    if (p) await p.catch(() => undefined);
+  }
+
+  /** The pending net effects with their tables' statements, taken (the next chunk starts afresh). */
+  private takePending(): Array<[TableStatements, PendingTable]> {
+    const work: Array<[TableStatements, PendingTable]> = [];
+    for (const [tableId, perTable] of this.pending) work.push([this.statements(tableId)!, perTable]);
+    this.pending = new Map();
+    return work;
+  }
+
+  /** Folds a chunk's events into the pending net effects (statements only where order needs them: TRUNCATE, a key change). */
+  private async collect(events: readonly QueueEvent[]): Promise<void> {
     for (const e of events) {
       if (this.truncating && (this.truncating.txid === e.txid ? e.op !== 'T' : this.truncating.tables.has(e.table) || e.op === 'T')) {
+        await this.settle();
         await this.runTruncate();
       }
       if (e.op === 'T') {
         if (!this.truncating) {
+          await this.settle();
           await this.flush();
           this.truncating = { txid: e.txid, tables: new Set(), events: 0 };
         }
@@ -409,8 +520,9 @@ export class EventApplier {
       if (!shape || shape.tableId !== e.table) throw new Error(`event of table ${st.qualified} names row shape ${e.shape}, which is not one of that table's shapes on the provider`);
       this.stats.events++;
       let perTable = this.pending.get(e.table);
-      if (perTable && perTable.keyColumns.join('\u0000') !== shape.keyColumns.join('\u0000')) {
+      if (perTable && perTable.keyColumns !== shape.keyColumns && !sameColumns(perTable.keyColumns, shape.keyColumns)) {
         // The table's key changed (captured again with other key columns): what came before goes first.
+        await this.settle();
         await this.flushTable(st, perTable);
         this.pending.delete(e.table);
         perTable = undefined;
@@ -420,9 +532,11 @@ export class EventApplier {
       if (e.op === 'D') {
         fields = parseRowText(e.key!);
       } else {
-        const positions = st.forShape(shape).keyPositions;
-        const all = parseRowText(e.data!, Math.max(...positions));
-        fields = positions.map((p) => all[p] ?? null);
+        const shaped = st.forShape(shape);
+        const positions = shaped.keyPositions;
+        const all = parseRowText(e.data!, shaped.lastKeyPosition);
+        if (positions.length === 1 && positions[0] === 0) fields = all.length === 1 ? all : [all[0] ?? null];
+        else fields = positions.map((p) => all[p] ?? null);
       }
       const id = keyIdentity(fields);
       const row = e.op === 'D' ? null : { data: e.data!, shape };
@@ -430,25 +544,32 @@ export class EventApplier {
       if (state) state.row = row;
       else perTable.keys.set(id, { fields, row, existed: e.op !== 'I' });
     }
-    await this.flush();
   }
 
-  /** Runs what waits for the end of the batch (a TRUNCATE). Call after the last chunk. */
+  /** Waits for the last chunk's flush and runs what waits for the end of the batch (a TRUNCATE). Call after the last chunk. */
   async finish(): Promise<void> {
-    if (this.truncating) await this.runTruncate();
-    await this.flush();
+    try {
+      await this.settle();
+      if (this.truncating) await this.runTruncate();
+      await this.flush();
+    } catch (err) {
+      await this.abandon();
+      throw err;
+    }
   }
 
   private async flush(): Promise<void> {
-    for (const [tableId, perTable] of this.pending) await this.flushTable(this.statements(tableId)!, perTable);
-    this.pending.clear();
+    for (const [st, perTable] of this.takePending()) await this.flushTable(st, perTable);
   }
 
   private async ensureTypes(st: TableStatements): Promise<void> {
     for (const [name, type] of st.types) {
       if (this.createdTypes.has(name)) continue;
-      const { rows } = await this.subscriber.query('SELECT 1 FROM pg_catalog.pg_type t WHERE t.typname = $1 AND t.typnamespace = $2::pg_catalog.regnamespace', [name, 'pgconvey']);
-      if (!rows.length) {
+      const oid = async () =>
+        (await this.subscriber.query<{ oid: number }>('SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typname = $1 AND t.typnamespace = $2::pg_catalog.regnamespace', [name, 'pgconvey'])).rows[0]
+          ?.oid;
+      let found = await oid();
+      if (found === undefined) {
         // Another worker may create the same type at the same moment: its name is its definition.
         await this.subscriber.query('SAVEPOINT pgconvey_type');
         try {
@@ -458,12 +579,15 @@ export class EventApplier {
           await this.subscriber.query('ROLLBACK TO SAVEPOINT pgconvey_type');
           if ((err as { code?: string }).code !== '23505' && (err as { code?: string }).code !== '42710') throw err;
         }
+        found = await oid();
+        if (found === undefined) throw new Error(`internal: type pgconvey.${name} is missing right after CREATE TYPE`);
       }
-      this.createdTypes.add(name);
+      this.createdTypes.set(name, found);
     }
   }
 
   private async flushTable(st: TableStatements, perTable: PendingTable): Promise<void> {
+    if (this.abandoned) throw new Error('internal: a statement of a batch given up');
     const keys = st.forKey(perTable.keyColumns);
     const fresh: Array<{ data: string; shape: RowShape }> = []; // final rows of keys first seen inserted: they cannot exist yet
     const updated: Array<{ data: string; shape: RowShape }> = []; // final rows of keys that existed before
@@ -492,7 +616,8 @@ export class EventApplier {
     await this.ensureTypes(st);
     if (st.keyIsUnique && !st.mustReinsert) {
       const savepoint = st.otherConstraints;
-      const before = { ...this.stats };
+      // Only the row counts: the next chunk's decoding counts events meanwhile.
+      const before = { rowsDeleted: this.stats.rowsDeleted, rowsWritten: this.stats.rowsWritten };
       if (savepoint) await this.subscriber.query('SAVEPOINT pgconvey_flush');
       try {
         await this.run(keys.deleteKeys, gone, 'rowsDeleted');
@@ -509,7 +634,8 @@ export class EventApplier {
         const code = (err as { code?: string }).code;
         if (!savepoint || (code !== UNIQUE_VIOLATION && code !== EXCLUSION_VIOLATION)) throw err;
         await this.subscriber.query('ROLLBACK TO SAVEPOINT pgconvey_flush');
-        this.stats = before;
+        this.stats.rowsDeleted = before.rowsDeleted;
+        this.stats.rowsWritten = before.rowsWritten;
         // Two rows swapped a unique value: fall through to delete-then-insert.
       }
     }
@@ -523,8 +649,11 @@ export class EventApplier {
   /** Runs a statement on an array of row texts; returns the rows it touched. */
   private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<number> {
     if (!items.length) return 0;
+    if (this.abandoned) throw new Error('internal: a statement of a batch given up');
     const values = [arrayLiteral(items)];
-    const r = await this.phases.time('statements', () => this.subscriber.query({ name: st.name, text: st.text, values }));
+    const oid = this.createdTypes.get(st.type);
+    const name = oid === undefined ? st.name : `${st.name}_${oid}`;
+    const r = await this.phases.time('statements', () => this.subscriber.query({ name, text: st.text, values }));
     this.stats[counter] += r.rowCount ?? 0;
     return r.rowCount ?? 0;
   }

@@ -111,8 +111,9 @@ const CURSOR = 'pgconvey_batch';
 /**
  * Streams a batch's events in chunks to `onChunk`, inside a provider
  * transaction that is closed afterwards. The chunk size adapts to the size of
- * the rows so that a chunk stays near `chunkBytes` (two chunks are in memory:
- * the one being applied and the one read ahead).
+ * the rows so that a chunk stays near `chunkBytes` (three chunks are in
+ * memory at most: the one whose statements run on the subscriber, the one
+ * being decoded, and the one read ahead).
  */
 export async function readBatch(
   provider: pg.Client,

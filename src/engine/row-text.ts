@@ -84,6 +84,12 @@ export function parseRowText(text: string, last = Number.MAX_SAFE_INTEGER): Arra
  * always gives the same identity whatever session wrote it.
  */
 export function keyIdentity(fields: ReadonlyArray<string | null>): string {
+  // The common one-column key without JSON: 's' + its text, or 'n' for NULL; a list of
+  // several fields is JSON ('[' first), so no two lists share an identity.
+  if (fields.length === 1) {
+    const f = fields[0]!;
+    return f === null ? 'n' : `s${f}`;
+  }
   return JSON.stringify(fields);
 }
 

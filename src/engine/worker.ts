@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
-import { EventApplier, prepareTable, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
+import { EventApplier, prepareTables, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences } from './api.js';
 import { batchFromRow, finishBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
@@ -19,7 +19,7 @@ import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
 import { SCRIPT_EVENT_TABLE } from './ddl.js';
 import { ScriptRunner } from './ddl-apply.js';
-import { BranchRequeue } from './branch.js';
+import { BranchOutOfStepError, BranchRequeue } from './branch.js';
 import { Phases } from './worker-profile.js';
 import { SchemaMismatchError } from './ddl-mismatch.js';
 import { TableHolds, type HoldChange } from './table-hold.js';
@@ -153,7 +153,7 @@ export class ApplyWorker {
   /** Row shapes by id (immutable once written on the provider). */
   private shapes = new Map<number, RowShape>();
   /** Composite types known to exist on the subscriber (cleared when a batch rolls back). */
-  private createdTypes = new Set<string>();
+  private createdTypes = new Map<string, number>();
   private notified: (() => void) | undefined;
   /** Cascades: a branch re-queues each batch for its own subscribers (engine/branch.ts). */
   private readonly branch = new BranchRequeue();
@@ -238,22 +238,39 @@ export class ApplyWorker {
     // One round trip: the transaction, the position (locked) and the applied tables' states, locked
     // FOR SHARE until the batch ends: a resync or a copy of one of them waits for this batch, and
     // this batch never applies to a table being copied.
-    const opened = (await ph.time('open', () =>
-      this.subscriber.query(
-        format(
-          'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
-            `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
-              WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE`,
-          queue,
-          consumer,
-          queue,
-          consumer,
+    // Cascades: the same round trip asks whether this subscriber is a branch (its re-queue target, see
+    // engine/branch.ts), only when the position is the batch's start (the batch is to be applied): a leaf
+    // then makes no further round trip for it.
+    let opened: pg.QueryResult[];
+    try {
+      opened = (await ph.time('open', () =>
+        this.subscriber.query(
+          format(
+            'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
+              `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
+                WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE; ` +
+              'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
+            queue,
+            consumer,
+            queue,
+            consumer,
+            queue,
+            consumer,
+            batch.startTick,
+          ),
         ),
-      ),
-    )) as unknown as pg.QueryResult[];
+      )) as unknown as pg.QueryResult[];
+    } catch (err) {
+      await this.subscriber.query('ROLLBACK').catch(() => undefined);
+      const e = err as { code?: string; message?: string };
+      throw e?.code === 'PCB01' ? new BranchOutOfStepError(e.message ?? 'branch out of step') : err;
+    }
     const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
     let states = opened[3]!.rows as SubscriberTableRow[];
     let applied: Map<number, AppliedTable> | undefined; // #17 part 3: the tables a mismatch may hold
+    const isBranch = ((opened[4]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
+    /** Stops the applier's statements still in flight (a chunk's flush overlaps the next chunk's decoding). */
+    let abandon: (() => Promise<void>) | undefined;
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
       if (position.completed_tick === batch.endTick) {
@@ -270,6 +287,7 @@ export class ApplyWorker {
       const tables = await ph.time('tables', () => this.appliedTables(batch.queueId, polled.capturedVersion, states));
       applied = tables;
       const applier = new EventApplier(this.subscriber, (id) => tables.get(id)?.statements, (id) => this.shapes.get(id), this.createdTypes, ph);
+      abandon = () => applier.abandon();
       // #17 `pgconvey execute`: scripts run at their place in the batch, then the table caches are read again (ddl-apply.ts).
       const scripts = new ScriptRunner(this.subscriber, {
         queue,
@@ -282,7 +300,9 @@ export class ApplyWorker {
         appliedTables: () => [...tables.values()].map((t) => t.statements.table),
         refresh: async () => {
           this.statements.clear();
-          for (const t of tables.values()) t.statements = await prepareTable(this.subscriber, t.statements.table);
+          const list = [...tables.values()];
+          const prepared = await prepareTables(this.subscriber, list.map((t) => t.statements.table));
+          list.forEach((t, i) => (t.statements = prepared[i]!));
         },
       });
       const apply = async (events: QueueEvent[]) => {
@@ -317,7 +337,7 @@ export class ApplyWorker {
       // batch's end tick existed, so never behind it), the position, and the commit.
       const sequences = this.changedSequences(polled.sequences);
       // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
-      await this.branch.requeue(this.provider, this.subscriber, queue, batch);
+      if (isBranch) await this.branch.requeue(this.provider, this.subscriber, queue, batch);
       await ph.time('commit', () =>
         this.subscriber.query(
           format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; ', batch.endTick, queue, consumer) +
@@ -335,6 +355,8 @@ export class ApplyWorker {
       const holds = this.holds.take();
       return { kind: 'applied', batch, stats, lagMs: Date.now() - batch.endTime.getTime(), durationMs: Date.now() - started, scripts: scripts.ran, ...(holds.length ? { holds } : {}) };
     } catch (err) {
+      // No statement of the batch may reach the subscriber after its ROLLBACK (it would run outside the batch).
+      await abandon?.();
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
       this.createdTypes.clear();
@@ -456,16 +478,19 @@ export class ApplyWorker {
     const applied = { rows: states };
     const wanted = new Map(applied.rows.map((r) => [`${r.table_schema}\u0000${r.table_name}`, r]));
     const out = new Map<number, AppliedTable>();
+    const found: Array<{ r: CapturedRow; sub: SubscriberTableRow; table: CapturedTable; cacheKey: string }> = [];
     for (const r of captured.rows) {
       const sub = wanted.get(`${r.table_schema}\u0000${r.table_name}`);
       if (!sub) continue;
       const table: CapturedTable = { tableId: r.table_id, schema: r.table_schema, name: r.table_name, keyColumns: r.key_columns, columns: r.columns };
-      const cacheKey = JSON.stringify(table);
-      let st = this.statements.get(cacheKey);
-      if (!st) {
-        st = await prepareTable(this.subscriber, table);
-        this.statements.set(cacheKey, st);
-      }
+      found.push({ r, sub, table, cacheKey: JSON.stringify(table) });
+    }
+    // The tables not prepared yet (all of them in the first batch), in the same few catalog round trips.
+    const missing = found.filter((f) => !this.statements.has(f.cacheKey));
+    const prepared = await prepareTables(this.subscriber, missing.map((f) => f.table));
+    missing.forEach((f, i) => this.statements.set(f.cacheKey, prepared[i]!));
+    for (const { r, sub, cacheKey } of found) {
+      const st = this.statements.get(cacheKey)!;
       const merging = sub.state === 'catching-up' && sub.copy_snapshot !== null;
       out.set(r.table_id, { statements: st, copySnapshot: merging ? sub.copy_snapshot : null, copyTick: merging ? sub.copy_tick : null, copyGeneration: sub.copy_generation });
     }
