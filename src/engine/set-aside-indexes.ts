@@ -28,8 +28,22 @@ export interface SetAsideIndex {
 
 /** The indexes of a table (a plain one: none of a partitioned table, whose pg_get_indexdef says ON ONLY) that may be set aside. */
 export async function indexesToSetAside(c: pg.Client, qualified: string, options: { keys: boolean }): Promise<SetAsideIndex[]> {
-  const { rows } = await c.query<{ schema: string; name: string; def: string; kind: 'p' | 'u' | null; deferrable: boolean; deferred: boolean }>(
-    `SELECT n.nspname AS schema, ic.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
+  type Row = { schema: string; name: string; def: string; kind: 'p' | 'u' | null; deferrable: boolean; deferred: boolean };
+  // Asked first, not tried: the query runs inside the load's transaction, which a failed statement would abort.
+  const version = Number((await c.query<{ v: string }>("SELECT pg_catalog.current_setting('server_version_num') AS v")).rows[0]!.v);
+  // PostgreSQL 10 has no pg_constraint.conparentid (nor partitioned indexes): the same without it.
+  const { rows } = await c.query<Row>(setAsideSql(version >= 110000), [qualified, options.keys]);
+  return rows.map((r) => ({
+    schema: r.schema,
+    name: r.name,
+    def: r.def,
+    ...(r.kind ? { constraint: { kind: r.kind, table: qualified, deferrable: r.deferrable, deferred: r.deferred } } : {}),
+  }));
+}
+
+/** The indexes of table $1 that may be set aside ($2: keys too); `partitions`: the server knows partitioned indexes (11+). */
+function setAsideSql(partitions: boolean): string {
+  return `SELECT n.nspname AS schema, ic.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
             k.contype::text AS kind, coalesce(k.condeferrable, false) AS deferrable, coalesce(k.condeferred, false) AS deferred
        FROM pg_catalog.pg_index i
        JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
@@ -38,7 +52,7 @@ export async function indexesToSetAside(c: pg.Client, qualified: string, options
        LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u')
       WHERE i.indrelid = pg_catalog.to_regclass($1) AND t.relkind = 'r'
         -- Not a partition's index attached to its parent's: PostgreSQL refuses to drop it alone (a rebuilt one would be detached).
-        AND NOT ic.relispartition
+        ${partitions ? 'AND NOT ic.relispartition' : ''}
         AND i.indisvalid AND NOT i.indisreplident AND NOT i.indisclustered AND ic.reltablespace = 0
         AND pg_catalog.obj_description(i.indexrelid, 'pg_class') IS NULL
         -- Behind no constraint other than a primary key or unique one (exclusion constraints stay).
@@ -46,37 +60,8 @@ export async function indexesToSetAside(c: pg.Client, qualified: string, options
         -- A unique index only with the keys, and none a foreign key points at; a constraint's only with no comment of its own.
         AND (NOT i.indisunique OR ($2
              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f WHERE f.contype = 'f' AND f.conindid = i.indexrelid)
-             AND (k.oid IS NULL OR (k.conparentid = 0 AND pg_catalog.obj_description(k.oid, 'pg_constraint') IS NULL))))
-      ORDER BY ic.relname`,
-    [qualified, options.keys],
-  ).catch(async (err: { code?: string }) => {
-    // PostgreSQL 10 has no pg_constraint.conparentid (nor partitioned indexes): the same without it.
-    if (err.code !== '42703') throw err;
-    return c.query<{ schema: string; name: string; def: string; kind: 'p' | 'u' | null; deferrable: boolean; deferred: boolean }>(
-      `SELECT n.nspname AS schema, ic.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
-              k.contype::text AS kind, coalesce(k.condeferrable, false) AS deferrable, coalesce(k.condeferred, false) AS deferred
-         FROM pg_catalog.pg_index i
-         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-         JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
-         JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace
-         LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u')
-        WHERE i.indrelid = pg_catalog.to_regclass($1) AND t.relkind = 'r'
-          AND i.indisvalid AND NOT i.indisreplident AND NOT i.indisclustered AND ic.reltablespace = 0
-          AND pg_catalog.obj_description(i.indexrelid, 'pg_class') IS NULL
-          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint x WHERE x.conindid = i.indexrelid AND x.contype NOT IN ('p', 'u', 'f'))
-          AND (NOT i.indisunique OR ($2
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f WHERE f.contype = 'f' AND f.conindid = i.indexrelid)
-               AND (k.oid IS NULL OR pg_catalog.obj_description(k.oid, 'pg_constraint') IS NULL)))
-        ORDER BY ic.relname`,
-      [qualified, options.keys],
-    );
-  });
-  return rows.map((r) => ({
-    schema: r.schema,
-    name: r.name,
-    def: r.def,
-    ...(r.kind ? { constraint: { kind: r.kind, table: qualified, deferrable: r.deferrable, deferred: r.deferred } } : {}),
-  }));
+             AND (k.oid IS NULL OR (${partitions ? 'k.conparentid = 0 AND ' : ''}pg_catalog.obj_description(k.oid, 'pg_constraint') IS NULL))))
+      ORDER BY ic.relname`;
 }
 
 /** Drops the indexes (a key by its constraint, which drops its index). */
