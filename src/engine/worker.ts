@@ -22,7 +22,7 @@ import { ScriptRunner } from './ddl-apply.js';
 import { BranchOutOfStepError, BranchRequeue } from './branch.js';
 import { Phases } from './worker-profile.js';
 import { SchemaMismatchError } from './ddl-mismatch.js';
-import { TableHolds, type HoldChange } from './table-hold.js';
+import { TableHolds, type HoldChange, type HoldRow } from './table-hold.js';
 
 /** A table the worker applies; a copied table still merging carries its copy's snapshot and tick. */
 interface AppliedTable {
@@ -109,15 +109,8 @@ interface CapturedRow {
   columns: string[];
 }
 
-interface SubscriberTableRow {
-  table_schema: string;
-  table_name: string;
-  state: TableState;
-  copy_snapshot: string | null;
-  copy_tick: string | null;
-  copy_generation: string;
-  copy_pin: string | null;
-}
+/** A subscriber_table row as the batch's opening round trip reads it (the row table-hold.ts works on). */
+type SubscriberTableRow = Required<HoldRow>;
 
 /** A provider sequence's value (pgconvey.sequence_values). */
 interface SequenceValue {
