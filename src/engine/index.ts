@@ -26,6 +26,7 @@ export * from './ddl-mismatch.js';
 export * from './branch.js';
 export * from './watermark.js';
 export * from './change-provider.js';
+export * from './cascade-switchover.js';
 export * from './ticker.js';
 export * from './copier.js';
 export * from './session.js';

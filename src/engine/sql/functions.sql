@@ -2066,3 +2066,178 @@ BEGIN
   INSERT INTO pgconvey.consumer (queue_id, consumer_name, last_tick) VALUES (v_id, p_consumer, p_tick);
   RETURN p_tick;
 END $$;
+
+------------------------------------------------------------------------------
+-- Switchover inside a cascade (engine/cascade-switchover.ts). A branch that
+-- takes over writes becomes the root of its own queue (promote_branch_queue),
+-- with the tick ids it had from its provider: the nodes below it keep
+-- following. The old root's queue stops ticking at the hand-over
+-- (freeze_queue: branch_provider names the new root, branch_consumer stays
+-- NULL — a frozen root, not a branch), so no tick id of it is ever another
+-- event range than the new root's. The way back: the new root's queue goes
+-- back to being a branch of the old root at a junction tick J that both
+-- queues take (demote_queue on the new root, thaw_queue on the old one).
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.freeze_queue(queue, follows) → the queue's last tick,
+-- which is the last one it has from now on (ticker() and force_tick() tick a
+-- queue with a branch_provider no more). Idempotent; a branch's queue (or one
+-- frozen for another node) is refused.
+CREATE OR REPLACE FUNCTION pgconvey.freeze_queue(p_queue text, p_follows text)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+BEGIN
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF q.branch_consumer IS NOT NULL OR (q.branch_provider IS NOT NULL AND q.branch_provider <> p_follows) THEN
+    RAISE EXCEPTION 'queue "%" here follows "%" already', p_queue, q.branch_provider USING ERRCODE = 'PCS01';
+  END IF;
+  UPDATE pgconvey.queue SET branch_provider = p_follows WHERE queue_id = q.queue_id AND branch_provider IS NULL;
+  RETURN (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = q.queue_id);
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.thaw_queue(queue, tick, consumer) → the queue's last
+-- tick. A frozen queue (freeze_queue) ticks again: with p_tick NULL as it was
+-- (a switchover undone before its hand-over); else first the junction tick
+-- p_tick (above every tick here; the queue must hold no event after its last
+-- tick), and the consumer p_consumer (the node that rejoins as a branch, and
+-- its watermark) moves from the last tick to it. Idempotent.
+CREATE OR REPLACE FUNCTION pgconvey.thaw_queue(p_queue text, p_tick bigint, p_consumer text)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  v_last pgconvey.tick%ROWTYPE;
+  v_pending boolean;
+  v_pos bigint;
+BEGIN
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF q.branch_provider IS NULL THEN
+    IF p_tick IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pgconvey.tick WHERE queue_id = q.queue_id AND tick_id = p_tick) THEN
+      RAISE EXCEPTION 'queue "%" here ticks already, without the junction tick %', p_queue, p_tick USING ERRCODE = 'PCS02';
+    END IF;
+    RETURN (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = q.queue_id);
+  END IF;
+  IF q.branch_consumer IS NOT NULL THEN
+    RAISE EXCEPTION 'queue "%" here is a branch''s, not a frozen root''s', p_queue USING ERRCODE = 'PCS01';
+  END IF;
+  IF p_tick IS NOT NULL THEN
+    SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
+    IF p_tick <= v_last.tick_id THEN
+      RAISE EXCEPTION 'the junction tick % of queue "%" is not above its last tick %', p_tick, p_queue, v_last.tick_id USING ERRCODE = 'PCS02';
+    END IF;
+    -- Nothing was captured since the last tick (the node is fenced): the junction batch is empty.
+    EXECUTE (SELECT 'SELECT ' || string_agg(format('EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid >= pg_catalog.txid_snapshot_xmin($1) AND NOT pg_catalog.txid_visible_in_snapshot(e.ev_txid, $1))',
+                                                   pgconvey.event_table(q.queue_id, n)), ' OR ')
+               FROM generate_series(0, 2) n)
+      INTO v_pending USING v_last.tick_snapshot;
+    IF v_pending THEN
+      RAISE EXCEPTION 'queue "%" holds events after its last tick %', p_queue, v_last.tick_id USING ERRCODE = 'PCS02';
+    END IF;
+    SELECT last_tick INTO v_pos FROM pgconvey.consumer WHERE queue_id = q.queue_id AND consumer_name = p_consumer AND batch_end_tick IS NULL;
+    IF v_pos IS DISTINCT FROM v_last.tick_id THEN
+      RAISE EXCEPTION 'consumer "%" of queue "%" is at tick % (or in a batch), not at the last tick %', p_consumer, p_queue, coalesce(v_pos::text, 'none'), v_last.tick_id
+        USING ERRCODE = 'PCS02';
+    END IF;
+    INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq) VALUES (q.queue_id, p_tick, pgconvey.event_seq_value(q.queue_id));
+    UPDATE pgconvey.consumer SET last_tick = p_tick
+     WHERE queue_id = q.queue_id AND consumer_name IN (p_consumer, 'watermark:' || p_consumer) AND batch_end_tick IS NULL AND last_tick <= p_tick;
+  END IF;
+  UPDATE pgconvey.queue SET branch_provider = NULL WHERE queue_id = q.queue_id;
+  PERFORM pg_notify('pgconvey_tick', q.queue_id::text);
+  RETURN (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = q.queue_id);
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.promote_branch_queue(queue, consumer) → tables now
+-- captured. The branch's queue (its subscription `consumer`) becomes a root's:
+-- it ticks here from its last tick on, its tables lose the branch guard and
+-- are captured into it with their mirrored table ids. Its last tick must be
+-- the subscription's position (everything applied here is re-queued).
+-- Idempotent (a root's queue: 0). Run in the hand-over's transaction.
+CREATE OR REPLACE FUNCTION pgconvey.promote_branch_queue(p_queue text, p_consumer text)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  v_pos bigint;
+  v_last bigint;
+  t record;
+  v_n integer := 0;
+BEGIN
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF q.branch_provider IS NULL THEN
+    RETURN 0;
+  END IF;
+  IF q.branch_consumer IS DISTINCT FROM p_consumer THEN
+    RAISE EXCEPTION 'queue "%" here is not the branch queue of subscription "%"', p_queue, p_consumer USING ERRCODE = 'PCS01';
+  END IF;
+  SELECT completed_tick INTO v_pos FROM pgconvey.subscription WHERE queue_name = p_queue AND consumer_name = p_consumer FOR UPDATE;
+  SELECT max(tick_id) INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id;
+  IF v_pos IS DISTINCT FROM v_last THEN
+    RAISE EXCEPTION 'the branch queue "%" is at tick %, its subscription at tick %', p_queue, v_last, v_pos USING ERRCODE = 'PCB01';
+  END IF;
+  UPDATE pgconvey.queue SET branch_provider = NULL, branch_consumer = NULL WHERE queue_id = q.queue_id;
+  FOR t IN SELECT c.table_schema, c.table_name, c.key_columns, to_regclass(format('%I.%I', c.table_schema, c.table_name)) AS rel
+             FROM pgconvey.captured_table c WHERE c.queue_id = q.queue_id ORDER BY c.table_id LOOP
+    IF t.rel IS NOT NULL THEN
+      EXECUTE format('DROP TRIGGER IF EXISTS pgconvey_branch_guard ON %s', t.rel);
+    END IF;
+    PERFORM pgconvey.add_table(p_queue, t.table_schema, t.table_name, t.key_columns);
+    v_n := v_n + 1;
+  END LOOP;
+  RETURN v_n;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.demote_queue(queue, provider, consumer) → the junction
+-- tick J. The way back of promote_branch_queue: a last tick of the queue here
+-- (J, taken now: the node is fenced, so it holds every event captured here),
+-- its tables' capture triggers dropped and the branch guard put back, the queue
+-- a branch of `provider` again, and the subscription `consumer` at J (the
+-- provider takes tick J too: thaw_queue). Idempotent (a branch of `provider`
+-- already: its last tick).
+CREATE OR REPLACE FUNCTION pgconvey.demote_queue(p_queue text, p_provider text, p_consumer text)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  v_tick bigint;
+  v_trigger record;
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'pgconvey ticks must be taken in a READ COMMITTED transaction';
+  END IF;
+  SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'queue "%" does not exist', p_queue;
+  END IF;
+  IF q.branch_provider IS NOT NULL THEN
+    IF q.branch_provider = p_provider AND q.branch_consumer = p_consumer THEN
+      RETURN (SELECT max(tick_id) FROM pgconvey.tick WHERE queue_id = q.queue_id);
+    END IF;
+    RAISE EXCEPTION 'queue "%" here follows "%" already', p_queue, q.branch_provider USING ERRCODE = 'PCS01';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pgconvey.subscription WHERE queue_name = p_queue AND consumer_name = p_consumer) THEN
+    RAISE EXCEPTION 'this database has no subscription "%" to queue "%"', p_consumer, p_queue;
+  END IF;
+  v_tick := pgconvey.insert_tick(q.queue_id);
+  FOR v_trigger IN SELECT t.tgrelid::regclass AS rel, t.tgname FROM pg_trigger t
+                    WHERE NOT t.tgisinternal AND t.tgfoid IN (
+                          SELECT p.oid FROM pg_proc p JOIN pgconvey.captured_table c
+                              ON p.proname IN ('capture_' || c.table_id, 'capture_truncate_' || c.table_id, 'capture_truncate_rows_' || c.table_id)
+                           WHERE p.pronamespace = 'pgconvey'::regnamespace AND c.queue_id = q.queue_id) LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', v_trigger.tgname, v_trigger.rel);
+  END LOOP;
+  UPDATE pgconvey.queue SET branch_provider = p_provider, branch_consumer = p_consumer WHERE queue_id = q.queue_id;
+  PERFORM pgconvey.branch_guard(p_queue);
+  UPDATE pgconvey.subscription SET completed_tick = v_tick WHERE queue_name = p_queue AND consumer_name = p_consumer;
+  RETURN v_tick;
+END $$;

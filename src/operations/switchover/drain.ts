@@ -33,7 +33,7 @@ export async function drain(run: SwitchoverRun, input: DrainInput): Promise<void
 const applied = async (input: DrainInput): Promise<bigint> => BigInt((await completedTick(input.subscriber, input.queue, input.consumer)) ?? '0');
 
 /** Waits until the subscriber has applied `tick`: by the running worker, or by our own. */
-async function applyThrough(input: DrainInput, tick: string, timeoutMs: number): Promise<'running-worker' | 'switchover'> {
+export async function applyThrough(input: DrainInput, tick: string, timeoutMs: number): Promise<'running-worker' | 'switchover'> {
   const { queue, consumer } = input;
   const target = BigInt(tick);
   const deadline = Date.now() + timeoutMs;

@@ -8,21 +8,33 @@
 import type pg from 'pg';
 import type { DatabaseSpec } from '../../config/index.js';
 import { inTransaction } from '../../db/index.js';
-import { liftFence, markSwitchedOver, removeReverseSubscription, reverseQueueName } from '../../engine/index.js';
+import { freezeQueue, liftFence, markSwitchedOver, promoteBranchQueue, removeReverseSubscription, reverseQueueName } from '../../engine/index.js';
+import { applyThrough } from './drain.js';
 import { standby } from './fence.js';
 import type { SwitchoverRun } from './run.js';
 
-/** Forward: `neu` (the target leaf) takes writes, `old` (the root) becomes standby. */
+/**
+ * Forward: `neu` (the target) takes writes, `old` (the root) becomes standby. A branch (cascade): first the
+ * root's queue is frozen (no tick after its last one, T) and the branch applies and re-queues through T;
+ * then its queue becomes a root's (ticking here from T on) in the transaction that lifts its fence.
+ */
 export async function handOverForward(run: SwitchoverRun, old: pg.Client, neu: pg.Client, oldDb: DatabaseSpec, newDb: DatabaseSpec): Promise<void> {
-  const { queue, root, target } = run.topology;
+  const { queue, root, target, cascade } = run.topology;
   await run.step('handover', async () => {
-    // NEW's fence lifts and its switched-over mark is set in one transaction; then OLD's fence becomes standby.
+    let cascadeDetail = '';
+    if (cascade) {
+      const last = await freezeQueue(old, queue.name, target.name);
+      const by = await applyThrough({ provider: old, subscriber: neu, providerDb: oldDb, subscriberDb: newDb, queue: queue.name, consumer: target.name }, last, run.options.timeoutMs);
+      cascadeDetail = `; queue "${queue.name}" on "${root.name}" frozen at tick ${last} (re-queued by ${by === 'switchover' ? "switchover's own worker" : 'the running worker'}), on "${target.name}" a root's queue from it`;
+    }
+    // NEW's fence lifts (a branch's queue becomes a root's) and its switched-over mark is set in one transaction; then OLD's fence becomes standby.
     await inTransaction(neu, async () => {
+      if (cascade) await promoteBranchQueue(neu, queue.name, target.name);
       run.report.writeUnavailableMs = (await liftFence(neu)).windowMs;
       await markSwitchedOver(neu, queue.name, target.name);
     });
     await standby(run, old, oldDb, { node: root.name, to: target.name });
-    return { value: null, detail: `"${target.name}" (${newDb.display}) takes writes; "${root.name}" stays fenced` };
+    return { value: null, detail: `"${target.name}" (${newDb.display}) takes writes; "${root.name}" stays fenced${cascadeDetail}` };
   });
 }
 

@@ -1,6 +1,6 @@
 /**
  * Switchover: the upgrade's last step, and its way back. `--to NEW` (a leaf
- * of the queue's root OLD) checks the preconditions, fences NEW (so nothing
+ * of the queue's root OLD, or a branch under it: cascade.ts) checks the preconditions, fences NEW (so nothing
  * written there escapes capture), then OLD, drains the queue to NEW, moves
  * NEW's sequences past OLD's, compares row counts, refreshes NEW's
  * materialized views, optionally sets up reverse replication NEW → OLD, and
@@ -15,7 +15,8 @@
 import type pg from 'pg';
 import type { DatabaseSpec, DesiredState, NodeSpec } from '../../config/index.js';
 import { connect } from '../../db/index.js';
-import { isFenced, queueExists, readFence, reverseQueueName, reverseSubscriptionOf, switchedOverAt } from '../../engine/index.js';
+import { isFenced, queueExists, queueRole, readFence, reverseQueueName, reverseSubscriptionOf, switchedOverAt } from '../../engine/index.js';
+import { checkBranchTarget, rejoinStep } from './cascade.js';
 import { drain } from './drain.js';
 import { SwitchoverError } from './error.js';
 import { fenceNode, fenceTriggers } from './fence.js';
@@ -70,7 +71,14 @@ async function forward(run: SwitchoverRun, old: pg.Client, neu: pg.Client, oldDb
   const at = await switchedOverAt(neu, queue, consumer);
   const [oldFence, newFence] = [await readFence(old), await readFence(neu)];
   if (at) {
-    // NEW was handed over. A switch back stopped half way leaves NEW fenced too: undo it.
+    // NEW was handed over. A switch back stopped half way leaves NEW fenced too: undo it — unless (a cascade) NEW's queue follows OLD again already.
+    if (isFenced(newFence) && t.cascade && (await queueRole(neu, queue)).kind === 'branch') {
+      throw new SwitchoverError(
+        'switchover_interrupted',
+        `a switch back of queue "${queue}" to "${root}" stopped after "${consumer}" rejoined "${root}" as a branch; "${root}" is not writable yet`,
+        `finish it with \`pgconvey switchover ${run.file} --to ${root}\``,
+      );
+    }
     if (isFenced(newFence)) return undo(run, { back: neu, other: old, backDb: newDb, otherDb: oldDb, what: `a switch back to "${root}" stopped half way; "${consumer}" takes writes again`, dropReverse: false });
     // The hand-over committed on NEW; OLD's fence was not yet marked standby.
     if (oldFence.record?.purpose === 'switchover' || !isFenced(oldFence)) {
@@ -95,6 +103,7 @@ async function forward(run: SwitchoverRun, old: pg.Client, neu: pg.Client, oldDb
   }
 
   const tables = await forwardPreconditions(run, old, neu, isFenced(oldFence));
+  if (t.cascade) await checkBranchTarget(run, neu, tables);
   await run.confirm();
 
   // NEW first: from before OLD refuses a write until the hand-over, no write can land on NEW uncaptured.
@@ -148,6 +157,7 @@ async function rollback(run: SwitchoverRun, old: pg.Client, neu: pg.Client, oldD
     await verifyCounts(run, neu, old, tables);
   }
   await refreshMatviews(run, old, consumer);
+  await rejoinStep(run, old, neu, leaf);
   await dropReverseStep(run, neu, leaf, reverseExists);
   await handOverBack(run, old, oldDb, newDb, leaf, tables.length);
   return run.report;

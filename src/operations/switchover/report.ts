@@ -6,7 +6,7 @@
  * window.
  */
 
-export type StepName = 'preconditions' | 'fence-target' | 'fence' | 'drain' | 'sequences' | 'verify' | 'matviews' | 'reverse' | 'drop-reverse' | 'handover' | 'undo';
+export type StepName = 'preconditions' | 'fence-target' | 'fence' | 'drain' | 'sequences' | 'verify' | 'matviews' | 'reverse' | 'rejoin' | 'drop-reverse' | 'handover' | 'undo';
 
 export interface StepReport {
   step: StepName;

@@ -16,8 +16,11 @@ import type { NodeRef } from './report.js';
 export interface Topology {
   queue: QueueSpec;
   root: NodeSpec;
+  /** The root's subscribers: its leaves and (cascades) its branches. */
   leaves: NodeSpec[];
   target: NodeSpec;
+  /** The target is a branch: its queue becomes the root's queue at the hand-over (the nodes under it keep following). */
+  cascade: boolean;
 }
 
 /** Finds the queue and the target node in the file, or says what to write instead. */
@@ -35,21 +38,46 @@ export function resolveTarget(state: DesiredState, options: Pick<SwitchoverOptio
     }
   }
   const root = queue.nodes.find((n) => n.type === 'root')!;
-  const leaves = queue.nodes.filter((n) => n.type === 'leaf' && n.provider === root.name);
+  const leaves = queue.nodes.filter((n) => n.type !== 'root' && n.provider === root.name);
   const target = queue.nodes.find((n) => n.name === options.to);
   if (!target) {
     const guess = closest(options.to, queue.nodes.map((n) => n.name));
     throw new SwitchoverError('unknown_node', `queue "${queue.name}" has no node "${options.to}"`, guess ? `did you mean "${guess}"?` : `nodes: ${queue.nodes.map((n) => n.name).join(', ')}`);
   }
-  // Cascades: the nodes under a branch would keep following a root that no longer takes writes.
-  const branch = queue.nodes.find((n) => n.type === 'branch');
-  if (branch) {
-    throw new SwitchoverError('switchover_cascade_not_supported', `queue "${queue.name}" has a branch ("${branch.name}"): a switchover inside a cascade is not supported yet`, 'the nodes under a branch would keep following the old root; switch over a queue whose subscribers are leaves of the root');
+  if (target !== root) refuseCascadeTarget(state.file, queue, root, target);
+  return { queue, root, leaves, target, cascade: target.type === 'branch' };
+}
+
+/**
+ * Cascades: a switchover goes to a node that follows the root. A branch's
+ * subscribers keep following it (its queue becomes the root's), so every other
+ * node must be under it; a leaf of the root is refused while the queue has a
+ * branch (the nodes under it would keep following a root that takes no writes).
+ */
+function refuseCascadeTarget(file: string, queue: QueueSpec, root: NodeSpec, target: NodeSpec): void {
+  if (target.provider !== root.name) {
+    throw new SwitchoverError(
+      'switchover_target_not_child',
+      `node "${target.name}" follows "${target.provider}", not the root "${root.name}" of queue "${queue.name}"`,
+      `switch over to a node whose provider is "${root.name}" (to "${target.provider}" first, then further), or move "${target.name}" under "${root.name}" (\`provider: ${root.name}\` in ${file}, then \`pgconvey apply\`)`,
+    );
   }
-  if (target !== root && !leaves.includes(target)) {
-    throw new SwitchoverError('switchover_target_not_leaf', `node "${target.name}" is not a leaf of the root "${root.name}"`, `switch over to a leaf whose provider is "${root.name}", or back to "${root.name}"`);
+  const branches = queue.nodes.filter((n) => n.type === 'branch');
+  if (target.type === 'leaf' && branches.length) {
+    throw new SwitchoverError(
+      'switchover_cascade_leaf',
+      `node "${target.name}" is a leaf, and queue "${queue.name}" has the branch(es) ${branches.map((b) => `"${b.name}"`).join(', ')}: after a switchover to a leaf the nodes under them would keep following "${root.name}", which takes no writes then`,
+      `switch over to a branch whose provider is "${root.name}" (its subscribers keep following it), or remove the branches from ${file} first`,
+    );
   }
-  return { queue, root, leaves, target };
+  const others = queue.nodes.filter((n) => n !== target && n.provider === root.name);
+  if (target.type === 'branch' && others.length) {
+    throw new SwitchoverError(
+      'switchover_cascade_other_subscribers',
+      `the root "${root.name}" of queue "${queue.name}" has subscribers besides the branch "${target.name}": ${others.map((o) => `"${o.name}"`).join(', ')}; they would keep following "${root.name}", which takes no writes after the switchover`,
+      `move them under "${target.name}" first (\`provider: ${target.name}\` in ${file}, then \`pgconvey apply\`: ~ change_provider, no copy; stop their workers meanwhile), then switch over`,
+    );
+  }
 }
 
 export function nodeRef(node: NodeSpec, database: DatabaseSpec): NodeRef {
