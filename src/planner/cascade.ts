@@ -40,6 +40,20 @@ export function planBranchQueue(input: PlanInput, queue: QueueSpec, branch: Node
   const catalog = input.catalogs[branch.database]!;
   const existing = catalog.engine?.queues.find((q) => q.name === queue.name);
   const path = `queues.${queue.name}.nodes.${branch.name}`;
+  // A switchover made the branch the root of its queue (the old root's queue follows it, frozen): the file
+  // describes the cascade before it; nothing to plan for the branch's queue (docs/switchover.md, "Cascades").
+  const root = queue.nodes.find((n) => n.type === 'root');
+  const rootQueue = root ? input.catalogs[root.database]?.engine?.queues.find((q) => q.name === queue.name) : undefined;
+  if (existing && !existing.branchProvider && rootQueue?.branchProvider === branch.name) {
+    plan.check(
+      'warning',
+      'switched_over_to_branch',
+      `node "${branch.name}" took over writes in a switchover: its queue "${queue.name}" is the root's now (the nodes under it follow it), and "${root!.name}" is its standby; the file still says what it was before`,
+      `nothing to do; \`pgconvey switchover FILE --to ${root!.name}\` switches back (with --reverse set up), after which plan shows the cascade as the file says`,
+      path,
+    );
+    return [];
+  }
   if (existing && !existing.branchProvider) {
     plan.check(
       'error',

@@ -76,7 +76,9 @@ function retentionLine(r: RetentionStatus | null | undefined, indent: string): s
 function subscriberLines(s: SubscriberStatus): string[] {
   // Cascades: a node under a branch is indented under it, and a branch says so.
   const indent = '  '.repeat(Math.max(0, (s.depth ?? 1) - 1));
-  const head = `${indent}  → ${chalk.bold(s.node)}${s.type === 'branch' ? ' (branch)' : ''} ${chalk.dim(s.display)}`;
+  // A branch switched over to is the root of its queue since (the nodes under it follow it; the old root's queue is frozen).
+  const kind = s.type !== 'branch' ? '' : s.switchedOverAt ? ' (branch in the file; the root of its queue since the switchover)' : ' (branch)';
+  const head = `${indent}  → ${chalk.bold(s.node)}${kind} ${chalk.dim(s.display)}`;
   if (s.error) return [`${head}  ${chalk.red(s.error)}`];
   const lag = s.lagSeconds === null ? '' : `  lag ${formatSeconds(s.lagSeconds)}${s.pendingEvents === null ? '' : `, ${int(s.pendingEvents)} events`}`;
   const applied = s.appliedAgeSeconds === null ? '' : `  applied ${formatSeconds(s.appliedAgeSeconds)} ago`;

@@ -255,10 +255,10 @@ describe('pgconvey: cascades (root → branch → leaf, root → branch → bran
       // A node under a branch is indented one level more than the branch.
       expect(text.stdout).toMatch(/\n( *)→ b1 \(branch\)[\s\S]*?\n\1  → l1 [\s\S]*?\n\1  → b2 \(branch\)[\s\S]*?\n\1    → l2 /);
 
-      // A switchover inside a cascade is refused (not supported yet), with its code.
-      const switched = await runCli(['switchover', file, '--to', 'b1'], { timeoutMs: 60_000 });
+      // A switchover goes to a node whose provider is the root: b2 (under b1) is refused, with its code.
+      const switched = await runCli(['switchover', file, '--to', 'b2'], { timeoutMs: 60_000 });
       expect(switched.code, switched.stdout + switched.stderr).toBe(1);
-      expect(switched.stdout + switched.stderr).toMatch(/switchover_cascade_not_supported/);
+      expect(switched.stdout + switched.stderr).toMatch(/switchover_target_not_child/);
 
       const again = await runCli(['plan', file], { timeoutMs: 120_000 });
       expect(again.code, again.stdout + again.stderr).toBe(0);

@@ -266,10 +266,15 @@ describe('switchover inside a cascade: root (12) → b (16) → l (17)', () => {
       expect(BigInt(lAt!)).toBeGreaterThan(BigInt(rootQueue.last));
       expect((await c.b.query("SELECT 1 FROM pgconvey.tick t JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = 'shop' AND t.tick_id = $1", [lAt])).rowCount).toBe(1);
 
+      // Plan on the unchanged file says the branch took over (a warning) and changes nothing; status shows who takes writes.
       const plan = await runCli(['plan', file], { timeoutMs: 120_000 });
-      process.stderr.write(`[switchover-cascade] plan after the switchover (exit ${plan.code}):\n${plan.stdout}${plan.stderr}\n`);
+      expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+      expect(plan.stdout + plan.stderr).toMatch(/switched_over_to_branch: node "b" took over writes/);
+      expect(plan.stdout).toContain('No changes');
       const status = await runCli(['status', file], { timeoutMs: 120_000 });
-      process.stderr.write(`[switchover-cascade] status after the switchover (exit ${status.code}):\n${status.stdout}${status.stderr}\n`);
+      expect(status.code, status.stdout + status.stderr).toBe(0);
+      expect(status.stdout).toMatch(/→ b \(branch in the file; the root of its queue since the switchover\).*takes writes since/);
+      expect(status.stdout).toMatch(/standby: "b" takes writes/);
 
       // The switch back: the root takes writes again; the branch follows it again, the leaf still under it.
       const back = await runCli(['switchover', file, '--to', 'root', '--auto-approve'], { timeoutMs: 180_000 });
