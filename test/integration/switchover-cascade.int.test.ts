@@ -10,7 +10,10 @@
  * follows it back; and the switch back (`--to root`) makes the branch follow
  * the root again, the leaf still under it. After each step every node equals
  * the writable one row by row (the harness's own SQL), and plan on the
- * unchanged file is checked for what it says.
+ * unchanged file is checked for what it says. Second case, without
+ * --reverse: the switchover killed in its drain is undone with `--to root`
+ * (the cascade follows the root again), switched over again, and the switch
+ * back is refused (switchover_no_reverse).
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -300,6 +303,77 @@ describe('switchover inside a cascade: root (12) → b (16) → l (17)', () => {
       const planBack = await runCli(['plan', file], { timeoutMs: 120_000 });
       expect(planBack.code, planBack.stdout + planBack.stderr).toBe(0);
       expect(planBack.stdout).toContain('No changes');
+    } finally {
+      await switchover?.kill('SIGKILL');
+      await holder.end().catch(() => undefined);
+      await run.kill('SIGTERM');
+      for (const x of Object.values(c)) await x.end().catch(() => undefined);
+    }
+  });
+
+  it('without --reverse: killed in its drain, undone with --to root (the root takes writes again, the cascade follows it); switched over again, a switch back is refused', { timeout: 600_000 }, async () => {
+    const rng = createRng(testSeed() + 1);
+    const rootDb = await freshDatabase(sourceServer(), 'socu_r');
+    const lDb = await freshDatabase(targetServer(), 'socu_l');
+    const bDb = await db16();
+    const checker = async (config: pg.ClientConfig) => {
+      const x = new pg.Client({ ...config, application_name: 'pgconvey:test-check' });
+      await x.connect();
+      return x;
+    };
+    const c: Record<'root' | 'b' | 'l', pg.Client> = { root: await checker(rootDb.config), b: await checker(bDb.config), l: await checker(lDb.config) };
+    for (const x of Object.values(c)) await x.query(SCHEMA);
+    await c.root.query(SEED);
+    const file = `${mkdtempSync('/tmp/pgconvey-test-')}/cascade.yaml`;
+    writeFileSync(file, yaml({ root: rootDb.dsn, b: bDb.dsn, l: lDb.dsn }));
+    const applied = await runCli(['apply', file, '--auto-approve'], { timeoutMs: 180_000 });
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    const run = startCli(['run', file, '--log-format', 'json']);
+    let switchover: CliProcess | null = null;
+    const holder = new pg.Client({ ...bDb.config, application_name: 'pgconvey:test-holder' });
+    try {
+      await waitFor('every table ok on b and l', async () => {
+        for (const n of ['b', 'l'] as const) {
+          const { rows } = await c[n].query<{ n: number }>("SELECT count(*) FILTER (WHERE state = 'ok')::int AS n FROM pgconvey.subscriber_table WHERE queue_name = 'shop'");
+          if (rows[0]!.n !== TABLES.length) return false;
+        }
+        return true;
+      }, 180_000, 200);
+      const onRoot = writer(() => rootDb.connect(), rng);
+      await waitFor('some writes on the root', async () => onRoot.committed > 50, 60_000);
+      await holder.connect();
+      await holder.query("BEGIN; SELECT 1 FROM pgconvey.subscription WHERE queue_name = 'shop' AND consumer_name = 'b' FOR UPDATE");
+      switchover = startCli(['switchover', file, '--to', 'b', '--auto-approve', '--max-lag', '1min']);
+      await switchover.waitForLine(/✓ fence /, 90_000);
+      await onRoot.done;
+      await new Promise((r) => setTimeout(r, 300));
+      await switchover.kill('SIGKILL');
+      switchover = null;
+      await holder.query('COMMIT');
+
+      const undone = await runCli(['switchover', file, '--to', 'root', '--auto-approve'], { timeoutMs: 180_000 });
+      expect(undone.code, undone.stdout + undone.stderr).toBe(0);
+      expect(undone.stdout).toMatch(/switchover to "b" stopped half way/);
+      expect((await queueRow(c.root))!.provider).toBeNull();
+      expect((await queueRow(c.b))!.provider).toBe('root');
+      const again = writer(() => rootDb.connect(), rng);
+      await waitFor('writes on the root again', async () => again.committed > 50, 60_000);
+      await again.stop();
+      await waitFor('b equal to the root', () => equalRows(c.root, c.b), 90_000, 200);
+      await waitFor('l equal to the root', () => equalRows(c.root, c.l), 90_000, 200);
+      await expectEqual(c.root, c.b);
+      await expectEqual(c.root, c.l);
+
+      const forward = await runCli(['switchover', file, '--to', 'b', '--auto-approve'], { timeoutMs: 180_000 });
+      expect(forward.code, forward.stdout + forward.stderr).toBe(0);
+      const onB = writer(() => bDb.connect(), rng);
+      await waitFor('some writes on b', async () => onB.committed > 50, 60_000);
+      await onB.stop();
+      await waitFor('l equal to b', () => equalRows(c.b, c.l), 90_000, 200);
+      await expectEqual(c.b, c.l);
+      const back = await runCli(['switchover', file, '--to', 'root', '--auto-approve'], { timeoutMs: 120_000 });
+      expect(back.code).toBe(1);
+      expect(back.stdout + back.stderr).toMatch(/switchover_no_reverse/);
     } finally {
       await switchover?.kill('SIGKILL');
       await holder.end().catch(() => undefined);
