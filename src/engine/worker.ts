@@ -366,7 +366,8 @@ export class ApplyWorker {
   }
 
   /**
-   * One provider round trip (one transaction): finishes the batch the last
+   * One provider round trip (one transaction): ticks when this subscriber
+   * keeps up and events wait (keep_up_tick), finishes the batch the last
    * step applied, takes the next batch, and — only when there is one — the
    * version of the queue's captured tables, whether copy pins exist, and the
    * sequences' values.
@@ -380,6 +381,9 @@ export class ApplyWorker {
     );
     const finishing = this.pendingFinish;
     const statements = [
+      // A subscriber that keeps up ticks the events written since its last batch itself (keep_up_tick), in this
+      // round trip: its next batch does not wait for the ticker's next call, its commit and its NOTIFY.
+      format('SELECT pgconvey.keep_up_tick(%L, %L, %s)', queue, consumer, finishing === undefined ? 'NULL' : String(BigInt(finishing))),
       ...(finishing !== undefined ? [format('SELECT pgconvey.finish_batch(%L, %L, %L)', queue, consumer, finishing)] : []),
       format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(Math.trunc(this.options.maxBatchEvents ?? 50_000))),
       `${format(CAPTURED_VERSION_SQL, queue)} AND ${open}`,
@@ -395,7 +399,7 @@ export class ApplyWorker {
     const results = (await this.provider.query(statements.join('; '))) as unknown as pg.QueryResult[];
     // Finished (or found finished already): a failure above leaves it to the next worker's skip path.
     this.pendingFinish = undefined;
-    const at = finishing !== undefined ? 1 : 0;
+    const at = finishing !== undefined ? 2 : 1;
     return {
       batch: batchFromRow(results[at]!.rows[0]),
       capturedVersion: (results[at + 1]!.rows[0]?.v as string | undefined) ?? '',

@@ -206,6 +206,56 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.keep_up_tick(queue, consumer, finishing) → the new tick
+-- id, or NULL. The apply worker's own tick, asked in its poll transaction
+-- before it finishes the batch ending at `finishing` (NULL: none) and takes
+-- the next: ticks when events were written since the queue's last tick and
+-- that tick is the consumer's position once `finishing` is finished — the
+-- consumer has applied everything ticked, so the events written meanwhile
+-- are its next batch at once, without waiting for the ticker's next call.
+-- A consumer with an other batch open, or behind (ticks after its position
+-- wait), gets no tick; nor does a branch's queue (it takes its provider's
+-- ticks). The queue row is locked only when a tick is due (as ticker()), in
+-- an earlier statement than insert_tick's, so ticks stay ordered; the queue
+-- row before the consumer row, as every function locking both.
+CREATE OR REPLACE FUNCTION pgconvey.keep_up_tick(p_queue text, p_consumer text, p_finishing bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  c pgconvey.consumer%ROWTYPE;
+  v_last pgconvey.tick%ROWTYPE;
+  v_locked boolean := false;
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RETURN NULL;  -- ticks are taken in READ COMMITTED only (insert_tick); the ticker ticks instead
+  END IF;
+  LOOP
+    IF v_locked THEN
+      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+    ELSE
+      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue;
+    END IF;
+    IF NOT FOUND OR q.branch_provider IS NOT NULL THEN
+      RETURN NULL;
+    END IF;
+    SELECT * INTO c FROM pgconvey.consumer WHERE queue_id = q.queue_id AND consumer_name = p_consumer;
+    IF NOT FOUND THEN
+      RETURN NULL;
+    END IF;
+    SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
+    IF v_last.tick_id IS DISTINCT FROM (CASE WHEN c.batch_end_tick IS NULL THEN c.last_tick
+                                             WHEN c.batch_end_tick = p_finishing THEN p_finishing END)
+       OR pgconvey.event_seq_value(q.queue_id) <= v_last.tick_event_seq THEN
+      RETURN NULL;
+    END IF;
+    IF v_locked THEN
+      RETURN pgconvey.insert_tick(q.queue_id);
+    END IF;
+    v_locked := true;  -- due: asked again under the queue row lock (ticks are ordered by it)
+  END LOOP;
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.force_tick(name) → the new tick id, unconditionally (a
 -- branch's queue: its last tick, unchanged).
 -- Call it in its own transaction: the tick is taken in the caller's transaction.
