@@ -20,6 +20,8 @@
  *
  * Usage: npm run bench:engine [-- --scale 20 --rounds 3 --seconds 15 --backlog 100000 --rates 500,2000 --lag-seconds 15]
  *        npm run bench:engine -- --quick      (a smoke run of a minute or two; printed, not written to docs/)
+ *        npm run bench:engine -- --phases lag (only some of the measurements: tps, catchup, lag; while developing —
+ *                                              with BENCH_REPORT=/tmp/x.md, so docs/benchmarks.md gets no partial table)
  * Needs pgbench and pg_recvlogical (Debian: apt-get install postgresql-15). Appends to docs/benchmarks.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
