@@ -20,6 +20,8 @@
  *
  * Usage: npm run bench:engine [-- --scale 20 --rounds 3 --seconds 15 --backlog 100000 --rates 500,2000 --lag-seconds 15]
  *        npm run bench:engine -- --quick      (a smoke run of a minute or two; printed, not written to docs/)
+ *        npm run bench:engine -- --phases lag (only some of the measurements: tps, catchup, lag; while developing —
+ *                                              with BENCH_REPORT=/tmp/x.md, so docs/benchmarks.md gets no partial table)
  * Needs pgbench and pg_recvlogical (Debian: apt-get install postgresql-15). Appends to docs/benchmarks.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -62,6 +64,8 @@ const { values: args } = parseArgs({
     source: { type: 'string', default: '12' },
     target: { type: 'string', default: '17' },
     quick: { type: 'boolean', default: false },
+    /** Which measurements to take (a developer's shortcut; the published run takes all three). */
+    phases: { type: 'string', default: 'tps,catchup,lag' },
   },
 });
 const QUICK = args.quick!;
@@ -71,6 +75,7 @@ const SECONDS = QUICK ? 3 : Number(args.seconds);
 const BACKLOG_TX = QUICK ? 4000 : Number(args.backlog);
 const RATES = args.rates!.split(',').map(Number);
 const LAG_SECONDS = QUICK ? 3 : Number(args['lag-seconds']);
+const PHASES = new Set(args.phases!.split(','));
 const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'lag_probe'];
 const LOAD = ['-N', '-c', '4', '-j', '2'];
 const SRC = 'bench';
@@ -204,7 +209,7 @@ async function main(): Promise<void> {
     // ---- 1. TPS in interleaved rounds ----
     const modes: Mode[] = ['plain', 'capture', 'decode', 'pgconvey', 'native'];
     log(`TPS: ${ROUNDS} interleaved rounds of ${SECONDS} s, pgbench ${LOAD.join(' ')}, modes ${modes.join(', ')}`);
-    const tps = await interleaved(ROUNDS, modes, async (mode, round) => {
+    const tps = await interleaved(PHASES.has('tps') ? ROUNDS : 0, modes, async (mode, round) => {
       await enter(mode);
       await withClient(source, SRC, (c) => c.query('CHECKPOINT'));
       const r = (await pgbench(source, SRC, [...LOAD, '-T', String(SECONDS)])).tps;
@@ -217,7 +222,7 @@ async function main(): Promise<void> {
     log(`catch-up: ${ROUNDS} rounds of a ${BACKLOG_TX}-transaction backlog (${BACKLOG_TX * 2} row changes) for each`);
     const catchup = { pgconvey: [] as number[], native: [] as number[] };
     const catchupPeaks: number[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < (PHASES.has('catchup') ? ROUNDS : 0); round++) {
       // pgconvey: triggers and ticker on, worker off while the backlog is written.
       await enter('capture');
       await setWorker(true);
@@ -246,7 +251,7 @@ async function main(): Promise<void> {
     // ---- 3. lag at each rate ----
     const lag: Record<string, { p50: number[]; p95: number[]; tps: number[] }> = {};
     const lagPeaks: number[] = [];
-    for (const rate of RATES) {
+    for (const rate of PHASES.has('lag') ? RATES : []) {
       for (const tool of ['pgconvey', 'native'] as const) lag[`${tool}@${rate}`] = { p50: [], p95: [], tps: [] };
       await interleaved(ROUNDS, ['pgconvey', 'native'] as const, async (tool, round) => {
         await enter(tool);

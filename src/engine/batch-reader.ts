@@ -110,7 +110,8 @@ const CURSOR = 'pgconvey_batch';
 
 /**
  * Streams a batch's events in chunks to `onChunk`, inside a provider
- * transaction that is closed afterwards. The chunk size adapts to the size of
+ * transaction that is closed afterwards (a batch of at most the first
+ * chunk's rows: one statement, its own transaction). The chunk size adapts to the size of
  * the rows so that a chunk stays near `chunkBytes` (three chunks are in
  * memory at most: the one whose statements run on the subscriber, the one
  * being decoded, and the one read ahead).
@@ -136,10 +137,21 @@ export async function readBatch(
     key: r[4] as string | null,
     data: r[5] as string | null,
   });
+  const sql = batchEventsSql(batch, tables, options.skipVisibleIn);
+  // A small batch (a subscriber keeping up) in one statement, no transaction or cursor: one round trip
+  // instead of two. At most as many rows as the cursor's first FETCH; a batch found larger than its count
+  // of event ids says (a transaction that took its ids before the start tick) is read by the cursor below.
+  if (BigInt(batch.eventEstimate) <= BigInt(fetchRows)) {
+    const { rows } = await phases.time('read', () => provider.query<unknown[]>({ text: `${sql} LIMIT ${fetchRows + 1}`, rowMode: 'array' }));
+    if (rows.length <= fetchRows) {
+      if (rows.length) await onChunk(rows.map(toEvent));
+      return rows.length;
+    }
+  }
   try {
     // One round trip opens the transaction, declares the cursor and fetches the first chunk.
     const results = (await phases.time('read', () => provider.query({
-      text: `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${batchEventsSql(batch, tables, options.skipVisibleIn)}; FETCH ${fetchRows} FROM ${CURSOR}`,
+      text: `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${sql}; FETCH ${fetchRows} FROM ${CURSOR}`,
       rowMode: 'array',
     }))) as unknown as pg.QueryResult<unknown[]>[];
     let rows = results[2]!.rows;

@@ -152,6 +152,8 @@ export class ApplyWorker {
   private readonly branch = new BranchRequeue();
   /** A tick was announced since the last step began polling (no one was waiting for it). */
   private tickAnnounced = false;
+  /** The ids of the tables the last batch read (sorted, comma-separated), when none was merging a copy: the poll reads a small batch of them. */
+  private smallTables: string | undefined;
   /** Per-phase milliseconds of each batch (PGCONVEY_WORKER_PROFILE; off by default). */
   private readonly phases = new Phases();
   /** #17 part 3: tables held alone on a schema mismatch (engine/table-hold.ts). */
@@ -175,6 +177,9 @@ export class ApplyWorker {
     await this.subscriber.query(SESSION_SQL);
     await this.subscriber.query(GENERIC_PLANS_SQL);
     await this.provider.query(SESSION_SQL);
+    // The poll (its own tick: keep_up_tick) and a small batch's read run as single implicit transactions:
+    // READ COMMITTED, as the ticks and the cursor's transaction are, whatever the server's default.
+    await this.provider.query("SET default_transaction_isolation = 'read committed'");
     this.provider.on('notification', () => {
       const wake = this.notified;
       this.notified = undefined;
@@ -223,41 +228,28 @@ export class ApplyWorker {
     ph.reset();
     // The poll sees every tick committed before it: only announcements from now on wake the next wait.
     this.tickAnnounced = false;
-    const polled = await ph.time('next', () => this.poll());
-    const batch = polled.batch;
-    if (!batch) return { kind: 'idle' };
-    const started = Date.now();
-
-    // One round trip: the transaction, the position (locked) and the applied tables' states, locked
-    // FOR SHARE until the batch ends: a resync or a copy of one of them waits for this batch, and
-    // this batch never applies to a table being copied.
-    // Cascades: the same round trip asks whether this subscriber is a branch (its re-queue target, see
-    // engine/branch.ts), only when the position is the batch's start (the batch is to be applied): a leaf
-    // then makes no further round trip for it.
-    let opened: pg.QueryResult[];
+    // Busy (the last step applied a batch): the next batch starts at that batch's end, so the subscriber's
+    // opening round trip runs beside the provider's poll instead of after it (rolled back when there is none).
+    const expected = this.pendingFinish;
+    const early = expected !== undefined ? this.open(expected) : undefined;
+    early?.catch(() => undefined);
+    let polled: Awaited<ReturnType<ApplyWorker['poll']>>;
     try {
-      opened = (await ph.time('open', () =>
-        this.subscriber.query(
-          format(
-            'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
-              `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
-                WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE; ` +
-              'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
-            queue,
-            consumer,
-            queue,
-            consumer,
-            queue,
-            consumer,
-            batch.startTick,
-          ),
-        ),
-      )) as unknown as pg.QueryResult[];
+      polled = await ph.time('next', () => this.poll());
     } catch (err) {
-      await this.subscriber.query('ROLLBACK').catch(() => undefined);
-      const e = err as { code?: string; message?: string };
-      throw e?.code === 'PCB01' ? new BranchOutOfStepError(e.message ?? 'branch out of step') : err;
+      if (early) await early.then(() => this.subscriber.query('ROLLBACK'), () => undefined).catch(() => undefined);
+      throw err;
     }
+    const batch = polled.batch;
+    if (!batch || batch.startTick !== expected) {
+      if (early) {
+        await early; // a failed open throws here (rolled back already)
+        await this.subscriber.query('ROLLBACK');
+      }
+      if (!batch) return { kind: 'idle' };
+    }
+    const started = Date.now();
+    const opened = await ph.time('open', () => (early && batch.startTick === expected ? early : this.open(batch.startTick)));
     const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
     let states = opened[3]!.rows as SubscriberTableRow[];
     let applied: Map<number, AppliedTable> | undefined; // #17 part 3: the tables a mismatch may hold
@@ -315,7 +307,13 @@ export class ApplyWorker {
         await this.setTableState(t, 'catching-up', batch.startTick);
       }
       const skipVisibleIn = new Map(merging.map((t) => [t.statements.table.tableId, t.copySnapshot!]));
-      await readBatch(this.provider, batch, new Set([...tables.keys(), SCRIPT_EVENT_TABLE]), apply, { skipVisibleIn, phases: ph }); // + script events (#17)
+      const read = new Set([...tables.keys(), SCRIPT_EVENT_TABLE]); // + script events (#17)
+      const readKey = merging.length ? undefined : tableIdsKey(read);
+      // Read by the poll already when small and of the same tables (their states locked by this batch's opening).
+      if (polled.small !== undefined && readKey !== undefined && polled.small.tables === readKey) {
+        if (polled.small.events.length) await apply(polled.small.events);
+      } else await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph });
+      this.smallTables = readKey;
       await ph.time('apply', () => applier.finish());
       // A copied table is merged once no later batch can hold a transaction its copy already has:
       // later batches start at this end tick, so it is enough that its snapshot sees all the copy saw.
@@ -366,12 +364,48 @@ export class ApplyWorker {
   }
 
   /**
-   * One provider round trip (one transaction): finishes the batch the last
+   * One subscriber round trip opens a batch starting at `startTick`: the
+   * transaction, the position (locked) and the applied tables' states, locked
+   * FOR SHARE until the batch ends: a resync or a copy of one of them waits
+   * for this batch, and this batch never applies to a table being copied.
+   * Cascades: the same round trip asks whether this subscriber is a branch
+   * (its re-queue target, see engine/branch.ts), only when the position is
+   * the batch's start (the batch is to be applied): a leaf then makes no
+   * further round trip for it. A failed round trip is rolled back.
+   */
+  private async open(startTick: string): Promise<pg.QueryResult[]> {
+    const { queue, consumer } = this.options;
+    try {
+      return (await this.subscriber.query(
+        format(
+          'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
+            `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
+              WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE; ` +
+            'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
+          queue,
+          consumer,
+          queue,
+          consumer,
+          queue,
+          consumer,
+          startTick,
+        ),
+      )) as unknown as pg.QueryResult[];
+    } catch (err) {
+      await this.subscriber.query('ROLLBACK').catch(() => undefined);
+      const e = err as { code?: string; message?: string };
+      throw e?.code === 'PCB01' ? new BranchOutOfStepError(e.message ?? 'branch out of step') : err;
+    }
+  }
+
+  /**
+   * One provider round trip (one transaction): ticks when this subscriber
+   * keeps up and events wait (keep_up_tick), finishes the batch the last
    * step applied, takes the next batch, and — only when there is one — the
    * version of the queue's captured tables, whether copy pins exist, and the
    * sequences' values.
    */
-  private async poll(): Promise<{ batch: BatchInfo | null; capturedVersion: string; copyPins: boolean; sequences: SequenceValue[] }> {
+  private async poll(): Promise<{ batch: BatchInfo | null; capturedVersion: string; copyPins: boolean; sequences: SequenceValue[]; small?: { tables: string; events: QueueEvent[] } }> {
     const { queue, consumer } = this.options;
     const open = format(
       'EXISTS (SELECT FROM pgconvey.consumer co JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L AND co.consumer_name = %L AND co.batch_end_tick IS NOT NULL)',
@@ -380,6 +414,9 @@ export class ApplyWorker {
     );
     const finishing = this.pendingFinish;
     const statements = [
+      // A subscriber that keeps up ticks the events written since its last batch itself (keep_up_tick), in this
+      // round trip: its next batch does not wait for the ticker's next call, its commit and its NOTIFY.
+      format('SELECT pgconvey.keep_up_tick(%L, %L, %s)', queue, consumer, finishing === undefined ? 'NULL' : String(BigInt(finishing))),
       ...(finishing !== undefined ? [format('SELECT pgconvey.finish_batch(%L, %L, %L)', queue, consumer, finishing)] : []),
       format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(Math.trunc(this.options.maxBatchEvents ?? 50_000))),
       `${format(CAPTURED_VERSION_SQL, queue)} AND ${open}`,
@@ -392,15 +429,19 @@ export class ApplyWorker {
       ),
       `${format('SELECT seq_schema, seq_name, last_value::text AS last_value, is_called FROM pgconvey.sequence_values(%L)', queue)} WHERE ${open}`,
     ];
+    // The tables the last batch read (none merging a copy): a small next batch of them is read in this round trip.
+    const smallTables = this.smallTables;
+    if (smallTables !== undefined) statements.push(format('SELECT * FROM pgconvey.small_batch_events(%L, %L, %L::int[], %s)', queue, consumer, `{${smallTables}}`, String(SMALL_BATCH)));
     const results = (await this.provider.query(statements.join('; '))) as unknown as pg.QueryResult[];
     // Finished (or found finished already): a failure above leaves it to the next worker's skip path.
     this.pendingFinish = undefined;
-    const at = finishing !== undefined ? 1 : 0;
+    const at = finishing !== undefined ? 2 : 1;
     return {
       batch: batchFromRow(results[at]!.rows[0]),
       capturedVersion: (results[at + 1]!.rows[0]?.v as string | undefined) ?? '',
       copyPins: results[at + 2]!.rows[0]?.pins === true,
       sequences: results[at + 3]!.rows as SequenceValue[],
+      small: smallBatch(smallTables, results[at + 4], results[at]!.rows[0]?.event_estimate),
     };
   }
 
@@ -489,4 +530,19 @@ export class ApplyWorker {
     }
     return out;
   }
+}
+
+/** Batches of at most this many event ids are read by the poll's round trip (as the cursor's first FETCH would). */
+const SMALL_BATCH = 500;
+
+/** A set of table ids as small_batch_events takes them (sorted, comma-separated). */
+function tableIdsKey(ids: ReadonlySet<number>): string {
+  return [...ids].sort((a, b) => a - b).join(',');
+}
+
+/** The poll's small_batch_events rows as the batch's events, when they are the whole batch (else: read it by the cursor). */
+function smallBatch(tables: string | undefined, result: pg.QueryResult | undefined, estimate: string | undefined): { tables: string; events: QueueEvent[] } | undefined {
+  if (tables === undefined || result === undefined || estimate === undefined || BigInt(estimate) > BigInt(SMALL_BATCH) || result.rows.length > SMALL_BATCH) return undefined;
+  const events = result.rows.map((r): QueueEvent => ({ txid: r.ev_txid, table: r.ev_table, op: r.ev_op, shape: r.ev_shape, key: r.ev_key, data: r.ev_data }));
+  return { tables, events };
 }

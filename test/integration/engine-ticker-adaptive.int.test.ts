@@ -3,7 +3,10 @@
  * consumer active within the last second, with no open batch), and keeps
  * the max_lag rhythm otherwise: a consumer behind (batch open), a consumer
  * gone quiet, or only copy pins; an idle queue gets no ticks; and a call
- * that finds no tick due writes nothing (no transaction id).
+ * that finds no tick due writes nothing (no transaction id). The worker's
+ * own tick (keep_up_tick, asked in its poll before it finishes its batch)
+ * ticks only when the consumer's position, once that batch is finished, is
+ * the queue's last tick and events were written since.
  */
 import { describe, expect, it } from 'vitest';
 import * as engine from '../../src/engine/index.js';
@@ -54,6 +57,71 @@ for (const server of [sourceServer(), targetServer()]) {
         expect((await admin.query("SELECT pgconvey.ticker('q') AS t")).rows[0].t).toBeNull();
         expect((await admin.query('SELECT pg_catalog.txid_current_if_assigned() AS x')).rows[0].x).toBeNull();
         await admin.query('ROLLBACK');
+      } finally {
+        await admin.end();
+      }
+    });
+
+    it("ticks for the worker's poll only when its consumer keeps up (keep_up_tick)", async () => {
+      const db = await freshDatabase(server, 'tickkeep');
+      const admin = await db.connect();
+      try {
+        await engine.installEngine(admin);
+        await engine.createQueue(admin, 'q', { tickerMaxLagMs: 3_600_000, tickerIdlePeriodMs: 3_600_000, tickerMaxCount: 1_000_000 });
+        await admin.query('CREATE TABLE public.t (id int PRIMARY KEY)');
+        await engine.addTable(admin, 'q', 'public', 't');
+        await engine.registerConsumer(admin, 'q', 'c');
+        const write = (id: number) => admin.query('INSERT INTO public.t VALUES ($1)', [id]);
+        const keepUp = async (finishing: string | null) => (await admin.query<{ t: string | null }>("SELECT pgconvey.keep_up_tick('q', 'c', $1) AS t", [finishing])).rows[0]!.t;
+        const lastTick = async () => (await admin.query<{ t: string }>('SELECT max(tick_id)::text AS t FROM pgconvey.tick')).rows[0]!.t;
+        const next = async () => (await admin.query<{ end_tick: string }>("SELECT end_tick::text AS end_tick FROM pgconvey.next_batch('q', 'c', 50000)")).rows[0]?.end_tick;
+        const finish = (end: string) => admin.query("SELECT pgconvey.finish_batch('q', 'c', $1)", [end]);
+
+        // Nothing written since the last tick: no tick (and no transaction id taken).
+        await admin.query('BEGIN');
+        expect(await keepUp(null)).toBeNull();
+        expect((await admin.query('SELECT pg_catalog.txid_current_if_assigned() AS x')).rows[0].x).toBeNull();
+        await admin.query('ROLLBACK');
+
+        // At the last tick, events written: a tick, which is the next batch.
+        await write(1);
+        const t1 = await keepUp(null);
+        expect(t1).not.toBeNull();
+        expect(await keepUp(null)).toBeNull();
+        expect(await next()).toBe(t1);
+
+        // The batch open: ticks only for the poll that finishes that very batch, in the order poll does it.
+        await write(2);
+        expect(await keepUp(null)).toBeNull();
+        expect(await keepUp(String(BigInt(t1!) + 5n))).toBeNull();
+        await admin.query('BEGIN');
+        const t2 = await keepUp(t1);
+        expect(t2).not.toBeNull();
+        await finish(t1!);
+        expect(await next()).toBe(t2);
+        await admin.query('COMMIT');
+
+        // Behind: a tick after its position waits for it already (the ticker's), so no tick of its own.
+        await engine.forceTick(admin, 'q');
+        await finish(t2!);
+        await write(3);
+        expect(await keepUp(null)).toBeNull();
+        expect(await lastTick()).not.toBe(t2);
+
+        // A consumer not registered, a queue that does not exist: nothing.
+        expect((await admin.query("SELECT pgconvey.keep_up_tick('q', 'nobody', NULL) AS t")).rows[0].t).toBeNull();
+        expect((await admin.query("SELECT pgconvey.keep_up_tick('nope', 'c', NULL) AS t")).rows[0].t).toBeNull();
+
+        // Outside READ COMMITTED (where a tick could not be ordered) it leaves the tick to the ticker.
+        const before = await lastTick();
+        await next();
+        await finish((await admin.query<{ t: string }>("SELECT batch_end_tick::text AS t FROM pgconvey.consumer WHERE consumer_name = 'c'")).rows[0]!.t);
+        await write(4);
+        await admin.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        expect(await keepUp(null)).toBeNull();
+        await admin.query('ROLLBACK');
+        expect(await keepUp(null)).not.toBeNull();
+        expect(await lastTick()).not.toBe(before);
       } finally {
         await admin.end();
       }

@@ -206,6 +206,56 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.keep_up_tick(queue, consumer, finishing) → the new tick
+-- id, or NULL. The apply worker's own tick, asked in its poll transaction
+-- before it finishes the batch ending at `finishing` (NULL: none) and takes
+-- the next: ticks when events were written since the queue's last tick and
+-- that tick is the consumer's position once `finishing` is finished — the
+-- consumer has applied everything ticked, so the events written meanwhile
+-- are its next batch at once, without waiting for the ticker's next call.
+-- A consumer with an other batch open, or behind (ticks after its position
+-- wait), gets no tick; nor does a branch's queue (it takes its provider's
+-- ticks). The queue row is locked only when a tick is due (as ticker()), in
+-- an earlier statement than insert_tick's, so ticks stay ordered; the queue
+-- row before the consumer row, as every function locking both.
+CREATE OR REPLACE FUNCTION pgconvey.keep_up_tick(p_queue text, p_consumer text, p_finishing bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q pgconvey.queue%ROWTYPE;
+  c pgconvey.consumer%ROWTYPE;
+  v_last pgconvey.tick%ROWTYPE;
+  v_locked boolean := false;
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RETURN NULL;  -- ticks are taken in READ COMMITTED only (insert_tick); the ticker ticks instead
+  END IF;
+  LOOP
+    IF v_locked THEN
+      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+    ELSE
+      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue;
+    END IF;
+    IF NOT FOUND OR q.branch_provider IS NOT NULL THEN
+      RETURN NULL;
+    END IF;
+    SELECT * INTO c FROM pgconvey.consumer WHERE queue_id = q.queue_id AND consumer_name = p_consumer;
+    IF NOT FOUND THEN
+      RETURN NULL;
+    END IF;
+    SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
+    IF v_last.tick_id IS DISTINCT FROM (CASE WHEN c.batch_end_tick IS NULL THEN c.last_tick
+                                             WHEN c.batch_end_tick = p_finishing THEN p_finishing END)
+       OR pgconvey.event_seq_value(q.queue_id) <= v_last.tick_event_seq THEN
+      RETURN NULL;
+    END IF;
+    IF v_locked THEN
+      RETURN pgconvey.insert_tick(q.queue_id);
+    END IF;
+    v_locked := true;  -- due: asked again under the queue row lock (ticks are ordered by it)
+  END LOOP;
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.force_tick(name) → the new tick id, unconditionally (a
 -- branch's queue: its last tick, unchanged).
 -- Call it in its own transaction: the tick is taken in the caller's transaction.
@@ -299,6 +349,53 @@ BEGIN
     SELECT c.queue_id, v_start.tick_id, e.tick_id, v_start.tick_snapshot::text, e.tick_snapshot::text,
            v_start.tick_time, e.tick_time, e.tick_event_seq - v_start.tick_event_seq
       FROM pgconvey.tick e WHERE e.queue_id = c.queue_id AND e.tick_id = v_end;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.small_batch_events(queue, consumer, tables, limit) → the
+-- events of the consumer's open batch of the tables with these ids, in event
+-- order, as src/engine/batch-reader.ts's batchEventsSql selects them (events
+-- of transactions visible in the end tick's snapshot and not in the start
+-- tick's), when the batch counts at most `limit` event ids; at most limit + 1
+-- rows (more: the caller reads the batch by its cursor instead). No row when
+-- the batch counts more, or none is open. The apply worker asks it in its poll
+-- round trip, after next_batch, for a batch it then need not read apart.
+CREATE OR REPLACE FUNCTION pgconvey.small_batch_events(p_queue text, p_consumer text, p_tables integer[], p_limit integer)
+RETURNS TABLE (ev_txid bigint, ev_table integer, ev_op "char", ev_shape integer, ev_key text, ev_data text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c pgconvey.consumer%ROWTYPE;
+  v_start pgconvey.tick%ROWTYPE;
+  v_end pgconvey.tick%ROWTYPE;
+  v_parts text;
+BEGIN
+  SELECT co.* INTO c FROM pgconvey.consumer co JOIN pgconvey.queue q USING (queue_id)
+   WHERE q.queue_name = p_queue AND co.consumer_name = p_consumer;
+  IF NOT FOUND OR c.batch_end_tick IS NULL THEN
+    RETURN;
+  END IF;
+  SELECT * INTO v_start FROM pgconvey.tick t WHERE t.queue_id = c.queue_id AND t.tick_id = c.last_tick;
+  SELECT * INTO v_end FROM pgconvey.tick t WHERE t.queue_id = c.queue_id AND t.tick_id = c.batch_end_tick;
+  IF v_start.tick_id IS NULL OR v_end.tick_id IS NULL OR v_end.tick_event_seq - v_start.tick_event_seq > p_limit THEN
+    RETURN;
+  END IF;
+  -- Per event table: the transactions from the start's xmax to the end's xmax visible at the end, and the
+  -- ones running at the start that had finished by the end ($4).
+  SELECT string_agg(format('SELECT ev_id, ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data FROM %1$s'
+                           ' WHERE ev_txid >= $1 AND ev_txid < $2 AND txid_visible_in_snapshot(ev_txid, $3) AND ev_table = ANY ($5)'
+                           ' UNION ALL SELECT ev_id, ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data FROM %1$s'
+                           ' WHERE ev_txid = ANY ($4) AND ev_table = ANY ($5)', pgconvey.event_table(c.queue_id, n)), ' UNION ALL ')
+    INTO v_parts FROM generate_series(0, 2) n;
+  RETURN QUERY EXECUTE
+    'SELECT e.ev_txid, e.ev_table, e.ev_op, '
+    || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).shape ELSE e.ev_shape END, '
+    || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).key ELSE e.ev_key END, '
+    || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).data ELSE e.ev_data END '
+    || 'FROM (' || v_parts || ') e ORDER BY e.ev_id LIMIT $6'
+    USING txid_snapshot_xmax(v_start.tick_snapshot), txid_snapshot_xmax(v_end.tick_snapshot), v_end.tick_snapshot,
+          ARRAY(SELECT x FROM txid_snapshot_xip(v_start.tick_snapshot) x
+                 WHERE x NOT IN (SELECT y FROM txid_snapshot_xip(v_end.tick_snapshot) y)),
+          p_tables, p_limit + 1;
 END $$;
 
 ------------------------------------------------------------------------------
