@@ -261,7 +261,9 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
     // One lasting connection to look for work; a copy opens its own connections.
     connect: () => connect(options.subscriber, 'copy'),
     async step(subscriber) {
-      if (!holdsLock() || !(await copiesDue(subscriber, options.queue, options.consumer))) return 500;
+      // Not the worker's lock yet (the worker is starting): look again soon, not in 500 ms — a copy waits for this at every start.
+      if (!holdsLock()) return 50;
+      if (!(await copiesDue(subscriber, options.queue, options.consumer))) return 500;
       // A copy is long: it holds no install lock, but starts only on this pgconvey's engine (the worker stops on another).
       await checkEngine(subscriber, options.subscriber.dbname ?? 'subscriber');
       await copyPendingTables(

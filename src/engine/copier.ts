@@ -1,8 +1,10 @@
 /**
  * The initial copy of a table, merged with the queue by snapshot. The capture
  * trigger exists before the copy starts. Each attempt takes a new generation
- * and marks the table `copying` under it; the rows stream (pg-copy-streams,
- * never buffered whole) into the subscriber in ONE transaction that first
+ * and marks the table `copying` under it; the rows stream (a large table's:
+ * copy-stream.ts forwards the provider's CopyData frames as they come; a
+ * small batch's: pg-copy-streams; never buffered whole) into the subscriber
+ * in ONE transaction that first
  * checks that the table's subscriber_table row is still this attempt's, then
  * sets aside secondary indexes and empties the table — steps that may wait
  * for the subscriber's readers — and only then touches the provider: a pin
@@ -44,6 +46,7 @@ import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type Pin
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
+import { forwardCopy } from './copy-stream.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { holdsEvents, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
@@ -408,7 +411,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
 
     meter.start();
     if (!plan) {
-      await pipeline(source.query(copyTo(select(''))), meter.counter(), target.query(copyFrom(load)));
+      await forwardCopy(source, target, select(''), load, meter.counter());
       await meter.stop();
       // S is recorded: the provider's transaction (and its lock) can end before the indexes are rebuilt.
       await source.query('COMMIT');
@@ -514,7 +517,7 @@ async function copyRanges(o: {
           await loader.query(`LOCK TABLE ONLY ${o.qualified} IN ROW EXCLUSIVE MODE`);
           const mine = await loader.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`, [...o.key, o.generation]);
           if (mine.rowCount === 0) throw new CopySupersededError(o.qualified);
-          await pipeline(reader.query(copyTo(o.select(range.where))), range.counter, loader.query(copyFrom(o.load)));
+          await forwardCopy(reader, loader, o.select(range.where), o.load, range.counter);
           await loader.query('COMMIT');
           range.counter.done = true;
         }
