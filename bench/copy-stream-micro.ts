@@ -45,6 +45,16 @@ async function main(): Promise<void> {
         log(`${name.padEnd(16)} wall ${Date.now() - w0} ms, node CPU ${((c.user + c.system) / 1000).toFixed(0)} ms (user ${(c.user / 1000).toFixed(0)}, sys ${(c.system / 1000).toFixed(0)}), rows ${n}`);
       }
     }
+    // The key rebuilt after the load, at the server's maintenance_work_mem and at 256MB (with parallel workers as the server allows).
+    for (let r = 0; r < Number(args.rounds); r++) {
+      for (const mwm of ['64MB', '256MB']) {
+        await t.query('ALTER TABLE acc DROP CONSTRAINT IF EXISTS acc_pkey');
+        await t.query(`SET maintenance_work_mem = '${mwm}'`);
+        const w0 = Date.now();
+        await t.query('ALTER TABLE acc ADD CONSTRAINT acc_pkey PRIMARY KEY (aid)');
+        log(`primary key build, maintenance_work_mem ${mwm}: ${Date.now() - w0} ms`);
+      }
+    }
     await s.end();
     await t.end();
   } finally {

@@ -72,6 +72,9 @@ export interface CopyResult {
   generation: string;
   /** How many key ranges the table was copied in (1: one stream). */
   ranges: number;
+  /** A large table's phases (ms): the rows' stream (every range), and the indexes and keys built again after it. */
+  streamMs?: number;
+  indexMs?: number;
 }
 
 export interface CopyOptions {
@@ -410,28 +413,34 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     const load = `COPY ${qualified} (${columns}) FROM STDIN`;
 
     meter.start();
+    const streamStarted = Date.now();
+    let indexStarted: number;
     if (!plan) {
       await forwardCopy(source, target, select(''), load, meter.counter());
       await meter.stop();
       // S is recorded: the provider's transaction (and its lock) can end before the indexes are rebuilt.
       await source.query('COMMIT');
+      indexStarted = Date.now();
       await rebuildSetAside([target], setAside);
     } else {
       await copyRanges({ openProvider, openSubscriber, streams, n: options.ranges ?? DEFAULT_COPY_RANGES, exported: info.rows[0]!.exported!, predicates: rangePredicates(plan), select, load, qualified, key, generation, meter, signal: options.signal });
       await meter.stop();
       // Every range is loaded and committed: the snapshot (and the lock that kept the source's file) can go.
       await source.query('COMMIT');
+      indexStarted = Date.now();
       // The indexes set aside, built in parallel (each its own session; on record until the state flips).
       await rebuildSetAside(streams.filter((_, i) => i % 2 === 1), setAside);
       await target.query('BEGIN');
     }
+    const indexMs = Date.now() - indexStarted;
+    const streamMs = indexStarted - streamStarted;
     // Recorded only if the row is still this attempt's (a resync during the load makes this copy void).
     await recordCopied(target, key, generation, qualified, { snapshot, tick, rows: meter.rows, bytes: meter.bytes, rowsExpected: meter.rowsExpected });
     await target.query('COMMIT');
     // A tick after the copy lets the worker finish merging now rather than at the next idle tick.
     await forceTick(admin, queue).catch(() => undefined);
     options.onProgress?.(meter.snapshot());
-    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1 };
+    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1, streamMs, indexMs };
   } catch (err) {
     await meter?.stop().catch(() => undefined);
     // The load's transactions may be stuck mid-COPY: close them, and the servers roll back.

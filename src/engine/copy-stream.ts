@@ -194,9 +194,15 @@ class CopyOut {
         this.queue(chunk.subarray(runStart, p));
         runStart = -1;
       }
-      if (code === COPY_DONE || code === ERROR_RESPONSE || !SKIPPED.has(code)) {
-        // The end (or an error, or a message no COPY out has): pg reads the rest — CommandComplete and ReadyForQuery, or the error.
+      if (code === COPY_DONE || code === ERROR_RESPONSE) {
+        // The end, or an error: pg reads the rest — CommandComplete and ReadyForQuery, or the error.
         this.detach(code === COPY_DONE ? chunk.subarray(p + 1 + length) : chunk.subarray(p), code === COPY_DONE);
+        return;
+      }
+      if (!SKIPPED.has(code)) {
+        // A message no COPY out sends (a protocol this code does not know): the copy fails, pg reads the rest.
+        this.handleError(new Error(`copy: unexpected message type 0x${code.toString(16)} in the provider's COPY stream`));
+        this.detach(chunk.subarray(p), false);
         return;
       }
       this.forwarding = false;
