@@ -90,13 +90,15 @@ async function main(): Promise<void> {
       { name: 'single', title: `one table of ${(SCALE * 100_000).toLocaleString('en-US')} rows (pgbench_accounts)`, tables: ['pgbench_accounts'], methods: ['pgconvey', 'pg_dump', 'native'] as Method[] },
       { name: 'multi', title: `${TABLES} tables of ${(SCALE * 100_000 / TABLES).toLocaleString('en-US')} rows each`, tables: multi, methods: ['pgconvey', 'pg_dump', 'pg_dump_j', 'native'] as Method[] },
     ];
-    const results: Array<{ title: string; bytes: number; times: Record<Method, number[]>; rss: number[]; setup: number[]; copyMs: number[] }> = [];
+    const results: Array<{ title: string; bytes: number; times: Record<Method, number[]>; rss: number[]; setup: number[]; copyMs: number[]; streamMs: number[]; indexMs: number[] }> = [];
     let n = 0;
     for (const c of cases) {
       const tArgs = c.tables.map((t) => `-t public.${t}`).join(' ');
       const rss: number[] = [];
       const setup: number[] = [];
       const copyMs: number[] = [];
+      const streamMs: number[] = [];
+      const indexMs: number[] = [];
       log(`${c.title}: ${ROUNDS} interleaved rounds of ${c.methods.join(', ')}`);
       const times = await interleaved(ROUNDS, c.methods, async (method, round) => {
         const db = `t${++n}`;
@@ -113,8 +115,11 @@ async function main(): Promise<void> {
           const ms = Date.now() - t0;
           rss.push(await run.stop());
           // The copies' own time, from the run's 'copied table' log lines (ms each; tables run --jobs at once).
-          const copied = run.output().split('\n').filter((l) => l.includes('"copied table"')).map((l) => Number((JSON.parse(l) as { ms?: number }).ms ?? NaN));
-          copyMs.push(copied.length ? Math.max(...copied) : NaN);
+          const copied = run.output().split('\n').filter((l) => l.includes('"copied table"')).map((l) => JSON.parse(l) as { ms?: number; stream_ms?: number; index_ms?: number });
+          const longest = copied.reduce<(typeof copied)[number] | undefined>((a, c) => (a === undefined || (c.ms ?? 0) > (a.ms ?? 0) ? c : a), undefined);
+          copyMs.push(longest?.ms ?? NaN);
+          streamMs.push(longest?.stream_ms ?? NaN);
+          indexMs.push(longest?.index_ms ?? NaN);
           await sql(source, SRC, 'SELECT pgconvey.drop_queue($1)', [queue]);
           await sql(target, 'postgres', `DROP DATABASE ${db}`);
           log(`  round ${round + 1} pgconvey: ${secs(ms)} (run peak RSS ${mib(rss.at(-1)!)})`);
@@ -140,7 +145,7 @@ async function main(): Promise<void> {
         log(`  round ${round + 1} ${method}: ${secs(ms)}`);
         return ms;
       });
-      results.push({ title: c.title, bytes: await bytesOf(c.tables), times, rss, setup, copyMs });
+      results.push({ title: c.title, bytes: await bytesOf(c.tables), times, rss, setup, copyMs, streamMs, indexMs });
     }
 
     const label: Record<Method, string> = {
@@ -160,7 +165,7 @@ async function main(): Promise<void> {
         return [label[m], spread(r.times[m], secs), `${(r.bytes / 1e6 / (med / 1000)).toFixed(0)} MB/s`, m === 'pg_dump' ? '1.00×' : ratio(base, med), m === 'pgconvey' ? ratio(median(r.times.native), med) : '—'];
       });
       lines.push('', `**${r.title}**, ${(r.bytes / 1e6).toFixed(0)} MB on the source:`, '', ...mdTable(['method', 'time', 'table size / time', 'speed vs pg_dump \\| psql', 'pgconvey vs native'], rows));
-      lines.push('', `pgconvey's time includes plan + apply (engine install, capture triggers, schema by pg_dump -s): ${spread(r.setup, secs)}; the longest table copy itself (its COPY, from the run's log) ${spread(r.copyMs, secs)}; the rest is the run starting, waiting for ticks and merging. Peak RSS of \`pgconvey run\` while copying: ${spread(r.rss, mib)}.`);
+      lines.push('', `pgconvey's time includes plan + apply (engine install, capture triggers, schema by pg_dump -s): ${spread(r.setup, secs)}; the longest table copy itself (from the run's log) ${spread(r.copyMs, secs)}, of which its rows' stream ${spread(r.streamMs, secs)} and its indexes and keys built again ${spread(r.indexMs, secs)}; the rest is the run starting, waiting for ticks and merging. Peak RSS of \`pgconvey run\` while copying: ${spread(r.rss, mib)}.`);
     }
     publish(lines.join('\n') + '\n', QUICK);
   } finally {

@@ -261,7 +261,9 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
     // One lasting connection to look for work; a copy opens its own connections.
     connect: () => connect(options.subscriber, 'copy'),
     async step(subscriber) {
-      if (!holdsLock() || !(await copiesDue(subscriber, options.queue, options.consumer))) return 500;
+      // Not the worker's lock yet (the worker is starting): look again soon, not in 500 ms — a copy waits for this at every start.
+      if (!holdsLock()) return 50;
+      if (!(await copiesDue(subscriber, options.queue, options.consumer))) return 500;
       // A copy is long: it holds no install lock, but starts only on this pgconvey's engine (the worker stops on another).
       await checkEngine(subscriber, options.subscriber.dbname ?? 'subscriber');
       await copyPendingTables(
@@ -275,7 +277,7 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
           signal: options.signal,
           onCopied: (schema, table, r) => {
             options.events?.tableCopied?.(options.queue, options.consumer, `${schema}.${table}`, r.rows, r.bytes);
-            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ranges: r.ranges, ms: r.durationMs, mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
+            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ranges: r.ranges, ms: r.durationMs, ...(r.streamMs !== undefined ? { stream_ms: r.streamMs, index_ms: r.indexMs } : {}), mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
           },
           // Every failed copy: a log line, a count, and (on the table's row) its error for status; it is retried with backoff.
           onFailed: (schema, table, err) => {

@@ -1,8 +1,10 @@
 /**
  * The initial copy of a table, merged with the queue by snapshot. The capture
  * trigger exists before the copy starts. Each attempt takes a new generation
- * and marks the table `copying` under it; the rows stream (pg-copy-streams,
- * never buffered whole) into the subscriber in ONE transaction that first
+ * and marks the table `copying` under it; the rows stream (a large table's:
+ * copy-stream.ts forwards the provider's CopyData frames as they come; a
+ * small batch's: pg-copy-streams; never buffered whole) into the subscriber
+ * in ONE transaction that first
  * checks that the table's subscriber_table row is still this attempt's, then
  * sets aside secondary indexes and empties the table — steps that may wait
  * for the subscriber's readers — and only then touches the provider: a pin
@@ -44,6 +46,7 @@ import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type Pin
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
+import { forwardCopy } from './copy-stream.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { holdsEvents, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
@@ -69,6 +72,9 @@ export interface CopyResult {
   generation: string;
   /** How many key ranges the table was copied in (1: one stream). */
   ranges: number;
+  /** A large table's phases (ms): the rows' stream (every range), and the indexes and keys built again after it. */
+  streamMs?: number;
+  indexMs?: number;
 }
 
 export interface CopyOptions {
@@ -407,28 +413,34 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     const load = `COPY ${qualified} (${columns}) FROM STDIN`;
 
     meter.start();
+    const streamStarted = Date.now();
+    let indexStarted: number;
     if (!plan) {
-      await pipeline(source.query(copyTo(select(''))), meter.counter(), target.query(copyFrom(load)));
+      await forwardCopy(source, target, select(''), load, meter.counter());
       await meter.stop();
       // S is recorded: the provider's transaction (and its lock) can end before the indexes are rebuilt.
       await source.query('COMMIT');
+      indexStarted = Date.now();
       await rebuildSetAside([target], setAside);
     } else {
       await copyRanges({ openProvider, openSubscriber, streams, n: options.ranges ?? DEFAULT_COPY_RANGES, exported: info.rows[0]!.exported!, predicates: rangePredicates(plan), select, load, qualified, key, generation, meter, signal: options.signal });
       await meter.stop();
       // Every range is loaded and committed: the snapshot (and the lock that kept the source's file) can go.
       await source.query('COMMIT');
+      indexStarted = Date.now();
       // The indexes set aside, built in parallel (each its own session; on record until the state flips).
       await rebuildSetAside(streams.filter((_, i) => i % 2 === 1), setAside);
       await target.query('BEGIN');
     }
+    const indexMs = Date.now() - indexStarted;
+    const streamMs = indexStarted - streamStarted;
     // Recorded only if the row is still this attempt's (a resync during the load makes this copy void).
     await recordCopied(target, key, generation, qualified, { snapshot, tick, rows: meter.rows, bytes: meter.bytes, rowsExpected: meter.rowsExpected });
     await target.query('COMMIT');
     // A tick after the copy lets the worker finish merging now rather than at the next idle tick.
     await forceTick(admin, queue).catch(() => undefined);
     options.onProgress?.(meter.snapshot());
-    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1 };
+    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1, streamMs, indexMs };
   } catch (err) {
     await meter?.stop().catch(() => undefined);
     // The load's transactions may be stuck mid-COPY: close them, and the servers roll back.
@@ -514,7 +526,7 @@ async function copyRanges(o: {
           await loader.query(`LOCK TABLE ONLY ${o.qualified} IN ROW EXCLUSIVE MODE`);
           const mine = await loader.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`, [...o.key, o.generation]);
           if (mine.rowCount === 0) throw new CopySupersededError(o.qualified);
-          await pipeline(reader.query(copyTo(o.select(range.where))), range.counter, loader.query(copyFrom(o.load)));
+          await forwardCopy(reader, loader, o.select(range.where), o.load, range.counter);
           await loader.query('COMMIT');
           range.counter.done = true;
         }
