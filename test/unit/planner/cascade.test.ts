@@ -31,6 +31,18 @@ describe('planner: cascades', () => {
     expect(ids.filter((id) => id.startsWith('add_subscriber_table:rep_leaf:'))).toHaveLength(3);
   });
 
+  it('checks the rights of a node under a branch on the branch\'s catalog: SELECT on its sequences there, no TRIGGER', () => {
+    // The branch's role (no superuser) may write its tables and move the sequence, not read it: a subscriber
+    // of the branch could not read its sequence values. The root's role may do everything.
+    const managedRole = { user: 'adm', superuser: false, canCreateSchema: true, canSetReplicationRole: true, canAlterDatabase: true, databaseOwner: 'adm', canSignalBackends: true, actsAs: [], canBecome: [] };
+    const DML = { owner: true, select: true, insert: true, update: true, delete: true, truncate: true, trigger: false };
+    const branch = catalog(16, TABLES.map((t) => ({ ...t, access: DML })), { privileges: managedRole, sequences: [{ schema: 'public', name: 'orders_id_seq', owner: 'app', access: { ...DML, select: false } }] });
+    const plan = buildPlan({ state: state(CASCADE), catalogs: { old: catalog(12, TABLES), new: branch, rep: catalog(17, TABLES) }, engineVersion: 3 });
+    const errors = plan.checks.filter((c) => c.severity === 'error');
+    expect(errors.map((c) => [c.code, c.path])).toEqual([['branch_provider_cannot_read', 'queues.shop.nodes.new_leaf']]);
+    expect(errors[0]!.message).toContain('public.orders_id_seq (SELECT)');
+  });
+
   const settings = { tickerMaxCount: 500, tickerMaxLagMs: 100, tickerIdlePeriodMs: 30000, rotationTxids: 100000, tickRetentionMs: 3600000 };
   const subscribed = (consumer: string, tick: string, queues: EngineQueueInfo[] = []): EngineInfo => ({ version: 3, content: null, queues, subscriptions: [{ queue: 'shop', consumer, completedTick: tick, tables: [] }] });
 
