@@ -80,7 +80,7 @@ export class NodeRuns {
 }
 
 /** Waits until each of `nodes` has applied a root tick taken now, every table `ok` there. */
-export async function caughtUp(what: string, root: pg.Client, clients: ReadonlyMap<string, pg.Client>, nodes: readonly string[], o: { queue?: string; runs?: NodeRuns; timeoutMs?: number } = {}): Promise<void> {
+export async function caughtUp(what: string, root: pg.Client, clients: ReadonlyMap<string, pg.Client>, nodes: readonly string[], o: { queue?: string; runs?: NodeRuns; logs?: () => string; timeoutMs?: number } = {}): Promise<void> {
   const queue = o.queue ?? 'shop';
   const tick = (await root.query<{ t: string }>('SELECT pgconvey.force_tick($1)::text AS t', [queue])).rows[0]!.t;
   let polls = 0;
@@ -101,7 +101,8 @@ export async function caughtUp(what: string, root: pg.Client, clients: ReadonlyM
     o.timeoutMs ?? 180_000,
     200,
   ).catch((err) => {
-    throw new Error(`${(err as Error).message}${o.runs ? `\nrun logs:\n${o.runs.logs()}` : ''}`);
+    const logs = o.logs?.() ?? o.runs?.logs();
+    throw new Error(`${(err as Error).message}${logs ? `\nrun logs:\n${logs}` : ''}`);
   });
 }
 
