@@ -13,13 +13,14 @@ import { PgconveyCommand } from './shared/command.js';
 export default class Compare extends PgconveyCommand {
   static override summary = 'Prove the copy is exact: row counts and checksums per table on both sides, at one queue position.';
   static override description =
-    'For every table replicated from the root to each subscriber in FILE (or only the TABLEs named: schema.table, or table for public), locks the table on the provider in SHARE mode for at most 100 ms (waiting first, without holding up anyone, for transactions that hold it), waits until the subscriber has applied everything up to that point, takes a snapshot on both sides, and compares row counts and checksums chunk by chunk in key order. A chunk that differs is narrowed to the exact keys missing, extra or changed on the subscriber. After a switchover with --reverse, compares the new node with the old one through the reverse queue. Needs the apply worker running. Exit 0 when every table is equal, 1 on a difference or an error.';
+    'For every table replicated to each node of FILE, against its provider (a node under a branch against the branch; --node X only X; --nodes A,B compares B with A, any two nodes of one queue) — or only the TABLEs named: schema.table, or table for public — locks the table on the root in SHARE mode for at most 100 ms (waiting first, without holding up anyone, for transactions that hold it), waits until each compared node has applied everything up to that point (branches carry the root\'s ticks), takes a snapshot on both sides, and compares row counts and checksums chunk by chunk in key order. A chunk that differs is narrowed to the exact keys missing, extra or changed on the subscriber. After a switchover with --reverse, compares the new node with the old one through the reverse queue. Needs the apply worker running. Exit 0 when every table is equal, 1 on a difference or an error.';
   static override examples = [
     '<%= config.bin %> compare plans/upgrade-two-node.yaml',
     '<%= config.bin %> compare plans/upgrade-two-node.yaml public.orders customers --json',
     '<%= config.bin %> compare plans/upgrade-two-node.yaml --queue shop --node new --chunk-rows 20000',
+    '<%= config.bin %> compare plans/cascade.yaml --nodes root,leaf1',
   ];
-  static override usage = 'compare FILE [TABLE...] [--queue NAME] [--node LEAF] [--json] [--chunk-rows N] [--lock-wait SECONDS]';
+  static override usage = 'compare FILE [TABLE...] [--queue NAME] [--node NODE | --nodes A,B] [--json] [--chunk-rows N] [--lock-wait SECONDS]';
   static override strict = false;
   static override args = {
     file: Args.string({ description: 'the desired-state YAML file', required: true }),
@@ -27,7 +28,8 @@ export default class Compare extends PgconveyCommand {
   };
   static override flags = {
     queue: Flags.string({ description: 'only this queue' }),
-    node: Flags.string({ description: 'only this subscriber node' }),
+    node: Flags.string({ description: 'only this node, against its provider (a node under a branch: against the branch)' }),
+    nodes: Flags.string({ description: 'two nodes of one queue, A,B: B against A, at one tick of the root (any two nodes of a cascade)' }),
     json: Flags.boolean({ description: 'print the result as JSON' }),
     'chunk-rows': Flags.integer({ description: 'rows per checksum chunk', default: COMPARE_DEFAULTS.chunkRows, min: 100 }),
     'lock-wait': Flags.integer({
@@ -47,6 +49,7 @@ export default class Compare extends PgconveyCommand {
         tables: (argv as string[]).slice(1),
         queue: flags.queue,
         node: flags.node,
+        nodes: flags.nodes === undefined ? undefined : flags.nodes.split(',').map((n) => n.trim()),
         chunkRows: flags['chunk-rows'],
         lockWaitMs: flags['lock-wait'] * 1000,
         onProgress: progress.update,

@@ -10,7 +10,7 @@
 import { hasErrors } from '../kernel/index.js';
 import { ACTION_KINDS } from './action.js';
 import { PlanBuilder } from './builder.js';
-import { cascadeChecks, cascadeOrder, planBranchQueue } from './cascade.js';
+import { branchRemovalChecks, cascadeChecks, cascadeOrder, planBranchQueue } from './cascade.js';
 import { captureOwnerCheck, materializedViewChecks } from './checks.js';
 import { planConsumers } from './consumers.js';
 import { planEngine } from './engine.js';
@@ -55,6 +55,7 @@ export function buildPlan(input: PlanInput): Plan {
       planConsumers(input, queue, node, branchQueue, plan);
       readyOf.set(node.name, [...ready, ...planBranchQueue(input, queue, node, ids, plan)]);
     }
+    branchRemovalChecks(input, queue, plan);
   }
 
   const ordered = runOrder(plan.actions());

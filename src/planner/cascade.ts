@@ -3,11 +3,15 @@
  * a queue's subscribers are planned (providers before the nodes they feed),
  * a branch's own queue (`+ create_branch_queue`, after its subscription),
  * a node moved to another provider in the file (`~ change_provider`, or an
- * error check when the move could lose data) and a branch whose database
- * holds a root's queue of that name. Pure.
+ * error check when the move could lose data), a branch whose database
+ * holds a root's queue of that name, and a branch removed from the file
+ * (its subscribers moved away first, in the same plan or before; refused
+ * while a node still reads from it). Pure.
  */
 import { proposeChangeProvider, proposeCreateBranchQueue } from '../actions/index.js';
+import type { EngineQueueInfo } from '../catalog/model.js';
 import type { NodeSpec, QueueSpec } from '../config/index.js';
+import { isCopyPin, isWatermarkConsumer, watermarkConsumerName, watermarkOwner } from '../kernel/index.js';
 import type { PlanBuilder } from './builder.js';
 import type { PlanInput } from './input.js';
 import { queueSettings } from './queue.js';
@@ -79,7 +83,9 @@ export function planBranchQueue(input: PlanInput, queue: QueueSpec, branch: Node
  * (A leaf as a provider is refused by the file's validation.)
  */
 export function cascadeChecks(input: PlanInput, queue: QueueSpec, plan: PlanBuilder): void {
-  const providers = queue.nodes.filter((n) => n.type !== 'leaf');
+  const removed = removedBranches(input, queue);
+  // A removed branch still counts as where its subscribers read from now: they are moved away from it.
+  const providers = [...queue.nodes.filter((n) => n.type !== 'leaf'), ...removed.map((r) => r.node)];
   const queueOn = (node: NodeSpec) => input.catalogs[node.database]?.engine?.queues.find((q) => q.name === queue.name);
   const registeredOn = (p: NodeSpec, name: string) => queueOn(p)?.consumers.some((c) => c.name === name) ?? false;
   // Where each node reads from now, as the databases say (for the "below the node" check).
@@ -101,8 +107,21 @@ export function cascadeChecks(input: PlanInput, queue: QueueSpec, plan: PlanBuil
     const branchQueue = node.type === 'branch' ? queueOn(node) : undefined;
     const branchFollows = branchQueue?.branchProvider ?? null;
     const atWanted = registeredOn(wanted, node.name);
+    if (!others.length && !atWanted) {
+      // Registered on none of the file's providers: a node it reads from may have left the file with its database.
+      const gone = unseenBranches(input, queue);
+      if (gone.length) {
+        plan.check(
+          'error',
+          'branch_removed_with_subscribers',
+          `node "${node.name}" is subscribed but registered on none of the providers of queue "${queue.name}" in the file: it may still read from ${gone.map((g) => `branch "${g.branch}" (its watermark is on "${g.on}")`).join(', ')}, which left the file`,
+          `put the branch and its database back in the file, move node "${node.name}" first (its provider: … , then apply), and only then remove the branch`,
+          `queues.${queue.name}.nodes.${node.name}`,
+        );
+      }
+      continue; // not registered anywhere: subscribe plans it
+    }
     if (!others.length && (branchFollows === null || branchFollows === wanted.name)) continue;
-    if (!others.length && !atWanted) continue; // not registered anywhere: subscribe plans it
     const from = others[0] ?? null;
     const path = `queues.${queue.name}.nodes.${node.name}.provider`;
     const refuse = (code: string, why: string, hint: string) =>
@@ -149,5 +168,76 @@ export function cascadeChecks(input: PlanInput, queue: QueueSpec, plan: PlanBuil
         tick: tick ?? 'none',
       }),
     );
+  }
+}
+
+/** A branch of the queue that left the file while its database stayed: its node (as it was), and its own queue there. */
+export interface RemovedBranch {
+  node: NodeSpec;
+  queue: EngineQueueInfo;
+}
+
+/**
+ * The branches of `queue` that are no longer in the file: a database of the file subscribed to the queue
+ * under a consumer name no node of the queue has, that holds a branch queue of that name (it re-queues).
+ */
+export function removedBranches(input: PlanInput, queue: QueueSpec): RemovedBranch[] {
+  const out: RemovedBranch[] = [];
+  for (const db of input.state.databases) {
+    const engine = input.catalogs[db.name]?.engine;
+    const own = engine?.queues.find((q) => q.name === queue.name && q.branchProvider);
+    if (!engine || !own) continue;
+    for (const s of engine.subscriptions.filter((x) => x.queue === queue.name)) {
+      if (queue.nodes.some((n) => n.name === s.consumer)) continue;
+      out.push({ node: { name: s.consumer, database: db.name, type: 'branch', provider: own.branchProvider! } as NodeSpec, queue: own });
+    }
+  }
+  return out;
+}
+
+/** Watermarks on the file's providers of branches neither in the file nor found in its databases. */
+function unseenBranches(input: PlanInput, queue: QueueSpec): Array<{ branch: string; on: string }> {
+  const known = new Set([...queue.nodes.map((n) => n.name), ...removedBranches(input, queue).map((r) => r.node.name)]);
+  return queue.nodes
+    .filter((n) => n.type !== 'leaf')
+    .flatMap((p) =>
+      (input.catalogs[p.database]?.engine?.queues.find((q) => q.name === queue.name)?.consumers ?? []).flatMap((c) => {
+        const owner = watermarkOwner(c.name);
+        return owner !== null && !known.has(owner) ? [{ branch: owner, on: p.name }] : [];
+      }),
+    );
+}
+
+/**
+ * A branch removed from the file: refused while a node still reads from it — one registered on its queue
+ * that this plan does not move away (\`~ change_provider\`) — since removing its consumer and watermark on
+ * its provider would let the provider drop events that node still needs. Otherwise that removal (planned
+ * by the consumer step on the branch's provider) runs after every move away from the branch.
+ */
+export function branchRemovalChecks(input: PlanInput, queue: QueueSpec, plan: PlanBuilder): void {
+  for (const { node: branch, queue: own } of removedBranches(input, queue)) {
+    const moves = plan.actions().filter((a) => a.kind === 'change_provider' && a.queue === queue.name && a.params.from === branch.name);
+    const moving = new Set(moves.map((a) => (a.kind === 'change_provider' ? a.params.consumer : '')));
+    const readers = own.consumers.map((c) => c.name).filter((n) => !isCopyPin(n) && !isWatermarkConsumer(n) && !moving.has(n)).sort();
+    if (readers.length) {
+      const inFile = readers.filter((r) => queue.nodes.some((n) => n.name === r));
+      plan.check(
+        'error',
+        'branch_removed_with_subscribers',
+        `branch "${branch.name}" (database "${branch.database}") is no longer in the file, but node(s) ${readers.map((r) => `"${r}"`).join(', ')} still read from it: removing it would let "${branch.provider}" drop events they have not read`,
+        inFile.length
+          ? `move them first (plan shows \`~ change_provider\` once their new provider can take them; fix what it reports for ${inFile.join(', ')}), then remove the branch — or keep "${branch.name}" in the file`
+          : `keep "${branch.name}" in the file until its subscribers are moved to another provider (their \`provider:\`, then apply) or removed`,
+        `queues.${queue.name}.nodes`,
+      );
+      continue;
+    }
+    // The branch's consumer and watermark on its provider go only after every move away from it.
+    const ids = moves.map((a) => a.id);
+    for (const a of plan.actions()) {
+      if (a.kind !== 'remove_consumer' || a.queue !== queue.name || a.node !== branch.provider) continue;
+      if (a.params.consumer !== branch.name && a.params.consumer !== watermarkConsumerName(branch.name)) continue;
+      for (const id of ids) if (!a.dependsOn.includes(id)) a.dependsOn.push(id);
+    }
   }
 }

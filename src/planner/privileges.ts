@@ -10,7 +10,11 @@
  * anything. What each right is for:
  *
  * - provider: TRIGGER (capture triggers, the switchover's fence) and SELECT
- *   (the copy) on every replicated table, SELECT on every sequence;
+ *   (the copy) on every replicated table, SELECT on every sequence; a branch
+ *   as the provider of the nodes under it (cascades) captures nothing — what
+ *   its subscribers' copies and workers read there is SELECT on every table
+ *   and on every sequence (pgconvey.sequence_values reads the branch's own
+ *   sequences as the connecting role), checked on the branch's catalog;
  * - subscriber: session_replication_role; SELECT, INSERT, UPDATE, DELETE,
  *   TRUNCATE on every table and UPDATE on every sequence (apply, copy,
  *   sequences); the owner's rights on every table (the hand-over drops the
@@ -59,6 +63,8 @@ export interface ReplicatedObject {
 
 export interface ForwardInput {
   provider: PrivilegeSide;
+  /** `branch`: the provider is a branch (cascades) — it is read, not captured; default `root`. */
+  providerType?: 'root' | 'branch';
   subscriber: PrivilegeSide;
   tables: ReplicatedObject[];
   sequences: ReplicatedObject[];
@@ -164,22 +170,8 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
   const copied = new Set(input.schemaCopy.map(nameKey));
   const madeByCopy = (o: ReplicatedObject) => copied.has(nameKey(o));
   const never = () => false;
-
-  const recaptured = new Set((input.recapture ?? []).map(nameKey));
-  const capture = [
-    ...lacking(p, input.tables.filter((t) => !recaptured.has(nameKey(t))), 'table', ['trigger', 'select'], never),
-    ...lacking(p, input.recapture ?? [], 'table', ['trigger', 'select', 'owner'], never),
-    ...lacking(p, input.sequences, 'sequence', ['select'], never),
-  ];
-  if (capture.length) {
-    out.push({
-      code: 'provider_cannot_capture',
-      severity: 'error',
-      node: p.node,
-      message: `role "${p.catalog.privileges.user}" on node "${p.node}" may not capture and copy ${listObjects(capture)}`,
-      hint: grantHint(p, capture, { table: 'TRIGGER, SELECT', sequence: 'SELECT' }, 'capture triggers and the switchover\'s fence need TRIGGER, the copy SELECT; making a capture trigger again, or removing it, the owner\'s rights'),
-    });
-  }
+  const isBranch = input.providerType === 'branch';
+  out.push(...(isBranch ? branchProviderProblems(p, input) : rootProviderProblems(p, input)));
 
   if (!s.catalog.privileges.canSetReplicationRole) {
     out.push({
@@ -213,9 +205,50 @@ export function forwardPrivilegeProblems(input: ForwardInput): PrivilegeProblem[
       hint: grantHint(s, unfence, null, 'DROP INDEX and DROP TRIGGER are the table owner\'s'),
     });
   }
-  for (const side of [p, s]) out.push(...databaseProblems(side));
+  // A branch provider's own database is checked where it is a subscriber (its own node's problems).
+  for (const side of isBranch ? [s] : [p, s]) out.push(...databaseProblems(side));
   if (input.schemaCopy.length) out.push(...schemaCopyProblems(s, input.schemaCopy));
   return out;
+}
+
+/** What a root provider needs: capture triggers (and the owner's rights to make them again) and the copy on every table, its sequences read. */
+function rootProviderProblems(p: PrivilegeSide, input: ForwardInput): PrivilegeProblem[] {
+  const never = () => false;
+  const recaptured = new Set((input.recapture ?? []).map(nameKey));
+  const capture = [
+    ...lacking(p, input.tables.filter((t) => !recaptured.has(nameKey(t))), 'table', ['trigger', 'select'], never),
+    ...lacking(p, input.recapture ?? [], 'table', ['trigger', 'select', 'owner'], never),
+    ...lacking(p, input.sequences, 'sequence', ['select'], never),
+  ];
+  if (!capture.length) return [];
+  return [
+    {
+      code: 'provider_cannot_capture',
+      severity: 'error',
+      node: p.node,
+      message: `role "${p.catalog.privileges.user}" on node "${p.node}" may not capture and copy ${listObjects(capture)}`,
+      hint: grantHint(p, capture, { table: 'TRIGGER, SELECT', sequence: 'SELECT' }, 'capture triggers and the switchover\'s fence need TRIGGER, the copy SELECT; making a capture trigger again, or removing it, the owner\'s rights'),
+    },
+  ];
+}
+
+/**
+ * What a branch needs as the provider of a node under it: nothing is captured there, but that node's copy
+ * reads every table from the branch (SELECT) and its worker reads the branch's sequences (SELECT).
+ */
+function branchProviderProblems(p: PrivilegeSide, input: ForwardInput): PrivilegeProblem[] {
+  const never = () => false;
+  const read = [...lacking(p, input.tables, 'table', ['select'], never), ...lacking(p, input.sequences, 'sequence', ['select'], never)];
+  if (!read.length) return [];
+  return [
+    {
+      code: 'branch_provider_cannot_read',
+      severity: 'error',
+      node: p.node,
+      message: `role "${p.catalog.privileges.user}" on branch "${p.node}" may not read ${listObjects(read)}, which the nodes it feeds copy and read from it`,
+      hint: grantHint(p, read, { table: 'SELECT', sequence: 'SELECT' }, 'the copy of a node under the branch reads its tables there, and its worker the branch\'s sequence values'),
+    },
+  ];
 }
 
 /** Fencing a node: ALTER DATABASE … SET (the owner's); ending the application's sessions (pg_signal_backend). */

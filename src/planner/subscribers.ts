@@ -82,7 +82,12 @@ export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, p
     .flatMap((a) => (a.queue === queue.name && ((a.kind === 'capture_table' && a.change === 'update') || a.kind === 'remove_capture') ? [tableName(a.params)] : []))
     .map((n) => ({ schema: n.schema, name: n.name, owner: rootCatalog.tables.find((t) => sameName(t, n))?.owner ?? '' }));
   for (const problem of [
-    ...forwardPrivilegeProblems({ provider: { node: root.name, catalog: rootCatalog }, subscriber: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences, schemaCopy: made, recapture }),
+    // A node under a branch reads from the branch (its copy, its worker): checked on the branch's catalog.
+    ...forwardPrivilegeProblems(
+      provider.name === root.name
+        ? { provider: { node: root.name, catalog: rootCatalog }, subscriber: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences, schemaCopy: made, recapture }
+        : { provider: { node: provider.name, catalog: input.catalogs[provider.database] ?? rootCatalog }, providerType: 'branch', subscriber: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences, schemaCopy: made },
+    ),
     ...reversePrivilegeProblems({ old: { node: root.name, catalog: rootCatalog }, neu: { node: leaf.name, catalog: sub }, tables: replicated, sequences: carriedSequences }),
   ]) {
     check(problem.severity, problem.code, problem.message, problem.hint, `queues.${queue.name}.nodes.${problem.node}`);

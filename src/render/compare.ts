@@ -69,7 +69,7 @@ export function renderCompareHuman(report: CompareReport): string {
   const out: string[] = [];
   let pair = '';
   for (const t of report.tables) {
-    const heading = `queue ${t.queue}${t.direction === 'reverse' ? ' (reverse replication after the switchover)' : ''}: ${t.provider} → ${t.node} (${t.subscriber})`;
+    const heading = `queue ${t.queue}${t.direction === 'reverse' ? ' (reverse replication after the switchover)' : ''}: ${t.providerNode} (${t.provider}) → ${t.node} (${t.subscriber})`;
     if (heading !== pair) {
       if (pair) out.push('');
       out.push(chalk.bold(heading));
@@ -106,6 +106,7 @@ export function compareToJson(report: CompareReport): Record<string, unknown> {
       queue: t.queue,
       direction: t.direction,
       node: t.node,
+      provider_node: t.providerNode,
       provider: t.provider,
       subscriber: t.subscriber,
       key_columns: t.keyColumns,

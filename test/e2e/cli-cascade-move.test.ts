@@ -15,6 +15,7 @@
  */
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { cascadeYaml, caughtUp as caughtUpAll } from '../harness/cascade.js';
 import { runCli } from '../harness/cli.js';
 import { waitFor } from '../harness/compare.js';
 import { freshDatabase } from '../harness/databases.js';
@@ -33,23 +34,12 @@ const SEED = `
 
 const NODES = ['b1', 'l1'] as const;
 
-function yaml(dsn: Record<string, string>, l1Provider: string): string {
-  return [
-    'version: 1',
-    'databases:',
-    ...Object.entries(dsn).map(([k, v]) => `  ${k}_db: "${v}"`),
-    'daemons:',
-    '  worker: { retry_delay: 200ms }',
-    'queues:',
-    '  shop:',
-    '    nodes:',
-    '      root: { database: root_db, type: root }',
-    '      b1: { database: b1_db, type: branch, provider: root }',
-    `      l1: { database: l1_db, type: leaf, provider: ${l1Provider} }`,
-    '    tables: { include: ["public.*"] }',
-    '',
-  ].join('\n');
-}
+const yaml = (dsn: Record<string, string>, l1Provider: string): string =>
+  cascadeYaml(dsn, [
+    ['root', 'root'],
+    ['b1', 'branch', 'root'],
+    ['l1', 'leaf', l1Provider],
+  ]);
 
 describe('pgconvey: moving a leaf from a branch to the root (~ change_provider) under a writer', () => {
   it('the root keeps a stopped leaf\'s events; the moved leaf equals the root row by row; a move whose tick is gone is refused', { timeout: 600_000 }, async () => {
@@ -76,26 +66,7 @@ describe('pgconvey: moving a leaf from a branch to the root (~ change_provider) 
     const completed = async (n: string) => (await clients.get(n)!.query<{ t: string | null }>("SELECT completed_tick::text AS t FROM pgconvey.subscription WHERE queue_name = 'shop'")).rows[0]?.t ?? null;
     const consumerAt = async (n: string, consumer: string) =>
       (await clients.get(n)!.query<{ t: string }>("SELECT c.last_tick::text AS t FROM pgconvey.consumer c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = 'shop' AND c.consumer_name = $1", [consumer])).rows[0]?.t ?? null;
-    const caughtUp = async (what: string, nodes: readonly string[] = NODES) => {
-      const tick = (await root.query<{ t: string }>("SELECT pgconvey.force_tick('shop')::text AS t")).rows[0]!.t;
-      let polls = 0;
-      await waitFor(
-        `${what}: every table ok and tick ${tick} applied on ${nodes.join(', ')}`,
-        async () => {
-          if (++polls % 5 === 0) await root.query("SELECT pgconvey.force_tick('shop')");
-          for (const n of nodes) {
-            const r = await clients.get(n)!.query("SELECT (SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = 'shop') AS done, (SELECT count(*) FROM pgconvey.subscriber_table WHERE state <> 'ok')::int AS busy");
-            if (r.rows[0].busy !== 0 || BigInt(r.rows[0].done ?? 0) < BigInt(tick)) return false;
-          }
-          return true;
-        },
-        180_000,
-        200,
-      ).catch((err) => {
-        const logs = [...runs].map(([n, p]) => `--- ${n}:\n${p.lines.slice(-12).join('\n')}`).join('\n');
-        throw new Error(`${(err as Error).message}\nrun logs:\n${logs}`);
-      });
-    };
+    const caughtUp = (what: string, nodes: readonly string[] = NODES) => caughtUpAll(what, root, clients, nodes, { logs: () => [...runs].map(([n, p]) => `--- ${n}:\n${p.lines.slice(-12).join('\n')}`).join('\n') });
 
     let writing = true;
     let written = 0;

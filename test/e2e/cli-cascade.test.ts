@@ -18,6 +18,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/embedded/index.js';
+import { cascadeYaml, extraServerDatabase, type Db } from '../harness/cascade.js';
 import { runCli } from '../harness/cli.js';
 import { waitFor } from '../harness/compare.js';
 import { freshDatabase } from '../harness/databases.js';
@@ -26,7 +27,6 @@ import { startCli, type CliProcess } from '../harness/processes.js';
 import { createRng, testSeed } from '../harness/random.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 
 const SCHEMA = `
   CREATE TABLE public.accounts (id int PRIMARY KEY, balance int NOT NULL, note text);
@@ -38,31 +38,10 @@ const SEED = `
   INSERT INTO public.items (account, payload) SELECT g % 2000 + 1, jsonb_build_object('n', g) FROM generate_series(1, 3000) g;
   INSERT INTO public.tags SELECT 'k' || g, g FROM generate_series(1, 50) g;`;
 
-interface Db {
-  dsn: string;
-  connect(): Promise<pg.Client>;
-}
+/** A database on the 16 server started here (thrown away with it). */
+const db16 = (): Promise<Db> => extraServerDatabase(pg16!, 'cas');
 
 let pg16: RunningServer | undefined;
-
-/** A database on the 16 server started here (thrown away with it). */
-async function db16(): Promise<Db> {
-  const name = `cas_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ host: pg16!.host, port: pg16!.port, user: pg16!.user, database: 'postgres' });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8'`);
-  await admin.end();
-  const config = { host: pg16!.host, port: pg16!.port, user: pg16!.user, database: name };
-  return {
-    dsn: `host=${pg16!.host} port=${pg16!.port} user=${pg16!.user} dbname=${name}`,
-    connect: async () => {
-      const c = new pg.Client(config);
-      c.on('error', () => undefined); // the server stops after the file's tests
-      await c.connect();
-      return c;
-    },
-  };
-}
 
 beforeAll(async () => {
   pg16 = await startServer({ major: 16 });
@@ -73,26 +52,18 @@ afterAll(async () => {
 
 const NODES = ['b1', 'l1', 'b2', 'l2'] as const;
 
-function cascadeYaml(dsn: Record<'root' | (typeof NODES)[number], string>): string {
-  return [
-    'version: 1',
-    'databases:',
-    ...Object.entries(dsn).map(([k, v]) => `  ${k}_db: "${v}"`),
-    'daemons:',
-    '  worker: { retry_delay: 200ms }',
-    'queues:',
-    '  shop:',
-    '    nodes:',
-    '      root: { database: root_db, type: root }',
-    '      b1: { database: b1_db, type: branch, provider: root }',
-    '      l1: { database: l1_db, type: leaf, provider: b1 }',
-    '      b2: { database: b2_db, type: branch, provider: b1 }',
-    '      l2: { database: l2_db, type: leaf, provider: b2 }',
-    '    tables: { include: ["public.*"] }',
-    '    sequences: { include: ["public.*"] }',
-    '',
-  ].join('\n');
-}
+const cascadeFile = (dsn: Record<'root' | (typeof NODES)[number], string>): string =>
+  cascadeYaml(
+    dsn,
+    [
+      ['root', 'root'],
+      ['b1', 'branch', 'root'],
+      ['l1', 'leaf', 'b1'],
+      ['b2', 'branch', 'b1'],
+      ['l2', 'leaf', 'b2'],
+    ],
+    { sequences: true },
+  );
 
 describe('pgconvey: cascades (root → branch → leaf, root → branch → branch → leaf)', () => {
   it('apply, run per node, a writer on the root, SIGKILLs of the branch: every node equals the root row by row; plan says No changes', { timeout: 600_000 }, async () => {
@@ -113,7 +84,7 @@ describe('pgconvey: cascades (root → branch → leaf, root → branch → bran
     const root = clients.get('root')!;
     await root.query(SEED);
     const file = `${mkdtempSync('/tmp/pgconvey-test-')}/cascade.yaml`;
-    writeFileSync(file, cascadeYaml(Object.fromEntries(Object.entries(all).map(([k, d]) => [k, d.dsn])) as Record<'root' | (typeof NODES)[number], string>));
+    writeFileSync(file, cascadeFile(Object.fromEntries(Object.entries(all).map(([k, d]) => [k, d.dsn])) as Record<'root' | (typeof NODES)[number], string>));
 
     const planned = await runCli(['plan', file], { timeoutMs: 120_000 });
     expect(planned.code, planned.stdout + planned.stderr).toBe(2 - 2); // plan exits 0 without --detailed-exitcode

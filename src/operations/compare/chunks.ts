@@ -15,7 +15,7 @@ import type { PairPlan, PlannedTable } from './resolve.js';
 import type { Connections } from './sessions.js';
 import { tableShapes } from './table-shape.js';
 
-type Measured = Omit<TableComparison, 'queue' | 'direction' | 'node' | 'provider' | 'subscriber' | 'table' | 'keyColumns' | 'state'>;
+type Measured = Omit<TableComparison, 'queue' | 'direction' | 'node' | 'providerNode' | 'provider' | 'subscriber' | 'table' | 'keyColumns' | 'state'>;
 
 export async function compareTable(plan: PairPlan, t: PlannedTable, conns: Connections, opts: Settings, lockBudgetMs: number, canDefer: boolean, lock: LockReport): Promise<Measured> {
   const started = Date.now();

@@ -1,9 +1,12 @@
 /**
  * A table's consistency point: Londiste's method, with a bounded pause on
  * the table's writers. Leaves both work sessions in a REPEATABLE READ
- * snapshot that holds the same state of the table on both sides (the
- * subscriber has applied exactly the ticks the provider's snapshot shows),
- * and reports what it cost the writers and whom it waited for.
+ * snapshot that holds the same state of the table on both sides (each side
+ * that subscribes has applied the writer's tick, and no later change of the
+ * table exists), and reports what it cost the writers and whom it waited
+ * for. The writer is the provider for a root and a node it feeds; for two
+ * nodes of a cascade it is the root (branches re-queue with the root's tick
+ * ids, so both sides reach the same root tick).
  */
 import type pg from 'pg';
 import { displayQualified } from '../../config/index.js';
@@ -12,7 +15,7 @@ import { quoteQualified, sqlFormat } from '../../kernel/index.js';
 import { CompareError } from './error.js';
 import type { Settings } from './options.js';
 import { describeHolder, type BlockingTransaction, type CompareProgress, type WaitedFor } from './report.js';
-import type { CapturedTable, PairPlan, PlannedTable } from './resolve.js';
+import type { CapturedTable, Follower, PairPlan, PlannedTable } from './resolve.js';
 import type { Connections } from './sessions.js';
 
 /** What taking a table's consistency point cost, and whom it waited for. */
@@ -49,18 +52,20 @@ export interface LockRound {
 
 /**
  * Londiste's method, with a bounded pause: with the table locked in SHARE
- * mode on the provider (its writers wait; every earlier writer has
- * committed), force a tick T and wait until the subscriber has applied T — it
- * then holds every change of the table, and no later one exists yet.
- * Snapshots taken on both sides before the lock is released therefore show
- * the same state of the table, whatever the worker applies afterwards.
+ * mode on the writer (its writers wait; every earlier writer has
+ * committed), force a tick T and wait until every side that subscribes has
+ * applied T — each then holds every change of the table, and no later one
+ * exists yet (a branch applies T and re-queues it as T, so a node under it
+ * reaches the same T). Snapshots taken on both sides before the lock is
+ * released therefore show the same state of the table, whatever the workers
+ * apply afterwards.
  *
  * A LOCK request queued behind a running transaction would keep every new
  * writer of the table waiting behind it, so compare requests it only when no
  * other transaction holds a conflicting lock (it waits for those, without
  * queueing, and reports them), with a lock_timeout of lockTimeoutMs for the
  * race with a writer that begins in between; and it lets go when the
- * subscriber has not applied T within maxPauseMs of the request. Then it
+ * subscribing sides have not applied T within maxPauseMs of the request. Then it
  * catches up again without a lock and tries again — holding up to 1.5 times
  * as long after each attempt the subscriber was too slow for, never more than
  * maxPauseCapMs. Leaves both work sessions in their REPEATABLE READ snapshot.
@@ -69,8 +74,9 @@ export async function takeSnapshotsAtOnePosition(plan: PairPlan, table: PlannedT
   const { captured } = table;
   let pauseMs = opts.maxPauseMs;
   for (let attempt = 0; ; attempt++) {
-    // Let the subscriber catch up first without any lock, so writers wait only for the last tick.
-    await waitForPosition(plan, conns.subscriber, await forceTick(conns.provider, plan.queue), opts);
+    // Let the subscribing sides catch up first without any lock, so writers wait only for the last tick.
+    const tick = await forceTick(conns.ticker, plan.queue);
+    for (const f of plan.followers) await waitForPosition(plan, f, sessionOf(conns, f), tick, opts);
     await waitForHolders(plan, captured, conns.lock, opts, round);
     const outcome = await lockAndSnapshot(plan, table, conns, opts, round.report, pauseMs);
     if (outcome === 'snapshots') return;
@@ -111,7 +117,7 @@ async function lockAndSnapshot(
   await conns.lock.query('BEGIN');
   try {
     // A partitioned table is locked with its partitions (writes go to them): no ONLY.
-    const lockOnly = table.partitioned.provider ? '' : 'ONLY ';
+    const lockOnly = table.partitioned.writer ? '' : 'ONLY ';
     await conns.lock.query(sqlFormat(`LOCK TABLE ${lockOnly}%I.%I IN SHARE MODE`, captured.schema, captured.name));
   } catch (err) {
     await release('ROLLBACK');
@@ -120,17 +126,19 @@ async function lockAndSnapshot(
     if (code === '42501') {
       throw new CompareError(
         'lock_not_permitted',
-        `the role of node "${plan.providerNode}" may not lock ${displayQualified(captured.schema, captured.name)} in SHARE mode`,
+        `the role of node "${plan.writerNode}" may not lock ${displayQualified(captured.schema, captured.name)} in SHARE mode`,
         'connect as the table\'s owner, or GRANT it UPDATE, DELETE or TRUNCATE on the table',
       );
     }
     throw err;
   }
   try {
-    const tick = await forceTick(conns.provider, plan.queue);
-    if (!(await waitForPosition(plan, conns.subscriber, tick, opts, requested + pauseMs - SNAPSHOT_MARGIN_MS))) {
-      await release('ROLLBACK');
-      return 'subscriber-slow';
+    const tick = await forceTick(conns.ticker, plan.queue);
+    for (const f of plan.followers) {
+      if (!(await waitForPosition(plan, f, sessionOf(conns, f), tick, opts, requested + pauseMs - SNAPSHOT_MARGIN_MS))) {
+        await release('ROLLBACK');
+        return 'subscriber-slow';
+      }
     }
     await Promise.all(
       [conns.subscriber, conns.provider].map(async (c) => {
@@ -216,28 +224,33 @@ function lockTimeout(plan: PairPlan, captured: CapturedTable, opts: Settings, ro
   if (holders.length) {
     return new CompareError(
       'lock_timeout',
-      `could not lock ${label} on node "${plan.providerNode}" within ${seconds} s without holding up its writers: ${holders.map(describeHolder).join('; ')} kept a lock on it`,
+      `could not lock ${label} on node "${plan.writerNode}" within ${seconds} s without holding up its writers: ${holders.map(describeHolder).join('; ')} kept a lock on it`,
       'let that transaction finish (or end it: pg_stat_activity, pg_prepared_xacts), then compare again; --lock-wait waits longer',
     );
   }
   return new CompareError(
     'lock_timeout',
-    `could not take a consistency point for ${label} on node "${plan.providerNode}" within ${seconds} s: ${round.report.attempts} lock attempts, each released after ${opts.maxPauseMs}–${opts.maxPauseCapMs} ms (the subscriber "${plan.subscriberNode}" did not apply the tick in time, or writers kept beginning)`,
+    `could not take a consistency point for ${label} on node "${plan.writerNode}" within ${seconds} s: ${round.report.attempts} lock attempts, each released after ${opts.maxPauseMs}–${opts.maxPauseCapMs} ms (${plan.followers.map((f) => `"${f.node}"`).join(' or ')} did not apply the tick in time, or writers kept beginning)`,
     'check that the apply worker keeps up (pgconvey status), then compare again; --lock-wait tries longer',
   );
 }
 
+/** The work session of a side that follows the writer. */
+function sessionOf(conns: Connections, f: Follower): pg.Client {
+  return f.side === 'provider' ? conns.provider : conns.subscriber;
+}
+
 /**
- * Waits until the subscription has applied `tick`. Without a deadline it fails
+ * Waits until the side's subscription has applied `tick`. Without a deadline it fails
  * when the position stops moving for applyStallMs; with one (performance.now()
  * time, while compare holds a lock) it polls faster and answers false once it
  * has passed.
  */
-async function waitForPosition(plan: PairPlan, subscriber: pg.Client, tick: string, opts: Settings, deadline?: number): Promise<boolean> {
+async function waitForPosition(plan: PairPlan, follower: Follower, subscriber: pg.Client, tick: string, opts: Settings, deadline?: number): Promise<boolean> {
   let last: string | null | undefined;
   let movedAt = Date.now();
   for (;;) {
-    const position = await completedTick(subscriber, plan.queue, plan.consumer);
+    const position = await completedTick(subscriber, plan.queue, follower.consumer);
     if (position !== null && BigInt(position) >= BigInt(tick)) return true;
     if (deadline !== undefined) {
       if (performance.now() >= deadline) return false;
@@ -250,7 +263,7 @@ async function waitForPosition(plan: PairPlan, subscriber: pg.Client, tick: stri
     } else if (Date.now() - movedAt > opts.applyStallMs) {
       throw new CompareError(
         'no_apply_worker',
-        `no apply worker is advancing subscription "${plan.consumer}" of queue "${plan.queue}" on ${plan.subscriberDb.display}: it stayed at tick ${position ?? 'none'} for ${Math.round(opts.applyStallMs / 1000)} s while compare waited for tick ${tick}`,
+        `no apply worker is advancing subscription "${follower.consumer}" of queue "${plan.queue}" on ${follower.display}: it stayed at tick ${position ?? 'none'} for ${Math.round(opts.applyStallMs / 1000)} s while compare waited for tick ${tick}`,
         'start it (`pgconvey run FILE`, or `pgconvey engine worker …`), then compare again',
       );
     }

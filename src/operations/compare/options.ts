@@ -1,4 +1,4 @@
-/** How a compare is asked for: which tables, queue and node, and the bounds it keeps to (chunk sizes, lock pauses, waits). */
+/** How a compare is asked for: which tables, queue and node(s), and the bounds it keeps to (chunk sizes, lock pauses, waits). */
 import type { CompareProgress } from './report.js';
 
 export interface CompareOptions {
@@ -6,8 +6,10 @@ export interface CompareOptions {
   tables?: string[];
   /** Only this queue. */
   queue?: string;
-  /** Only this subscriber node. */
+  /** Only this node, against its provider (a branch's subscriber against the branch). */
   node?: string;
+  /** Only these two nodes of one queue: the second against the first, at one tick of the root. */
+  nodes?: string[];
   /** Rows per chunk, cut in the provider's key order. */
   chunkRows?: number;
   /** A differing range is split until it holds at most this many provider rows, then read row by row. */
@@ -37,7 +39,7 @@ export interface CompareOptions {
   onProgress?: (progress: CompareProgress) => void;
 }
 
-type Tunables = Required<Omit<CompareOptions, 'tables' | 'queue' | 'node' | 'onProgress'>>;
+type Tunables = Required<Omit<CompareOptions, 'tables' | 'queue' | 'node' | 'nodes' | 'onProgress'>>;
 
 export const COMPARE_DEFAULTS: Readonly<Tunables> = {
   chunkRows: 50_000,

@@ -1,5 +1,5 @@
 /**
- * One provider → subscriber pair: its sessions opened once, then every `ok`
+ * One pair of nodes (a provider and its subscriber, or any two nodes of a cascade): its sessions opened once, then every `ok`
  * table compared in turn; a table whose lock is held by a long transaction
  * is deferred and visited again after the pair's other tables. Tables not
  * `ok` are reported as not compared.
@@ -18,6 +18,7 @@ export async function comparePair(plan: PairPlan, opts: Settings): Promise<Table
     queue: plan.queue,
     direction: plan.direction,
     node: plan.subscriberNode,
+    providerNode: plan.providerNode,
     provider: plan.providerDb.display,
     subscriber: plan.subscriberDb.display,
     table: displayQualified(t.captured.schema, t.captured.name),

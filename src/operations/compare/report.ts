@@ -61,8 +61,10 @@ export interface TableComparison {
   queue: string;
   /** `reverse`: after a switchover, the new node (provider) → the old one (subscriber) through the reverse queue. */
   direction: 'forward' | 'reverse';
-  /** The subscriber node. */
+  /** The subscriber node (the side compared). */
   node: string;
+  /** The node it is compared against: its provider, or the first of --nodes. */
+  providerNode: string;
   /** Password-free displays of the two databases. */
   provider: string;
   subscriber: string;

@@ -1,9 +1,10 @@
 /**
- * compare's three sessions on a pair: the provider session that holds a
- * table's SHARE lock (its lock_timeout short, its idle-in-transaction guard
- * set), and one work session per side under EXACT_SESSION_SQL (a value's
- * text does not depend on the server's or the role's settings) with no
- * timeout cutting a long count short.
+ * compare's sessions on a pair: the writer's session that holds a table's
+ * SHARE lock (its lock_timeout short, its idle-in-transaction guard set),
+ * one work session per side under EXACT_SESSION_SQL (a value's text does not
+ * depend on the server's or the role's settings) with no timeout cutting a
+ * long count short, and — when neither side is the writer (two nodes under
+ * the root) — one more writer session that forces the ticks.
  */
 import type pg from 'pg';
 import { connect, SESSION_TIMEOUTS } from '../../db/index.js';
@@ -12,8 +13,10 @@ import type { Settings } from './options.js';
 import type { PairPlan } from './resolve.js';
 
 export interface Connections {
-  /** Provider session that holds a table's SHARE lock while both snapshots are taken. */
+  /** The writer's session that holds a table's SHARE lock while both snapshots are taken. */
   lock: pg.Client;
+  /** A writer session outside the lock's transaction that forces ticks: a side's work session when that side is the writer. */
+  ticker: pg.Client;
   provider: pg.Client;
   subscriber: pg.Client;
 }
@@ -43,14 +46,18 @@ async function pinSettings(client: pg.Client, settings: ReadonlyArray<readonly [
   );
 }
 
-/** Opens and sets up the pair's three sessions; each opened client joins `opened` (the caller ends them). */
+/** Opens and sets up the pair's sessions; each opened client joins `opened` (the caller ends them). */
 export async function openConnections(plan: PairPlan, opts: Settings, opened: pg.Client[]): Promise<Connections> {
   const open = async (db: PairPlan['providerDb']) => {
     const client = await connect(db.connection, 'compare');
     opened.push(client);
     return client;
   };
-  const conns: Connections = { lock: await open(plan.providerDb), provider: await open(plan.providerDb), subscriber: await open(plan.subscriberDb) };
+  const lock = await open(plan.writerDb);
+  const provider = await open(plan.providerDb);
+  const subscriber = await open(plan.subscriberDb);
+  const ticker = plan.writerSide === 'provider' ? provider : plan.writerSide === 'subscriber' ? subscriber : await open(plan.writerDb);
+  const conns: Connections = { lock, ticker, provider, subscriber };
   await pinSettings(conns.lock, [...LONG_SESSION.filter(([n]) => n !== 'lock_timeout' && n !== 'idle_in_transaction_session_timeout'), ['lock_timeout', `${opts.lockTimeoutMs}ms`], ['idle_in_transaction_session_timeout', `${LOCK_SESSION_GUARD_MS}ms`]]);
   for (const c of [conns.provider, conns.subscriber]) {
     await c.query(EXACT_SESSION_SQL);

@@ -129,6 +129,24 @@ describe('forwardPrivilegeProblems', () => {
     expect(forwardPrivilegeProblems({ provider: { node: 'a', catalog: old }, subscriber: { node: 'b', catalog: managed(17, ALL) }, tables: TABLES, sequences: [], schemaCopy: [] })).toEqual([]);
   });
 
+  it('a branch as the provider of a node under it is read, not captured: SELECT on its tables and sequences, from the branch\'s catalog', () => {
+    const SEQ = [{ schema: 'public', name: 'orders_id_seq', owner: 'app' }];
+    // The branch's role writes its tables (DML) and may move the sequence (UPDATE), but may not read it.
+    const branch = { ...managed(17, DML, { canAlterDatabase: false, databaseOwner: 'app' }), sequences: [{ ...SEQ[0]!, access: { ...NONE, update: true } }] };
+    const input = { provider: { node: 'b1', catalog: branch }, providerType: 'branch' as const, subscriber: { node: 'l1', catalog: managed(17, ALL) }, tables: TABLES, sequences: SEQ, schemaCopy: [] };
+    const subscriberSequence = (c: NodeCatalog): NodeCatalog => ({ ...c, sequences: [{ ...SEQ[0]!, access: ALL }] });
+    const problems = forwardPrivilegeProblems({ ...input, subscriber: { node: 'l1', catalog: subscriberSequence(managed(17, ALL)) } });
+    // No TRIGGER asked on the branch (it captures nothing), and its own database is checked as a subscriber, not here.
+    expect(codes(problems)).toEqual(['branch_provider_cannot_read']);
+    expect(problems[0]!).toMatchObject({ node: 'b1', severity: 'error' });
+    expect(problems[0]!.message).toBe('role "adm" on branch "b1" may not read public.orders_id_seq (SELECT), which the nodes it feeds copy and read from it');
+    expect(problems[0]!.hint).toContain('GRANT SELECT ON SEQUENCE public.orders_id_seq TO adm;');
+    // The same catalog as a root provider: TRIGGER is asked for as well.
+    expect(codes(forwardPrivilegeProblems({ ...input, providerType: 'root', subscriber: { node: 'l1', catalog: subscriberSequence(managed(17, ALL)) } }))).toEqual(['provider_cannot_capture', 'cannot_fence_database']);
+    const readable = { ...branch, tables: branch.tables.map((t) => ({ ...t, access: { ...NONE, select: true } })), sequences: [{ ...SEQ[0]!, access: { ...NONE, select: true } }] };
+    expect(forwardPrivilegeProblems({ ...input, provider: { node: 'b1', catalog: readable }, subscriber: { node: 'l1', catalog: subscriberSequence(managed(17, ALL)) } })).toEqual([]);
+  });
+
   it('making a capture trigger again, or removing it, needs the owner\'s rights on the provider', () => {
     const provider = managed(17, { ...NONE, select: true, trigger: true });
     const input = { provider: { node: 'old_root', catalog: provider }, subscriber: { node: 'new_leaf', catalog: managed(17, ALL) }, tables: TABLES, sequences: [], schemaCopy: [] };

@@ -14,6 +14,7 @@ const base = {
   queue: 'shop',
   direction: 'forward' as const,
   node: 'new',
+  providerNode: 'old',
   provider: 'postgres@old:5432/shop',
   subscriber: 'postgres@new:5432/shop',
   state: 'ok',
@@ -81,7 +82,7 @@ const report: CompareReport = { file: 'plans/shop.yaml', equal: false, tables: [
 describe('compare rendering', () => {
   it('prints a line per table, the differing ranges with their keys, and a summary', () => {
     expect(plain(renderCompareHuman(report)).split('\n')).toEqual([
-      'queue shop: postgres@old:5432/shop → new (postgres@new:5432/shop)',
+      'queue shop: old (postgres@old:5432/shop) → new (postgres@new:5432/shop)',
       '✓ public.orders  1,234,567 rows  (4.1 s, writers paused 35 ms)',
       '✗ public.lines  provider 1,000 rows, subscriber 999  (4.1 s, writers paused 81 ms in 2 lock attempts, longest 52 ms)',
       '    waited 8.2 s for transaction PID 4242 (application "billing", user alice, idle in transaction, since 2024-05-01T10:00:00.000Z) before locking',
@@ -101,7 +102,7 @@ describe('compare rendering', () => {
     const json = compareToJson(report) as { tables: Array<Record<string, unknown>> };
     expect(json).toMatchObject({ format_version: 1, file: 'plans/shop.yaml', equal: false });
     expect(Object.keys(json.tables[1]!)).toEqual([
-      'name', 'queue', 'direction', 'node', 'provider', 'subscriber', 'key_columns', 'state', 'compared', 'equal', 'provider_rows', 'subscriber_rows', 'chunks',
+      'name', 'queue', 'direction', 'node', 'provider_node', 'provider', 'subscriber', 'key_columns', 'state', 'compared', 'equal', 'provider_rows', 'subscriber_rows', 'chunks',
       'differing_ranges', 'more_differing_ranges', 'writers_paused_ms', 'writers_longest_pause_ms', 'lock_attempts', 'waited_for', 'seconds',
     ]);
     expect(json.tables[1]!.waited_for).toEqual([
@@ -125,9 +126,9 @@ describe('compare rendering', () => {
   });
 
   it('prints the heading of a reverse pair after a switchover', () => {
-    const reverse = { ...equalTable, direction: 'reverse' as const, queue: 'shop_reverse', node: 'old', provider: 'postgres@new:5432/shop', subscriber: 'postgres@old:5432/shop' };
+    const reverse = { ...equalTable, direction: 'reverse' as const, queue: 'shop_reverse', node: 'old', providerNode: 'new', provider: 'postgres@new:5432/shop', subscriber: 'postgres@old:5432/shop' };
     expect(plain(renderCompareHuman({ file: 'f', equal: true, tables: [reverse] })).split('\n')[0]).toBe(
-      'queue shop_reverse (reverse replication after the switchover): postgres@new:5432/shop → old (postgres@old:5432/shop)',
+      'queue shop_reverse (reverse replication after the switchover): new (postgres@new:5432/shop) → old (postgres@old:5432/shop)',
     );
   });
 
