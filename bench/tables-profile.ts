@@ -39,7 +39,13 @@ async function main(): Promise<void> {
     if (args['no-run']) return;
     t = Date.now();
     const run = await startRun(file);
-    await waitUntil('copied', () => pgconveyAllCopied(target, 't1'), 3_600_000, 200);
+    const states: string[] = [];
+    await waitUntil('copied', async () => {
+      const r = await sql(target, 't1', 'SELECT state::text AS s, count(*)::int AS n FROM pgconvey.subscriber_table GROUP BY 1 ORDER BY 1').catch(() => []);
+      states.push(`${((Date.now() - t) / 1000).toFixed(1)}s ${r.map((x) => `${x.s}=${x.n}`).join(' ')}`);
+      return pgconveyAllCopied(target, 't1');
+    }, 3_600_000, 500);
+    log(`states: ${states.join(' | ')}`);
     log(`run ${Date.now() - t} ms (ready after ${run.readyMs} ms)`);
     await run.stop();
   } finally {
