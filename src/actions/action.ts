@@ -44,6 +44,11 @@ export interface ActionModule<K extends string, P> {
   databases(action: ActionRecord<K, P>): string[];
   /** Runs it; idempotent, re-checking its precondition where the SQL alone does not. */
   execute(action: ActionRecord<K, P>, ctx: ActionContext): Promise<void>;
+  /**
+   * It may share a transaction with its neighbours (src/executor/groups.ts): execute runs statements on
+   * ctx.db(action.database) only, opens and ends no transaction itself, and is correct rolled back.
+   */
+  groupable?: boolean;
 }
 
 export function defineAction<K extends string, P>(module: ActionModule<K, P>): ActionModule<K, P> {

@@ -25,6 +25,7 @@ export const addSubscriberTable = defineAction<'add_subscriber_table', AddSubscr
   kind: 'add_subscriber_table',
   hint: "check the subscriber's engine with `pgconvey status`",
   databases: (a) => [a.database],
+  groupable: true,
   execute: async (a, ctx) => {
     const t = tableName(a.params);
     await ctx.engine.addSubscriberTable(ctx.db(a.database), a.queue!, a.params.consumer, t.schema, t.name, 'pending');

@@ -18,6 +18,7 @@ export const captureTable = defineAction<'capture_table', CaptureTableParams>({
   kind: 'capture_table',
   hint: "the root's role must own the table (capture creates triggers on it), see docs/security.md",
   databases: (a) => [a.database],
+  groupable: true,
   execute: async (a, ctx) => {
     const t = tableName(a.params);
     await ctx.engine.addTable(ctx.db(a.database), a.queue!, t.schema, t.name, a.params.keyColumns);

@@ -46,6 +46,7 @@ import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type Pin
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
+import { openGroupLoads, recordGroupCopied, type LoadedTable, type OpenedLoad } from './copy-batch-load.js';
 import { forwardCopy } from './copy-stream.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { holdsEvents, sqlStates, tableStateOf, type TableState } from './table-state.js';
@@ -634,6 +635,8 @@ export const BATCH_MAX_TABLE_BYTES = 8 * 2 ** 20;
 /** A batch's loads commit together, at most this many tables or this long after the group's first. */
 const GROUP_MAX_TABLES = 25;
 const GROUP_MAX_MS = 1000;
+/** A group's tables are checked, locked and emptied this many at a time (copy-batch-load.ts), before their loads. */
+const CHUNK_TABLES = 5;
 /** At most this many tables, and this many bytes, per batch. */
 const BATCH_MAX_TABLES = 200;
 const BATCH_MAX_BYTES = 64 * 2 ** 20;
@@ -731,13 +734,17 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
     if (notReady.length) throw new ProviderTableNotReadyError(notReady.map((t) => quoteQualified(t.schema, t.table)));
 
     // Loads share a subscriber transaction, committed every few tables: a commit (a WAL flush) per 200-row
-    // table cost more than its load. A table is reported copied once its group has committed; a failure
-    // rolls the whole group back (its tables wait again, without an error of theirs).
+    // table cost more than its load. The checks, locks and emptying of a chunk of tables go in two round
+    // trips, their records in one at the group's commit (copy-batch-load.ts); only the COPY is per table. A
+    // table is reported copied once its group has committed; a failure rolls the whole group back (its
+    // tables wait again, without an error of theirs).
     let open = false;
     let groupStarted = 0;
-    let loaded: Array<{ t: { schema: string; table: string }; q: string; rows: number; bytes: number; rowsExpected: number | null }> = [];
+    let loaded: Array<LoadedTable & { t: { schema: string; table: string }; q: string }> = [];
     const commitGroup = async () => {
       if (!open) return;
+      const superseded = await recordGroupCopied(target, queue, consumer, generation!, { snapshot, tick }, loaded);
+      if (superseded.length) throw Object.assign(new BatchTableError(new CopySupersededError(quoteQualified(superseded[0]!.schema, superseded[0]!.table))), { table: superseded[0]! });
       await target.query('COMMIT');
       open = false;
       for (const l of loaded) {
@@ -748,39 +755,41 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
       }
       loaded = [];
     };
-    for (const [q, t] of [...left]) {
-      if (options.signal?.aborted) break;
-      const c = info.get(q)!;
-      const key = [queue, consumer, t.schema, t.table];
-      const columns = c.columns.map(quoteIdent).join(', ');
-      const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
-      const only = c.kind === 'p' ? '' : 'ONLY ';
+    const queued = [...left];
+    while (queued.length && !options.signal?.aborted) {
       if (!open) {
         await target.query(BEGIN_LOAD_SQL);
         open = true;
         groupStarted = Date.now();
       }
-      let indexes: SetAsideIndex[];
+      const chunk = queued.splice(0, Math.min(CHUNK_TABLES, GROUP_MAX_TABLES - loaded.length));
+      let opened: Map<string, OpenedLoad>;
       try {
-        indexes = await openLoad(target, key, generation, q, 'small');
+        opened = await openGroupLoads(target, queue, consumer, generation, chunk.map(([, t]) => t));
       } catch (err) {
+        throw Object.assign(new BatchTableError(err), { table: chunk[0]![1] });
+      }
+      for (const [q, t] of chunk) {
+        const o = opened.get(q);
         // Superseded (resynced or removed since it was marked): its row was only read; the group goes on.
-        if (err instanceof CopySupersededError) {
+        if (!o) {
           left.delete(q);
           continue;
         }
-        throw Object.assign(new BatchTableError(err), { table: t });
+        const c = info.get(q)!;
+        const columns = c.columns.map(quoteIdent).join(', ');
+        const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
+        const only = c.kind === 'p' ? '' : 'ONLY ';
+        try {
+          const counter = new CopyCounter();
+          await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
+          await rebuildSetAside([target], o.indexes);
+          loaded.push({ t, q, schema: t.schema, table: t.table, rows: counter.rows, bytes: counter.bytes, rowsExpected });
+        } catch (err) {
+          throw Object.assign(new BatchTableError(err), { table: t });
+        }
       }
-      try {
-        const counter = new CopyCounter();
-        await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
-        await rebuildSetAside([target], indexes);
-        await recordCopied(target, key, generation, q, { snapshot, tick, rows: counter.rows, bytes: counter.bytes, rowsExpected });
-        loaded.push({ t, q, rows: counter.rows, bytes: counter.bytes, rowsExpected });
-        if (loaded.length >= GROUP_MAX_TABLES || Date.now() - groupStarted >= GROUP_MAX_MS) await commitGroup();
-      } catch (err) {
-        throw Object.assign(new BatchTableError(err), { table: t });
-      }
+      if (loaded.length >= GROUP_MAX_TABLES || Date.now() - groupStarted >= GROUP_MAX_MS) await commitGroup();
     }
     await commitGroup();
     await source.query('COMMIT');

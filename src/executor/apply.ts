@@ -6,7 +6,10 @@
  * holding pgconvey's apply lock (a session advisory lock), so two applies
  * never interleave; a busy lock is reported with who holds it. Every action
  * calls an idempotent engine function (its module in src/actions/ runs it),
- * so an apply that died half way is finished by running it again. Progress
+ * so an apply that died half way is finished by running it again.
+ * Consecutive groupable actions on one database (capture_table,
+ * add_subscriber_table) run many to a transaction (groups.ts); the others
+ * each in their own. Progress
  * goes through hooks. Nothing executable comes from the plan: `copy_schema`
  * runs the pg_dump the caller found (the one the plan was made with, in this
  * process).
@@ -18,6 +21,7 @@ import { connect } from '../db/index.js';
 import * as engine from '../engine/index.js';
 import type { PgDumpTool, Plan } from '../planner/index.js';
 import { ApplyActionError, ApplyLockedError } from './errors.js';
+import { GROUP, runGroup } from './groups.js';
 import { dumpArchive, prepareSchemaCopy, releaseArchive, runSchemaCopy, SchemaCopyError, type PreparedSchemaCopy } from './schema-copy.js';
 
 export interface ExecutorHooks {
@@ -81,7 +85,24 @@ export async function executePlan(plan: Plan, connections: DatabaseConnections, 
         copiedInto.add(request.database);
       },
     };
-    for (const action of plan.actions) {
+    const actions = plan.actions;
+    for (let i = 0; i < actions.length; ) {
+      // Consecutive groupable actions on one database share a transaction (groups.ts).
+      const run = groupableRun(actions, i);
+      if (run.length > 1) {
+        const first = run[0]!;
+        let committed: number;
+        try {
+          committed = await runGroup(ctx.db(first.database), run, (a) => moduleOf(a).execute(a, ctx), hooks);
+        } catch (err) {
+          const failure = new ApplyActionError(first, err);
+          hooks.onFailed?.(first, failure);
+          throw failure;
+        }
+        i += committed;
+        if (committed === run.length) continue;
+      }
+      const action = actions[i]!;
       hooks.onStart?.(action);
       const t0 = Date.now();
       try {
@@ -92,10 +113,22 @@ export async function executePlan(plan: Plan, connections: DatabaseConnections, 
         throw failure;
       }
       hooks.onDone?.(action, Date.now() - t0);
+      i++;
     }
   } finally {
     await Promise.all([...clients.values()].map((c) => c.end().catch(() => undefined)));
   }
+}
+
+/** The groupable actions from `at` on, consecutive and on the database of the first (empty when that one is not groupable). */
+function groupableRun(actions: readonly Action[], at: number): Action[] {
+  const run: Action[] = [];
+  for (let i = at; i < actions.length && run.length < GROUP.maxActions; i++) {
+    const a = actions[i]!;
+    if (!moduleOf(a).groupable || a.database !== actions[at]!.database) break;
+    run.push(a);
+  }
+  return run;
 }
 
 /** Runs a copy_schema: the script its dry run prepared in this process, or one prepared now from a fresh dump of the provider. */

@@ -1,7 +1,8 @@
 /**
- * An apply killed half way — with SIGKILL right after an action finished, and
- * inside one (blocked on a table lock, so the server may still finish the
- * statement after the client is gone) — is finished by running apply again:
+ * An apply killed half way — with SIGKILL right after an action (the last of
+ * its group) finished, and inside one (blocked on a table lock, so the server
+ * may still finish the statement after the client is gone) — is finished by
+ * running apply again:
  * the plan converges to "No changes." and every table replicates.
  */
 import format from 'pg-format';
@@ -31,10 +32,16 @@ describe('apply killed half way', () => {
     const env = { PGCONVEY_OLD_DSN: p.dsn, PGCONVEY_NEW_DSN: s.dsn };
     const apply = () => startCli(['apply', file, '--auto-approve'], env);
 
-    // 1. Killed between actions: right after the sixth capture finished.
+    // 1. Killed right after the sixth capture finished. Captures share transactions (src/executor/groups.ts):
+    // a lock held on t07 ends the first group at t06 (committed, printed done) and keeps t07 waiting.
+    const holder = await p.connect();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE public.t07 IN SHARE MODE');
     const first = apply();
     await first.waitForLine(/capture_table:old_root:public\.t06 … done/, 60_000);
     await first.kill('SIGKILL');
+    await holder.query('COMMIT');
+    await holder.end();
     await applySessionsGone(p);
 
     // 2. Killed inside an action: capture_table of t15 waits for a lock we hold.
@@ -42,7 +49,10 @@ describe('apply killed half way', () => {
     await blocker.query('BEGIN');
     await blocker.query('LOCK TABLE public.t15 IN SHARE MODE');
     const second = apply();
+    // Grouped captures (src/executor/groups.ts) first wait at most 50 ms for the lock inside their group, then
+    // commit the ones before t15 (printed done) and run t15 alone, which waits: blocked once t14 is done.
     await waitFor('apply to block inside capture_table of t15', async () =>
+      second.lines.join('\n').includes('+ capture_table:old_root:public.t14 … done') &&
       (await p.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgconvey:apply' AND wait_event_type = 'Lock'")).rows[0].n === 1,
     60_000);
     expect(second.lines.join('\n')).toContain('+ capture_table:old_root:public.t14 … done');

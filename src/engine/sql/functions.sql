@@ -757,13 +757,25 @@ $$;
 -- Function: pgconvey.own_capture(table_id) → the owner given to the table's
 -- capture functions: the capture role (see ensure_capture_role), else the
 -- caller. Nobody else may execute them (a trigger fires without EXECUTE; only
--- attaching one to another table needs it).
+-- attaching one to another table needs it). The capture role is checked and
+-- granted (ensure_capture_role) once per transaction and caller: apply runs
+-- many add_table calls in one transaction (src/executor/groups.ts); the
+-- answer is kept in a session setting prefixed with the transaction id and
+-- the caller (undone with the (sub)transaction that made it, if it aborts).
 CREATE OR REPLACE FUNCTION pgconvey.own_capture(p_table_id integer)
 RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  v_role text := pgconvey.ensure_capture_role();
+  v_mark text := pg_catalog.txid_current()::text || ':' || current_user::pg_catalog.regrole::pg_catalog.oid::text || ':';
+  v_cached text := pg_catalog.current_setting('pgconvey.capture_role_checked', true);
+  v_role text;
   f text;
 BEGIN
+  IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) = v_mark THEN
+    v_role := NULLIF(pg_catalog.substr(v_cached, pg_catalog.length(v_mark) + 1), '');
+  ELSE
+    v_role := pgconvey.ensure_capture_role();
+    PERFORM pg_catalog.set_config('pgconvey.capture_role_checked', v_mark || coalesce(v_role, ''), false);
+  END IF;
   -- capture_truncate_rows_<id> (a partitioned table's: a TRUNCATE of one partition is captured as deletes of
   -- its rows, which it reads) stays the engine owner's: the capture role reads no application table.
   IF to_regprocedure(format('pgconvey.%I()', 'capture_truncate_rows_' || p_table_id)) IS NOT NULL THEN
