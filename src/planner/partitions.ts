@@ -9,18 +9,17 @@
  */
 import type { NodeCatalog, TableInfo } from '../catalog/model.js';
 import { displayName, nameKey, sameName } from '../kernel/index.js';
+import { treeIndex } from './catalog-index.js';
 
 /** Every partition under `table` at every level (not the table itself), by name. */
 export function partitionsOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schema' | 'name'>): TableInfo[] {
+  const { partitions } = treeIndex(catalog);
   const out: TableInfo[] = [];
   const todo: Array<Pick<TableInfo, 'schema' | 'name'>> = [table];
   while (todo.length) {
-    const parent = todo.shift()!;
-    for (const t of catalog.tables) {
-      if (t.partitionOf && sameName(t.partitionOf, parent)) {
-        out.push(t);
-        todo.push(t);
-      }
+    for (const t of partitions.get(nameKey(todo.shift()!)) ?? []) {
+      out.push(t);
+      todo.push(t);
     }
   }
   return out.sort((a, b) => displayName(a).localeCompare(displayName(b)));
@@ -33,7 +32,7 @@ export function isPartitionOf(t: TableInfo, parent: Pick<TableInfo, 'schema' | '
 
 /** The ancestors of a partition in the catalog, nearest first. */
 export function ancestorsOf(catalog: NodeCatalog, table: TableInfo): TableInfo[] {
-  const byName = new Map(catalog.tables.map((t) => [nameKey(t), t]));
+  const { byName } = treeIndex(catalog);
   const parentOf = (t: TableInfo) => (t.partitionOf ? byName.get(nameKey(t.partitionOf)) : undefined);
   const out: TableInfo[] = [];
   for (let up = parentOf(table); up && !out.some((t) => sameName(t, up!)); up = parentOf(up)) out.push(up);
@@ -42,11 +41,7 @@ export function ancestorsOf(catalog: NodeCatalog, table: TableInfo): TableInfo[]
 
 /** The tables that inherit from `table` with INHERITS (its inheritance children), in the order of their display names. */
 export function inheritanceChildrenOf(catalog: NodeCatalog, table: Pick<TableInfo, 'schema' | 'name'>): TableInfo[] {
-  return catalog.tables
-    .filter((t) => t.inherits?.some((p) => sameName(p, table)))
-    .map((t) => [displayName(t), t] as const)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, t]) => t);
+  return [...(treeIndex(catalog).inheritors.get(nameKey(table)) ?? [])];
 }
 
 /** The names of the capture functions of captured table `id` (see add_table in the engine). */

@@ -36,6 +36,7 @@
  */
 import type { NodeCatalog, TableAccess } from '../catalog/model.js';
 import { nameKey, quoteIdent } from '../kernel/index.js';
+import { tableNamed } from './catalog-index.js';
 
 export interface PrivilegeProblem {
   /** A stable code (docs/errors.md). */
@@ -100,8 +101,7 @@ const user = (c: NodeCatalog) => sqlName(c.privileges.user);
 function accessOn(side: PrivilegeSide, o: ReplicatedObject, kind: 'table' | 'sequence', madeByCopy: boolean): TableAccess | null {
   const c = side.catalog;
   if (isSuper(c)) return ALL;
-  const list = kind === 'table' ? c.tables : c.sequences;
-  const there = list.find((t) => t.schema === o.schema && t.name === o.name);
+  const there = kind === 'table' ? tableNamed(c, o) : c.sequences.find((t) => t.schema === o.schema && t.name === o.name);
   if (there) return there.access ?? ALL;
   if (!madeByCopy) return null;
   if (c.privileges.actsAs === undefined) return ALL;
@@ -345,7 +345,7 @@ function schemaCopyProblems(s: PrivilegeSide, tables: ReplicatedObject[]): Privi
 export function reversePrivilegeProblems(input: ReverseInput): PrivilegeProblem[] {
   const { old, neu } = input;
   const out: PrivilegeProblem[] = [];
-  const owned = (o: ReplicatedObject) => !neu.catalog.tables.some((t) => t.schema === o.schema && t.name === o.name);
+  const owned = (o: ReplicatedObject) => tableNamed(neu.catalog, o) === undefined;
   if (!old.catalog.privileges.canSetReplicationRole) {
     out.push({
       code: 'reverse_cannot_set_replication_role',

@@ -13,6 +13,7 @@ import type { AddCheck, PlanBuilder } from './builder.js';
 import { schemaDriftChecks } from './drift.js';
 import { planEngine } from './engine.js';
 import type { PlanInput } from './input.js';
+import { tableNamed } from './catalog-index.js';
 import { ancestorsOf, isPartitionOf, partitionsOf } from './partitions.js';
 import { forwardPrivilegeProblems, reversePrivilegeProblems } from './privileges.js';
 import { planRoles } from './roles.js';
@@ -60,7 +61,7 @@ export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, p
     ? null
     : plan.add(proposeSubscribe({ leaf: site, queue: queue.name, provider: { node: provider.name, database: provider.database }, dependsOn: [...q.queueReady, ...(subEngine ? [subEngine] : [])] }));
   const subscribed = new Map((subscription?.tables ?? []).map((t) => [nameKey(t), t]));
-  const onSub = (t: Pick<TableInfo, 'schema' | 'name'>) => sub.tables.some((x) => sameName(x, t));
+  const onSub = (t: Pick<TableInfo, 'schema' | 'name'>) => tableNamed(sub, t) !== undefined;
   const absent = tables.filter(({ table }) => !onSub(table)).map((t) => t.table);
   // A partitioned parent new has already: the schema copy adds the partitions created on the provider since
   // (one that is missing with its parent comes with the parent's own copy).
@@ -80,7 +81,7 @@ export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, p
   const recapture = plan
     .actions()
     .flatMap((a) => (a.queue === queue.name && ((a.kind === 'capture_table' && a.change === 'update') || a.kind === 'remove_capture') ? [tableName(a.params)] : []))
-    .map((n) => ({ schema: n.schema, name: n.name, owner: rootCatalog.tables.find((t) => sameName(t, n))?.owner ?? '' }));
+    .map((n) => ({ schema: n.schema, name: n.name, owner: tableNamed(rootCatalog, n)?.owner ?? '' }));
   for (const problem of [
     // A node under a branch reads from the branch (its copy, its worker): checked on the branch's catalog.
     ...forwardPrivilegeProblems(
@@ -96,7 +97,7 @@ export function planSubscriber(input: PlanInput, q: QueueSide, leaf: NodeSpec, p
   for (const { table } of tables) {
     const name = displayName(table);
     const captureId = q.captureIds.get(nameKey(table));
-    const there = sub.tables.find((t) => sameName(t, table));
+    const there = tableNamed(sub, table);
     if (!there) {
       if (input.state.prepare.schema !== 'copy') {
         check('error', 'table_missing_on_subscriber', `table ${name} does not exist on node "${leaf.name}"`, 'create it there (pg_dump --schema-only), or set prepare.schema: copy', `queues.${queue.name}.nodes.${leaf.name}`);
@@ -180,7 +181,7 @@ function partitionSubscriberChecks(input: PlanInput, queue: QueueSpec, leaf: Nod
     }
   }
   for (const t of subTree) {
-    const onProvider = root.tables.find((x) => sameName(x, t));
+    const onProvider = tableNamed(root, t);
     if (onProvider && !providerTree.has(nameKey(t)) && !ancestorsOf(root, onProvider).some((a) => sameName(a, table))) {
       const n = displayName(t);
       check(
