@@ -236,7 +236,7 @@ describe('pgconvey: plans/cascade.yaml on three local servers', () => {
       writeFileSync(file, cascadeFile(dsn, ROOT));
       const movePlan = await runCli(['plan', file], { timeoutMs: 120_000 });
       expect(movePlan.code, movePlan.stdout + movePlan.stderr).toBe(0);
-      expect(movePlan.stdout).toMatch(new RegExp(`~ change_provider ${QUEUE}`));
+      expect(movePlan.stdout).toMatch(new RegExp(`~ change_provider ${ROOT}\\s`));
       const moved = await runCli(['apply', file, '--auto-approve'], { timeoutMs: 180_000 });
       expect(moved.code, moved.stdout + moved.stderr).toBe(0);
       runs.start(LEAF);
