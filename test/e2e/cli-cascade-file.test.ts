@@ -178,6 +178,7 @@ describe('pgconvey: plans/cascade.yaml on three local servers', () => {
 
     const runs = new NodeRuns(file);
     let load: ReturnType<typeof pgbenchLoad> | undefined;
+    const completedTick = async (n: string) => (await clients.get(n)!.query<{ t: string | null }>('SELECT completed_tick::text AS t FROM pgconvey.subscription WHERE queue_name = $1', [QUEUE])).rows[0]?.t ?? null;
     const allCaughtUp = (what: string) => caughtUp(what, root, clients, SUBSCRIBERS, { queue: QUEUE, runs });
     /** Every replicated table equal to the root's row by row, sequences carried, x_scratch left out, plan says No changes. */
     const identical = async (what: string) => {
@@ -199,6 +200,8 @@ describe('pgconvey: plans/cascade.yaml on three local servers', () => {
       expect(planned.code, planned.stdout + planned.stderr).toBe(0);
       for (const database of Object.values(DATABASE_OF)) expect(planned.stdout).toContain(`# database ${database}`);
       expect(planned.stdout).toMatch(new RegExp(`create_branch_queue ${QUEUE}`));
+      // The subscribers by node in the reasons (the root's actions are under its database); every node in --json.
+      for (const n of SUBSCRIBERS) expect(planned.stdout).toContain(`node "${n}"`);
       expect(planned.stdout).not.toMatch(/x_scratch/);
       const asJson = JSON.parse((await runCli(['plan', file, '--json'], { timeoutMs: 120_000 })).stdout) as { actions: Array<{ node: string | null }> };
       expect(new Set(asJson.actions.map((a) => a.node).filter((n) => n))).toEqual(new Set([ROOT, BRANCH, LEAF]));
@@ -239,7 +242,10 @@ describe('pgconvey: plans/cascade.yaml on three local servers', () => {
       expect(movePlan.stdout).toMatch(new RegExp(`~ change_provider ${ROOT}\\s`));
       const moved = await runCli(['apply', file, '--auto-approve'], { timeoutMs: 180_000 });
       expect(moved.code, moved.stdout + moved.stderr).toBe(0);
+      const movedAt = await completedTick(LEAF);
       runs.start(LEAF);
+      // The leaf applies batches of the root under the load, then the load goes on a while.
+      await waitFor(`${LEAF} past tick ${movedAt} from ${ROOT}`, async () => BigInt((await completedTick(LEAF)) ?? 0) > BigInt(movedAt ?? 0), 120_000, 100);
       const afterMove = load.transactions();
       await waitFor('300 load transactions after the move', async () => load!.transactions() >= afterMove + 300, 120_000, 50);
       const more = await load.stop();
