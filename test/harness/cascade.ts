@@ -4,13 +4,14 @@
  * cascade, `pgconvey run --node X` per node as child processes, a wait until
  * every node has applied a root tick taken now with every table `ok`, a
  * seeded writer on the root's accounts/items tables, and the row-by-row
- * differences of each node from the root (harness/exact.ts, no pgconvey code).
+ * differences of each node from the root (harness/exact.ts, no pgconvey code)
+ * and the sequences a node has behind the root's.
  */
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import type { RunningServer } from '../../src/embedded/index.js';
 import { waitFor } from './compare.js';
-import { compareTable } from './exact.js';
+import { compareTable, qualified } from './exact.js';
 import { startCli, type CliProcess } from './processes.js';
 import type { Rng } from './random.js';
 
@@ -162,13 +163,35 @@ export function accountsWriter(db: Db, rng: Rng): { written: () => number; stop:
   };
 }
 
-/** Each node's tables that differ from the root's, row by row (empty: all equal). */
+/** Each node's tables that differ from the root's, row by row (empty: all equal); `schema.table`, or a table of public. */
 export async function differingFromRoot(root: pg.Client, clients: ReadonlyMap<string, pg.Client>, nodes: readonly string[], tables: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   for (const n of nodes) {
-    for (const t of tables) {
-      const d = await compareTable(root, clients.get(n)!, 'public', t);
-      if (d.missing.length || d.extra.length || d.providerRows !== d.subscriberRows) out.push(`${n} public.${t}: ${JSON.stringify(d).slice(0, 500)}`);
+    for (const name of tables) {
+      const [schema, t] = name.includes('.') ? (name.split('.', 2) as [string, string]) : ['public', name];
+      const d = await compareTable(root, clients.get(n)!, schema, t);
+      if (d.missing.length || d.extra.length || d.providerRows !== d.subscriberRows) out.push(`${n} ${schema}.${t}: ${JSON.stringify(d).slice(0, 500)}`);
+    }
+  }
+  return out;
+}
+
+/** Each node's sequences (of `schemas`) behind the root's: missing there, or a last_value below the root's (empty: all carried). */
+export async function sequencesBehindRoot(root: pg.Client, clients: ReadonlyMap<string, pg.Client>, nodes: readonly string[], schemas: readonly string[]): Promise<string[]> {
+  // The sequence's own last_value (pg_sequences says NULL for one set with is_called false).
+  const values = async (c: pg.Client) => {
+    const seqs = (await c.query<{ n: string; s: string }>("SELECT n.nspname AS n, s.relname AS s FROM pg_catalog.pg_class s JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace WHERE s.relkind = 'S' AND n.nspname = ANY ($1::text[])", [schemas])).rows;
+    const out = new Map<string, bigint>();
+    for (const { n, s } of seqs) out.set(`${n}.${s}`, BigInt((await c.query<{ v: string }>(`SELECT last_value::text AS v FROM ${qualified(n, s)}`)).rows[0]!.v));
+    return out;
+  };
+  const onRoot = await values(root);
+  const out: string[] = [];
+  for (const n of nodes) {
+    const there = await values(clients.get(n)!);
+    for (const [s, v] of onRoot) {
+      const w = there.get(s);
+      if (w === undefined || w < v) out.push(`${n} ${s}: ${w ?? 'none'} < the root's ${v}`);
     }
   }
   return out;
