@@ -11,4 +11,5 @@ export * from './load.js';
 export * from './desired-state.js';
 export * from './connection.js';
 export * from './names.js';
+export { nodesTopDown } from './node-order.js';
 export { desiredStateSchema } from './schema-check.js';

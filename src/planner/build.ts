@@ -7,10 +7,11 @@
  * Globs are resolved on the root's catalog, so a new table that matches
  * `include` shows up in the next plan. No I/O.
  */
+import { nodesTopDown } from '../config/index.js';
 import { hasErrors } from '../kernel/index.js';
 import { ACTION_KINDS } from './action.js';
 import { PlanBuilder } from './builder.js';
-import { branchRemovalChecks, cascadeChecks, cascadeOrder, planBranchQueue } from './cascade.js';
+import { branchRemovalChecks, cascadeChecks, planBranchQueue } from './cascade.js';
 import { captureOwnerCheck, materializedViewChecks } from './checks.js';
 import { planConsumers } from './consumers.js';
 import { planEngine } from './engine.js';
@@ -46,7 +47,7 @@ export function buildPlan(input: PlanInput): Plan {
     planConsumers(input, queue, root, queueState, plan);
     // Subscribers, each after its provider: a branch's own subscribers wait for its queue (cascades).
     const readyOf = new Map<string, string[]>([[root.name, queueReady]]);
-    for (const node of cascadeOrder(queue)) {
+    for (const node of nodesTopDown(queue)) {
       const ready = readyOf.get(node.provider!) ?? [];
       const provider = queue.nodes.find((n) => n.name === node.provider)!;
       const ids = planSubscriber(input, { queue, root, rootCatalog, tables, sequences, queueReady: ready, captureIds, provider }, node, plan);

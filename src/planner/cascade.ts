@@ -16,21 +16,6 @@ import type { PlanBuilder } from './builder.js';
 import type { PlanInput } from './input.js';
 import { queueSettings } from './queue.js';
 
-/** The queue's non-root nodes, each after its provider (breadth first from the root). */
-export function cascadeOrder(queue: QueueSpec): NodeSpec[] {
-  const root = queue.nodes.find((n) => n.type === 'root')!;
-  const out: NodeSpec[] = [];
-  let level = [root.name];
-  const seen = new Set(level);
-  while (level.length) {
-    const next = queue.nodes.filter((n) => n.provider !== undefined && level.includes(n.provider) && !seen.has(n.name)).sort((a, b) => a.name.localeCompare(b.name));
-    for (const n of next) seen.add(n.name);
-    out.push(...next);
-    level = next.map((n) => n.name);
-  }
-  return out;
-}
-
 /** The nodes a provider feeds directly. */
 export function subscribersOf(queue: QueueSpec, provider: string): NodeSpec[] {
   return queue.nodes.filter((n) => n.type !== 'root' && n.provider === provider);

@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { introspectNode, type EngineQueueInfo, type NodeCatalog } from '../../catalog/index.js';
-import { displayQualified, type DatabaseSpec, type DesiredState, type NodeSpec, type QueueSpec } from '../../config/index.js';
+import { displayQualified, nodesTopDown, type DatabaseSpec, type DesiredState, type NodeSpec, type QueueSpec } from '../../config/index.js';
 import { connect } from '../../db/index.js';
 import { reverseQueueName, reverseSubscriptionOf, switchedOverAt } from '../../engine/index.js';
 import { closest, type QualifiedName } from '../../kernel/index.js';
@@ -88,20 +88,6 @@ interface NodePair {
 
 const rootOf = (queue: QueueSpec) => queue.nodes.find((n) => n.type === 'root')!;
 
-/** The queue's non-root nodes, each after its provider (breadth first from the root, by name in a level). */
-function topDown(queue: QueueSpec): NodeSpec[] {
-  const out: NodeSpec[] = [];
-  let level = [rootOf(queue).name];
-  const seen = new Set(level);
-  while (level.length) {
-    const next = queue.nodes.filter((n) => n.provider !== undefined && level.includes(n.provider) && !seen.has(n.name)).sort((a, b) => a.name.localeCompare(b.name));
-    for (const n of next) seen.add(n.name);
-    out.push(...next);
-    level = next.map((n) => n.name);
-  }
-  return out;
-}
-
 function selectPairs(state: DesiredState, options: CompareOptions): NodePair[] {
   if (options.node !== undefined && options.nodes !== undefined) {
     throw new CompareError('compare_nodes_conflict', '--node and --nodes cannot be given together', '--node X compares X with its provider; --nodes A,B compares B with A');
@@ -121,7 +107,7 @@ function selectPairs(state: DesiredState, options: CompareOptions): NodePair[] {
   // Every node against its provider, each after its provider (a cascade top down).
   const pairs = queues.flatMap((queue) => {
     const root = rootOf(queue);
-    return topDown(queue).map((b) => ({ queue, root, a: queue.nodes.find((n) => n.name === b.provider)!, b }));
+    return nodesTopDown(queue).map((b) => ({ queue, root, a: queue.nodes.find((n) => n.name === b.provider)!, b }));
   });
   if (options.node === undefined) return pairs;
   const selected = pairs.filter((p) => p.b.name === options.node);
