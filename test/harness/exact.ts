@@ -10,6 +10,7 @@
 import pg from 'pg';
 import * as engine from '../../src/engine/index.js';
 import { freshDatabase, type TestDatabase } from './databases.js';
+import { drainThrough } from './drain.js';
 import { sourceServer, targetServer } from './servers.js';
 
 /** The settings both sides read values under (identical on both, whatever the writers used). */
@@ -171,22 +172,8 @@ export async function makePair(prefix: string, o: PairOptions): Promise<Pair> {
   const worker = new engine.ApplyWorker(workerProv, workerSub, { queue: 'q', consumer: 's' });
   await worker.start();
 
-  const drain = async () => {
-    let failures = 0;
-    for (let steps = 0; steps < 1000; steps++) {
-      try {
-        const r = await worker.step();
-        failures = 0;
-        if (r.kind === 'idle') return;
-      } catch (err) {
-        if (++failures >= 3) throw new Error(`worker stalled: the same batch failed 3 times: ${(err as Error).message}`);
-      }
-    }
-    throw new Error('worker did not become idle within 1000 steps');
-  };
   const sync = async () => {
-    await engine.forceTick(prov, 'q');
-    await drain();
+    await drainThrough(worker, await engine.forceTick(prov, 'q'));
   };
   const syncUntilOk = async () => {
     for (let round = 0; round < 10; round++) {

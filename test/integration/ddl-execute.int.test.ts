@@ -158,8 +158,11 @@ describe('pgconvey execute: DDL in queue order', () => {
     await engine.executeScript(pair.prov, 'q', '010_mood.sql', 'ALTER TABLE t ADD COLUMN m mood;');
     await pair.prov.query("INSERT INTO t (id, a, m) VALUES (2, 2, 'busy')");
     await engine.forceTick(pair.prov, 'q');
-    // The pair's own worker steps aside (its session ends, as a killed worker's does).
-    await pair.sub.query("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()");
+    // The pair's own worker steps aside (its session ends, as a killed worker's does). Only in this test's database:
+    // the server is shared with the other test files, whose workers hold advisory locks too.
+    await pair.sub.query(
+      "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    );
     // Every retry fails the same way, with the same clear error (the daemon retries with backoff, reconnecting each time).
     for (let attempt = 0; attempt < 2; attempt++) {
       const worker = await freshWorker(pair);

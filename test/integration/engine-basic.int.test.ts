@@ -9,6 +9,7 @@ import * as engine from '../../src/engine/index.js';
 import { freshDatabase } from '../harness/databases.js';
 import { diffTable } from '../harness/compare.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
+import { drainThrough } from '../harness/drain.js';
 
 const SCHEMA = `
   CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL UNIQUE, qty int);
@@ -46,11 +47,7 @@ describe('engine: capture → queue → apply', () => {
   });
 
   async function sync(): Promise<void> {
-    await engine.forceTick(provider, 'q');
-    for (;;) {
-      const r = await worker.step();
-      if (r.kind === 'idle') return;
-    }
+    await drainThrough(worker, await engine.forceTick(provider, 'q'));
   }
 
   async function expectEqual(): Promise<void> {

@@ -19,6 +19,7 @@ import { twoNodeYaml } from '../harness/desired-file.js';
 import { waitFor } from '../harness/compare.js';
 import { freshDatabase, type TestDatabase } from '../harness/databases.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
+import { drainThrough } from '../harness/drain.js';
 
 const Q = 'q';
 const C = 'new';
@@ -50,9 +51,7 @@ describe('copy, resync, merge and apply races', () => {
 
   /** Ticks, and applies batches until there is none left. */
   async function catchUp(): Promise<void> {
-    await engine.forceTick(prov, Q);
-    for (let i = 0; i < 50; i++) if ((await worker.step()).kind === 'idle') return;
-    throw new Error('the worker did not catch up');
+    await drainThrough(worker, await engine.forceTick(prov, Q));
   }
 
   async function addTable(table: string, ddl: string, fill: string): Promise<void> {
