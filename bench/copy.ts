@@ -14,6 +14,7 @@
  *
  * Usage: npm run bench:copy [-- --rows 5000000 --tables 8 --rounds 3 --jobs 4]
  *        npm run bench:copy -- --quick
+ *        npm run bench:copy -- --rows 1000000 --methods pgconvey   (pg_dump always runs: the base)
  * Needs pg_dump, pg_restore and psql 15 (Debian: postgresql-client-15; pg_dump 15 reads servers up to 15, so keep
  * the source at 15 or older). Appends to docs/benchmarks.md.
  */
@@ -54,6 +55,8 @@ const { values: args } = parseArgs({
     source: { type: 'string', default: '12' },
     target: { type: 'string', default: '17' },
     quick: { type: 'boolean', default: false },
+    /** Only these methods (comma-separated: pgconvey,pg_dump,pg_dump_j,native); pg_dump always runs (the base). */
+    methods: { type: 'string', default: '' },
   },
 });
 const QUICK = args.quick!;
@@ -65,6 +68,8 @@ const JOBS = Number(args.jobs);
 const SRC = 'bench';
 
 type Method = 'pgconvey' | 'pg_dump' | 'pg_dump_j' | 'native';
+const ONLY = new Set(args.methods ? [...args.methods.split(','), 'pg_dump'] : []);
+const pick = (ms: Method[]) => (ONLY.size ? ms.filter((m) => ONLY.has(m)) : ms);
 
 async function main(): Promise<void> {
   const psql = requireTool('psql', 'postgresql-client-15');
@@ -87,8 +92,8 @@ async function main(): Promise<void> {
     const bytesOf = async (ts: string[]) => Number((await sql(source, SRC, 'SELECT sum(pg_table_size(t::regclass)) AS b FROM unnest($1::text[]) t', [ts]))[0].b);
 
     const cases = [
-      { name: 'single', title: `one table of ${(SCALE * 100_000).toLocaleString('en-US')} rows (pgbench_accounts)`, tables: ['pgbench_accounts'], methods: ['pgconvey', 'pg_dump', 'native'] as Method[] },
-      { name: 'multi', title: `${TABLES} tables of ${(SCALE * 100_000 / TABLES).toLocaleString('en-US')} rows each`, tables: multi, methods: ['pgconvey', 'pg_dump', 'pg_dump_j', 'native'] as Method[] },
+      { name: 'single', title: `one table of ${(SCALE * 100_000).toLocaleString('en-US')} rows (pgbench_accounts)`, tables: ['pgbench_accounts'], methods: pick(['pgconvey', 'pg_dump', 'native']) },
+      { name: 'multi', title: `${TABLES} tables of ${(SCALE * 100_000 / TABLES).toLocaleString('en-US')} rows each`, tables: multi, methods: pick(['pgconvey', 'pg_dump', 'pg_dump_j', 'native']) },
     ];
     const results: Array<{ title: string; bytes: number; times: Record<Method, number[]>; rss: number[]; setup: number[]; copyMs: number[]; streamMs: number[]; indexMs: number[] }> = [];
     let n = 0;
@@ -162,7 +167,7 @@ async function main(): Promise<void> {
       const base = median(r.times.pg_dump);
       const rows = (Object.keys(r.times) as Method[]).map((m) => {
         const med = median(r.times[m]);
-        return [label[m], spread(r.times[m], secs), `${(r.bytes / 1e6 / (med / 1000)).toFixed(0)} MB/s`, m === 'pg_dump' ? '1.00×' : ratio(base, med), m === 'pgconvey' ? ratio(median(r.times.native), med) : '—'];
+        return [label[m], spread(r.times[m], secs), `${(r.bytes / 1e6 / (med / 1000)).toFixed(0)} MB/s`, m === 'pg_dump' ? '1.00×' : ratio(base, med), m === 'pgconvey' && r.times.native ? ratio(median(r.times.native), med) : '—'];
       });
       lines.push('', `**${r.title}**, ${(r.bytes / 1e6).toFixed(0)} MB on the source:`, '', ...mdTable(['method', 'time', 'table size / time', 'speed vs pg_dump \\| psql', 'pgconvey vs native'], rows));
       lines.push('', `pgconvey's time includes plan + apply (engine install, capture triggers, schema by pg_dump -s): ${spread(r.setup, secs)}; the longest table copy itself (from the run's log) ${spread(r.copyMs, secs)}, of which its rows' stream ${spread(r.streamMs, secs)} and its indexes and keys built again ${spread(r.indexMs, secs)}; the rest is the run starting, waiting for ticks and merging. Peak RSS of \`pgconvey run\` while copying: ${spread(r.rss, mib)}.`);

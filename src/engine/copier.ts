@@ -47,6 +47,7 @@ import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
 import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
 import { openGroupLoads, recordGroupCopied, type LoadedTable, type OpenedLoad } from './copy-batch-load.js';
+import { binaryCopySafe, readColumnTypes, typesSignature } from './copy-binary.js';
 import { forwardCopy } from './copy-stream.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { holdsEvents, sqlStates, tableStateOf, type TableState } from './table-state.js';
@@ -73,6 +74,8 @@ export interface CopyResult {
   generation: string;
   /** How many key ranges the table was copied in (1: one stream). */
   ranges: number;
+  /** COPY's format: binary when every column's type has the same binary form on both sides (copy-binary.ts), else text. */
+  format?: 'binary' | 'text';
   /** A large table's phases (ms): the rows' stream (every range), and the indexes and keys built again after it. */
   streamMs?: number;
   indexMs?: number;
@@ -92,6 +95,8 @@ export interface CopyOptions {
   splitMinBytes?: number;
   /** Abandons the copy (rolled back; the table stays waiting and is copied again next time). */
   signal?: AbortSignal;
+  /** Binary COPY where every column allows it (default true; false: always text). */
+  binary?: boolean;
 }
 
 /** The table's row changed since this copy began (a resync, a removal, another copier): this copy stops. */
@@ -362,6 +367,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     );
     if (!captured.rows[0]) throw new Error(`table ${qualified} is not captured by queue "${queue}" on the provider`);
     const columns = captured.rows[0].columns.map(quoteIdent).join(', ');
+    const columnNames = captured.rows[0].columns;
     const plan = await planRanges(admin, qualified, captured.rows[0].key_columns[0]!, options.ranges ?? DEFAULT_COPY_RANGES, options.splitMinBytes ?? SPLIT_MIN_BYTES);
 
     generation = (await progress.query<{ g: string }>("SELECT pg_catalog.nextval('pgconvey.copy_generation_seq')::text AS g")).rows[0]!.g;
@@ -379,6 +385,8 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
 
     // The subscriber first: everything here may wait (for a batch holding the row, for readers of the table).
     setAside = await beginLoad(target, key, generation, qualified, 'large');
+    // The subscriber's column types, read under the load's lock (a split copy's ranges check them again under theirs).
+    const targetTypes = options.binary === false ? null : await readColumnTypes(target, qualified, columnNames);
     if (plan) {
       // The ranges load in other sessions: the indexes set aside are on record before their drop commits.
       const kept = await target.query(`UPDATE pgconvey.subscriber_table SET copy_indexes = $5::jsonb WHERE ${WHERE} AND copy_generation = $6 AND state = ${sqlStates('copying')}`, [
@@ -409,22 +417,25 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     const snapshot = info.rows[0]!.snapshot;
     // Cascades: a branch provider must have the table whole as of this snapshot (engine/branch.ts).
     if ((await branchTablesNotReady(source, queue, [{ schema: options.schema, table: options.table }])).length) throw new ProviderTableNotReadyError([qualified]);
+    // Binary where both sides' types allow it, read with both tables locked against ALTER TABLE (copy-binary.ts).
+    const binary = targetTypes !== null && binaryCopySafe(await readColumnTypes(source, qualified, columnNames), targetTypes, columnNames);
+    const format = binary ? ' (FORMAT binary)' : '';
     meter.rowsExpected = info.rows[0]!.expected === null || Number(info.rows[0]!.expected) <= 0 ? null : Number(info.rows[0]!.expected);
-    const select = (where: string) => `COPY (SELECT ${columns} FROM ${sourceOnly}${qualified}${where ? ` WHERE ${where}` : ''}) TO STDOUT`;
-    const load = `COPY ${qualified} (${columns}) FROM STDIN`;
+    const select = (where: string) => `COPY (SELECT ${columns} FROM ${sourceOnly}${qualified}${where ? ` WHERE ${where}` : ''}) TO STDOUT${format}`;
+    const load = `COPY ${qualified} (${columns}) FROM STDIN${format}`;
 
     meter.start();
     const streamStarted = Date.now();
     let indexStarted: number;
     if (!plan) {
-      await forwardCopy(source, target, select(''), load, meter.counter());
+      await forwardCopy(source, target, select(''), load, meter.counter(), { binary });
       await meter.stop();
       // S is recorded: the provider's transaction (and its lock) can end before the indexes are rebuilt.
       await source.query('COMMIT');
       indexStarted = Date.now();
       await rebuildSetAside([target], setAside);
     } else {
-      await copyRanges({ openProvider, openSubscriber, streams, n: options.ranges ?? DEFAULT_COPY_RANGES, exported: info.rows[0]!.exported!, predicates: rangePredicates(plan), select, load, qualified, key, generation, meter, signal: options.signal });
+      await copyRanges({ openProvider, openSubscriber, streams, n: options.ranges ?? DEFAULT_COPY_RANGES, exported: info.rows[0]!.exported!, predicates: rangePredicates(plan), select, load, binary: binary ? { columns: columnNames, signature: typesSignature(targetTypes!) } : null, qualified, key, generation, meter, signal: options.signal });
       await meter.stop();
       // Every range is loaded and committed: the snapshot (and the lock that kept the source's file) can go.
       await source.query('COMMIT');
@@ -441,7 +452,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     // A tick after the copy lets the worker finish merging now rather than at the next idle tick.
     await forceTick(admin, queue).catch(() => undefined);
     options.onProgress?.(meter.snapshot());
-    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1, streamMs, indexMs };
+    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1, format: binary ? 'binary' : 'text', streamMs, indexMs };
   } catch (err) {
     await meter?.stop().catch(() => undefined);
     // The load's transactions may be stuck mid-COPY: close them, and the servers roll back.
@@ -497,6 +508,8 @@ async function copyRanges(o: {
   predicates: string[];
   select: (where: string) => string;
   load: string;
+  /** Binary: the columns and the subscriber's types it was chosen for (each range checks them under its lock). */
+  binary: { columns: string[]; signature: string } | null;
   qualified: string;
   key: unknown[];
   generation: string;
@@ -527,7 +540,10 @@ async function copyRanges(o: {
           await loader.query(`LOCK TABLE ONLY ${o.qualified} IN ROW EXCLUSIVE MODE`);
           const mine = await loader.query(`SELECT 1 FROM pgconvey.subscriber_table WHERE ${WHERE} AND state = ${sqlStates('copying')} AND copy_generation = $5`, [...o.key, o.generation]);
           if (mine.rowCount === 0) throw new CopySupersededError(o.qualified);
-          await forwardCopy(reader, loader, o.select(range.where), o.load, range.counter);
+          if (o.binary && typesSignature(await readColumnTypes(loader, o.qualified, o.binary.columns)) !== o.binary.signature) {
+            throw new Error(`the columns of ${o.qualified} on the subscriber changed during its copy (ALTER TABLE); it is copied again`);
+          }
+          await forwardCopy(reader, loader, o.select(range.where), o.load, range.counter, { binary: o.binary !== null });
           await loader.query('COMMIT');
           range.counter.done = true;
         }

@@ -11,7 +11,9 @@
  *
  * Exactness: the bytes are the provider's own; the rows counted here, the
  * provider's `COPY n` and the subscriber's `COPY n` must all agree, or the
- * copy fails. Any other message in the stream (a notice, a parameter status)
+ * copy fails. In binary format the provider's first message also carries the
+ * file header and its last one is the trailer alone: one message more than
+ * rows, which the count allows for (copy-binary.ts says when binary is used). Any other message in the stream (a notice, a parameter status)
  * is dropped, as pg-copy-streams did; an ErrorResponse ends the stream and
  * fails the copy (the subscriber's COPY is cancelled with CopyFail). The
  * subscriber's socket is written only while it accepts: when its buffer is
@@ -315,14 +317,15 @@ class CopyOut {
 }
 
 /**
- * Runs `copyOut` (a `COPY … TO STDOUT`, text format) on `source` into
+ * Runs `copyOut` (a `COPY … TO STDOUT`, text format, or binary with
+ * `binary` — then both statements say FORMAT binary) on `source` into
  * `copyIn` (the matching `COPY … FROM STDIN`) on `target`, counting into
  * `tally` as it goes. Resolves when both sides have completed with the same
  * row count; rejects with the first error of either side. On a failure the
  * sessions may be mid-COPY: the caller closes them (as it did with
  * pg-copy-streams), the servers roll back.
  */
-export async function forwardCopy(source: pg.Client, target: pg.Client, copyOut: string, copyIn: string, tally: CopyTally): Promise<void> {
+export async function forwardCopy(source: pg.Client, target: pg.Client, copyOut: string, copyIn: string, tally: CopyTally, options: { binary?: boolean } = {}): Promise<void> {
   const into = new CopyIn(copyIn);
   (target as unknown as { query(q: unknown): unknown }).query(into);
   await into.ready;
@@ -338,7 +341,10 @@ export async function forwardCopy(source: pg.Client, target: pg.Client, copyOut:
   };
   (source as unknown as { query(q: unknown): unknown }).query(from);
   await Promise.all([from.finished, into.finished]);
-  if (from.rows === null || into.rows === null || from.rows !== into.rows || from.rows !== tally.rows) {
-    throw new Error(`copy: row counts disagree (provider sent ${from.rows ?? '?'}, forwarded ${tally.rows}, subscriber loaded ${into.rows ?? '?'})`);
+  // Binary: the file header goes out with the first row's message and the trailer in a message of its own — one more message than rows.
+  const extra = options.binary ? 1 : 0;
+  if (from.rows === null || into.rows === null || from.rows !== into.rows || from.rows + extra !== tally.rows) {
+    throw new Error(`copy: row counts disagree (provider sent ${from.rows ?? '?'}, forwarded ${tally.rows - extra}, subscriber loaded ${into.rows ?? '?'})`);
   }
+  tally.rows -= extra;
 }

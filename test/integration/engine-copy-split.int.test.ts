@@ -148,7 +148,7 @@ describe(`split copy: key ranges in one exported snapshot (seed ${SEED})`, () =>
       const writer = startWriter(pair, rng, () => stop);
       const [p, s] = openers(pair);
       const db = side === 'provider' ? pair.prov : pair.sub;
-      const pattern = side === 'provider' ? 'COPY (SELECT%' : 'COPY %FROM STDIN';
+      const pattern = side === 'provider' ? 'COPY (SELECT%' : 'COPY %FROM STDIN%';
       const killer = (async () => {
         for (let i = 0; i < 600; i++) {
           const k = await db.query('SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity WHERE datname = current_database() AND query LIKE $1 AND state = $2 AND pid <> pg_backend_pid() LIMIT 1', [pattern, 'active']);
