@@ -5,7 +5,8 @@
  * the wall time and the CPU time both backends used (from /proc: both
  * servers are local) — CPU is the guide on a loaded machine. Then the
  * primary key built after the load at a few maintenance_work_mem settings,
- * and a load into the table with its key kept (maintained row by row).
+ * 1 to 4 parallel key-range streams (binary), and a load into the table
+ * with its key kept (maintained row by row).
  *
  * Usage: tsx bench/copy-format-micro.ts [--rows 1000000] [--rounds 3] [--source 12] [--target 17]
  */
@@ -68,6 +69,34 @@ async function main(): Promise<void> {
       }
       await t.query('RESET maintenance_work_mem');
     }
+    // Parallel key ranges (binary), n streams of n sessions on each side, as a split copy's (each range its own transaction).
+    const total = Number((await s.query('SELECT max(aid)::int AS n FROM pgbench_accounts')).rows[0].n);
+    await t.query('ALTER TABLE acc DROP CONSTRAINT IF EXISTS acc_pkey');
+    for (let r = 0; r < Number(args.rounds); r++) {
+      for (const n of [1, 2, 3, 4]) {
+        await t.query('TRUNCATE acc');
+        await t.query('CHECKPOINT');
+        const pairs = await Promise.all(Array.from({ length: n }, async () => [await connect(source, 'bench'), await connect(target, 't')] as const));
+        const pids = await Promise.all(pairs.flatMap(([a, b]) => [pidOf(a), pidOf(b)]));
+        const c0 = pids.map(cpuMs);
+        const w0 = Date.now();
+        await Promise.all(
+          pairs.map(async ([a, b], i) => {
+            const lo = Math.floor((total * i) / n);
+            const hi = Math.floor((total * (i + 1)) / n);
+            await b.query('BEGIN');
+            await forwardCopy(a, b, `COPY (SELECT ${cols} FROM pgbench_accounts WHERE aid > ${lo} AND aid <= ${hi}) TO STDOUT (FORMAT binary)`, `COPY acc (${cols}) FROM STDIN (FORMAT binary)`, { rows: 0, bytes: 0 }, { binary: true });
+            await b.query('COMMIT');
+          }),
+        );
+        const wall = Date.now() - w0;
+        const cpu = pids.reduce((sum, p, i) => sum + cpuMs(p) - c0[i]!, 0);
+        log(`${n} range stream(s), binary: wall ${wall} ms; CPU of the ${2 * n} backends ${cpu} ms`);
+        await Promise.all(pairs.flatMap(([a, b]) => [a.end(), b.end()]));
+      }
+    }
+    await t.query('TRUNCATE acc');
+    await t.query('ALTER TABLE acc ADD CONSTRAINT acc_pkey PRIMARY KEY (aid)');
     // The key kept during the load (acc_pkey exists now): maintained row by row.
     for (let r = 0; r < Number(args.rounds); r++) await run('binary, key kept', ' (FORMAT binary)');
     await s.end();
