@@ -2,7 +2,8 @@
  * The initial copy of a table, merged with the queue by snapshot. The capture
  * trigger exists before the copy starts. Each attempt takes a new generation
  * and marks the table `copying` under it; the rows stream (a large table's:
- * copy-stream.ts forwards the provider's CopyData frames as they come; a
+ * copy-stream.ts forwards the provider's CopyData frames as they come, in
+ * COPY's binary format when every column allows it — copy-binary.ts; a
  * small batch's: pg-copy-streams; never buffered whole) into the subscriber
  * in ONE transaction that first
  * checks that the table's subscriber_table row is still this attempt's, then
