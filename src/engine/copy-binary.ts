@@ -14,8 +14,9 @@
  *
  * Anything else — composites and arrays of user types (their binary form
  * names OIDs, which differ between clusters), reg* types (OIDs, where text
- * has names), xml (encoding declarations), interval (PostgreSQL 17 reads
- * two of its extreme finite values as ±infinity), extension types, and every
+ * has names), xml (encoding declarations), interval (PostgreSQL 17 gave
+ * ±infinity the bit patterns of two extreme values that are finite before
+ * it, which its receive function does not refuse), extension types, and every
  * type not listed — makes the whole table copy as text. A domain's checks run
  * in its receive function as in its input function. Text values go through
  * the same client-encoding conversion in both formats (textsend/textrecv).
