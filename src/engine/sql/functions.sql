@@ -754,22 +754,32 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 ------------------------------------------------------------------------------
--- Function: pgconvey.own_capture(table_id) → the owner given to the table's
--- capture functions: the capture role (see ensure_capture_role), else the
+-- Function: pgconvey.own_captures(table_ids) → the owner given to the tables'
+-- capture functions (NULL for no tables): the capture role (see ensure_capture_role), else the
 -- caller. Nobody else may execute them (a trigger fires without EXECUTE; only
 -- attaching one to another table needs it). The capture role is checked and
 -- granted (ensure_capture_role) once per transaction and caller: apply runs
 -- many add_table calls in one transaction (src/executor/groups.ts); the
 -- answer is kept in a session setting prefixed with the transaction id and
 -- the caller (undone with the (sub)transaction that made it, if it aborts).
-CREATE OR REPLACE FUNCTION pgconvey.own_capture(p_table_id integer)
+-- Many tables at once (pgconvey.add_tables) cost one GRANT and one REVOKE of
+-- CREATE on the schema: each changes the schema's catalog row, which makes
+-- the session plan every cached statement again (measured: about half of an
+-- add_table's time when it was done per table).
+CREATE OR REPLACE FUNCTION pgconvey.own_captures(p_table_ids integer[])
 RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_mark text := pg_catalog.txid_current()::text || ':' || current_user::pg_catalog.regrole::pg_catalog.oid::text || ':';
   v_cached text := pg_catalog.current_setting('pgconvey.capture_role_checked', true);
   v_role text;
+  v_rows text[];
+  v_current text[];
+  v_given text[];
   f text;
 BEGIN
+  IF coalesce(array_length(p_table_ids, 1), 0) = 0 THEN
+    RETURN NULL;  -- nothing to give
+  END IF;
   IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) = v_mark THEN
     v_role := NULLIF(pg_catalog.substr(v_cached, pg_catalog.length(v_mark) + 1), '');
   ELSE
@@ -778,33 +788,39 @@ BEGIN
   END IF;
   -- capture_truncate_rows_<id> (a partitioned table's: a TRUNCATE of one partition is captured as deletes of
   -- its rows, which it reads) stays the engine owner's: the capture role reads no application table.
-  IF to_regprocedure(format('pgconvey.%I()', 'capture_truncate_rows_' || p_table_id)) IS NOT NULL THEN
-    EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', 'capture_truncate_rows_' || p_table_id);
-  END IF;
   -- capture_current_<id> (a plain table's: reads a row's current version by its key, see add_table) stays
   -- the engine owner's too; only the capture role (through the table's capture function) may call it.
-  FOR f IN SELECT p.oid::regprocedure::text FROM pg_proc p
-            WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = 'capture_current_' || p_table_id LOOP
-    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-    IF v_role IS NOT NULL THEN
-      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, v_role);
-    END IF;
-  END LOOP;
-  -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for these statements only.
+  SELECT coalesce(array_agg(p.oid::regprocedure::text ORDER BY p.oid) FILTER (WHERE strpos(p.proname, 'capture_truncate_rows_') = 1), '{}'),
+         coalesce(array_agg(p.oid::regprocedure::text ORDER BY p.oid) FILTER (WHERE strpos(p.proname, 'capture_current_') = 1), '{}')
+    INTO v_rows, v_current
+    FROM pg_proc p
+   WHERE p.pronamespace = 'pgconvey'::regnamespace
+     AND p.proname = ANY (ARRAY(SELECT x.pfx || i::text FROM unnest(p_table_ids) i,
+                                 unnest(ARRAY['capture_truncate_rows_', 'capture_current_']) x(pfx)));
+  -- Every table's capture_<id> and capture_truncate_<id> (an error when one is missing, as before).
+  v_given := ARRAY(SELECT format('pgconvey.%I()', x.pfx || i::text) FROM unnest(p_table_ids) WITH ORDINALITY u(i, o),
+                     unnest(ARRAY['capture_', 'capture_truncate_']) WITH ORDINALITY x(pfx, n) ORDER BY u.o, x.n);
+  EXECUTE 'REVOKE ALL ON FUNCTION ' || array_to_string(v_rows || v_current || v_given, ', ') || ' FROM PUBLIC';
   IF v_role IS NOT NULL THEN
+    IF array_length(v_current, 1) > 0 THEN
+      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', array_to_string(v_current, ', '), v_role);
+    END IF;
+    -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for these statements only.
     EXECUTE format('GRANT CREATE ON SCHEMA pgconvey TO %I', v_role);
-  END IF;
-  FOREACH f IN ARRAY ARRAY['capture_' || p_table_id, 'capture_truncate_' || p_table_id] LOOP
-    EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', f);
-    IF v_role IS NOT NULL THEN
-      EXECUTE format('ALTER FUNCTION pgconvey.%I() OWNER TO %I', f, v_role);
-    END IF;
-  END LOOP;
-  IF v_role IS NOT NULL THEN
+    FOREACH f IN ARRAY v_given LOOP
+      EXECUTE format('ALTER FUNCTION %s OWNER TO %I', f, v_role);
+    END LOOP;
     EXECUTE format('REVOKE CREATE ON SCHEMA pgconvey FROM %I', v_role);
   END IF;
   RETURN coalesce(v_role, current_user::text);
 END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.own_capture(table_id) → pgconvey.own_captures of one table.
+CREATE OR REPLACE FUNCTION pgconvey.own_capture(p_table_id integer)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  SELECT pgconvey.own_captures(ARRAY[p_table_id])
+$$;
 
 ------------------------------------------------------------------------------
 -- Function: pgconvey.add_table(queue, schema, table, key_columns) → table_id.
@@ -826,6 +842,41 @@ END $$;
 -- (writers need no rights on the queue), pin search_path, and name every
 -- operator, function and type with its schema.
 CREATE OR REPLACE FUNCTION pgconvey.add_table(p_queue text, p_schema text, p_table text, p_key_columns text[] DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_table_id integer := pgconvey.add_table_unowned(p_queue, p_schema, p_table, p_key_columns);
+BEGIN
+  PERFORM pgconvey.own_captures(ARRAY[v_table_id]);
+  RETURN v_table_id;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.add_tables(queue, tables) → their table_ids, in order.
+-- pgconvey.add_table of many tables in one call (apply's groups, see
+-- src/executor/groups.ts): tables is a JSON array of {"schema", "table",
+-- "key"} ("key" null or absent: the primary key). The capture functions of
+-- them all are given to the capture role at the end (pgconvey.own_captures),
+-- once. All or nothing: an error in any table fails the call.
+CREATE OR REPLACE FUNCTION pgconvey.add_tables(p_queue text, p_tables jsonb)
+RETURNS integer[] LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_ids integer[] := '{}';
+  t jsonb;
+BEGIN
+  FOR t IN SELECT e FROM jsonb_array_elements(p_tables) WITH ORDINALITY AS x(e, o) ORDER BY o LOOP
+    v_ids := v_ids || pgconvey.add_table_unowned(p_queue, t->>'schema', t->>'table',
+                        CASE WHEN jsonb_typeof(t->'key') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(t->'key')) END);
+  END LOOP;
+  PERFORM pgconvey.own_captures(v_ids);
+  RETURN v_ids;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.add_table_unowned(queue, schema, table, key_columns) →
+-- table_id: all of pgconvey.add_table but giving the capture functions to
+-- the capture role (its callers do that, pgconvey.own_captures). Nothing but
+-- add_table and add_tables calls it.
+CREATE OR REPLACE FUNCTION pgconvey.add_table_unowned(p_queue text, p_schema text, p_table text, p_key_columns text[])
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_queue_id integer;
@@ -1121,7 +1172,6 @@ BEGIN
                    || v_pick
                    || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
                    || ' RETURN NULL; END');
-    PERFORM pgconvey.own_capture(v_table_id);
     EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
     EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
@@ -1171,8 +1221,6 @@ BEGIN
                  ||   'SELECT pg_catalog.string_agg(rel::pg_catalog.text, '','') INTO v_sub FROM down; '
                  || format('PERFORM pg_catalog.set_config(%L, v_cov OPERATOR(pg_catalog.||) v_sub OPERATOR(pg_catalog.||) '','', false); ', 'pgconvey.truncating_' || v_table_id)
                  || 'RETURN NULL; END');
-
-  PERFORM pgconvey.own_capture(v_table_id);
 
   -- A partition captured on its own by this queue gives way to its parent.
   FOR v_part IN SELECT n.nspname, c.relname FROM pgconvey.partition_tree(v_rel) r JOIN pg_class c ON c.oid = r
