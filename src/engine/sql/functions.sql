@@ -823,6 +823,39 @@ RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.key_equality(opclass) → the btree equality operator of
+-- the index operator class opclass, as OPERATOR(schema.name), when both it
+-- and the class's comparison support function are built-in or C functions
+-- (none a non-superuser can define); else NULL. add_table's reading of a
+-- row's current version by its key compares with it. Kept for the
+-- transaction in the session setting pgconvey.key_eq_<opclass> (prefixed
+-- with the transaction id): planning the catalog join was, per table, a
+-- good part of an add_table's time.
+CREATE OR REPLACE FUNCTION pgconvey.key_equality(p_opclass oid)
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_name text := 'pgconvey.key_eq_' || p_opclass::text;
+  v_mark text := pg_catalog.txid_current()::text || ':';
+  v_cached text := pg_catalog.current_setting(v_name, true);
+  v_op text;
+BEGIN
+  IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) = v_mark THEN
+    RETURN NULLIF(pg_catalog.substr(v_cached, pg_catalog.length(v_mark) + 1), '');
+  END IF;
+  SELECT format('OPERATOR(%I.%s)', n.nspname, o.oprname) INTO v_op
+    FROM pg_opclass c
+    JOIN pg_amop ao ON ao.amopfamily = c.opcfamily AND ao.amopstrategy = 3 AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
+    JOIN pg_operator o ON o.oid = ao.amopopr
+    JOIN pg_namespace n ON n.oid = o.oprnamespace
+    JOIN pg_proc po ON po.oid = o.oprcode JOIN pg_language lo ON lo.oid = po.prolang
+    JOIN pg_amproc ap ON ap.amprocfamily = c.opcfamily AND ap.amprocnum = 1 AND ap.amproclefttype = c.opcintype AND ap.amprocrighttype = c.opcintype
+    JOIN pg_proc pp ON pp.oid = ap.amproc JOIN pg_language lp ON lp.oid = pp.prolang
+   WHERE c.oid = p_opclass AND lo.lanname IN ('internal', 'c') AND lp.lanname IN ('internal', 'c');
+  PERFORM pg_catalog.set_config(v_name, v_mark || coalesce(v_op, ''), false);
+  RETURN v_op;
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.add_table(queue, schema, table, key_columns) → table_id.
 -- Starts capturing the table's changes into the queue: records its row
 -- shape, generates a capture function for exactly this table and creates its
@@ -875,9 +908,13 @@ END $$;
 -- Function: pgconvey.add_table_unowned(queue, schema, table, key_columns) →
 -- table_id: all of pgconvey.add_table but giving the capture functions to
 -- the capture role (its callers do that, pgconvey.own_captures). Nothing but
--- add_table and add_tables calls it.
+-- add_table and add_tables calls it. The functions it generates are made
+-- without checking their bodies (check_function_bodies off, as pg_dump's
+-- scripts do): checking the capture function's large body cost a fifth of an
+-- add_table; a body that does not compile fails the first write instead
+-- (every generated body is compiled by the tests that write captured tables).
 CREATE OR REPLACE FUNCTION pgconvey.add_table_unowned(p_queue text, p_schema text, p_table text, p_key_columns text[])
-RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET check_function_bodies = off AS $$
 DECLARE
   v_queue_id integer;
   v_rel regclass;
@@ -1031,20 +1068,14 @@ BEGIN
              WHERE a.attrelid = v_rel AND a.attnum = ANY (x.indkey)) = (SELECT array_agg(k ORDER BY k) FROM unnest(v_keys) k)
      ORDER BY x.indisprimary DESC, x.indexrelid LIMIT 1;
     IF FOUND THEN
-      SELECT string_agg(format('t.%I OPERATOR(%I.%s) $%s', u.k, n.nspname, o.oprname, u.o), ' AND ' ORDER BY u.o),
+      SELECT string_agg(format('t.%I %s $%s', u.k, e.op, u.o), ' AND ' ORDER BY u.o),
              string_agg(format_type(a.atttypid, NULL), ', ' ORDER BY u.o),
-             count(*) FILTER (WHERE lo.lanname IN ('internal', 'c') AND lp.lanname IN ('internal', 'c'))
+             count(e.op)
         INTO v_where, v_argtypes, v_trusted
         FROM unnest(v_keys) WITH ORDINALITY AS u(k, o)
         JOIN pg_attribute a ON a.attrelid = v_rel AND a.attname = u.k
         JOIN generate_series(0, v_index.indnatts - 1) i ON v_index.indkey[i] = a.attnum
-        JOIN pg_opclass c ON c.oid = v_index.indclass[i]
-        JOIN pg_amop ao ON ao.amopfamily = c.opcfamily AND ao.amopstrategy = 3 AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
-        JOIN pg_operator o ON o.oid = ao.amopopr
-        JOIN pg_namespace n ON n.oid = o.oprnamespace
-        JOIN pg_proc po ON po.oid = o.oprcode JOIN pg_language lo ON lo.oid = po.prolang
-        JOIN pg_amproc ap ON ap.amprocfamily = c.opcfamily AND ap.amprocnum = 1 AND ap.amproclefttype = c.opcintype AND ap.amprocrighttype = c.opcintype
-        JOIN pg_proc pp ON pp.oid = ap.amproc JOIN pg_language lp ON lp.oid = pp.prolang;
+        CROSS JOIN LATERAL (SELECT pgconvey.key_equality(v_index.indclass[i]) AS op) e;
       IF v_trusted IS DISTINCT FROM array_length(v_keys, 1)::bigint THEN
         v_where := NULL;
       END IF;
