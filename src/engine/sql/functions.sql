@@ -661,6 +661,17 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.acl_holds(acl, role, privileges) → whether the access
+-- list gives role every one of privileges itself (its own entry; no default
+-- privileges, PUBLIC or membership counted).
+CREATE OR REPLACE FUNCTION pgconvey.acl_holds(p_acl aclitem[], p_role oid, p_privileges text[])
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT (SELECT count(DISTINCT a.privilege_type) FROM pg_catalog.aclexplode(p_acl) a
+           WHERE a.grantee OPERATOR(pg_catalog.=) p_role AND a.privilege_type OPERATOR(pg_catalog.=) ANY (p_privileges))
+         OPERATOR(pg_catalog.=) pg_catalog.cardinality(p_privileges)
+$$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.ensure_capture_role() → the capture role's name, or NULL
 -- when there is none and the caller may not create it.
 --
@@ -725,20 +736,37 @@ BEGIN
   IF NOT v_me.rolsuper AND NOT pg_has_role(v_me.oid, r.oid, CASE WHEN current_setting('server_version_num')::integer >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
     EXECUTE format('GRANT %I TO %I', v_role, current_user);
   END IF;
-  EXECUTE format('GRANT USAGE ON SCHEMA pgconvey TO %I', v_role);
+  -- Each grant is made only where the role's own entry lacks it: a GRANT rewrites the object's catalog row
+  -- even when it changes nothing, and the schema's makes the session plan every cached statement again
+  -- (once per transaction of apply's groups).
+  IF NOT pgconvey.acl_holds((SELECT n.nspacl FROM pg_namespace n WHERE n.nspname = 'pgconvey'), r.oid, ARRAY['USAGE']) THEN
+    EXECUTE format('GRANT USAGE ON SCHEMA pgconvey TO %I', v_role);
+  END IF;
   -- A partition's capture asks whether its table is still in the captured tree (pgconvey.partition_member).
-  EXECUTE format('GRANT SELECT (table_id, table_schema, table_name) ON TABLE pgconvey.captured_table TO %I', v_role);
-  IF to_regprocedure('pgconvey.capture_columns(regclass)') IS NOT NULL THEN
+  IF (SELECT count(*) FROM pg_attribute t WHERE t.attrelid = 'pgconvey.captured_table'::regclass
+         AND t.attname IN ('table_id', 'table_schema', 'table_name') AND pgconvey.acl_holds(t.attacl, r.oid, ARRAY['SELECT'])) < 3 THEN
+    EXECUTE format('GRANT SELECT (table_id, table_schema, table_name) ON TABLE pgconvey.captured_table TO %I', v_role);
+  END IF;
+  IF to_regprocedure('pgconvey.capture_columns(regclass)') IS NOT NULL
+     AND NOT pgconvey.acl_holds((SELECT p.proacl FROM pg_proc p WHERE p.oid = to_regprocedure('pgconvey.capture_columns(regclass)')), r.oid, ARRAY['EXECUTE']) THEN
     EXECUTE format('GRANT EXECUTE ON FUNCTION pgconvey.capture_columns(regclass) TO %I', v_role);
   END IF;
   IF to_regclass('pgconvey.table_shape') IS NOT NULL THEN  -- (an engine installed only up to an older migration, in tests)
-    EXECUTE format('GRANT SELECT, INSERT ON TABLE pgconvey.table_shape TO %I', v_role);
-    EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), v_role);
+    IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = to_regclass('pgconvey.table_shape')), r.oid, ARRAY['SELECT', 'INSERT']) THEN
+      EXECUTE format('GRANT SELECT, INSERT ON TABLE pgconvey.table_shape TO %I', v_role);
+    END IF;
+    IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = pg_get_serial_sequence('pgconvey.table_shape', 'shape_id')::regclass), r.oid, ARRAY['USAGE']) THEN
+      EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), v_role);
+    END IF;
   END IF;
   FOR q IN SELECT queue_id FROM pgconvey.queue ORDER BY queue_id LOOP
-    EXECUTE format('GRANT USAGE ON SEQUENCE pgconvey.%I TO %I', 'event_' || q.queue_id || '_seq', v_role);
+    IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = to_regclass(format('pgconvey.%I', 'event_' || q.queue_id || '_seq'))), r.oid, ARRAY['USAGE']) THEN
+      EXECUTE format('GRANT USAGE ON SEQUENCE pgconvey.%I TO %I', 'event_' || q.queue_id || '_seq', v_role);
+    END IF;
     FOR i IN 0..2 LOOP
-      EXECUTE format('GRANT INSERT ON TABLE %s TO %I', pgconvey.event_table(q.queue_id, i), v_role);
+      IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = to_regclass(pgconvey.event_table(q.queue_id, i))), r.oid, ARRAY['INSERT']) THEN
+        EXECUTE format('GRANT INSERT ON TABLE %s TO %I', pgconvey.event_table(q.queue_id, i), v_role);
+      END IF;
     END LOOP;
   END LOOP;
   RETURN v_role;
