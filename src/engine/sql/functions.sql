@@ -1231,8 +1231,11 @@ BEGIN
                    || v_pick
                    || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
                    || ' RETURN NULL; END');
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
+    -- The ones there already go first (dropped by name only where they exist: a new table costs no DROP).
+    FOR v_trigger IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = v_rel AND NOT t.tgisinternal
+                        AND t.tgname IN ('pgconvey_capture_' || v_queue_id, 'pgconvey_truncate_' || v_queue_id) LOOP
+      EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_rel);
+    END LOOP;
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
                    'pgconvey_capture_' || v_queue_id, v_rel, 'capture_' || v_table_id);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
