@@ -690,7 +690,8 @@ $$;
 -- caller, a member of the caller, one with ADMIN on the caller, or — before
 -- PostgreSQL 16, where CREATEROLE may grant any role — one with CREATEROLE).
 -- The caller (when not a superuser) is made a member, which ALTER FUNCTION
--- … OWNER needs. The grants are made again every time (for new queues).
+-- … OWNER needs. The grants are checked every time (for new queues) and made
+-- where the role lacks them.
 CREATE OR REPLACE FUNCTION pgconvey.ensure_capture_role()
 RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
