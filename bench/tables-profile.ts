@@ -35,7 +35,7 @@ async function main(): Promise<void> {
         k.n++; k.ms += ms; byKind.set(a.kind, k);
       },
     }, planned.tools);
-    log(`apply ${Date.now() - t} ms: ${[...byKind].map(([k, v]) => `${k} ${v.n}× ${v.ms} ms`).join(', ')}`);
+    log(`apply ${Date.now() - t} ms: ${[...byKind].map(([k, v]) => `${k} ${v.n}× ${Math.round(v.ms)} ms`).join(', ')}`);
     if (args['no-run']) return;
     t = Date.now();
     const run = await startRun(file);

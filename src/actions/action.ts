@@ -49,6 +49,12 @@ export interface ActionModule<K extends string, P> {
    * ctx.db(action.database) only, opens and ends no transaction itself, and is correct rolled back.
    */
   groupable?: boolean;
+  /**
+   * Runs several actions of this kind (groupable, consecutive in a group, on one database) in as few engine
+   * calls as it can, with the effect of running each with execute; all or nothing (the group runs them one
+   * by one when it fails).
+   */
+  executeBatch?(actions: Array<ActionRecord<K, P>>, ctx: ActionContext): Promise<void>;
 }
 
 export function defineAction<K extends string, P>(module: ActionModule<K, P>): ActionModule<K, P> {

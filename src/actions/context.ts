@@ -17,6 +17,7 @@ export type EngineCalls = Pick<
   | 'changeProvider'
   | 'configureQueue'
   | 'addTable'
+  | 'addTables'
   | 'addSequence'
   | 'subscribe'
   | 'addSubscriberTable'

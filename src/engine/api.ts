@@ -50,6 +50,13 @@ export async function addTable(client: pg.Client, queue: string, schema: string,
   return rows[0]!.id;
 }
 
+/** addTable of many tables of one queue in one engine call (all or nothing); returns their table ids, in order. */
+export async function addTables(client: pg.Client, queue: string, tables: ReadonlyArray<{ schema: string; table: string; keyColumns?: string[] | null }>): Promise<number[]> {
+  const spec = tables.map((t) => ({ schema: t.schema, table: t.table, key: t.keyColumns ?? null }));
+  const { rows } = await client.query<{ ids: number[] }>('SELECT pgconvey.add_tables($1, $2::jsonb) AS ids', [queue, JSON.stringify(spec)]);
+  return rows[0]!.ids;
+}
+
 export async function removeTable(client: pg.Client, queue: string, schema: string, table: string): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>('SELECT pgconvey.remove_table($1, $2, $3) AS ok', [queue, schema, table]);
   return rows[0]!.ok;

@@ -8,8 +8,9 @@
  * calls an idempotent engine function (its module in src/actions/ runs it),
  * so an apply that died half way is finished by running it again.
  * Consecutive groupable actions on one database (capture_table,
- * add_subscriber_table) run many to a transaction (groups.ts); the others
- * each in their own. Progress
+ * add_subscriber_table) run many to a transaction (groups.ts), in batches of
+ * one engine call where the kind has one (capture_table); the others each in
+ * their own. Progress
  * goes through hooks. Nothing executable comes from the plan: `copy_schema`
  * runs the pg_dump the caller found (the one the plan was made with, in this
  * process).
@@ -93,7 +94,10 @@ export async function executePlan(plan: Plan, connections: DatabaseConnections, 
         const first = run[0]!;
         let committed: number;
         try {
-          committed = await runGroup(ctx.db(first.database), run, (a) => moduleOf(a).execute(a, ctx), hooks);
+          committed = await runGroup(ctx.db(first.database), run, (a) => moduleOf(a).execute(a, ctx), hooks, (a) => {
+            const m = moduleOf(a);
+            return m.executeBatch ? (as) => m.executeBatch!(as as (typeof a)[], ctx) : undefined;
+          });
         } catch (err) {
           const failure = new ApplyActionError(first, err);
           hooks.onFailed?.(first, failure);

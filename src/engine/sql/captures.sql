@@ -30,14 +30,9 @@ BEGIN
   END LOOP;
 END $$;
 
-DO $$
-DECLARE
-  t record;
-BEGIN
-  FOR t IN SELECT c.table_id FROM pgconvey.captured_table c
-            WHERE pg_catalog.to_regprocedure(pg_catalog.format('pgconvey.%I()', 'capture_' || c.table_id)) IS NOT NULL
-              AND pg_catalog.to_regprocedure(pg_catalog.format('pgconvey.%I()', 'capture_truncate_' || c.table_id)) IS NOT NULL
-            ORDER BY c.table_id LOOP
-    PERFORM pgconvey.own_capture(t.table_id);
-  END LOOP;
-END $$;
+-- (All at once: one GRANT and REVOKE of CREATE on the schema, see pgconvey.own_captures.)
+SELECT pgconvey.own_captures(ARRAY(
+  SELECT c.table_id FROM pgconvey.captured_table c
+   WHERE pg_catalog.to_regprocedure(pg_catalog.format('pgconvey.%I()', 'capture_' || c.table_id)) IS NOT NULL
+     AND pg_catalog.to_regprocedure(pg_catalog.format('pgconvey.%I()', 'capture_truncate_' || c.table_id)) IS NOT NULL
+   ORDER BY c.table_id));

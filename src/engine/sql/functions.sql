@@ -661,6 +661,17 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.acl_holds(acl, role, privileges) → whether the access
+-- list gives role every one of privileges itself (its own entry; no default
+-- privileges, PUBLIC or membership counted).
+CREATE OR REPLACE FUNCTION pgconvey.acl_holds(p_acl aclitem[], p_role oid, p_privileges text[])
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT (SELECT count(DISTINCT a.privilege_type) FROM pg_catalog.aclexplode(p_acl) a
+           WHERE a.grantee OPERATOR(pg_catalog.=) p_role AND a.privilege_type OPERATOR(pg_catalog.=) ANY (p_privileges))
+         OPERATOR(pg_catalog.=) pg_catalog.cardinality(p_privileges)
+$$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.ensure_capture_role() → the capture role's name, or NULL
 -- when there is none and the caller may not create it.
 --
@@ -679,7 +690,8 @@ $$;
 -- caller, a member of the caller, one with ADMIN on the caller, or — before
 -- PostgreSQL 16, where CREATEROLE may grant any role — one with CREATEROLE).
 -- The caller (when not a superuser) is made a member, which ALTER FUNCTION
--- … OWNER needs. The grants are made again every time (for new queues).
+-- … OWNER needs. The grants are checked every time (for new queues) and made
+-- where the role lacks them.
 CREATE OR REPLACE FUNCTION pgconvey.ensure_capture_role()
 RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -725,20 +737,37 @@ BEGIN
   IF NOT v_me.rolsuper AND NOT pg_has_role(v_me.oid, r.oid, CASE WHEN current_setting('server_version_num')::integer >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
     EXECUTE format('GRANT %I TO %I', v_role, current_user);
   END IF;
-  EXECUTE format('GRANT USAGE ON SCHEMA pgconvey TO %I', v_role);
+  -- Each grant is made only where the role's own entry lacks it: a GRANT rewrites the object's catalog row
+  -- even when it changes nothing, and the schema's makes the session plan every cached statement again
+  -- (once per transaction of apply's groups).
+  IF NOT pgconvey.acl_holds((SELECT n.nspacl FROM pg_namespace n WHERE n.nspname = 'pgconvey'), r.oid, ARRAY['USAGE']) THEN
+    EXECUTE format('GRANT USAGE ON SCHEMA pgconvey TO %I', v_role);
+  END IF;
   -- A partition's capture asks whether its table is still in the captured tree (pgconvey.partition_member).
-  EXECUTE format('GRANT SELECT (table_id, table_schema, table_name) ON TABLE pgconvey.captured_table TO %I', v_role);
-  IF to_regprocedure('pgconvey.capture_columns(regclass)') IS NOT NULL THEN
+  IF (SELECT count(*) FROM pg_attribute t WHERE t.attrelid = 'pgconvey.captured_table'::regclass
+         AND t.attname IN ('table_id', 'table_schema', 'table_name') AND pgconvey.acl_holds(t.attacl, r.oid, ARRAY['SELECT'])) < 3 THEN
+    EXECUTE format('GRANT SELECT (table_id, table_schema, table_name) ON TABLE pgconvey.captured_table TO %I', v_role);
+  END IF;
+  IF to_regprocedure('pgconvey.capture_columns(regclass)') IS NOT NULL
+     AND NOT pgconvey.acl_holds((SELECT p.proacl FROM pg_proc p WHERE p.oid = to_regprocedure('pgconvey.capture_columns(regclass)')), r.oid, ARRAY['EXECUTE']) THEN
     EXECUTE format('GRANT EXECUTE ON FUNCTION pgconvey.capture_columns(regclass) TO %I', v_role);
   END IF;
   IF to_regclass('pgconvey.table_shape') IS NOT NULL THEN  -- (an engine installed only up to an older migration, in tests)
-    EXECUTE format('GRANT SELECT, INSERT ON TABLE pgconvey.table_shape TO %I', v_role);
-    EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), v_role);
+    IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = to_regclass('pgconvey.table_shape')), r.oid, ARRAY['SELECT', 'INSERT']) THEN
+      EXECUTE format('GRANT SELECT, INSERT ON TABLE pgconvey.table_shape TO %I', v_role);
+    END IF;
+    IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = pg_get_serial_sequence('pgconvey.table_shape', 'shape_id')::regclass), r.oid, ARRAY['USAGE']) THEN
+      EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', pg_get_serial_sequence('pgconvey.table_shape', 'shape_id'), v_role);
+    END IF;
   END IF;
   FOR q IN SELECT queue_id FROM pgconvey.queue ORDER BY queue_id LOOP
-    EXECUTE format('GRANT USAGE ON SEQUENCE pgconvey.%I TO %I', 'event_' || q.queue_id || '_seq', v_role);
+    IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = to_regclass(format('pgconvey.%I', 'event_' || q.queue_id || '_seq'))), r.oid, ARRAY['USAGE']) THEN
+      EXECUTE format('GRANT USAGE ON SEQUENCE pgconvey.%I TO %I', 'event_' || q.queue_id || '_seq', v_role);
+    END IF;
     FOR i IN 0..2 LOOP
-      EXECUTE format('GRANT INSERT ON TABLE %s TO %I', pgconvey.event_table(q.queue_id, i), v_role);
+      IF NOT pgconvey.acl_holds((SELECT c.relacl FROM pg_class c WHERE c.oid = to_regclass(pgconvey.event_table(q.queue_id, i))), r.oid, ARRAY['INSERT']) THEN
+        EXECUTE format('GRANT INSERT ON TABLE %s TO %I', pgconvey.event_table(q.queue_id, i), v_role);
+      END IF;
     END LOOP;
   END LOOP;
   RETURN v_role;
@@ -754,22 +783,32 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 ------------------------------------------------------------------------------
--- Function: pgconvey.own_capture(table_id) → the owner given to the table's
--- capture functions: the capture role (see ensure_capture_role), else the
+-- Function: pgconvey.own_captures(table_ids) → the owner given to the tables'
+-- capture functions (NULL for no tables): the capture role (see ensure_capture_role), else the
 -- caller. Nobody else may execute them (a trigger fires without EXECUTE; only
 -- attaching one to another table needs it). The capture role is checked and
 -- granted (ensure_capture_role) once per transaction and caller: apply runs
 -- many add_table calls in one transaction (src/executor/groups.ts); the
 -- answer is kept in a session setting prefixed with the transaction id and
 -- the caller (undone with the (sub)transaction that made it, if it aborts).
-CREATE OR REPLACE FUNCTION pgconvey.own_capture(p_table_id integer)
+-- Many tables at once (pgconvey.add_tables) cost one GRANT and one REVOKE of
+-- CREATE on the schema: each changes the schema's catalog row, which makes
+-- the session plan every cached statement again (measured: about half of an
+-- add_table's time when it was done per table).
+CREATE OR REPLACE FUNCTION pgconvey.own_captures(p_table_ids integer[])
 RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_mark text := pg_catalog.txid_current()::text || ':' || current_user::pg_catalog.regrole::pg_catalog.oid::text || ':';
   v_cached text := pg_catalog.current_setting('pgconvey.capture_role_checked', true);
   v_role text;
+  v_rows text[];
+  v_current text[];
+  v_given text[];
   f text;
 BEGIN
+  IF coalesce(array_length(p_table_ids, 1), 0) = 0 THEN
+    RETURN NULL;  -- nothing to give
+  END IF;
   IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) = v_mark THEN
     v_role := NULLIF(pg_catalog.substr(v_cached, pg_catalog.length(v_mark) + 1), '');
   ELSE
@@ -778,32 +817,71 @@ BEGIN
   END IF;
   -- capture_truncate_rows_<id> (a partitioned table's: a TRUNCATE of one partition is captured as deletes of
   -- its rows, which it reads) stays the engine owner's: the capture role reads no application table.
-  IF to_regprocedure(format('pgconvey.%I()', 'capture_truncate_rows_' || p_table_id)) IS NOT NULL THEN
-    EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', 'capture_truncate_rows_' || p_table_id);
-  END IF;
   -- capture_current_<id> (a plain table's: reads a row's current version by its key, see add_table) stays
   -- the engine owner's too; only the capture role (through the table's capture function) may call it.
-  FOR f IN SELECT p.oid::regprocedure::text FROM pg_proc p
-            WHERE p.pronamespace = 'pgconvey'::regnamespace AND p.proname = 'capture_current_' || p_table_id LOOP
-    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-    IF v_role IS NOT NULL THEN
-      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, v_role);
-    END IF;
-  END LOOP;
-  -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for these statements only.
+  SELECT coalesce(array_agg(p.oid::regprocedure::text ORDER BY p.oid) FILTER (WHERE strpos(p.proname, 'capture_truncate_rows_') = 1), '{}'),
+         coalesce(array_agg(p.oid::regprocedure::text ORDER BY p.oid) FILTER (WHERE strpos(p.proname, 'capture_current_') = 1), '{}')
+    INTO v_rows, v_current
+    FROM pg_proc p
+   WHERE p.pronamespace = 'pgconvey'::regnamespace
+     AND p.proname = ANY (ARRAY(SELECT x.pfx || i::text FROM unnest(p_table_ids) i,
+                                 unnest(ARRAY['capture_truncate_rows_', 'capture_current_']) x(pfx)));
+  -- Every table's capture_<id> and capture_truncate_<id> (an error when one is missing, as before).
+  v_given := ARRAY(SELECT format('pgconvey.%I()', x.pfx || i::text) FROM unnest(p_table_ids) WITH ORDINALITY u(i, o),
+                     unnest(ARRAY['capture_', 'capture_truncate_']) WITH ORDINALITY x(pfx, n) ORDER BY u.o, x.n);
+  EXECUTE 'REVOKE ALL ON FUNCTION ' || array_to_string(v_rows || v_current || v_given, ', ') || ' FROM PUBLIC';
   IF v_role IS NOT NULL THEN
+    IF array_length(v_current, 1) > 0 THEN
+      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', array_to_string(v_current, ', '), v_role);
+    END IF;
+    -- The new owner needs CREATE on the schema for ALTER … OWNER; it keeps it for these statements only.
     EXECUTE format('GRANT CREATE ON SCHEMA pgconvey TO %I', v_role);
-  END IF;
-  FOREACH f IN ARRAY ARRAY['capture_' || p_table_id, 'capture_truncate_' || p_table_id] LOOP
-    EXECUTE format('REVOKE ALL ON FUNCTION pgconvey.%I() FROM PUBLIC', f);
-    IF v_role IS NOT NULL THEN
-      EXECUTE format('ALTER FUNCTION pgconvey.%I() OWNER TO %I', f, v_role);
-    END IF;
-  END LOOP;
-  IF v_role IS NOT NULL THEN
+    FOREACH f IN ARRAY v_given LOOP
+      EXECUTE format('ALTER FUNCTION %s OWNER TO %I', f, v_role);
+    END LOOP;
     EXECUTE format('REVOKE CREATE ON SCHEMA pgconvey FROM %I', v_role);
   END IF;
   RETURN coalesce(v_role, current_user::text);
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.own_capture(table_id) → pgconvey.own_captures of one table.
+CREATE OR REPLACE FUNCTION pgconvey.own_capture(p_table_id integer)
+RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  SELECT pgconvey.own_captures(ARRAY[p_table_id])
+$$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.key_equality(opclass) → the btree equality operator of
+-- the index operator class opclass, as OPERATOR(schema.name), when both it
+-- and the class's comparison support function are built-in or C functions
+-- (none a non-superuser can define); else NULL. add_table's reading of a
+-- row's current version by its key compares with it. Kept for the
+-- transaction in the session setting pgconvey.key_eq_<opclass> (prefixed
+-- with the transaction id): planning the catalog join was, per table, a
+-- good part of an add_table's time.
+CREATE OR REPLACE FUNCTION pgconvey.key_equality(p_opclass oid)
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_name text := 'pgconvey.key_eq_' || p_opclass::text;
+  v_mark text := pg_catalog.txid_current()::text || ':';
+  v_cached text := pg_catalog.current_setting(v_name, true);
+  v_op text;
+BEGIN
+  IF v_cached IS NOT NULL AND pg_catalog.left(v_cached, pg_catalog.length(v_mark)) = v_mark THEN
+    RETURN NULLIF(pg_catalog.substr(v_cached, pg_catalog.length(v_mark) + 1), '');
+  END IF;
+  SELECT format('OPERATOR(%I.%s)', n.nspname, o.oprname) INTO v_op
+    FROM pg_opclass c
+    JOIN pg_amop ao ON ao.amopfamily = c.opcfamily AND ao.amopstrategy = 3 AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
+    JOIN pg_operator o ON o.oid = ao.amopopr
+    JOIN pg_namespace n ON n.oid = o.oprnamespace
+    JOIN pg_proc po ON po.oid = o.oprcode JOIN pg_language lo ON lo.oid = po.prolang
+    JOIN pg_amproc ap ON ap.amprocfamily = c.opcfamily AND ap.amprocnum = 1 AND ap.amproclefttype = c.opcintype AND ap.amprocrighttype = c.opcintype
+    JOIN pg_proc pp ON pp.oid = ap.amproc JOIN pg_language lp ON lp.oid = pp.prolang
+   WHERE c.oid = p_opclass AND lo.lanname IN ('internal', 'c') AND lp.lanname IN ('internal', 'c');
+  PERFORM pg_catalog.set_config(v_name, v_mark || coalesce(v_op, ''), false);
+  RETURN v_op;
 END $$;
 
 ------------------------------------------------------------------------------
@@ -827,6 +905,45 @@ END $$;
 -- operator, function and type with its schema.
 CREATE OR REPLACE FUNCTION pgconvey.add_table(p_queue text, p_schema text, p_table text, p_key_columns text[] DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_table_id integer := pgconvey.add_table_unowned(p_queue, p_schema, p_table, p_key_columns);
+BEGIN
+  PERFORM pgconvey.own_captures(ARRAY[v_table_id]);
+  RETURN v_table_id;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.add_tables(queue, tables) → their table_ids, in order.
+-- pgconvey.add_table of many tables in one call (apply's groups, see
+-- src/executor/groups.ts): tables is a JSON array of {"schema", "table",
+-- "key"} ("key" null or absent: the primary key). The capture functions of
+-- them all are given to the capture role at the end (pgconvey.own_captures),
+-- once. All or nothing: an error in any table fails the call.
+CREATE OR REPLACE FUNCTION pgconvey.add_tables(p_queue text, p_tables jsonb)
+RETURNS integer[] LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_ids integer[] := '{}';
+  t jsonb;
+BEGIN
+  FOR t IN SELECT e FROM jsonb_array_elements(p_tables) WITH ORDINALITY AS x(e, o) ORDER BY o LOOP
+    v_ids := v_ids || pgconvey.add_table_unowned(p_queue, t->>'schema', t->>'table',
+                        CASE WHEN jsonb_typeof(t->'key') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(t->'key')) END);
+  END LOOP;
+  PERFORM pgconvey.own_captures(v_ids);
+  RETURN v_ids;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.add_table_unowned(queue, schema, table, key_columns) →
+-- table_id: all of pgconvey.add_table but giving the capture functions to
+-- the capture role (its callers do that, pgconvey.own_captures). Nothing but
+-- add_table and add_tables calls it. The functions it generates are made
+-- without checking their bodies (check_function_bodies off, as pg_dump's
+-- scripts do): checking the capture function's large body cost a fifth of an
+-- add_table; a body that does not compile fails the first write instead
+-- (every generated body is compiled by the tests that write captured tables).
+CREATE OR REPLACE FUNCTION pgconvey.add_table_unowned(p_queue text, p_schema text, p_table text, p_key_columns text[])
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET check_function_bodies = off AS $$
 DECLARE
   v_queue_id integer;
   v_rel regclass;
@@ -980,20 +1097,14 @@ BEGIN
              WHERE a.attrelid = v_rel AND a.attnum = ANY (x.indkey)) = (SELECT array_agg(k ORDER BY k) FROM unnest(v_keys) k)
      ORDER BY x.indisprimary DESC, x.indexrelid LIMIT 1;
     IF FOUND THEN
-      SELECT string_agg(format('t.%I OPERATOR(%I.%s) $%s', u.k, n.nspname, o.oprname, u.o), ' AND ' ORDER BY u.o),
+      SELECT string_agg(format('t.%I %s $%s', u.k, e.op, u.o), ' AND ' ORDER BY u.o),
              string_agg(format_type(a.atttypid, NULL), ', ' ORDER BY u.o),
-             count(*) FILTER (WHERE lo.lanname IN ('internal', 'c') AND lp.lanname IN ('internal', 'c'))
+             count(e.op)
         INTO v_where, v_argtypes, v_trusted
         FROM unnest(v_keys) WITH ORDINALITY AS u(k, o)
         JOIN pg_attribute a ON a.attrelid = v_rel AND a.attname = u.k
         JOIN generate_series(0, v_index.indnatts - 1) i ON v_index.indkey[i] = a.attnum
-        JOIN pg_opclass c ON c.oid = v_index.indclass[i]
-        JOIN pg_amop ao ON ao.amopfamily = c.opcfamily AND ao.amopstrategy = 3 AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
-        JOIN pg_operator o ON o.oid = ao.amopopr
-        JOIN pg_namespace n ON n.oid = o.oprnamespace
-        JOIN pg_proc po ON po.oid = o.oprcode JOIN pg_language lo ON lo.oid = po.prolang
-        JOIN pg_amproc ap ON ap.amprocfamily = c.opcfamily AND ap.amprocnum = 1 AND ap.amproclefttype = c.opcintype AND ap.amprocrighttype = c.opcintype
-        JOIN pg_proc pp ON pp.oid = ap.amproc JOIN pg_language lp ON lp.oid = pp.prolang;
+        CROSS JOIN LATERAL (SELECT pgconvey.key_equality(v_index.indclass[i]) AS op) e;
       IF v_trusted IS DISTINCT FROM array_length(v_keys, 1)::bigint THEN
         v_where := NULL;
       END IF;
@@ -1121,9 +1232,11 @@ BEGIN
                    || v_pick
                    || replace(replace(replace(v_route_tpl, '$OP', '''T'''), '$KEY', 'NULL'), '$DATA', 'NULL')
                    || ' RETURN NULL; END');
-    PERFORM pgconvey.own_capture(v_table_id);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_capture_' || v_queue_id, v_rel);
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'pgconvey_truncate_' || v_queue_id, v_rel);
+    -- The ones there already go first (dropped by name only where they exist: a new table costs no DROP).
+    FOR v_trigger IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = v_rel AND NOT t.tgisinternal
+                        AND t.tgname IN ('pgconvey_capture_' || v_queue_id, 'pgconvey_truncate_' || v_queue_id) LOOP
+      EXECUTE format('DROP TRIGGER %I ON %s', v_trigger.tgname, v_rel);
+    END LOOP;
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE PROCEDURE pgconvey.%I()',
                    'pgconvey_capture_' || v_queue_id, v_rel, 'capture_' || v_table_id);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE PROCEDURE pgconvey.%I()',
@@ -1171,8 +1284,6 @@ BEGIN
                  ||   'SELECT pg_catalog.string_agg(rel::pg_catalog.text, '','') INTO v_sub FROM down; '
                  || format('PERFORM pg_catalog.set_config(%L, v_cov OPERATOR(pg_catalog.||) v_sub OPERATOR(pg_catalog.||) '','', false); ', 'pgconvey.truncating_' || v_table_id)
                  || 'RETURN NULL; END');
-
-  PERFORM pgconvey.own_capture(v_table_id);
 
   -- A partition captured on its own by this queue gives way to its parent.
   FOR v_part IN SELECT n.nspname, c.relname FROM pgconvey.partition_tree(v_rel) r JOIN pg_class c ON c.oid = r
