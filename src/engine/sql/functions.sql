@@ -937,13 +937,12 @@ END $$;
 -- Function: pgconvey.add_table_unowned(queue, schema, table, key_columns) →
 -- table_id: all of pgconvey.add_table but giving the capture functions to
 -- the capture role (its callers do that, pgconvey.own_captures). Nothing but
--- add_table and add_tables calls it. The functions it generates are made
--- without checking their bodies (check_function_bodies off, as pg_dump's
--- scripts do): checking the capture function's large body cost a fifth of an
--- add_table; a body that does not compile fails the first write instead
--- (every generated body is compiled by the tests that write captured tables).
+-- add_table and add_tables calls it. The functions it generates are compiled
+-- when they are made (check_function_bodies pinned on, whatever the session
+-- has, e.g. a schema copy's off): a body that would not compile fails the
+-- apply, never the application's first write.
 CREATE OR REPLACE FUNCTION pgconvey.add_table_unowned(p_queue text, p_schema text, p_table text, p_key_columns text[])
-RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET check_function_bodies = off AS $$
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET check_function_bodies = on AS $$
 DECLARE
   v_queue_id integer;
   v_rel regclass;
