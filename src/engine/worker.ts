@@ -109,6 +109,15 @@ interface CapturedRow {
   columns: string[];
 }
 
+/** A pgconvey.table_shape row. */
+interface ShapeRow {
+  shape_id: number;
+  table_id: number;
+  columns: string[];
+  key_columns: string[];
+  generated: string[];
+}
+
 /** A subscriber_table row as the batch's opening round trip reads it (the row table-hold.ts works on). */
 type SubscriberTableRow = Required<HoldRow>;
 
@@ -250,10 +259,10 @@ export class ApplyWorker {
     }
     const started = Date.now();
     const opened = await ph.time('open', () => (early && batch.startTick === expected ? early : this.open(batch.startTick)));
-    const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
-    let states = opened[3]!.rows as SubscriberTableRow[];
+    const position = opened[3]!.rows[0] as { completed_tick: string | null } | undefined;
+    let states = opened[4]!.rows as SubscriberTableRow[];
     let applied: Map<number, AppliedTable> | undefined; // #17 part 3: the tables a mismatch may hold
-    const isBranch = ((opened[4]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
+    const isBranch = ((opened[5]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
     /** Stops the applier's statements still in flight (a chunk's flush overlaps the next chunk's decoding). */
     let abandon: (() => Promise<void>) | undefined;
     try {
@@ -378,7 +387,7 @@ export class ApplyWorker {
     try {
       return (await this.subscriber.query(
         format(
-          'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
+          `BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL work_mem = '${APPLY_SORT_MEMORY}'; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ` +
             `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
               WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE; ` +
             'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
@@ -455,11 +464,14 @@ export class ApplyWorker {
     const wanted = new Set<number>();
     for (const e of events) if (e.shape !== null && !this.shapes.has(e.shape)) wanted.add(e.shape);
     if (!wanted.size) return;
-    const { rows } = await this.provider.query<{ shape_id: number; table_id: number; columns: string[]; key_columns: string[]; generated: string[] }>(
-      'SELECT shape_id, table_id, columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = ANY ($1::int[])',
-      [[...wanted]],
-    );
-    for (const r of rows) this.shapes.set(r.shape_id, { shapeId: r.shape_id, tableId: r.table_id, columns: r.columns, keyColumns: r.key_columns, generated: r.generated });
+    const { rows } = await this.provider.query<ShapeRow>('SELECT shape_id, table_id, columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = ANY ($1::int[])', [[...wanted]]);
+    this.keepShapes(rows);
+  }
+
+  private keepShapes(rows: readonly ShapeRow[]): void {
+    for (const r of rows) {
+      if (!this.shapes.has(r.shape_id)) this.shapes.set(r.shape_id, { shapeId: r.shape_id, tableId: r.table_id, columns: r.columns, keyColumns: r.key_columns, generated: r.generated });
+    }
   }
 
   /** Moves the subscriber's sequences forward to the provider's values (see syncSequences). */
@@ -503,10 +515,14 @@ export class ApplyWorker {
       // The version first, then the rows, in one statement's snapshot each: a change committed in
       // between gives a newer version than the one kept, so the next batch reads the rows again;
       // never older rows under a newer version.
+      // The row shapes of those tables come in the same round trip (immutable: kept; loadShapes fetches newer
+      // ones): a batch's first chunk then never waits for them behind the cursor's read-ahead FETCH.
       const read = (await this.provider.query(
-        `${format(CAPTURED_VERSION_SQL, this.options.queue)}; SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = ${Number(queueId)}`,
+        `${format(CAPTURED_VERSION_SQL, this.options.queue)}; SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = ${Number(queueId)}; ` +
+          `SELECT s.shape_id, s.table_id, s.columns, s.key_columns, s.generated FROM pgconvey.table_shape s WHERE s.table_id IN (SELECT c.table_id FROM pgconvey.captured_table c WHERE c.queue_id = ${Number(queueId)})`,
       )) as unknown as pg.QueryResult[];
       this.captured = { queueId, version: read[0]!.rows[0].v as string, rows: read[1]!.rows as CapturedRow[] };
+      this.keepShapes(read[2]!.rows as ShapeRow[]);
     }
     const captured = this.captured;
     const applied = { rows: states };
@@ -531,6 +547,9 @@ export class ApplyWorker {
     return out;
   }
 }
+
+/** work_mem of a batch's subscriber transaction: a chunk's rows are sorted by key before they are applied (apply.ts inKeyOrder). */
+const APPLY_SORT_MEMORY = '64MB';
 
 /** Batches of at most this many event ids are read by the poll's round trip (as the cursor's first FETCH would). */
 const SMALL_BATCH = 500;
