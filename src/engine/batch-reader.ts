@@ -163,7 +163,7 @@ export async function readBatch(
       text: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL work_mem = '${SORT_MEMORY}'; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${sql}; FETCH ${fetchRows} FROM ${CURSOR}`,
       rowMode: 'array',
     }))) as unknown as pg.QueryResult<unknown[]>[];
-    let rows = results[2]!.rows;
+    let rows = results[results.length - 1]!.rows; // the FETCH's
     let requested = fetchRows;
     // Read ahead: the next chunk is fetched from the provider while this one is applied.
     for (;;) {
