@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
 import { EventApplier, prepareTables, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences } from './api.js';
-import { batchFromRow, finishBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
+import { batchFromRow, closeHeld, finishBatch, readBatch, type BatchInfo, type HeldBatch, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
 import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
@@ -167,6 +167,14 @@ export class ApplyWorker {
   private readonly phases = new Phases();
   /** #17 part 3: tables held alone on a schema mismatch (engine/table-hold.ts). */
   private readonly holds: TableHolds;
+  /**
+   * The next batch being computed ahead on the provider (batch-reader.ts holdNextBatch) while this one
+   * finishes on the subscriber. Its round trips are in flight on the provider connection: every other
+   * use of that connection waits for it first (providerFree), so nothing else runs inside its transaction.
+   */
+  private heldNext: Promise<HeldBatch | undefined> | undefined;
+  /** Batches computed ahead on the provider, and how many of them the next step read (the others were closed unread). */
+  readonly readAhead = { held: 0, read: 0 };
 
   constructor(
     private readonly provider: pg.Client,
@@ -224,10 +232,19 @@ export class ApplyWorker {
    * worker (its position says it was applied).
    */
   async finishPending(): Promise<void> {
+    const held = await this.providerFree();
+    if (held) await closeHeld(this.provider, held);
     const end = this.pendingFinish;
     if (end === undefined) return;
     await finishBatch(this.provider, this.options.queue, this.options.consumer, end);
     this.pendingFinish = undefined;
+  }
+
+  /** Waits until the provider connection has no read-ahead in flight; takes the batch it held, if any (the caller reads or closes it). */
+  private async providerFree(): Promise<HeldBatch | undefined> {
+    const next = this.heldNext;
+    this.heldNext = undefined;
+    return next ? await next : undefined;
   }
 
   /** Processes at most one batch. */
@@ -235,6 +252,13 @@ export class ApplyWorker {
     const { queue, consumer } = this.options;
     const ph = this.phases;
     ph.reset();
+    // A batch computed ahead: read by this step if it is the one the poll gives, else closed.
+    let held = await ph.time('ahead', () => this.providerFree());
+    const dropHeld = async () => {
+      const h = held;
+      held = undefined;
+      if (h) await closeHeld(this.provider, h);
+    };
     // The poll sees every tick committed before it: only announcements from now on wake the next wait.
     this.tickAnnounced = false;
     // Busy (the last step applied a batch): the next batch starts at that batch's end, so the subscriber's
@@ -247,6 +271,7 @@ export class ApplyWorker {
       polled = await ph.time('next', () => this.poll());
     } catch (err) {
       if (early) await early.then(() => this.subscriber.query('ROLLBACK'), () => undefined).catch(() => undefined);
+      await dropHeld();
       throw err;
     }
     const batch = polled.batch;
@@ -255,7 +280,10 @@ export class ApplyWorker {
         await early; // a failed open throws here (rolled back already)
         await this.subscriber.query('ROLLBACK');
       }
-      if (!batch) return { kind: 'idle' };
+      if (!batch) {
+        await dropHeld();
+        return { kind: 'idle' };
+      }
     }
     const started = Date.now();
     const opened = await ph.time('open', () => (early && batch.startTick === expected ? early : this.open(batch.startTick)));
@@ -268,6 +296,7 @@ export class ApplyWorker {
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
       if (position.completed_tick === batch.endTick) {
+        await dropHeld();
         await this.subscriber.query('ROLLBACK');
         await finishBatch(this.provider, queue, consumer, batch.endTick);
         return { kind: 'skipped', batch };
@@ -321,7 +350,27 @@ export class ApplyWorker {
       // Read by the poll already when small and of the same tables (their states locked by this batch's opening).
       if (polled.small !== undefined && readKey !== undefined && polled.small.tables === readKey) {
         if (polled.small.events.length) await apply(polled.small.events);
-      } else await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph });
+      } else {
+        // Behind (a large batch, nothing merging, a leaf): the provider computes the next batch while this
+        // one finishes on the subscriber; the next step reads it if the poll gives that batch.
+        const readAhead =
+          !merging.length && !isBranch && BigInt(batch.eventEstimate) > BigInt(SMALL_BATCH)
+            ? {
+                maxEvents: this.maxBatchEvents,
+                minEvents: SMALL_BATCH,
+                onHeld: (next: Promise<HeldBatch | undefined>) => {
+                  this.heldNext = next.then((h) => {
+                    if (h) this.readAhead.held++;
+                    return h;
+                  });
+                },
+              }
+            : undefined;
+        const given = held;
+        held = undefined; // readBatch reads or closes it
+        await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph, held: given, readAhead, onHeldRead: () => this.readAhead.read++ });
+      }
+      await dropHeld();
       this.smallTables = readKey;
       await ph.time('apply', () => applier.finish());
       // A copied table is merged once no later batch can hold a transaction its copy already has:
@@ -338,6 +387,7 @@ export class ApplyWorker {
       const sequences = this.changedSequences(polled.sequences);
       // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
       if (isBranch) await this.branch.requeue(this.provider, this.subscriber, queue, batch);
+      // From here on the provider connection may be computing the next batch: wait for it before using it.
       await ph.time('commit', () =>
         this.subscriber.query(
           format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; ', batch.endTick, queue, consumer) +
@@ -349,7 +399,12 @@ export class ApplyWorker {
       // Finished on the provider by the next poll (in its round trip), or by finishPending().
       this.pendingFinish = batch.endTick;
       // Our own position now holds the events the merged copies' pins held; leaked pins go too.
-      if (polled.copyPins) await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
+      if (polled.copyPins) {
+        // The read-ahead's transaction must be over first; the batch it held stays for the next step.
+        const next = await this.providerFree();
+        this.heldNext = next ? Promise.resolve(next) : undefined;
+        await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
+      }
       const stats = applier.takeStats();
       ph.flush({ events: stats.events, total: Date.now() - started, lag: Date.now() - batch.endTime.getTime() });
       const holds = this.holds.take();
@@ -357,6 +412,10 @@ export class ApplyWorker {
     } catch (err) {
       // No statement of the batch may reach the subscriber after its ROLLBACK (it would run outside the batch).
       await abandon?.();
+      // A batch computed ahead is of no use after a failure: closed (readBatch closed the one it was given).
+      const next = await this.providerFree();
+      if (next) await closeHeld(this.provider, next);
+      await dropHeld();
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
       this.createdTypes.clear();
@@ -427,7 +486,7 @@ export class ApplyWorker {
       // round trip: its next batch does not wait for the ticker's next call, its commit and its NOTIFY.
       format('SELECT pgconvey.keep_up_tick(%L, %L, %s)', queue, consumer, finishing === undefined ? 'NULL' : String(BigInt(finishing))),
       ...(finishing !== undefined ? [format('SELECT pgconvey.finish_batch(%L, %L, %L)', queue, consumer, finishing)] : []),
-      format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(Math.trunc(this.options.maxBatchEvents ?? 50_000))),
+      format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(this.maxBatchEvents)),
       `${format(CAPTURED_VERSION_SQL, queue)} AND ${open}`,
       format(
         "SELECT EXISTS (SELECT FROM pgconvey.consumer c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L AND left(c.consumer_name, length(%L)) = %L AND %s) AS pins",
@@ -452,6 +511,10 @@ export class ApplyWorker {
       sequences: results[at + 3]!.rows as SequenceValue[],
       small: smallBatch(smallTables, results[at + 4], results[at]!.rows[0]?.event_estimate),
     };
+  }
+
+  private get maxBatchEvents(): number {
+    return Math.trunc(this.options.maxBatchEvents ?? 50_000);
   }
 
   /** The sequences whose provider value differs from what this worker last moved the subscriber's to. */
