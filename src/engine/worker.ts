@@ -368,7 +368,10 @@ export class ApplyWorker {
             : undefined;
         const given = held;
         held = undefined; // readBatch reads or closes it
-        await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph, held: given, readAhead, onHeldRead: () => this.readAhead.read++ });
+        await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph, held: given, readAhead, onHeldRead: () => {
+            this.readAhead.read++;
+            ph.add('ahead_read', 1);
+          } });
       }
       await dropHeld();
       this.smallTables = readKey;
