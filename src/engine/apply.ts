@@ -138,6 +138,8 @@ function arrayLiteral(items: readonly string[]): string {
   return `${out}}`;
 }
 
+const KEY_ORDER = process.env.PGCONVEY_APPLY_KEY_ORDER === '1';
+
 /**
  * The rows of the `$1` array of `type` sorted by the key columns (their
  * types' default btree order): the table's key index and, for a table
@@ -148,7 +150,9 @@ function arrayLiteral(items: readonly string[]): string {
  * statement's work changes: a key matches the same rows in any order.
  */
 function inKeyOrder(type: string, keyColumns: readonly string[]): string {
-  return `(SELECT * FROM pg_catalog.unnest($1::${type}[]) AS u ORDER BY ${keyColumns.map((k) => `u.${quoteIdent(k)}`).join(', ')})`;
+  // Off by default: the lag at 500 tps looked worse with it (bench:engine --phases lag, one 10 s round each:
+  // p50 52 and 65 ms against 40 ms without, load 1–2); PGCONVEY_APPLY_KEY_ORDER=1 turns it on to measure.
+  return KEY_ORDER ? `(SELECT * FROM pg_catalog.unnest($1::${type}[]) AS u ORDER BY ${keyColumns.map((k) => `u.${quoteIdent(k)}`).join(', ')})` : `pg_catalog.unnest($1::${type}[])`;
 }
 
 /** The text of a row of fields (the inverse of parseRowText), for a key composite. */
