@@ -295,7 +295,7 @@ async function main(): Promise<void> {
           [`TPS, capture only (pgconvey: triggers + ticker, worker off; native: a slot decoded by pg_recvlogical/test_decoding), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.capture)} — ${ofPlain('capture')}`, `${spread(tps.decode)} — ${ofPlain('decode')}`, ratio(t('capture'), t('decode'))],
           [`TPS, replicating (apply on the same cores), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.pgconvey)} — ${ofPlain('pgconvey')}`, `${spread(tps.native)} — ${ofPlain('native')}`, ratio(t('pgconvey'), t('native'))],
           [`catch-up of ${BACKLOG_TX} transactions (${BACKLOG_TX * 2} row changes) built with the apply side stopped`, '—', `${spread(catchup.pgconvey, secs)} = ${Math.round(rowsPerS(median(catchup.pgconvey))).toLocaleString('en-US')} rows/s`, `${spread(catchup.native, secs)} = ${Math.round(rowsPerS(median(catchup.native))).toLocaleString('en-US')} rows/s`, `**${ratio(median(catchup.native), median(catchup.pgconvey))}** (speed)`],
-          ...RATES.flatMap((rate) => {
+          ...(PHASES.has('lag') ? RATES : []).flatMap((rate) => {
             const p = lag[`pgconvey@${rate}`]!;
             const n = lag[`native@${rate}`]!;
             return [[`lag at ${rate} tps (achieved: pgconvey ${median(p.tps).toFixed(0)}, native ${median(n.tps).toFixed(0)}), probe every 100 ms, ${LAG_SECONDS} s rounds: p50 / p95 in ms`, '—', `p50 ${spread(p.p50, ms1)}; p95 ${spread(p.p95, ms1)}`, `p50 ${spread(n.p50, ms1)}; p95 ${spread(n.p95, ms1)}`, ratio(median(p.p50), median(n.p50))]];

@@ -109,6 +109,15 @@ export function batchEventsSql(batch: BatchInfo, tables: TableIds, skipVisibleIn
 const CURSOR = 'pgconvey_batch';
 
 /**
+ * work_mem of the cursor's transaction: the batch is sorted by event id
+ * before its first row comes (no index on ev_id: the capture keeps one index
+ * per event table), and a 50,000-event batch of pgbench rows (~10 MB) spilled
+ * to disk at the default 4 MB. SET LOCAL: the session's setting is back after
+ * the batch; a larger batch still spills, it is only slower.
+ */
+const SORT_MEMORY = '64MB';
+
+/**
  * Streams a batch's events in chunks to `onChunk`, inside a provider
  * transaction that is closed afterwards (a batch of at most the first
  * chunk's rows: one statement, its own transaction). The chunk size adapts to the size of
@@ -121,7 +130,18 @@ export async function readBatch(
   batch: BatchInfo,
   tables: TableIds,
   onChunk: (events: QueueEvent[]) => Promise<void>,
-  options: { maxRows?: number; chunkBytes?: number; skipVisibleIn?: ReadonlyMap<number, string>; phases?: Phases } = {},
+  options: {
+    maxRows?: number;
+    chunkBytes?: number;
+    skipVisibleIn?: ReadonlyMap<number, string>;
+    phases?: Phases;
+    /** A batch the provider computed ahead (readAhead of the previous read): read from it when it holds exactly this read; closed in any case. */
+    held?: HeldBatch;
+    /** After the read, the provider computes the next batch of the same tables ahead, unless it is small (see readAhead). */
+    readAhead?: { maxEvents: number; minEvents: number; onHeld: (next: Promise<HeldBatch | undefined>) => void };
+    /** Called when the batch is read from `held`. */
+    onHeldRead?: () => void;
+  } = {},
 ): Promise<number> {
   const maxRows = options.maxRows ?? 10_000;
   const chunkBytes = options.chunkBytes ?? 32 * 1024 * 1024;
@@ -138,6 +158,52 @@ export async function readBatch(
     data: r[5] as string | null,
   });
   const sql = batchEventsSql(batch, tables, options.skipVisibleIn);
+  const held = options.held;
+  if (held && held.sql !== sql) await closeHeld(provider, held);
+  const stream = async (first: unknown[][], requestedFirst: number, fetch: (n: number) => Promise<pg.QueryResult<unknown[]>>) => {
+    let rows = first;
+    let requested = requestedFirst;
+    // Read ahead: the next chunk is fetched from the provider while this one is applied.
+    for (;;) {
+      const events = rows.map(toEvent);
+      const widest = events.reduce((m, e) => Math.max(m, (e.data?.length ?? 0) + (e.key?.length ?? 0) + 64), 1);
+      fetchRows = Math.max(1, Math.min(maxRows, Math.floor(chunkBytes / widest)));
+      const more = rows.length === requested;
+      requested = fetchRows;
+      const next = more ? fetch(requested) : undefined;
+      // Keep a rejection of the read-ahead from going unhandled while the chunk is applied.
+      next?.catch(() => undefined);
+      if (events.length) {
+        total += events.length;
+        await onChunk(events);
+      }
+      if (!next) break;
+      rows = (await phases.time('read', () => next)).rows;
+    }
+  };
+  const ahead = () => {
+    const r = options.readAhead;
+    if (!r) return;
+    const next = holdNextBatch(provider, batch, tables, options.skipVisibleIn ?? new Map(), r.maxEvents, r.minEvents);
+    r.onHeld(next);
+  };
+  if (held && held.sql === sql) {
+    // Computed by the provider while the previous batch was finishing: fetched outside a transaction
+    // (a held cursor's rows are stored), then closed.
+    const first = await phases.time('read', () => provider.query<unknown[]>({ text: `FETCH ${fetchRows} FROM ${held.cursor}`, rowMode: 'array' })).catch(() => undefined);
+    if (first) {
+      options.onHeldRead?.();
+      try {
+        await stream(first.rows, fetchRows, (n) => provider.query<unknown[]>({ text: `FETCH ${n} FROM ${held.cursor}`, rowMode: 'array' }));
+      } finally {
+        await closeHeld(provider, held);
+      }
+      ahead();
+      return total;
+    }
+    // The cursor is gone (nothing of it was read): the batch is read as usual.
+    await closeHeld(provider, held);
+  }
   // A small batch (a subscriber keeping up) in one statement, no transaction or cursor: one round trip
   // instead of two. At most as many rows as the cursor's first FETCH; a batch found larger than its count
   // of event ids says (a transaction that took its ids before the start tick) is read by the cursor below.
@@ -151,32 +217,78 @@ export async function readBatch(
   try {
     // One round trip opens the transaction, declares the cursor and fetches the first chunk.
     const results = (await phases.time('read', () => provider.query({
-      text: `BEGIN ISOLATION LEVEL READ COMMITTED; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${sql}; FETCH ${fetchRows} FROM ${CURSOR}`,
+      text: `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL work_mem = '${SORT_MEMORY}'; DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${sql}; FETCH ${fetchRows} FROM ${CURSOR}`,
       rowMode: 'array',
     }))) as unknown as pg.QueryResult<unknown[]>[];
-    let rows = results[2]!.rows;
-    let requested = fetchRows;
-    // Read ahead: the next chunk is fetched from the provider while this one is applied.
-    for (;;) {
-      const events = rows.map(toEvent);
-      const widest = events.reduce((m, e) => Math.max(m, (e.data?.length ?? 0) + (e.key?.length ?? 0) + 64), 1);
-      fetchRows = Math.max(1, Math.min(maxRows, Math.floor(chunkBytes / widest)));
-      const more = rows.length === requested;
-      requested = fetchRows;
-      const next = more ? provider.query<unknown[]>({ text: `FETCH ${requested} FROM ${CURSOR}`, rowMode: 'array' }) : undefined;
-      // Keep a rejection of the read-ahead from going unhandled while the chunk is applied.
-      next?.catch(() => undefined);
-      if (events.length) {
-        total += events.length;
-        await onChunk(events);
-      }
-      if (!next) break;
-      rows = (await phases.time('read', () => next)).rows;
-    }
+    await stream(results[results.length - 1]!.rows, fetchRows, (n) => provider.query<unknown[]>({ text: `FETCH ${n} FROM ${CURSOR}`, rowMode: 'array' }));
     await phases.time('read', () => provider.query('COMMIT'));
   } catch (err) {
     await provider.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+  ahead();
   return total;
+}
+
+/**
+ * A batch's events computed ahead by the provider and held there (a cursor
+ * WITH HOLD: its rows are stored when its transaction commits), for the step
+ * that takes that batch. It is read only when the read it holds is exactly
+ * the one asked for (the same SQL text: queue, ticks and their snapshots,
+ * tables, skipped copies), so it changes what is read never, only when.
+ */
+export interface HeldBatch {
+  cursor: string;
+  sql: string;
+}
+
+let heldCursors = 0;
+
+/**
+ * The next batch after `batch` as pgconvey.next_batch will choose it once
+ * `batch` is finished (the ticks after its end tick, up to `maxEvents`
+ * event ids, at least one tick), computed and held on the provider; none when
+ * there is no later tick or it is small (at most `minEvents` event ids: the
+ * poll's round trip reads it). Never fails: a problem only means no batch is
+ * held (the step then reads as usual). Runs in its own transaction, after
+ * the read of `batch` committed.
+ */
+async function holdNextBatch(provider: pg.Client, batch: BatchInfo, tables: TableIds, skipVisibleIn: ReadonlyMap<number, string>, maxEvents: number, minEvents: number): Promise<HeldBatch | undefined> {
+  try {
+    const { rows } = await provider.query<{ tick_id: string; snap: string; tick_time: Date; estimate: string }>(
+      `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL work_mem = '${SORT_MEMORY}';
+       SELECT e.tick_id, e.tick_snapshot::text AS snap, e.tick_time, e.tick_event_seq - s.tick_event_seq AS estimate
+         FROM pgconvey.tick s
+         CROSS JOIN LATERAL (SELECT min(t.tick_id) AS first, max(t.tick_id) FILTER (WHERE t.tick_event_seq - s.tick_event_seq <= ${Math.trunc(maxEvents)}) AS last
+                               FROM pgconvey.tick t WHERE t.queue_id = s.queue_id AND t.tick_id > s.tick_id) x
+         JOIN pgconvey.tick e ON e.queue_id = s.queue_id AND e.tick_id = greatest(x.first, coalesce(x.last, x.first))
+        WHERE s.queue_id = ${Number(batch.queueId)} AND s.tick_id = ${BigInt(batch.endTick)}`.replace(/\s+/g, ' '),
+    ).then((r) => (r as unknown as pg.QueryResult[])[2]!);
+    const row = rows[0];
+    if (!row || BigInt(row.estimate) <= BigInt(minEvents)) {
+      await provider.query('ROLLBACK');
+      return undefined;
+    }
+    const next: BatchInfo = {
+      queueId: batch.queueId,
+      startTick: batch.endTick,
+      endTick: String(row.tick_id),
+      startSnapshot: batch.endSnapshot,
+      endSnapshot: row.snap,
+      startTime: batch.endTime,
+      endTime: row.tick_time,
+      eventEstimate: String(row.estimate),
+    };
+    const held: HeldBatch = { cursor: `pgconvey_next_${++heldCursors}`, sql: batchEventsSql(next, tables, skipVisibleIn) };
+    await provider.query(`DECLARE ${held.cursor} NO SCROLL CURSOR WITH HOLD FOR ${held.sql}; COMMIT`);
+    return held;
+  } catch {
+    await provider.query('ROLLBACK').catch(() => undefined);
+    return undefined;
+  }
+}
+
+/** Closes a held batch's cursor (best effort: a cursor left open goes with the session). */
+export async function closeHeld(provider: pg.Client, held: HeldBatch): Promise<void> {
+  await provider.query(`CLOSE ${held.cursor}`).catch(() => undefined);
 }

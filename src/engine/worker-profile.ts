@@ -12,6 +12,8 @@ const FILE = process.env.PGCONVEY_WORKER_PROFILE;
 
 export class Phases {
   private ms: Record<string, number> = {};
+  /** The process's CPU time when the batch began (node_cpu: the Node side's own CPU milliseconds of the batch). */
+  private cpu: NodeJS.CpuUsage | undefined;
 
   constructor(readonly on = !!FILE) {}
 
@@ -33,7 +35,9 @@ export class Phases {
   /** Writes the batch's line (with `extra` fields) and starts afresh. */
   flush(extra: Record<string, unknown>): void {
     if (!this.on) return;
-    const line: Record<string, unknown> = { ...extra };
+    const cpu = process.cpuUsage(this.cpu);
+    // at: milliseconds since the process started, when the batch ended (the first line shows the start-up's cost).
+    const line: Record<string, unknown> = { ...extra, at: Math.round(performance.now()), node_cpu: Math.round((cpu.user + cpu.system) / 1000) };
     for (const [k, v] of Object.entries(this.ms)) line[k] = Math.round(v * 100) / 100;
     this.ms = {};
     appendFileSync(FILE!, `${JSON.stringify(line)}\n`);
@@ -41,6 +45,7 @@ export class Phases {
 
   reset(): void {
     this.ms = {};
+    if (this.on) this.cpu = process.cpuUsage();
   }
 }
 

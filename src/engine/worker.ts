@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
 import { EventApplier, prepareTables, type ApplyStats, type CapturedTable, type RowShape, type TableStatements } from './apply.js';
 import { syncSequences } from './api.js';
-import { batchFromRow, finishBatch, readBatch, type BatchInfo, type QueueEvent } from './batch-reader.js';
+import { batchFromRow, closeHeld, finishBatch, readBatch, type BatchInfo, type HeldBatch, type QueueEvent } from './batch-reader.js';
 import { EXACT_SESSION_SQL } from './session.js';
 import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
@@ -109,6 +109,15 @@ interface CapturedRow {
   columns: string[];
 }
 
+/** A pgconvey.table_shape row. */
+interface ShapeRow {
+  shape_id: number;
+  table_id: number;
+  columns: string[];
+  key_columns: string[];
+  generated: string[];
+}
+
 /** A subscriber_table row as the batch's opening round trip reads it (the row table-hold.ts works on). */
 type SubscriberTableRow = Required<HoldRow>;
 
@@ -158,6 +167,14 @@ export class ApplyWorker {
   private readonly phases = new Phases();
   /** #17 part 3: tables held alone on a schema mismatch (engine/table-hold.ts). */
   private readonly holds: TableHolds;
+  /**
+   * The next batch being computed ahead on the provider (batch-reader.ts holdNextBatch) while this one
+   * finishes on the subscriber. Its round trips are in flight on the provider connection: every other
+   * use of that connection waits for it first (providerFree), so nothing else runs inside its transaction.
+   */
+  private heldNext: Promise<HeldBatch | undefined> | undefined;
+  /** Batches computed ahead on the provider, and how many of them the next step read (the others were closed unread). */
+  readonly readAhead = { held: 0, read: 0 };
 
   constructor(
     private readonly provider: pg.Client,
@@ -215,10 +232,19 @@ export class ApplyWorker {
    * worker (its position says it was applied).
    */
   async finishPending(): Promise<void> {
+    const held = await this.providerFree();
+    if (held) await closeHeld(this.provider, held);
     const end = this.pendingFinish;
     if (end === undefined) return;
     await finishBatch(this.provider, this.options.queue, this.options.consumer, end);
     this.pendingFinish = undefined;
+  }
+
+  /** Waits until the provider connection has no read-ahead in flight; takes the batch it held, if any (the caller reads or closes it). */
+  private async providerFree(): Promise<HeldBatch | undefined> {
+    const next = this.heldNext;
+    this.heldNext = undefined;
+    return next ? await next : undefined;
   }
 
   /** Processes at most one batch. */
@@ -226,6 +252,13 @@ export class ApplyWorker {
     const { queue, consumer } = this.options;
     const ph = this.phases;
     ph.reset();
+    // A batch computed ahead: read by this step if it is the one the poll gives, else closed.
+    let held = await ph.time('ahead', () => this.providerFree());
+    const dropHeld = async () => {
+      const h = held;
+      held = undefined;
+      if (h) await closeHeld(this.provider, h);
+    };
     // The poll sees every tick committed before it: only announcements from now on wake the next wait.
     this.tickAnnounced = false;
     // Busy (the last step applied a batch): the next batch starts at that batch's end, so the subscriber's
@@ -238,6 +271,7 @@ export class ApplyWorker {
       polled = await ph.time('next', () => this.poll());
     } catch (err) {
       if (early) await early.then(() => this.subscriber.query('ROLLBACK'), () => undefined).catch(() => undefined);
+      await dropHeld();
       throw err;
     }
     const batch = polled.batch;
@@ -246,19 +280,23 @@ export class ApplyWorker {
         await early; // a failed open throws here (rolled back already)
         await this.subscriber.query('ROLLBACK');
       }
-      if (!batch) return { kind: 'idle' };
+      if (!batch) {
+        await dropHeld();
+        return { kind: 'idle' };
+      }
     }
     const started = Date.now();
     const opened = await ph.time('open', () => (early && batch.startTick === expected ? early : this.open(batch.startTick)));
-    const position = opened[2]!.rows[0] as { completed_tick: string | null } | undefined;
-    let states = opened[3]!.rows as SubscriberTableRow[];
+    const position = opened[3]!.rows[0] as { completed_tick: string | null } | undefined;
+    let states = opened[4]!.rows as SubscriberTableRow[];
     let applied: Map<number, AppliedTable> | undefined; // #17 part 3: the tables a mismatch may hold
-    const isBranch = ((opened[4]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
+    const isBranch = ((opened[5]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
     /** Stops the applier's statements still in flight (a chunk's flush overlaps the next chunk's decoding). */
     let abandon: (() => Promise<void>) | undefined;
     try {
       if (!position) throw new NotSubscribedError(queue, consumer);
       if (position.completed_tick === batch.endTick) {
+        await dropHeld();
         await this.subscriber.query('ROLLBACK');
         await finishBatch(this.provider, queue, consumer, batch.endTick);
         return { kind: 'skipped', batch };
@@ -312,7 +350,30 @@ export class ApplyWorker {
       // Read by the poll already when small and of the same tables (their states locked by this batch's opening).
       if (polled.small !== undefined && readKey !== undefined && polled.small.tables === readKey) {
         if (polled.small.events.length) await apply(polled.small.events);
-      } else await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph });
+      } else {
+        // Behind (a large batch, nothing merging, a leaf): the provider computes the next batch while this
+        // one finishes on the subscriber; the next step reads it if the poll gives that batch.
+        const readAhead =
+          !merging.length && !isBranch && BigInt(batch.eventEstimate) > BigInt(SMALL_BATCH)
+            ? {
+                maxEvents: this.maxBatchEvents,
+                minEvents: SMALL_BATCH,
+                onHeld: (next: Promise<HeldBatch | undefined>) => {
+                  this.heldNext = next.then((h) => {
+                    if (h) this.readAhead.held++;
+                    return h;
+                  });
+                },
+              }
+            : undefined;
+        const given = held;
+        held = undefined; // readBatch reads or closes it
+        await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph, held: given, readAhead, onHeldRead: () => {
+            this.readAhead.read++;
+            ph.add('ahead_read', 1);
+          } });
+      }
+      await dropHeld();
       this.smallTables = readKey;
       await ph.time('apply', () => applier.finish());
       // A copied table is merged once no later batch can hold a transaction its copy already has:
@@ -329,6 +390,7 @@ export class ApplyWorker {
       const sequences = this.changedSequences(polled.sequences);
       // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
       if (isBranch) await this.branch.requeue(this.provider, this.subscriber, queue, batch);
+      // From here on the provider connection may be computing the next batch: wait for it before using it.
       await ph.time('commit', () =>
         this.subscriber.query(
           format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; ', batch.endTick, queue, consumer) +
@@ -340,7 +402,12 @@ export class ApplyWorker {
       // Finished on the provider by the next poll (in its round trip), or by finishPending().
       this.pendingFinish = batch.endTick;
       // Our own position now holds the events the merged copies' pins held; leaked pins go too.
-      if (polled.copyPins) await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
+      if (polled.copyPins) {
+        // The read-ahead's transaction must be over first; the batch it held stays for the next step.
+        const next = await this.providerFree();
+        this.heldNext = next ? Promise.resolve(next) : undefined;
+        await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
+      }
       const stats = applier.takeStats();
       ph.flush({ events: stats.events, total: Date.now() - started, lag: Date.now() - batch.endTime.getTime() });
       const holds = this.holds.take();
@@ -348,6 +415,10 @@ export class ApplyWorker {
     } catch (err) {
       // No statement of the batch may reach the subscriber after its ROLLBACK (it would run outside the batch).
       await abandon?.();
+      // A batch computed ahead is of no use after a failure: closed (readBatch closed the one it was given).
+      const next = await this.providerFree();
+      if (next) await closeHeld(this.provider, next);
+      await dropHeld();
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
       // Types made in the rolled-back transaction are gone with it.
       this.createdTypes.clear();
@@ -378,7 +449,7 @@ export class ApplyWorker {
     try {
       return (await this.subscriber.query(
         format(
-          'BEGIN; SET LOCAL session_replication_role = replica; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ' +
+          `BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL work_mem = '${APPLY_SORT_MEMORY}'; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ` +
             `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
               WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE; ` +
             'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
@@ -418,7 +489,7 @@ export class ApplyWorker {
       // round trip: its next batch does not wait for the ticker's next call, its commit and its NOTIFY.
       format('SELECT pgconvey.keep_up_tick(%L, %L, %s)', queue, consumer, finishing === undefined ? 'NULL' : String(BigInt(finishing))),
       ...(finishing !== undefined ? [format('SELECT pgconvey.finish_batch(%L, %L, %L)', queue, consumer, finishing)] : []),
-      format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(Math.trunc(this.options.maxBatchEvents ?? 50_000))),
+      format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(this.maxBatchEvents)),
       `${format(CAPTURED_VERSION_SQL, queue)} AND ${open}`,
       format(
         "SELECT EXISTS (SELECT FROM pgconvey.consumer c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L AND left(c.consumer_name, length(%L)) = %L AND %s) AS pins",
@@ -445,6 +516,10 @@ export class ApplyWorker {
     };
   }
 
+  private get maxBatchEvents(): number {
+    return Math.trunc(this.options.maxBatchEvents ?? 50_000);
+  }
+
   /** The sequences whose provider value differs from what this worker last moved the subscriber's to. */
   private changedSequences(values: readonly SequenceValue[]): SequenceValue[] {
     return values.filter((v) => this.sequencesSent.get(sequenceKey(v)) !== sequenceValue(v));
@@ -455,11 +530,14 @@ export class ApplyWorker {
     const wanted = new Set<number>();
     for (const e of events) if (e.shape !== null && !this.shapes.has(e.shape)) wanted.add(e.shape);
     if (!wanted.size) return;
-    const { rows } = await this.provider.query<{ shape_id: number; table_id: number; columns: string[]; key_columns: string[]; generated: string[] }>(
-      'SELECT shape_id, table_id, columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = ANY ($1::int[])',
-      [[...wanted]],
-    );
-    for (const r of rows) this.shapes.set(r.shape_id, { shapeId: r.shape_id, tableId: r.table_id, columns: r.columns, keyColumns: r.key_columns, generated: r.generated });
+    const { rows } = await this.provider.query<ShapeRow>('SELECT shape_id, table_id, columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = ANY ($1::int[])', [[...wanted]]);
+    this.keepShapes(rows);
+  }
+
+  private keepShapes(rows: readonly ShapeRow[]): void {
+    for (const r of rows) {
+      if (!this.shapes.has(r.shape_id)) this.shapes.set(r.shape_id, { shapeId: r.shape_id, tableId: r.table_id, columns: r.columns, keyColumns: r.key_columns, generated: r.generated });
+    }
   }
 
   /** Moves the subscriber's sequences forward to the provider's values (see syncSequences). */
@@ -503,10 +581,14 @@ export class ApplyWorker {
       // The version first, then the rows, in one statement's snapshot each: a change committed in
       // between gives a newer version than the one kept, so the next batch reads the rows again;
       // never older rows under a newer version.
+      // The row shapes of those tables come in the same round trip (immutable: kept; loadShapes fetches newer
+      // ones): a batch's first chunk then never waits for them behind the cursor's read-ahead FETCH.
       const read = (await this.provider.query(
-        `${format(CAPTURED_VERSION_SQL, this.options.queue)}; SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = ${Number(queueId)}`,
+        `${format(CAPTURED_VERSION_SQL, this.options.queue)}; SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = ${Number(queueId)}; ` +
+          `SELECT s.shape_id, s.table_id, s.columns, s.key_columns, s.generated FROM pgconvey.table_shape s WHERE s.table_id IN (SELECT c.table_id FROM pgconvey.captured_table c WHERE c.queue_id = ${Number(queueId)})`,
       )) as unknown as pg.QueryResult[];
       this.captured = { queueId, version: read[0]!.rows[0].v as string, rows: read[1]!.rows as CapturedRow[] };
+      this.keepShapes(read[2]!.rows as ShapeRow[]);
     }
     const captured = this.captured;
     const applied = { rows: states };
@@ -531,6 +613,9 @@ export class ApplyWorker {
     return out;
   }
 }
+
+/** work_mem of a batch's subscriber transaction: a chunk's rows are sorted by key before they are applied (apply.ts inKeyOrder). */
+const APPLY_SORT_MEMORY = '64MB';
 
 /** Batches of at most this many event ids are read by the poll's round trip (as the cursor's first FETCH would). */
 const SMALL_BATCH = 500;

@@ -143,6 +143,8 @@ export interface PairOptions {
   tables: PairTable[];
   /** Tables start `pending` and are copied by copyAll(); default: `ok` (both sides start equal). */
   copy?: boolean;
+  /** The worker's maxBatchEvents (default: the worker's own). */
+  maxBatchEvents?: number;
 }
 
 /** A fresh provider/subscriber pair (source and target servers) replicating `tables` through queue q, consumer s. */
@@ -169,7 +171,7 @@ export async function makePair(prefix: string, o: PairOptions): Promise<Pair> {
   for (const t of o.tables) await engine.addTable(prov, 'q', t.schema, t.table, t.key);
   await engine.subscribe(prov, sub, 'q', 's');
   for (const t of o.tables) await engine.addSubscriberTable(sub, 'q', 's', t.schema, t.table, o.copy ? 'pending' : 'ok');
-  const worker = new engine.ApplyWorker(workerProv, workerSub, { queue: 'q', consumer: 's' });
+  const worker = new engine.ApplyWorker(workerProv, workerSub, { queue: 'q', consumer: 's', ...(o.maxBatchEvents ? { maxBatchEvents: o.maxBatchEvents } : {}) });
   await worker.start();
 
   const sync = async () => {
