@@ -26,6 +26,17 @@ function adminConfig(server: ServerInfo, database = 'postgres'): pg.ClientConfig
   return { host: server.host, port: server.port, user: server.user, database };
 }
 
+/** Runs `sql` on the server's postgres database as the test superuser (roles, and other cluster-wide objects). */
+export async function serverQuery(server: ServerInfo, sql: string): Promise<void> {
+  const c = new pg.Client(adminConfig(server));
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
 export async function freshDatabase(server: ServerInfo, prefix = 't'): Promise<TestDatabase> {
   if (!registered) {
     registered = true;

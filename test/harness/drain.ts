@@ -15,7 +15,7 @@ export interface DrainOptions {
 }
 
 /** Steps `worker` until it is idle, or has applied a batch ending at `tick` or later and taken one more step. */
-export async function drainThrough(worker: Worker, tick: string | null, options: DrainOptions = {}): Promise<void> {
+export async function drainThrough(worker: Worker, tick: string, options: DrainOptions = {}): Promise<void> {
   const deadline = Date.now() + (options.timeoutMs ?? 120_000);
   const allowed = options.failures ?? 3;
   let failures = 0;
@@ -25,10 +25,10 @@ export async function drainThrough(worker: Worker, tick: string | null, options:
       const r = await worker.step();
       failures = 0;
       if (r.kind === 'idle' || through) return;
-      if (tick !== null && BigInt(r.batch.endTick) >= BigInt(tick)) through = true;
+      if (BigInt(r.batch.endTick) >= BigInt(tick)) through = true;
     } catch (err) {
       if (++failures >= allowed) throw new Error(`worker stalled: the same batch failed ${allowed} times: ${(err as Error).message}`);
     }
   }
-  throw new Error(`worker did not apply through tick ${tick ?? '(none)'} within ${options.timeoutMs ?? 120_000} ms`);
+  throw new Error(`worker did not apply through tick ${tick} within ${options.timeoutMs ?? 120_000} ms`);
 }

@@ -13,18 +13,8 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import * as engine from '../../src/engine/index.js';
-import { freshDatabase } from '../harness/databases.js';
-import { sourceServer, targetServer, type ServerInfo } from '../harness/servers.js';
-
-async function serverQuery(server: ServerInfo, sql: string): Promise<void> {
-  const c = new pg.Client({ host: server.host, port: server.port, user: server.user, database: 'postgres' });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
+import { freshDatabase, serverQuery } from '../harness/databases.js';
+import { sourceServer, targetServer } from '../harness/servers.js';
 
 describe('add_table, many in one transaction', () => {
   it('locks no new table ACCESS EXCLUSIVE, owns every function by the capture role, and rolls back whole', { timeout: 60_000 }, async () => {

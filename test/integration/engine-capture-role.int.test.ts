@@ -12,21 +12,11 @@
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as engine from '../../src/engine/index.js';
-import { freshDatabase, type TestDatabase } from '../harness/databases.js';
+import { freshDatabase, serverQuery, type TestDatabase } from '../harness/databases.js';
 import { sourceServer, targetServer, type ServerInfo } from '../harness/servers.js';
 
 const suffix = Math.random().toString(36).slice(2, 8);
 const rolesMade: Array<{ server: ServerInfo; role: string }> = [];
-
-async function serverQuery(server: ServerInfo, sql: string): Promise<void> {
-  const c = new pg.Client({ host: server.host, port: server.port, user: server.user, database: 'postgres' });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
 
 async function makeRole(server: ServerInfo, role: string, attributes: string): Promise<void> {
   await serverQuery(server, `CREATE ROLE ${role} ${attributes}`);
