@@ -292,9 +292,9 @@ async function main(): Promise<void> {
       ...mdTable(
         ['measure', 'plain', 'pgconvey', 'native logical replication', 'pgconvey / native'],
         [
-          [`TPS, capture only (pgconvey: triggers + ticker, worker off; native: a slot decoded by pg_recvlogical/test_decoding), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.capture)} — ${ofPlain('capture')}`, `${spread(tps.decode)} — ${ofPlain('decode')}`, ratio(t('capture'), t('decode'))],
-          [`TPS, replicating (apply on the same cores), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.pgconvey)} — ${ofPlain('pgconvey')}`, `${spread(tps.native)} — ${ofPlain('native')}`, ratio(t('pgconvey'), t('native'))],
-          [`catch-up of ${BACKLOG_TX} transactions (${BACKLOG_TX * 2} row changes) built with the apply side stopped`, '—', `${spread(catchup.pgconvey, secs)} = ${Math.round(rowsPerS(median(catchup.pgconvey))).toLocaleString('en-US')} rows/s`, `${spread(catchup.native, secs)} = ${Math.round(rowsPerS(median(catchup.native))).toLocaleString('en-US')} rows/s`, `**${ratio(median(catchup.native), median(catchup.pgconvey))}** (speed)`],
+          ...(PHASES.has('tps') ? [[`TPS, capture only (pgconvey: triggers + ticker, worker off; native: a slot decoded by pg_recvlogical/test_decoding), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.capture)} — ${ofPlain('capture')}`, `${spread(tps.decode)} — ${ofPlain('decode')}`, ratio(t('capture'), t('decode'))],
+          [`TPS, replicating (apply on the same cores), ${SECONDS} s rounds`, spread(tps.plain), `${spread(tps.pgconvey)} — ${ofPlain('pgconvey')}`, `${spread(tps.native)} — ${ofPlain('native')}`, ratio(t('pgconvey'), t('native'))]] : []),
+          ...(PHASES.has('catchup') ? [[`catch-up of ${BACKLOG_TX} transactions (${BACKLOG_TX * 2} row changes) built with the apply side stopped`, '—', `${spread(catchup.pgconvey, secs)} = ${Math.round(rowsPerS(median(catchup.pgconvey))).toLocaleString('en-US')} rows/s`, `${spread(catchup.native, secs)} = ${Math.round(rowsPerS(median(catchup.native))).toLocaleString('en-US')} rows/s`, `**${ratio(median(catchup.native), median(catchup.pgconvey))}** (speed)`]] : []),
           ...(PHASES.has('lag') ? RATES : []).flatMap((rate) => {
             const p = lag[`pgconvey@${rate}`]!;
             const n = lag[`native@${rate}`]!;
@@ -304,7 +304,7 @@ async function main(): Promise<void> {
         ],
       ),
       '',
-      `Peak RSS of \`pgconvey run\`: the setup run (copy of scale ${SCALE}) ${mib(setupRss)}; the worker during the TPS rounds ${mib(tpsWorkerPeak)}, during catch-up ${spread(catchupPeaks, mib)}, during the lag rounds ${mib(Math.max(0, ...lagPeaks))}; the ticker ${mib(tickerPeak)}.`,
+      `Peak RSS of \`pgconvey run\`: the setup run (copy of scale ${SCALE}) ${mib(setupRss)}; ${[PHASES.has('tps') ? `the worker during the TPS rounds ${mib(tpsWorkerPeak)}` : '', PHASES.has('catchup') ? `during catch-up ${spread(catchupPeaks, mib)}` : '', PHASES.has('lag') ? `during the lag rounds ${mib(Math.max(0, ...lagPeaks))}` : ''].filter(Boolean).join(', ')}; the ticker ${mib(tickerPeak)}.`,
       '',
     ];
     publish(lines.join('\n'), QUICK);
