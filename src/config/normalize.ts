@@ -4,7 +4,7 @@
  * parsed, defaults filled in, everything in file order.
  */
 import { parseDuration } from '../kernel/index.js';
-import { describeConnection, parseDsn, type ConnectionSpec } from './connection.js';
+import { describeConnection, parseDsn, type ConnectionSpec, type RawDatabase } from './connection.js';
 import {
   DEFAULT_DAEMON_SETTINGS,
   type DaemonSettings,
@@ -19,17 +19,6 @@ import {
 import { isNameProblem, parseNamePattern, type NamePattern } from './names.js';
 
 /* Raw shapes as the schema guarantees them. */
-interface RawConnectionFields {
-  dsn?: string;
-  host?: string;
-  port?: number | string;
-  user?: string;
-  password?: string;
-  dbname?: string;
-  sslmode?: string;
-  application_name?: string;
-  connect_timeout?: string;
-}
 interface RawSelection {
   include?: string[];
   exclude?: string[];
@@ -43,7 +32,7 @@ interface RawDaemons {
 }
 export interface RawDesiredState {
   version: 1;
-  databases: Record<string, string | RawConnectionFields>;
+  databases: Record<string, RawDatabase>;
   queues: Record<string, { nodes: Record<string, { database: string; type: NodeSpec['type']; provider?: string }>; tables: RawSelection; sequences?: RawSelection; daemons?: RawDaemons }>;
   prepare?: { roles?: 'copy' | 'check'; schema?: 'copy' | 'check'; schema_objects?: 'tables' | 'all' };
   daemons?: RawDaemons;
@@ -71,7 +60,7 @@ export function normalize(file: string, raw: RawDesiredState): DesiredState {
   };
 }
 
-function normalizeDatabase(name: string, db: string | RawConnectionFields): DatabaseSpec {
+function normalizeDatabase(name: string, db: RawDatabase): DatabaseSpec {
   let connection: ConnectionSpec;
   if (typeof db === 'string') {
     connection = parseDsn(db);
