@@ -4,12 +4,15 @@
  * unknown keys point at the key (with a did-you-mean), wrong values at the
  * value, missing keys at the mapping that lacks them.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { closest, type Diagnostic } from '../kernel/index.js';
 import { formatPath, locate, type DocPath, type SourceDocument } from './document.js';
+import { SCHEMA_OPTIONS, STANDALONE_FILE, schemaHash } from './schema-standalone.js';
 
 const SCHEMA_URL = new URL('../../schemas/desired-state.schema.json', import.meta.url);
+const STANDALONE_URL = new URL(`./${STANDALONE_FILE}`, import.meta.url);
 
 let compiled: ValidateFunction | undefined;
 
@@ -17,12 +20,23 @@ export function desiredStateSchema(): Record<string, unknown> {
   return JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as Record<string, unknown>;
 }
 
+/**
+ * The validator built with the package (schema-standalone.ts) when it was
+ * built from this very schema; else the schema compiled now.
+ */
 function validator(): ValidateFunction {
   if (!compiled) {
-    const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-    compiled = ajv.compile(desiredStateSchema());
+    const text = readFileSync(SCHEMA_URL, 'utf8');
+    compiled = loadStandalone(STANDALONE_URL, text) ?? new Ajv(SCHEMA_OPTIONS).compile(JSON.parse(text) as object);
   }
   return compiled;
+}
+
+/** The standalone validator at `url` if it exists and was made from `schemaText`. */
+export function loadStandalone(url: URL, schemaText: string): ValidateFunction | undefined {
+  if (!existsSync(url)) return undefined;
+  const loaded = createRequire(import.meta.url)(url.pathname) as ValidateFunction & { schemaHash?: string };
+  return loaded.schemaHash === schemaHash(schemaText) ? loaded : undefined;
 }
 
 export function checkSchema(source: SourceDocument, data: unknown): Diagnostic[] {
