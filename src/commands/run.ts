@@ -42,7 +42,8 @@ export default class Run extends PgconveyCommand {
       });
       log.info('serving metrics', { url: `http://${where}/metrics` });
     }
-    log.info('running', { file: args.file, ...(flags.node ? { node: flags.node } : {}) });
+    // startup_ms: since the process began (Node, the command's modules, the file loaded): the timeline of a copy starts here.
+    log.info('running', { file: args.file, ...(flags.node ? { node: flags.node } : {}), startup_ms: Math.round(performance.now()) });
     const result = await runDesiredState({ state, node: flags.node, log, signal: shutdownSignal(log), metrics, copyParallel: flags['copy-parallel'] });
     server?.close();
     if (result.failed.length) this.exit(1);

@@ -277,7 +277,7 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
           signal: options.signal,
           onCopied: (schema, table, r) => {
             options.events?.tableCopied?.(options.queue, options.consumer, `${schema}.${table}`, r.rows, r.bytes);
-            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ranges: r.ranges, format: r.format, ms: r.durationMs, ...(r.streamMs !== undefined ? { stream_ms: r.streamMs, index_ms: r.indexMs } : {}), mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
+            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ranges: r.ranges, format: r.format, ms: r.durationMs, ...(r.streamMs !== undefined ? { stream_ms: r.streamMs, index_ms: r.indexMs } : {}), ...(r.phasesMs ? { phases_ms: Object.entries(r.phasesMs).map(([k, v]) => `${k}:${v}`).join(' ') } : {}), mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
           },
           // Every failed copy: a log line, a count, and (on the table's row) its error for status; it is retried with backoff.
           onFailed: (schema, table, err) => {
