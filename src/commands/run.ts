@@ -6,7 +6,7 @@
  */
 import { Args, Flags } from '@oclif/core';
 import { PgconveyError } from '../kernel/index.js';
-import { RunMetrics, loadFile, runDesiredState, shutdownSignal } from '../workflow/index.js';
+import { createRunMetrics, loadFile, runDesiredState, shutdownSignal } from '../workflow/index.js';
 import { PgconveyCommand } from './shared/command.js';
 import { logFlags, makeLogger, requireNode } from './shared/flags.js';
 
@@ -33,7 +33,7 @@ export default class Run extends PgconveyCommand {
     const { state } = await loadFile(args.file, this.workflow);
     requireNode(state, flags.node, args.file);
     const log = makeLogger(flags);
-    const metrics = flags['metrics-port'] ? new RunMetrics() : undefined;
+    const metrics = flags['metrics-port'] ? await createRunMetrics() : undefined;
     let server;
     if (metrics && flags['metrics-port']) {
       const where = `${flags['metrics-host']}:${flags['metrics-port']}`;
