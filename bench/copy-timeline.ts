@@ -64,7 +64,8 @@ export function copyTimeline(o: { t0: number; spawnAt: number; endAt: number; ok
     daemons: applying - running,
     copy_found: first.begin - applying,
     setup: first.streamStart - first.begin,
-    copies: lastEnd - first.streamStart,
+    // A batch of small tables (copyTableBatch) logs no phases: its copies are counted from the batch's start.
+    copies: lastEnd - (Number.isFinite(first.streamStart) ? first.streamStart : first.begin),
     merge: o.okAt - lastEnd,
     seen: o.endAt - o.okAt,
   };
