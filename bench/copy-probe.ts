@@ -8,9 +8,12 @@
  *        PROBE_CPU_PROF=/tmp/dir: the run is started with --cpu-prof into that directory.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { execSync, spawn } from 'node:child_process';
+
+const uptime = () => execSync('uptime').toString().trim().replace(/.*load/, 'load');
 import { parseArgs } from 'node:util';
 import { connArgs, log, pgbench, pgconveyAllCopied, planAndApply, sql, shell, startBenchServers, startRun, waitUntil, writeDesiredState } from './pg.js';
+import { OK_AT_SQL, STEPS, copyTimeline } from './copy-timeline.js';
 import { requireTool, runMain } from './report.js';
 
 const { values: args } = parseArgs({
@@ -88,17 +91,23 @@ async function main(): Promise<void> {
       await waitUntil('copied', () => pgconveyAllCopied(target, db), 3_600_000, 20);
       const tEnd = Date.now();
       const cpu = cpuOf(file);
+      const okAt = Number((await sql(target, db, OK_AT_SQL))[0].ok);
+      // The tables' own times on the subscriber: copy began/ended (copier), state since (the worker's merge to ok; now() of its batch).
+      const states = await sql(target, db, "SELECT table_name AS t, extract(epoch FROM copy_started_at) * 1000 AS b, extract(epoch FROM copy_finished_at) * 1000 AS e, extract(epoch FROM state_since) * 1000 AS ok FROM pgconvey.subscriber_table ORDER BY copy_started_at");
       await run.stop();
-      log(`${method}: ${tEnd - t0} ms; plan ${pa.planMs} apply ${pa.applyMs}; run spawn→running ${tReady - tRun} ms; running→all ok ${tEnd - tReady} ms; run CPU ${cpu} ms`);
+      log(`${method}: ${tEnd - t0} ms; uptime ${uptime()}; plan ${pa.planMs} apply ${pa.applyMs}; run spawn→running ${tReady - tRun} ms; running→all ok ${tEnd - tReady} ms; run CPU ${cpu} ms`);
       for (const line of run.output().split('\n')) {
         try {
           const j = JSON.parse(line) as { time?: string; ts?: string; msg?: string; [k: string]: unknown };
           const at = Date.parse((j.time ?? j.ts) as string);
-          process.stdout.write(`  +${String(at - t0).padStart(6)} ms ${line.slice(0, 260)}\n`);
+          process.stdout.write(`  +${String(at - t0).padStart(6)} ms ${line.slice(0, line.includes("copied table") ? 700 : 260)}\n`);
         } catch {
           if (line.trim()) process.stdout.write(`  ? ${line.slice(0, 200)}\n`);
         }
       }
+      const steps = copyTimeline({ t0, spawnAt: tRun, endAt: tEnd, okAt, output: run.output() });
+      log(`  timeline: ${STEPS.map(([k]) => `${k} ${steps[k]?.toFixed(0) ?? '?'}`).join(', ')} ms`);
+      for (const r of states) log(`  ${String(r.t).padEnd(20)} copy began +${Math.round(Number(r.b) - t0)} ms, recorded +${Math.round(Number(r.e) - t0)} ms, ok (worker's batch began) +${Math.round(Number(r.ok) - t0)} ms`);
       await sql(source, 'bench', 'SELECT pgconvey.drop_queue($1)', [`q${n}`]);
     }
   } finally {

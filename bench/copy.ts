@@ -44,6 +44,7 @@ import {
   waitUntil,
   writeDesiredState,
 } from './pg.js';
+import { OK_AT_SQL, STEPS, copyTimeline, type Step } from './copy-timeline.js';
 import { commandLine, header, mdTable, publish, requireTool, runMain } from './report.js';
 
 const { values: args } = parseArgs({
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
       { name: 'single', title: `one table of ${(SCALE * 100_000).toLocaleString('en-US')} rows (pgbench_accounts)`, tables: ['pgbench_accounts'], methods: pick(['pgconvey', 'pg_dump', 'native']) },
       { name: 'multi', title: `${TABLES} tables of ${(SCALE * 100_000 / TABLES).toLocaleString('en-US')} rows each`, tables: multi, methods: pick(['pgconvey', 'pg_dump', 'pg_dump_j', 'native']) },
     ];
-    const results: Array<{ title: string; bytes: number; times: Record<Method, number[]>; rss: number[]; setup: number[]; copyMs: number[]; streamMs: number[]; indexMs: number[] }> = [];
+    const results: Array<{ title: string; bytes: number; times: Record<Method, number[]>; rss: number[]; setup: number[]; copyMs: number[]; streamMs: number[]; indexMs: number[]; timeline: Array<Partial<Record<Step, number>>> }> = [];
     let n = 0;
     for (const c of cases) {
       const tArgs = c.tables.map((t) => `-t public.${t}`).join(' ');
@@ -104,6 +105,7 @@ async function main(): Promise<void> {
       const copyMs: number[] = [];
       const streamMs: number[] = [];
       const indexMs: number[] = [];
+      const timeline: Array<Partial<Record<Step, number>>> = [];
       log(`${c.title}: ${ROUNDS} interleaved rounds of ${c.methods.join(', ')}`);
       const times = await interleaved(ROUNDS, c.methods, async (method, round) => {
         const db = `t${++n}`;
@@ -115,10 +117,14 @@ async function main(): Promise<void> {
           const file = writeDesiredState(source, SRC, target, db, { queue, include: c.tables.map((t) => `public.${t}`), copyParallel: JOBS });
           const pa = await planAndApply(file);
           setup.push(pa.planMs + pa.applyMs);
+          const spawnAt = Date.now();
           const run = await startRun(file);
           await waitUntil('pgconvey to copy every table', () => pgconveyAllCopied(target, db), 3_600_000, 50);
-          const ms = Date.now() - t0;
+          const endAt = Date.now();
+          const ms = endAt - t0;
+          const okAt = Number((await sql(target, db, OK_AT_SQL))[0].ok);
           rss.push(await run.stop());
+          timeline.push(copyTimeline({ t0, spawnAt, endAt, okAt, output: run.output() }));
           // The copies' own time, from the run's 'copied table' log lines (ms each; tables run --jobs at once).
           const copied = run.output().split('\n').filter((l) => l.includes('"copied table"')).map((l) => JSON.parse(l) as { ms?: number; stream_ms?: number; index_ms?: number });
           const longest = copied.reduce<(typeof copied)[number] | undefined>((a, c) => (a === undefined || (c.ms ?? 0) > (a.ms ?? 0) ? c : a), undefined);
@@ -150,7 +156,7 @@ async function main(): Promise<void> {
         log(`  round ${round + 1} ${method}: ${secs(ms)}`);
         return ms;
       });
-      results.push({ title: c.title, bytes: await bytesOf(c.tables), times, rss, setup, copyMs, streamMs, indexMs });
+      results.push({ title: c.title, bytes: await bytesOf(c.tables), times, rss, setup, copyMs, streamMs, indexMs, timeline });
     }
 
     const label: Record<Method, string> = {
@@ -171,6 +177,10 @@ async function main(): Promise<void> {
       });
       lines.push('', `**${r.title}**, ${(r.bytes / 1e6).toFixed(0)} MB on the source:`, '', ...mdTable(['method', 'time', 'table size / time', 'speed vs pg_dump \\| psql', 'pgconvey vs native'], rows));
       lines.push('', `pgconvey's time includes plan + apply (engine install, capture triggers, schema by pg_dump -s): ${spread(r.setup, secs)}; the longest table copy itself (from the run's log) ${spread(r.copyMs, secs)}, of which its rows' stream ${spread(r.streamMs, secs)} and its indexes and keys built again ${spread(r.indexMs, secs)}; the rest is the run starting, waiting for ticks and merging. Peak RSS of \`pgconvey run\` while copying: ${spread(r.rss, mib)}.`);
+      if (r.timeline.length) {
+        lines.push('', "pgconvey's round, step by step (from the run's log and the tables' rows; ms, median (min–max, n rounds)):", '');
+        lines.push(...mdTable(['step', 'time'], STEPS.map(([k, label]) => [label, spread(r.timeline.map((t) => t[k] ?? NaN), (x) => `${x.toFixed(0)} ms`)])));
+      }
     }
     publish(lines.join('\n') + '\n', QUICK);
   } finally {

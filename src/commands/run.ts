@@ -6,7 +6,7 @@
  */
 import { Args, Flags } from '@oclif/core';
 import { PgconveyError } from '../kernel/index.js';
-import { RunMetrics, loadFile, runDesiredState, shutdownSignal } from '../workflow/index.js';
+import { createRunMetrics, loadFile, runDesiredState, shutdownSignal } from '../workflow/index.js';
 import { PgconveyCommand } from './shared/command.js';
 import { logFlags, makeLogger, requireNode } from './shared/flags.js';
 
@@ -33,7 +33,7 @@ export default class Run extends PgconveyCommand {
     const { state } = await loadFile(args.file, this.workflow);
     requireNode(state, flags.node, args.file);
     const log = makeLogger(flags);
-    const metrics = flags['metrics-port'] ? new RunMetrics() : undefined;
+    const metrics = flags['metrics-port'] ? await createRunMetrics() : undefined;
     let server;
     if (metrics && flags['metrics-port']) {
       const where = `${flags['metrics-host']}:${flags['metrics-port']}`;
@@ -42,7 +42,8 @@ export default class Run extends PgconveyCommand {
       });
       log.info('serving metrics', { url: `http://${where}/metrics` });
     }
-    log.info('running', { file: args.file, ...(flags.node ? { node: flags.node } : {}) });
+    // startup_ms: since the process began (Node, the command's modules, the file loaded): the timeline of a copy starts here.
+    log.info('running', { file: args.file, ...(flags.node ? { node: flags.node } : {}), startup_ms: Math.round(performance.now()) });
     const result = await runDesiredState({ state, node: flags.node, log, signal: shutdownSignal(log), metrics, copyParallel: flags['copy-parallel'] });
     server?.close();
     if (result.failed.length) this.exit(1);

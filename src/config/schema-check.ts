@@ -2,17 +2,24 @@
  * Structural validation against schemas/desired-state.schema.json with ajv,
  * every error turned into a diagnostic at the YAML position it concerns:
  * unknown keys point at the key (with a did-you-mean), wrong values at the
- * value, missing keys at the mapping that lacks them.
+ * value, missing keys at the mapping that lacks them. The build writes the
+ * compiled validator as code (ajv standalone, bin/schema-validator.js →
+ * dist/config/desired-state.validate.cjs) so that a command starts without
+ * loading ajv and compiling the schema (about 0.2 s of every start); without
+ * that file, or when it was built from another schema, ajv compiles it here.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, Options, ValidateFunction } from 'ajv';
 import { closest, type Diagnostic } from '../kernel/index.js';
 import { formatPath, locate, type DocPath, type SourceDocument } from './document.js';
-import { SCHEMA_OPTIONS, STANDALONE_FILE, schemaHash } from './schema-standalone.js';
 
 const SCHEMA_URL = new URL('../../schemas/desired-state.schema.json', import.meta.url);
-const STANDALONE_URL = new URL(`./${STANDALONE_FILE}`, import.meta.url);
+/** The validator the build wrote as code, beside this module (dist/config/ only). */
+const PRECOMPILED = './desired-state.validate.cjs';
+const AJV_OPTIONS: Options = { allErrors: true, verbose: true, strict: true, allowUnionTypes: true };
+const require = createRequire(import.meta.url);
 
 let compiled: ValidateFunction | undefined;
 
@@ -20,23 +27,41 @@ export function desiredStateSchema(): Record<string, unknown> {
   return JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as Record<string, unknown>;
 }
 
-/**
- * The validator built with the package (schema-standalone.ts) when it was
- * built from this very schema; else the schema compiled now.
- */
+const schemaHash = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** ajv itself, loaded only when the schema must be compiled here (ajv is CommonJS). */
+function newAjv(options: Options): import('ajv').Ajv {
+  const { Ajv } = require('ajv') as typeof import('ajv');
+  return new Ajv(options);
+}
+
 function validator(): ValidateFunction {
   if (!compiled) {
     const text = readFileSync(SCHEMA_URL, 'utf8');
-    compiled = loadStandalone(STANDALONE_URL, text) ?? new Ajv(SCHEMA_OPTIONS).compile(JSON.parse(text) as object);
+    let pre: { default?: ValidateFunction; schemaHash?: string } | undefined;
+    try {
+      pre = require(PRECOMPILED) as typeof pre;
+    } catch {
+      pre = undefined; // not built (tests from src/): compiled below
+    }
+    compiled = pre?.default && pre.schemaHash === schemaHash(text) ? pre.default : newAjv(AJV_OPTIONS).compile(JSON.parse(text) as Record<string, unknown>);
   }
   return compiled;
 }
 
-/** The standalone validator at `url` if it exists and was made from `schemaText`. */
-export function loadStandalone(url: URL, schemaText: string): ValidateFunction | undefined {
-  if (!existsSync(url)) return undefined;
-  const loaded = createRequire(import.meta.url)(url.pathname) as ValidateFunction & { schemaHash?: string };
-  return loaded.schemaHash === schemaHash(schemaText) ? loaded : undefined;
+/**
+ * The compiled validator as the source of a CommonJS module (ajv standalone),
+ * with the hash of the schema it was built from: what the build writes to
+ * dist/config/desired-state.validate.cjs.
+ */
+export function validatorSource(): string {
+  const text = readFileSync(SCHEMA_URL, 'utf8');
+  const ajv = newAjv({ ...AJV_OPTIONS, code: { source: true } });
+  const validate = ajv.compile(JSON.parse(text) as Record<string, unknown>);
+  const { default: standalone } = require('ajv/dist/standalone/index.js') as { default: (a: import('ajv').Ajv, v: ValidateFunction) => string };
+  return `${standalone(ajv, validate)}
+module.exports.schemaHash = ${JSON.stringify(schemaHash(text))};
+`;
 }
 
 export function checkSchema(source: SourceDocument, data: unknown): Diagnostic[] {

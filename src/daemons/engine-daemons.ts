@@ -25,7 +25,7 @@ import {
 } from '../engine/index.js';
 import { EngineMismatchError, checkEngine, withEngine } from './engine-guard.js';
 import type { Logger } from './log.js';
-import { errorText, runLoop } from './loop.js';
+import { errorText, runLoop, sleep } from './loop.js';
 import type { DaemonEvents } from './metrics.js';
 
 export interface TickerDaemonOptions {
@@ -130,6 +130,23 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
   // Copies run only while this process holds the subscription's worker lock, so a second process
   // started for the same work (waiting for the lock) never copies the same tables at the same time.
   let holdsLock = false;
+  // Wakes the copies the moment the worker takes its lock (a copy waits for it at every start).
+  const lockTaken = new Set<() => void>();
+  const setLock = (held: boolean) => {
+    holdsLock = held;
+    if (held) for (const wake of [...lockTaken]) wake();
+  };
+  const untilLockTaken = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        lockTaken.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      lockTaken.add(done);
+    });
   const providerDb = options.provider.dbname ?? 'provider';
   const subscriberDb = options.subscriber.dbname ?? 'subscriber';
   // The copies stop with the worker: on shutdown, and when the worker stops on an error retrying cannot fix
@@ -137,9 +154,9 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
   const copiesStop = new AbortController();
   const stopCopies = () => copiesStop.abort();
   options.signal.addEventListener('abort', stopCopies, { once: true });
-  const copies = runCopyDaemon({ ...options, signal: copiesStop.signal }, () => holdsLock);
+  const copies = runCopyDaemon({ ...options, signal: copiesStop.signal }, () => holdsLock, untilLockTaken);
   try {
-    await runWorker(options, log, pollMs, providerDb, subscriberDb, (held) => (holdsLock = held));
+    await runWorker(options, log, pollMs, providerDb, subscriberDb, setLock);
   } finally {
     copiesStop.abort();
     options.signal.removeEventListener('abort', stopCopies);
@@ -251,8 +268,9 @@ const workerPiece = (o: Pick<WorkerDaemonOptions, 'queue' | 'consumer'>) => `wor
  * The initial copies of a subscription, beside its apply worker: looks for
  * tables waiting for a copy and copies them, a few at a time, largest first.
  */
-async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => boolean): Promise<void> {
+async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => boolean, untilLockTaken: (ms: number) => Promise<void>): Promise<void> {
   const log = options.log.child('copy');
+  let waitingForLock = false;
   await runLoop<pg.Client>({
     log,
     signal: options.signal,
@@ -261,8 +279,9 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
     // One lasting connection to look for work; a copy opens its own connections.
     connect: () => connect(options.subscriber, 'copy'),
     async step(subscriber) {
-      // Not the worker's lock yet (the worker is starting): look again soon, not in 500 ms — a copy waits for this at every start.
-      if (!holdsLock()) return 50;
+      // Not the worker's lock yet (the worker is starting): look again the moment it is taken (wait, below).
+      waitingForLock = !holdsLock();
+      if (waitingForLock) return LOCK_WAIT_MS;
       if (!(await copiesDue(subscriber, options.queue, options.consumer))) return 500;
       // A copy is long: it holds no install lock, but starts only on this pgconvey's engine (the worker stops on another).
       await checkEngine(subscriber, options.subscriber.dbname ?? 'subscriber');
@@ -277,7 +296,7 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
           signal: options.signal,
           onCopied: (schema, table, r) => {
             options.events?.tableCopied?.(options.queue, options.consumer, `${schema}.${table}`, r.rows, r.bytes);
-            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ranges: r.ranges, format: r.format, ms: r.durationMs, ...(r.streamMs !== undefined ? { stream_ms: r.streamMs, index_ms: r.indexMs } : {}), mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
+            log.info('copied table', { table: `${schema}.${table}`, rows: r.rows, bytes: r.bytes, ranges: r.ranges, format: r.format, ms: r.durationMs, ...(r.streamMs !== undefined ? { stream_ms: r.streamMs, index_ms: r.indexMs } : {}), ...(r.phasesMs ? { phases_ms: Object.entries(r.phasesMs).map(([k, v]) => `${k}:${v}`).join(' ') } : {}), mb_per_s: Number((r.bytes / 1e6 / (r.durationMs / 1000)).toFixed(1)) });
           },
           // Every failed copy: a log line, a count, and (on the table's row) its error for status; it is retried with backoff.
           onFailed: (schema, table, err) => {
@@ -288,9 +307,14 @@ async function runCopyDaemon(options: WorkerDaemonOptions, holdsLock: () => bool
       );
       return 500;
     },
+    // Waiting for the lock: woken when the worker takes it; else the plain timer.
+    wait: (_subscriber, ms) => (!waitingForLock ? sleep(ms, options.signal) : holdsLock() ? Promise.resolve() : untilLockTaken(ms)),
     close: (subscriber) => subscriber.end(),
   });
 }
+
+/** How long the copies wait for the worker's lock before they look again (they are woken when it is taken). */
+const LOCK_WAIT_MS = 1_000;
 
 /** Keeps the worker's last error on the subscriber for `status`; best effort (the subscriber may be what failed). */
 async function recordError(options: WorkerDaemonOptions, message: string): Promise<void> {

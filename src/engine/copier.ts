@@ -80,6 +80,8 @@ export interface CopyResult {
   /** A large table's phases (ms): the rows' stream (every range), and the indexes and keys built again after it. */
   streamMs?: number;
   indexMs?: number;
+  /** When each step of a one-table copy ended, in ms since the copy began (the copy's timeline: bench/copy-probe.ts). */
+  phasesMs?: Record<string, number>;
 }
 
 export interface CopyOptions {
@@ -345,7 +347,10 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
   const qualified = quoteQualified(schema, table);
   const key = [queue, consumer, schema, table];
   const started = new Date();
+  const phasesMs: Record<string, number> = {};
+  const mark = (name: string) => (phasesMs[name] = Date.now() - started.getTime());
   const [admin, source, target, progress] = await openAll([openProvider, openProvider, openSubscriber, openSubscriber]);
+  mark('connected');
   const all = [admin, source, target, progress];
   // Connections of the range streams (split copies only), opened later.
   const streams: pg.Client[] = [];
@@ -370,6 +375,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     const columns = captured.rows[0].columns.map(quoteIdent).join(', ');
     const columnNames = captured.rows[0].columns;
     const plan = await planRanges(admin, qualified, captured.rows[0].key_columns[0]!, options.ranges ?? DEFAULT_COPY_RANGES, options.splitMinBytes ?? SPLIT_MIN_BYTES);
+    mark('planned');
 
     generation = (await progress.query<{ g: string }>("SELECT pg_catalog.nextval('pgconvey.copy_generation_seq')::text AS g")).rows[0]!.g;
     pin = copyPinName(consumer, generation, schema, table);
@@ -383,6 +389,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     );
     if (marked.rowCount === 0) throw new Error(`table ${qualified} is not waiting for a copy in subscription "${consumer}" of queue "${queue}" on the subscriber`);
     meter = new CopyMeter(progress, key, generation, options, started);
+    mark('marked');
 
     // The subscriber first: everything here may wait (for a batch holding the row, for readers of the table).
     setAside = await beginLoad(target, key, generation, qualified, 'large');
@@ -399,9 +406,11 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
       await target.query('COMMIT');
     }
 
+    mark('emptied');
     // Pin the queue at the latest tick T before the copy's snapshot is taken.
     const tick = await registerConsumer(admin, queue, pin);
     pinned = true;
+    mark('pinned');
     // The source table is locked before the snapshot is fixed (LOCK takes no snapshot): an ALTER TABLE
     // that rewrites it has committed before S, or waits until the COPY is done.
     // A partitioned source: all its rows (every partition's), locked with its partitions (LOCK recurses without ONLY).
@@ -416,6 +425,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
       [qualified, sourcePartitioned, plan !== null],
     );
     const snapshot = info.rows[0]!.snapshot;
+    mark('snapshot');
     // Cascades: a branch provider must have the table whole as of this snapshot (engine/branch.ts).
     if ((await branchTablesNotReady(source, queue, [{ schema: options.schema, table: options.table }])).length) throw new ProviderTableNotReadyError([qualified]);
     // Binary where both sides' types allow it, read with both tables locked against ALTER TABLE (copy-binary.ts).
@@ -426,6 +436,7 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     const load = `COPY ${qualified} (${columns}) FROM STDIN${format}`;
 
     meter.start();
+    mark('stream_start');
     const streamStarted = Date.now();
     let indexStarted: number;
     if (!plan) {
@@ -447,13 +458,17 @@ export async function copyTable(openProvider: OpenClient, openSubscriber: OpenCl
     }
     const indexMs = Date.now() - indexStarted;
     const streamMs = indexStarted - streamStarted;
+    phasesMs.stream_end = indexStarted - started.getTime();
+    mark('indexed');
     // Recorded only if the row is still this attempt's (a resync during the load makes this copy void).
     await recordCopied(target, key, generation, qualified, { snapshot, tick, rows: meter.rows, bytes: meter.bytes, rowsExpected: meter.rowsExpected });
     await target.query('COMMIT');
     // A tick after the copy lets the worker finish merging now rather than at the next idle tick.
+    mark('recorded');
     await forceTick(admin, queue).catch(() => undefined);
+    mark('ticked');
     options.onProgress?.(meter.snapshot());
-    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1, format: binary ? 'binary' : 'text', streamMs, indexMs };
+    return { rows: meter.rows, bytes: meter.bytes, durationMs: Date.now() - started.getTime(), snapshot, tick, generation, ranges: plan ? plan.bounds.length + 1 : 1, format: binary ? 'binary' : 'text', streamMs, indexMs, phasesMs };
   } catch (err) {
     await meter?.stop().catch(() => undefined);
     // The load's transactions may be stuck mid-COPY: close them, and the servers roll back.

@@ -4,7 +4,7 @@
  * tables, resync some, switch over. Each is the function of operations/ or
  * daemons/ itself, re-exported here so the library has one place to look.
  */
-export { runDesiredState, shutdownSignal, createLogger, RunMetrics, type RunOptions, type RunResult, type Logger } from '../daemons/index.js';
+export { runDesiredState, shutdownSignal, createLogger, createRunMetrics, type RunMetrics, type RunOptions, type RunResult, type Logger } from '../daemons/index.js';
 export { collectStatus, type StatusReport } from '../operations/index.js';
 export { compareState, COMPARE_DEFAULTS, CompareError, type CompareReport, type CompareProgress } from '../operations/index.js';
 export { resyncTables, ResyncError, TableNameError } from '../operations/index.js';
