@@ -188,6 +188,8 @@ function procRss(pid: number): { peak: number; now: number } {
 }
 
 export interface RunProcess {
+  /** The process id of the `run` process (its CPU: /proc/<pid>/stat). */
+  pid: number;
   /** Wall ms since spawn at which the process logged that it runs. */
   readyMs: number;
   /** The peak RSS so far (VmHWM of the process). */
@@ -236,6 +238,7 @@ export async function startRun(file: string, extra: string[] = []): Promise<RunP
     }, 5);
   });
   return {
+    pid: child.pid!,
     readyMs: Date.now() - t0,
     output: () => output,
     peakRss: () => Math.max(peak, procRss(child.pid!).peak),
