@@ -130,14 +130,19 @@ async function main(): Promise<void> {
             ...(await backends(target, 'postgres', "backend_type LIKE 'logical replication%' AND backend_type <> 'logical replication launcher'")).map((b) => ({ ...b, label: `target ${b.label}` })),
           ];
         }
+        const ticks = async () => (mode === 'pgconvey' ? Number((await sql(source, SRC, 'SELECT max(tick_id) AS t FROM pgconvey.tick'))[0].t) : 0);
+        const ticks0 = await ticks();
         const before = procs.map((p) => cpuMs(p.pid));
         const r = await pgbench(source, SRC, ['-N', '-c', '4', '-j', '2', '-R', args.rate!, '-T', args.seconds!]);
         const after = procs.map((p) => cpuMs(p.pid));
+        if (mode === 'pgconvey') (results[mode]!['ticks/s'] ??= []).push(((await ticks()) - ticks0) / Number(args.seconds));
         const rows = r.tps * Number(args.seconds) * 2;
         tps[mode]!.push(r.tps);
         const line: string[] = [];
         let total = 0;
+        const secondsTaken = Number(args.seconds);
         procs.forEach((p, i) => {
+          (results[mode]![`${p.label} [ms CPU/s]`] ??= []).push((after[i]! - before[i]!) / secondsTaken);
           const us = ((after[i]! - before[i]!) * 1000) / rows;
           total += us;
           (results[mode]![p.label] ??= []).push(us);

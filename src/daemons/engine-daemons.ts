@@ -10,6 +10,8 @@ import type { ConnectionSpec } from '../config/connection.js';
 import { connect } from '../db/index.js';
 import {
   ApplyWorker,
+  ENGINE_CONTENT,
+  ENGINE_VERSION,
   LostPositionError,
   NotSubscribedError,
   SubscriberSchemaError,
@@ -23,7 +25,7 @@ import {
   recordWorkerError,
   ScriptApplyError,
 } from '../engine/index.js';
-import { EngineMismatchError, checkEngine, withEngine } from './engine-guard.js';
+import { EngineMismatchError, checkEngine, engineMismatch, withEngine } from './engine-guard.js';
 import type { Logger } from './log.js';
 import { errorText, runLoop } from './loop.js';
 import type { DaemonEvents } from './metrics.js';
@@ -67,7 +69,13 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
       return { client, ticker };
     },
     async step({ client, ticker }) {
-      const r = await withEngine([[client, database]], () => ticker.step());
+      // Most steps only ask for a tick: lock, engine check, ticker() and unlock in one round trip (guardedTick);
+      // maintenance (every few seconds) and a database without the engine table take the long way.
+      const quick = ticker.maintenanceDue() ? null : await ticker.guardedTick(ENGINE_VERSION, ENGINE_CONTENT, (installed) => {
+        const problem = engineMismatch(installed, database);
+        if (problem) throw problem;
+      });
+      const r = quick ?? (await withEngine([[client, database, 'idle']], () => ticker.step()));
       if (r.tick) options.events?.ticked?.(options.queue);
       if (r.maintenance?.tablesEmptied) log.info('emptied event tables', { queue: options.queue, tables: r.maintenance.tablesEmptied });
       if (r.maintenance?.ticksDeleted) log.debug('deleted old ticks', { queue: options.queue, count: r.maintenance.ticksDeleted });
@@ -185,10 +193,12 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
       }
     },
     async step({ provider, subscriber, worker }) {
+      // The provider's session is READ COMMITTED (ApplyWorker.start) and may be inside the read-ahead's
+      // transaction; the subscriber is outside any transaction between steps.
       const r = await withEngine(
         [
-          [provider, providerDb],
-          [subscriber, subscriberDb],
+          [provider, providerDb, 'read-committed'],
+          [subscriber, subscriberDb, 'idle'],
         ],
         () => worker.step(),
       );
@@ -198,7 +208,7 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
       if (Date.now() - watermarkAt >= WATERMARK_EVERY_MS) {
         watermarkAt = Date.now();
         try {
-          await withEngine([[provider, providerDb], [subscriber, subscriberDb]], () => publishWatermark(provider, subscriber, options.queue, options.consumer));
+          await withEngine([[provider, providerDb, 'read-committed'], [subscriber, subscriberDb, 'idle']], () => publishWatermark(provider, subscriber, options.queue, options.consumer));
         } catch (err) {
           if (err instanceof EngineMismatchError) throw err;
           log.warn('could not publish the branch watermark to the provider; retried in a second', { error: errorText(err) });

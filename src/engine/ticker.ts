@@ -9,6 +9,9 @@ import type pg from 'pg';
 import { maintainQueue, tick, type MaintenanceResult } from './api.js';
 import { PgconveyError } from '../kernel/index.js';
 import { tryPieceLockSql } from './locks.js';
+import { ENGINE_ROW_SQL, LOCK_SHARED_SQL, UNLOCK_SHARED_SQL, engineFromRow, engineIsSql } from './engine-lock.js';
+import type { InstalledEngine } from './install.js';
+import { sqlFormat as format } from '../kernel/index.js';
 
 /** Another session holds the queue's ticker lock: code `ticker_busy`. */
 export class TickerBusyError extends PgconveyError {
@@ -35,6 +38,39 @@ export class Ticker {
   async start(): Promise<void> {
     const { rows } = await this.client.query<{ ok: boolean }>(tryPieceLockSql("'ticker:' || $1"), [this.queue]);
     if (!rows[0]!.ok) throw new TickerBusyError(this.queue);
+  }
+
+  /** Whether the next step runs the queue's maintenance (step) rather than only asking for a tick (guardedTick). */
+  maintenanceDue(now = Date.now()): boolean {
+    return now - this.lastMaintenance >= this.maintenanceEveryMs;
+  }
+
+  /**
+   * The ticker's frequent call in ONE round trip, under the engine guard
+   * (daemons/engine-guard.ts) as withEngine runs it: the install lock taken
+   * shared; then, in a READ COMMITTED transaction (each statement its own
+   * snapshot, taken after the lock was granted), the installed engine read,
+   * and ticker() asked only when that engine is `version`/`content`; the
+   * commit; the lock released. `check` then judges the engine read (throws
+   * on a mismatch: no tick was taken). An error leaves the session's
+   * transaction aborted: rolled back, the lock released, rethrown.
+   * A database without pgconvey.engine: null (the caller takes the long way).
+   */
+  async guardedTick(version: number, content: string, check: (installed: InstalledEngine | null) => void): Promise<TickerStep | null> {
+    let results: pg.QueryResult[];
+    try {
+      results = (await this.client.query(
+        `BEGIN ISOLATION LEVEL READ COMMITTED; ${LOCK_SHARED_SQL}; ${ENGINE_ROW_SQL}; ` +
+          `${format('SELECT pgconvey.ticker(%L) AS id', this.queue)} WHERE ${engineIsSql(version, content)}; COMMIT; ${UNLOCK_SHARED_SQL}`,
+      )) as unknown as pg.QueryResult[];
+    } catch (err) {
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      await this.client.query(UNLOCK_SHARED_SQL).catch(() => undefined);
+      if ((err as { code?: string }).code === '42P01') return null;
+      throw err;
+    }
+    check(engineFromRow(results[2]!.rows[0]));
+    return { tick: (results[3]!.rows[0]?.id as string | null | undefined) ?? null };
   }
 
   async step(now = Date.now()): Promise<TickerStep> {
