@@ -52,22 +52,26 @@ export class Ticker {
    * snapshot, taken after the lock was granted), the installed engine read,
    * and ticker() asked only when that engine is `version`/`content`; the
    * commit; the lock released. `check` then judges the engine read (throws
-   * on a mismatch: no tick was taken). An error leaves the session's
-   * transaction aborted: rolled back, the lock released, rethrown.
-   * A database without pgconvey.engine: null (the caller takes the long way).
+   * on a mismatch: no tick was taken). With `waitMs`, ticker_wait asks every
+   * `everyMs` for up to `waitMs` in the one statement: a round trip per
+   * `waitMs` while no tick is due, instead of one per `everyMs`. An error
+   * (rolled back, the lock released): null, the caller takes the long way.
    */
-  async guardedTick(version: number, content: string, check: (installed: InstalledEngine | null) => void): Promise<TickerStep | null> {
+  async guardedTick(version: number, content: string, check: (installed: InstalledEngine | null) => void, waitMs = 0, everyMs = 10): Promise<TickerStep | null> {
     let results: pg.QueryResult[];
+    // Waiting: ticker_wait asks every `everyMs` for up to `waitMs` in this one statement (the lock held meanwhile).
+    const call = waitMs > 0 ? format('SELECT pgconvey.ticker_wait(%L, %s, %s) AS id', this.queue, String(Math.trunc(waitMs)), String(Math.trunc(everyMs))) : format('SELECT pgconvey.ticker(%L) AS id', this.queue);
     try {
       results = (await this.client.query(
         `BEGIN ISOLATION LEVEL READ COMMITTED; ${LOCK_SHARED_SQL}; ${ENGINE_ROW_SQL}; ` +
-          `${format('SELECT pgconvey.ticker(%L) AS id', this.queue)} WHERE ${engineIsSql(version, content)}; COMMIT; ${UNLOCK_SHARED_SQL}`,
+          `${call} WHERE ${engineIsSql(version, content)}; COMMIT; ${UNLOCK_SHARED_SQL}`,
       )) as unknown as pg.QueryResult[];
-    } catch (err) {
+    } catch {
+      // The long way says what is wrong (an engine without pgconvey.engine or without ticker_wait: an older
+      // one, engine_not_upgraded; a broken connection) or works.
       await this.client.query('ROLLBACK').catch(() => undefined);
       await this.client.query(UNLOCK_SHARED_SQL).catch(() => undefined);
-      if ((err as { code?: string }).code === '42P01') return null;
-      throw err;
+      return null;
     }
     check(engineFromRow(results[2]!.rows[0]));
     return { tick: (results[3]!.rows[0]?.id as string | null | undefined) ?? null };
