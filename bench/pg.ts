@@ -188,6 +188,8 @@ function procRss(pid: number): { peak: number; now: number } {
 }
 
 export interface RunProcess {
+  /** The process id of the `run` process (its CPU: /proc/<pid>/stat). */
+  pid: number;
   /** Wall ms since spawn at which the process logged that it runs. */
   readyMs: number;
   /** The peak RSS so far (VmHWM of the process). */
@@ -200,13 +202,14 @@ export interface RunProcess {
 
 /**
  * Starts the real `pgconvey run FILE` (node bin/run.js, the compiled dist/)
- * and resolves once it has logged that it runs.
+ * and resolves once it has logged that it runs. BENCH_RUN_NODE_ARGS: extra
+ * node flags (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
 export async function startRun(file: string, extra: string[] = []): Promise<RunProcess> {
   if (!existsSync('dist/commands/run.js')) throw new Error('dist/ is missing: npm run build first (the bench runs the compiled `pgconvey run`)');
   if (statSync('dist/commands/run.js').mtimeMs < statSync('src/commands/run.ts').mtimeMs) log('warning: dist/ looks older than src/; npm run build');
   const t0 = Date.now();
-  const child: ChildProcess = spawn(process.execPath, ['bin/run.js', 'run', file, '--log-format', 'json', '--log-level', 'info', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [...(process.env.BENCH_RUN_NODE_ARGS ?? '').split(' ').filter(Boolean), 'bin/run.js', 'run', file, '--log-format', 'json', '--log-level', 'info', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   let peak = 0;
   const sample = setInterval(() => (peak = Math.max(peak, procRss(child.pid!).peak)), 200);
@@ -236,6 +239,7 @@ export async function startRun(file: string, extra: string[] = []): Promise<RunP
     }, 5);
   });
   return {
+    pid: child.pid!,
     readyMs: Date.now() - t0,
     output: () => output,
     peakRss: () => Math.max(peak, procRss(child.pid!).peak),

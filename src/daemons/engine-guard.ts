@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { PgconveyError } from '../kernel/index.js';
-import { ENGINE_CONTENT, ENGINE_VERSION, INSTALL_LOCK_KEY, installedEngine, shortContent, type InstalledEngine } from '../engine/index.js';
+import { ENGINE_CONTENT, ENGINE_VERSION, INSTALL_LOCK_KEY, installedEngine, lockSharedAndReadEngine, shortContent, type EngineLockForm, type InstalledEngine } from '../engine/index.js';
 
 export type EngineMismatchCode = 'engine_changed' | 'engine_not_upgraded';
 
@@ -51,12 +51,23 @@ export async function checkEngine(client: pg.Client, database: string): Promise<
  * Runs one daemon step holding the install lock shared on every database it
  * touches, after checking their engines. An install waiting for the lock
  * holds back new steps (PostgreSQL queues them behind it), so it does not
- * starve.
+ * starve. A connection given a lock form (engine/engine-lock.ts) takes the
+ * lock and reads the engine in one round trip: 'idle' for one outside any
+ * transaction, 'read-committed' for one whose session default is READ
+ * COMMITTED (the worker's provider, whose read-ahead may hold a transaction
+ * open); none: two round trips, any session.
  */
-export async function withEngine<T>(databases: ReadonlyArray<readonly [pg.Client, string]>, step: () => Promise<T>): Promise<T> {
+export async function withEngine<T>(databases: ReadonlyArray<readonly [pg.Client, string, EngineLockForm?]>, step: () => Promise<T>): Promise<T> {
   const locked: pg.Client[] = [];
   try {
-    for (const [client, database] of databases) {
+    for (const [client, database, form] of databases) {
+      if (form) {
+        // The lock and the engine's row in one round trip (engine/engine-lock.ts).
+        locked.push(client);
+        const problem = engineMismatch(await lockSharedAndReadEngine(client, form), database);
+        if (problem) throw problem;
+        continue;
+      }
       await client.query('SELECT pg_catalog.pg_advisory_lock_shared($1)', [INSTALL_LOCK_KEY]);
       locked.push(client);
       await checkEngine(client, database);

@@ -9,6 +9,9 @@ import type pg from 'pg';
 import { maintainQueue, tick, type MaintenanceResult } from './api.js';
 import { PgconveyError } from '../kernel/index.js';
 import { tryPieceLockSql } from './locks.js';
+import { ENGINE_ROW_SQL, LOCK_SHARED_SQL, UNLOCK_SHARED_SQL, engineFromRow, engineIsSql } from './engine-lock.js';
+import type { InstalledEngine } from './install.js';
+import { sqlFormat as format } from '../kernel/index.js';
 
 /** Another session holds the queue's ticker lock: code `ticker_busy`. */
 export class TickerBusyError extends PgconveyError {
@@ -35,6 +38,43 @@ export class Ticker {
   async start(): Promise<void> {
     const { rows } = await this.client.query<{ ok: boolean }>(tryPieceLockSql("'ticker:' || $1"), [this.queue]);
     if (!rows[0]!.ok) throw new TickerBusyError(this.queue);
+  }
+
+  /** Whether the next step runs the queue's maintenance (step) rather than only asking for a tick (guardedTick). */
+  maintenanceDue(now = Date.now()): boolean {
+    return now - this.lastMaintenance >= this.maintenanceEveryMs;
+  }
+
+  /**
+   * The ticker's frequent call in ONE round trip, under the engine guard
+   * (daemons/engine-guard.ts) as withEngine runs it: the install lock taken
+   * shared; then, in a READ COMMITTED transaction (each statement its own
+   * snapshot, taken after the lock was granted), the installed engine read,
+   * and ticker() asked only when that engine is `version`/`content`; the
+   * commit; the lock released. `check` then judges the engine read (throws
+   * on a mismatch: no tick was taken). With `waitMs`, ticker_wait asks every
+   * `everyMs` for up to `waitMs` in the one statement: a round trip per
+   * `waitMs` while no tick is due, instead of one per `everyMs`. An error
+   * (rolled back, the lock released): null, the caller takes the long way.
+   */
+  async guardedTick(version: number, content: string, check: (installed: InstalledEngine | null) => void, waitMs = 0, everyMs = 10): Promise<TickerStep | null> {
+    let results: pg.QueryResult[];
+    // Waiting: ticker_wait asks every `everyMs` for up to `waitMs` in this one statement (the lock held meanwhile).
+    const call = waitMs > 0 ? format('SELECT pgconvey.ticker_wait(%L, %s, %s) AS id', this.queue, String(Math.trunc(waitMs)), String(Math.trunc(everyMs))) : format('SELECT pgconvey.ticker(%L) AS id', this.queue);
+    try {
+      results = (await this.client.query(
+        `BEGIN ISOLATION LEVEL READ COMMITTED; ${LOCK_SHARED_SQL}; ${ENGINE_ROW_SQL}; ` +
+          `${call} WHERE ${engineIsSql(version, content)}; COMMIT; ${UNLOCK_SHARED_SQL}`,
+      )) as unknown as pg.QueryResult[];
+    } catch {
+      // The long way says what is wrong (an engine without pgconvey.engine or without ticker_wait: an older
+      // one, engine_not_upgraded; a broken connection) or works.
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      await this.client.query(UNLOCK_SHARED_SQL).catch(() => undefined);
+      return null;
+    }
+    check(engineFromRow(results[2]!.rows[0]));
+    return { tick: (results[3]!.rows[0]?.id as string | null | undefined) ?? null };
   }
 
   async step(now = Date.now()): Promise<TickerStep> {

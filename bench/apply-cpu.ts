@@ -1,0 +1,173 @@
+/**
+ * Apply-side CPU per row change in steady state: pgbench -N at a fixed rate
+ * (-R), and the CPU time (utime + stime from /proc/<pid>/stat; both servers
+ * and every process are local) of each process of the apply side during the
+ * round, divided by the row changes the round wrote (2 per -N transaction):
+ *   pgconvey — the ticker's and the worker's Node processes (`pgconvey run
+ *              --node old_root` / `--node new_leaf`), the ticker's backend,
+ *              the worker's provider backend, its subscriber backend (and the
+ *              copy daemon's idle backend), found by application_name;
+ *   native   — the walsender on the source and the logical replication
+ *              worker(s) on the target.
+ * Rounds interleave the two modes (each replication alone, the other off).
+ * A developer's probe: prints, writes nothing to docs/.
+ *
+ * Usage: npm run build && tsx bench/apply-cpu.ts [-- --scale 5 --rate 500 --seconds 12 --rounds 2]
+ */
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import type { RunningServer } from '../src/embedded/index.js';
+import {
+  copySchema,
+  createSubscription,
+  log,
+  median,
+  nativeAllSynced,
+  pgbench,
+  pgconveyAllCopied,
+  pgconveyCaughtUp,
+  planAndApply,
+  setSubscription,
+  sql,
+  startBenchServers,
+  startRun,
+  waitUntil,
+  withClient,
+  writeDesiredState,
+  type RunProcess,
+} from './pg.js';
+import { runMain } from './report.js';
+
+const { values: args } = parseArgs({
+  options: {
+    scale: { type: 'string', default: '5' },
+    rate: { type: 'string', default: '500' },
+    seconds: { type: 'string', default: '12' },
+    rounds: { type: 'string', default: '2' },
+  },
+});
+const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
+const SRC = 'bench';
+const PGC = 'bench';
+const NAT = 'bench_native';
+const SUB = 'bench_native';
+const TICK_MS = Number(process.env.CLK_TCK_MS ?? 10); // USER_HZ 100
+
+/** utime + stime of a process in ms; 0 when it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_MS;
+  } catch {
+    return 0;
+  }
+}
+
+/** Backend pids of a server by label (application_name or backend_type), read before the round. */
+async function backends(s: RunningServer, db: string, where: string): Promise<Array<{ label: string; pid: number }>> {
+  return sql(s, db, `SELECT coalesce(nullif(application_name, ''), backend_type) || ' (' || coalesce(datname, '-') || ')' AS label, pid FROM pg_stat_activity WHERE ${where} AND pid <> pg_backend_pid()`);
+}
+
+async function main(): Promise<void> {
+  const { source, target } = await startBenchServers(12, 17);
+  let ticker: RunProcess | undefined;
+  let worker: RunProcess | undefined;
+  try {
+    await sql(source, 'postgres', `CREATE DATABASE ${SRC}`);
+    await pgbench(source, SRC, ['-i', '-s', args.scale!, '-q']);
+    await withClient(source, SRC, async (c) => {
+      await c.query('ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY');
+      await c.query('VACUUM ANALYZE');
+    });
+    for (const db of [PGC, NAT]) await sql(target, 'postgres', `CREATE DATABASE ${db}`);
+    await copySchema(source, SRC, target, NAT);
+    await sql(source, SRC, `CREATE PUBLICATION bench_pub FOR TABLE ${TABLES.join(', ')}`);
+    await createSubscription(source, SRC, target, NAT, SUB, 'bench_pub');
+    await waitUntil('native initial sync', () => nativeAllSynced(target, NAT), 1_800_000, 100);
+    await setSubscription(source, SRC, target, NAT, SUB, false);
+    const file = writeDesiredState(source, SRC, target, PGC, {});
+    await planAndApply(file);
+    const setup = await startRun(file);
+    await waitUntil('pgconvey to copy every table', () => pgconveyAllCopied(target, PGC), 1_800_000, 100);
+    await pgconveyCaughtUp(source, SRC, target, PGC);
+    await setup.stop();
+    const triggers = await sql<{ rel: string; name: string }>(
+      source,
+      SRC,
+      `SELECT t.tgrelid::regclass::text AS rel, t.tgname AS name FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = ANY ($1::regclass[]) AND t.tgname LIKE 'pgconvey%'`,
+      [TABLES],
+    );
+    const setTriggers = (on: boolean) =>
+      withClient(source, SRC, async (c) => {
+        for (const t of triggers) await c.query(`ALTER TABLE ${t.rel} ${on ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(t.name)}`);
+      });
+
+    const results: Record<string, Record<string, number[]>> = { pgconvey: {}, native: {} };
+    const tps: Record<string, number[]> = { pgconvey: [], native: [] };
+    for (let round = 0; round < Number(args.rounds); round++) {
+      for (const mode of ['pgconvey', 'native'] as const) {
+        let procs: Array<{ label: string; pid: number }>;
+        if (mode === 'pgconvey') {
+          await setTriggers(true);
+          ticker = await startRun(file, ['--node', 'old_root']);
+          worker = await startRun(file, ['--node', 'new_leaf']);
+          await pgconveyCaughtUp(source, SRC, target, PGC);
+          await new Promise((r) => setTimeout(r, 500));
+          procs = [
+            { label: 'node ticker', pid: ticker.pid },
+            { label: 'node worker', pid: worker.pid },
+            ...(await backends(source, SRC, "application_name LIKE 'pgconvey:%'")).map((b) => ({ ...b, label: `source ${b.label}` })),
+            ...(await backends(target, PGC, "application_name LIKE 'pgconvey:%'")).map((b) => ({ ...b, label: `target ${b.label}` })),
+          ];
+        } else {
+          await setTriggers(false);
+          await setSubscription(source, SRC, target, NAT, SUB, true);
+          await waitUntil('native walsender', async () => (await backends(source, SRC, "backend_type = 'walsender'")).length > 0, 60_000, 50);
+          await new Promise((r) => setTimeout(r, 1000));
+          procs = [
+            ...(await backends(source, SRC, "backend_type = 'walsender'")).map((b) => ({ ...b, label: `source walsender` })),
+            ...(await backends(target, 'postgres', "backend_type LIKE 'logical replication%' AND backend_type <> 'logical replication launcher'")).map((b) => ({ ...b, label: `target ${b.label}` })),
+          ];
+        }
+        const ticks = async () => (mode === 'pgconvey' ? Number((await sql(source, SRC, 'SELECT max(tick_id) AS t FROM pgconvey.tick'))[0].t) : 0);
+        const ticks0 = await ticks();
+        const before = procs.map((p) => cpuMs(p.pid));
+        const r = await pgbench(source, SRC, ['-N', '-c', '4', '-j', '2', '-R', args.rate!, '-T', args.seconds!]);
+        const after = procs.map((p) => cpuMs(p.pid));
+        if (mode === 'pgconvey') (results[mode]!['ticks/s'] ??= []).push(((await ticks()) - ticks0) / Number(args.seconds));
+        const rows = r.tps * Number(args.seconds) * 2;
+        tps[mode]!.push(r.tps);
+        const line: string[] = [];
+        let total = 0;
+        const secondsTaken = Number(args.seconds);
+        procs.forEach((p, i) => {
+          (results[mode]![`${p.label} [ms CPU/s]`] ??= []).push((after[i]! - before[i]!) / secondsTaken);
+          const us = ((after[i]! - before[i]!) * 1000) / rows;
+          total += us;
+          (results[mode]![p.label] ??= []).push(us);
+          line.push(`${p.label} ${us.toFixed(1)}`);
+        });
+        (results[mode]!['TOTAL'] ??= []).push(total);
+        log(`round ${round + 1} ${mode}: ${r.tps.toFixed(0)} tps, load ${loadavg()[0]!.toFixed(2)}; µs CPU per row change: ${line.join(', ')}; total ${total.toFixed(1)}`);
+        if (mode === 'pgconvey') {
+          await worker!.stop();
+          await ticker!.stop();
+          worker = ticker = undefined;
+        } else {
+          await setSubscription(source, SRC, target, NAT, SUB, false);
+        }
+      }
+    }
+    for (const mode of ['pgconvey', 'native'] as const) {
+      log(`${mode}: median ${median(tps[mode]!).toFixed(0)} tps; µs CPU per row change (median of ${args.rounds}):`);
+      for (const [label, xs] of Object.entries(results[mode]!)) log(`    ${label.padEnd(40)} ${median(xs).toFixed(1)}  (${xs.map((x) => x.toFixed(1)).join(', ')})`);
+    }
+  } finally {
+    await worker?.stop().catch(() => undefined);
+    await ticker?.stop().catch(() => undefined);
+    await Promise.all([source.stop(), target.stop()]);
+  }
+}
+
+runMain(main);
