@@ -4,7 +4,7 @@
  * and marks the table `copying` under it; the rows stream (a large table's:
  * copy-stream.ts forwards the provider's CopyData frames as they come, in
  * COPY's binary format when every column allows it — copy-binary.ts; a
- * small batch's: pg-copy-streams; never buffered whole) into the subscriber
+ * small batch's: forwarded the same way, in text; never buffered whole) into the subscriber
  * in ONE transaction that first
  * checks that the table's subscriber_table row is still this attempt's, then
  * sets aside secondary indexes and empties the table — steps that may wait
