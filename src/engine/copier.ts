@@ -4,7 +4,7 @@
  * and marks the table `copying` under it; the rows stream (a large table's:
  * copy-stream.ts forwards the provider's CopyData frames as they come, in
  * COPY's binary format when every column allows it — copy-binary.ts; a
- * small batch's: pg-copy-streams; never buffered whole) into the subscriber
+ * small batch's: forwarded the same way, in text; never buffered whole) into the subscriber
  * in ONE transaction that first
  * checks that the table's subscriber_table row is still this attempt's, then
  * sets aside secondary indexes and empties the table — steps that may wait
@@ -40,8 +40,6 @@
  * half-loaded of them is ever visible. docs/engine.md has the why.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type pg from 'pg';
 import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type PinHolder } from '../kernel/index.js';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
@@ -813,10 +811,11 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
         const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
         const only = c.kind === 'p' ? '' : 'ONLY ';
         try {
-          const counter = new CopyCounter();
-          await pipeline(source.query(copyTo(`COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`)), counter, target.query(copyFrom(`COPY ${q} (${columns}) FROM STDIN`)));
+          // The provider's rows forwarded as they come (copy-stream.ts; its three row counts must agree).
+          const tally = { rows: 0, bytes: 0 };
+          await forwardCopy(source, target, `COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`, `COPY ${q} (${columns}) FROM STDIN`, tally);
           await rebuildSetAside([target], o.indexes);
-          loaded.push({ t, q, schema: t.schema, table: t.table, rows: counter.rows, bytes: counter.bytes, rowsExpected });
+          loaded.push({ t, q, schema: t.schema, table: t.table, rows: tally.rows, bytes: tally.bytes, rowsExpected });
         } catch (err) {
           throw Object.assign(new BatchTableError(err), { table: t });
         }

@@ -1115,50 +1115,53 @@ BEGIN
       EXECUTE format('CREATE FUNCTION pgconvey.%I(%s) RETURNS pg_catalog.text LANGUAGE plpgsql SECURITY DEFINER%s SET row_security = off AS %L',
                      v_reader, v_argtypes, v_settings,
                      format('BEGIN RETURN (SELECT pg_catalog.textin(pg_catalog.record_out(t.*)) FROM ONLY %s t WHERE %s); END', v_rel, v_where));
-      -- The current state of the key of row r (OLD or NEW): U of the row read, or D of the key.
-      v_current := format('v_row := pgconvey.%I(%s); IF v_row IS NULL THEN %s ELSE %s END IF; ', v_reader,
-                          (SELECT string_agg(format('$REC.%I', k), ', ' ORDER BY o) FROM unnest(v_keys) WITH ORDINALITY AS u(k, o)),
-                          replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY',
-                                  (SELECT format('pg_catalog.textin(pg_catalog.record_out(ROW(%s)))', string_agg(format('$REC.%I', k), ', ' ORDER BY o))
-                                     FROM unnest(v_keys) WITH ORDINALITY AS u(k, o))), '$DATA', 'NULL'),
-                          replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', 'v_row'));
+      -- The current state of the key of row r (OLD or NEW) is read into v_row (NULL: the key is gone).
+      v_current := format('v_row := pgconvey.%I(%s); ', v_reader,
+                          (SELECT string_agg(format('$REC.%I', k), ', ' ORDER BY o) FROM unnest(v_keys) WITH ORDINALITY AS u(k, o)));
     END IF;
+    -- The nested path's events, up to two per row: first the OLD row's key (a DELETE, or an UPDATE that
+    -- changes the key), then the NEW row's (not a DELETE). Reading (a deeper capture marked the
+    -- transaction): each is the key's current state, U of the row read or D of the key. Nested (depth > 1):
+    -- D of the old key, then U of NEW. One routing in a two-step loop: the rare path is written once (the
+    -- capture function's body, compiled at every add_table, stays small); the common path below is as it was.
     v_nested_sql :=
          -- One expression in the common case: the setting unset (or cleared) and depth 1.
          format('IF pg_catalog.current_setting(%L, true) OPERATOR(pg_catalog.<>) '''' OR pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.>) 1 THEN ', 'pgconvey.nested_' || v_table_id)
       ||   format('v_cached := pg_catalog.current_setting(%L, true); ', 'pgconvey.nested_' || v_table_id)
-      ||   'v_depth := pg_catalog.pg_trigger_depth(); v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; v_deepest := 0; '
+      ||   'v_depth := pg_catalog.pg_trigger_depth(); v_mark := v_txid::pg_catalog.text OPERATOR(pg_catalog.||) '':''; v_deepest := 0; v_reading := false; '
       ||   'IF pg_catalog.left(v_cached, pg_catalog.length(v_mark)) OPERATOR(pg_catalog.=) v_mark THEN '
       ||     'v_deepest := pg_catalog.substr(v_cached, pg_catalog.length(v_mark) OPERATOR(pg_catalog.+) 1)::pg_catalog.int4; END IF; '
       ||   'IF v_depth OPERATOR(pg_catalog.>) v_deepest AND v_depth OPERATOR(pg_catalog.>) 1 THEN '
       ||     format('PERFORM pg_catalog.set_config(%L, v_mark OPERATOR(pg_catalog.||) v_depth::pg_catalog.text, false); ', 'pgconvey.nested_' || v_table_id)
       ||   'ELSIF v_deepest OPERATOR(pg_catalog.>) v_depth THEN '
-      ||     CASE WHEN v_current IS NULL THEN 'NULL; ' ELSE
-             'IF TG_OP OPERATOR(pg_catalog.=) ''DELETE'' THEN ' || replace(v_current, '$REC', 'OLD')
-          || 'ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
-          ||   (SELECT format('IF ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record THEN ',
-                              string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', ')) FROM unnest(v_keys) k)
-          ||     replace(v_current, '$REC', 'OLD') || replace(v_current, '$REC', 'NEW')
-          ||   'ELSE ' || replace(v_current, '$REC', 'NEW') || 'END IF; '
-          || 'ELSE ' || replace(v_current, '$REC', 'NEW') || 'END IF; RETURN NULL; ' END
+      ||     CASE WHEN v_current IS NULL THEN 'NULL; ' ELSE 'v_reading := true; ' END
       ||   'ELSIF v_deepest OPERATOR(pg_catalog.=) 0 THEN '  -- another transaction's mark: cleared
       ||     format('PERFORM pg_catalog.set_config(%L, '''', false); ', 'pgconvey.nested_' || v_table_id)
       ||   'END IF; '
          -- A nested capture's row goes as U, never I: the key it inserts may still exist on the subscriber,
          -- its deletion (by the outer statement) not yet shipped; the apply's update inserts a row it does
          -- not find, where an I is a plain INSERT of a key taken as new.
-      ||   'IF v_depth OPERATOR(pg_catalog.>) 1 THEN '
-      ||     'IF TG_OP OPERATOR(pg_catalog.=) ''INSERT'' THEN '
-      ||       replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_row)
-      ||     ' ELSIF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN '
-      ||       (SELECT format('IF ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record THEN ',
-                              string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', ')) FROM unnest(v_keys) k)
-      ||         replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
-      ||       ' END IF; '
-      ||       replace(replace(replace(v_route_tpl, '$OP', '''U'''), '$KEY', 'NULL'), '$DATA', v_row)
-      ||     ' ELSE '
-      ||       replace(replace(replace(v_route_tpl, '$OP', '''D'''), '$KEY', v_oldkey), '$DATA', 'NULL')
-      ||     ' END IF; RETURN NULL; '
+      ||   'IF v_reading OR v_depth OPERATOR(pg_catalog.>) 1 THEN '
+      ||     'v_moved := false; '
+      ||     (SELECT format('IF TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' THEN v_moved := ROW(%s)::pg_catalog.record OPERATOR(pg_catalog.*<>) ROW(%s)::pg_catalog.record; END IF; ',
+                            string_agg(format('NEW.%I', k), ', '), string_agg(format('OLD.%I', k), ', ')) FROM unnest(v_keys) k)
+      ||     'FOR v_i IN 1..2 LOOP '
+      ||       'IF v_i OPERATOR(pg_catalog.=) 1 THEN '
+      ||         'CONTINUE WHEN TG_OP OPERATOR(pg_catalog.=) ''INSERT'' OR (TG_OP OPERATOR(pg_catalog.=) ''UPDATE'' AND NOT v_moved); '
+      ||         'v_key := ' || v_oldkey || '; v_row := NULL; '
+      ||         CASE WHEN v_current IS NULL THEN '' ELSE 'IF v_reading THEN ' || replace(v_current, '$REC', 'OLD') || 'END IF; ' END
+      ||       'ELSE '
+      ||         'CONTINUE WHEN TG_OP OPERATOR(pg_catalog.=) ''DELETE''; '
+      ||         CASE WHEN v_current IS NULL THEN 'v_row := ' || v_row || '; ' ELSE
+                 'IF v_reading THEN '
+              ||   (SELECT format('v_key := pg_catalog.textin(pg_catalog.record_out(ROW(%s))); ', string_agg(format('NEW.%I', k), ', ' ORDER BY o))
+                      FROM unnest(v_keys) WITH ORDINALITY AS u(k, o))
+              ||   replace(v_current, '$REC', 'NEW')
+              || 'ELSE v_row := ' || v_row || '; END IF; ' END
+      ||       'END IF; '
+      ||       'IF v_row IS NULL THEN v_op := ''D''; ELSE v_op := ''U''; v_key := NULL; END IF; '
+      ||       replace(replace(replace(v_route_tpl, '$OP', 'v_op'), '$KEY', 'v_key'), '$DATA', 'v_row')
+      ||     ' END LOOP; RETURN NULL; '
       ||   'END IF; '
       || 'END IF; ';
   END IF;
@@ -1195,7 +1198,8 @@ BEGIN
       || 'IF v_shape OPERATOR(pg_catalog.=) 0 THEN RETURN NULL; END IF; ';
   END IF;
   SELECT 'DECLARE v_cur pg_catalog.int8; v_txid pg_catalog.int8; v_shape pg_catalog.int4; v_cached pg_catalog.text; v_mark pg_catalog.text;'
-      || ' v_n pg_catalog.int8; v_max pg_catalog.int2; v_depth pg_catalog.int4; v_deepest pg_catalog.int4; v_row pg_catalog.text; BEGIN '
+      || ' v_n pg_catalog.int8; v_max pg_catalog.int2; v_depth pg_catalog.int4; v_deepest pg_catalog.int4; v_row pg_catalog.text;'
+      || ' v_key pg_catalog.text; v_op pg_catalog."char"; v_reading pg_catalog.bool; v_moved pg_catalog.bool; v_i pg_catalog.int4; BEGIN '
       || v_pick
       || coalesce(v_shape_sql, '')
       || CASE WHEN v_partitioned THEN '' ELSE
@@ -2482,4 +2486,14 @@ BEGIN
     END IF;
     PERFORM pg_sleep(greatest(p_every_ms, 1) / 1000.0);
   END LOOP;
+END $$;
+
+-- add_table_unowned and what it calls plan their catalog queries once (PG 12+): with the default
+-- plan_cache_mode each query with a parameter (the table's oid) was planned anew at every call, the
+-- generic plan never chosen (about 1 ms of each add_table). plan_cache_mode does not exist before PG 12.
+DO $$
+BEGIN
+  IF current_setting('server_version_num')::integer >= 120000 THEN
+    ALTER FUNCTION pgconvey.add_table_unowned(text, text, text, text[]) SET plan_cache_mode = force_generic_plan;
+  END IF;
 END $$;
