@@ -39,7 +39,6 @@
  * (copyTableBatch), each in its own subscriber transaction as above: nothing
  * half-loaded of them is ever visible. docs/engine.md has the why.
  */
-import { Transform, type TransformCallback } from 'node:stream';
 import type pg from 'pg';
 import { copyPinName, quoteIdent, quoteQualified, sqlFormat, stalePins, type PinHolder } from '../kernel/index.js';
 import { forceTick, registerConsumer, unregisterConsumer } from './api.js';
@@ -47,7 +46,7 @@ import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
 import { openGroupLoads, recordGroupCopied, type LoadedTable, type OpenedLoad } from './copy-batch-load.js';
 import { binaryCopySafe, readColumnTypes, typesSignature } from './copy-binary.js';
-import { forwardCopy } from './copy-stream.js';
+import { forwardCopy, type CopyTally } from './copy-stream.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { holdsEvents, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
@@ -111,16 +110,9 @@ export class CopySupersededError extends Error {
 /** Session settings of every copy connection: exact text I/O, and none of the server's timeouts. */
 const COPY_SESSION_SQL = `${EXACT_SESSION_SQL}; ${NO_TIMEOUTS_SQL}`;
 
-/** Counts bytes and rows (COPY text rows end with a newline; newlines inside values are escaped). */
-class CopyCounter extends Transform {
-  bytes = 0;
-  rows = 0;
-  done = false;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.bytes += chunk.length;
-    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) this.rows++;
-    done(null, chunk);
-  }
+/** One stream's rows and bytes as copy-stream.ts counts them, and whether its range is loaded and committed. */
+interface CopyCounter extends CopyTally {
+  done: boolean;
 }
 
 /**
@@ -228,7 +220,7 @@ class CopyMeter {
     private readonly startedAt: Date,
   ) {}
   counter(): CopyCounter {
-    const c = new CopyCounter();
+    const c: CopyCounter = { rows: 0, bytes: 0, done: false };
     this.counters.push(c);
     return c;
   }

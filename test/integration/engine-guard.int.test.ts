@@ -106,4 +106,35 @@ describe('daemons stop when the engine under them changes', () => {
       await admin.end();
     }
   }, 60_000);
+  // The daemons' one-round-trip guard (engine/engine-lock.ts) reads the engine in a statement after its
+  // lock: an upgrade that held the lock while the step waited for it is seen — in a session whose default
+  // isolation is REPEATABLE READ ('idle' begins its own READ COMMITTED transaction), and inside an open READ
+  // COMMITTED transaction ('read-committed', the worker's provider during a read-ahead).
+  for (const form of ['idle', 'read-committed'] as const) {
+    it(`the one-round-trip guard (${form}) sees an upgrade that committed while it waited for the lock`, async () => {
+      const db = await freshDatabase(targetServer(), `guard_${form.replace('-', '_')}`);
+      const [holder, admin, daemon] = [await db.connect(), await db.connect(), await db.connect()];
+      const locks = async (mode: string, granted: boolean) =>
+        (await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = $1 AND granted = $2", [mode, granted])).rows[0].n as number;
+      try {
+        await engine.installEngine(admin);
+        const { withEngine } = await import('../../src/daemons/engine-guard.js');
+        if (form === 'idle') await daemon.query("SET default_transaction_isolation = 'repeatable read'");
+        else await daemon.query('BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1');
+        // A step in progress holds the lock; the upgrade waits for it; the next step waits behind the upgrade.
+        await holder.query('SELECT pg_advisory_lock_shared($1)', [engine.INSTALL_LOCK_KEY]);
+        const upgrade = engine.installEngine(admin, { sources: otherContent });
+        await waitFor('the install to wait', async () => (await locks('ExclusiveLock', false)) === 1);
+        const step = withEngine([[daemon, db.name, form]], async () => 'ran');
+        step.catch(() => undefined);
+        await waitFor('the step to wait behind it', async () => (await locks('ShareLock', false)) === 1);
+        await holder.query('SELECT pg_advisory_unlock_shared($1)', [engine.INSTALL_LOCK_KEY]);
+        expect(await upgrade).toMatchObject({ action: 'upgraded' });
+        await expect(step).rejects.toMatchObject({ code: 'engine_changed' });
+      } finally {
+        for (const c of [holder, admin, daemon]) await c.end();
+      }
+    }, 60_000);
+  }
 });
+

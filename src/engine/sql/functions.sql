@@ -940,7 +940,9 @@ END $$;
 -- add_table and add_tables calls it. The functions it generates are compiled
 -- when they are made (check_function_bodies pinned on, whatever the session
 -- has, e.g. a schema copy's off): a body that would not compile fails the
--- apply, never the application's first write.
+-- apply, never the application's first write. From PG 12 it also runs with
+-- generic plans (set by the DO block at the end of this file: the setting
+-- does not exist before 12).
 CREATE OR REPLACE FUNCTION pgconvey.add_table_unowned(p_queue text, p_schema text, p_table text, p_key_columns text[])
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET check_function_bodies = on AS $$
 DECLARE
