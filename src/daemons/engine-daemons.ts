@@ -71,11 +71,10 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
     async step({ client, ticker }) {
       // Most steps only ask for a tick: lock, engine check, ticker() and unlock in one round trip (guardedTick);
       // maintenance (every few seconds) and a database without the engine table take the long way.
-      // The wait inside the call (TICKER_WAIT_MS, asked every pollMs) keeps a due tick as prompt as a poll every pollMs.
       const quick = ticker.maintenanceDue() ? null : await ticker.guardedTick(ENGINE_VERSION, ENGINE_CONTENT, (installed) => {
         const problem = engineMismatch(installed, database);
         if (problem) throw problem;
-      }, options.signal.aborted ? 0 : TICKER_WAIT_MS, pollMs);
+      });
       const r = quick ?? (await withEngine([[client, database, 'idle']], () => ticker.step()));
       if (r.tick) options.events?.ticked?.(options.queue);
       if (r.maintenance?.tablesEmptied) log.info('emptied event tables', { queue: options.queue, tables: r.maintenance.tablesEmptied });
@@ -86,14 +85,6 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
   });
   await withClient(options.provider, 'ticker', (c) => clearPiece(c, `ticker:${options.queue}`));
 }
-
-/**
- * How long one ticker call waits inside the server for a tick to be due (asking every pollMs): the ticker's
- * round trips while nothing is due, and how long an upgrade or a shutdown may wait for the step in progress.
- * Kept short: the call's statement holds its snapshot (the source's xmin horizon) for that long; 200 ms
- * gave a lower pgbench rate and a higher lag at 500 tps than 0 on a loaded machine (bench:engine --phases lag).
- */
-const TICKER_WAIT_MS = 50;
 
 /** Runs `body` on a short-lived connection; best effort (the database may be what failed). */
 async function withClient(spec: ConnectionSpec, role: string, body: (c: pg.Client) => Promise<void>): Promise<void> {

@@ -52,23 +52,23 @@ export class Ticker {
    * snapshot, taken after the lock was granted), the installed engine read,
    * and ticker() asked only when that engine is `version`/`content`; the
    * commit; the lock released. `check` then judges the engine read (throws
-   * on a mismatch: no tick was taken). With `waitMs`, ticker_wait asks every
-   * `everyMs` for up to `waitMs` in the one statement: a round trip per
-   * `waitMs` while no tick is due, instead of one per `everyMs`. An error
-   * (rolled back, the lock released): null, the caller takes the long way.
+   * on a mismatch: no tick was taken). One ticker() call per transaction:
+   * locks it takes end with it (a wait for a due tick inside one statement
+   * held the event tables' locks across calls and deadlocked with a queue's
+   * removal). An error (rolled back, the lock released): null, the caller
+   * takes the long way.
    */
-  async guardedTick(version: number, content: string, check: (installed: InstalledEngine | null) => void, waitMs = 0, everyMs = 10): Promise<TickerStep | null> {
+  async guardedTick(version: number, content: string, check: (installed: InstalledEngine | null) => void): Promise<TickerStep | null> {
     let results: pg.QueryResult[];
-    // Waiting: ticker_wait asks every `everyMs` for up to `waitMs` in this one statement (the lock held meanwhile).
-    const call = waitMs > 0 ? format('SELECT pgconvey.ticker_wait(%L, %s, %s) AS id', this.queue, String(Math.trunc(waitMs)), String(Math.trunc(everyMs))) : format('SELECT pgconvey.ticker(%L) AS id', this.queue);
+    const call = format('SELECT pgconvey.ticker(%L) AS id', this.queue);
     try {
       results = (await this.client.query(
         `BEGIN ISOLATION LEVEL READ COMMITTED; ${LOCK_SHARED_SQL}; ${ENGINE_ROW_SQL}; ` +
           `${call} WHERE ${engineIsSql(version, content)}; COMMIT; ${UNLOCK_SHARED_SQL}`,
       )) as unknown as pg.QueryResult[];
     } catch {
-      // The long way says what is wrong (an engine without pgconvey.engine or without ticker_wait: an older
-      // one, engine_not_upgraded; a broken connection) or works.
+      // The long way says what is wrong (an engine without pgconvey.engine: an older one,
+      // engine_not_upgraded; a broken connection) or works.
       await this.client.query('ROLLBACK').catch(() => undefined);
       await this.client.query(UNLOCK_SHARED_SQL).catch(() => undefined);
       return null;

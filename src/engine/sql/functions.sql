@@ -2467,29 +2467,6 @@ BEGIN
   RETURN v_tick;
 END $$;
 
-------------------------------------------------------------------------------
--- Function: pgconvey.ticker_wait(queue, wait_ms, every_ms) → the new tick id,
--- or NULL when no tick was due for wait_ms. Asks ticker(queue) every
--- every_ms inside one statement (each of ticker's statements takes its own
--- snapshot: READ COMMITTED, which insert_tick requires), and returns as soon
--- as it ticks, so the tick commits with the caller's statement at once. The
--- ticker daemon's frequent call: one round trip per wait_ms instead of one
--- per every_ms while nothing is due (its NOTIFY wakes the workers as before).
-CREATE OR REPLACE FUNCTION pgconvey.ticker_wait(p_queue text, p_wait_ms integer, p_every_ms integer)
-RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  v_until timestamptz := clock_timestamp() + make_interval(secs => greatest(p_wait_ms, 0) / 1000.0);
-  v_tick bigint;
-BEGIN
-  LOOP
-    v_tick := pgconvey.ticker(p_queue);
-    IF v_tick IS NOT NULL OR clock_timestamp() >= v_until THEN
-      RETURN v_tick;
-    END IF;
-    PERFORM pg_sleep(greatest(p_every_ms, 1) / 1000.0);
-  END LOOP;
-END $$;
-
 -- add_table_unowned and what it calls plan their catalog queries once (PG 12+): with the default
 -- plan_cache_mode each query with a parameter (the table's oid) was planned anew at every call, the
 -- generic plan never chosen (about 1 ms of each add_table). plan_cache_mode does not exist before PG 12.
