@@ -390,7 +390,8 @@ function pieceProblems(queue: string, what: string, running: boolean | null, pro
   );
 }
 
-function problemsOf(queues: QueueReport[]): string[] {
+/** The report's problems, each a line `status` prints (and exits 1 for). Exported for its unit test. */
+export function problemsOf(queues: QueueReport[]): string[] {
   const out: string[] = [];
   for (const q of queues) {
     for (const pin of q.stalePins ?? []) out.push(`queue "${q.queue}": stale copy pin "${pin}" on ${q.root.node} keeps events from being emptied; the running worker drops it after its next batch (or run pgconvey plan / apply)`);
@@ -400,8 +401,10 @@ function problemsOf(queues: QueueReport[]): string[] {
       const processes = s.workerProcesses ?? [];
       if (s.error) out.push(`queue "${q.queue}": ${s.node} (${s.display}): ${s.error}`);
       else out.push(...pieceProblems(q.queue, `the worker of ${s.node}`, s.workerRunning, processes, `no worker applies to ${s.node}; start pgconvey run`));
-      // The processes' own rows carry their errors; the subscription's last error (any process's) only without them.
-      if (s.lastError && !processes.length) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
+      // A backing-off process's row carries its error (reported above). Otherwise the subscription's last error,
+      // newer than its last applied batch, is reported whatever the rows say: a worker that reconnected and marks
+      // itself running still holds the same batch until a step succeeds.
+      if (s.lastError && !processes.some((p) => p.state === 'backing-off')) out.push(`queue "${q.queue}": the worker of ${s.node} failed ${Math.round(s.lastError.ageSeconds)} s ago and has applied nothing since: ${s.lastError.message}`);
       for (const t of s.tables) {
         if (!t.lastError) continue;
         const failed = t.copyFailures ? `copy failed ${t.copyFailures} time(s)${t.lastErrorAt ? `, last ${Math.round((Date.now() - new Date(t.lastErrorAt).getTime()) / 1000)} s ago` : ''}; retried with backoff: ` : '';
