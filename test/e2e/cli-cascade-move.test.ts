@@ -15,22 +15,14 @@
  */
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { cascadeYaml, caughtUp as caughtUpAll } from '../harness/cascade.js';
+import { ACCOUNTS_SCHEMA, ACCOUNTS_SEED, accountsWriter, cascadeYaml, caughtUp as caughtUpAll, differingFromRoot } from '../harness/cascade.js';
 import { runCli } from '../harness/cli.js';
 import { waitFor } from '../harness/compare.js';
 import { freshDatabase } from '../harness/databases.js';
-import { compareTable } from '../harness/exact.js';
 import { startCli, type CliProcess } from '../harness/processes.js';
 import { createRng, testSeed } from '../harness/random.js';
 import { sourceServer, targetServer } from '../harness/servers.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-
-const SCHEMA = `
-  CREATE TABLE public.accounts (id int PRIMARY KEY, balance int NOT NULL, note text);
-  CREATE TABLE public.items (id bigserial PRIMARY KEY, account int NOT NULL, payload jsonb);`;
-const SEED = `
-  INSERT INTO public.accounts SELECT g, g * 10, 'seed ' || g FROM generate_series(1, 2000) g;
-  INSERT INTO public.items (account, payload) SELECT g % 2000 + 1, jsonb_build_object('n', g) FROM generate_series(1, 3000) g;`;
 
 const NODES = ['b1', 'l1'] as const;
 
@@ -51,10 +43,10 @@ describe('pgconvey: moving a leaf from a branch to the root (~ change_provider) 
     for (const [name, d] of Object.entries(dbs)) {
       const c = await d.connect();
       clients.set(name, c);
-      await c.query(SCHEMA);
+      await c.query(ACCOUNTS_SCHEMA);
     }
     const root = clients.get('root')!;
-    await root.query(SEED);
+    await root.query(ACCOUNTS_SEED);
     const dsn = Object.fromEntries(Object.entries(dbs).map(([k, d]) => [k, d.dsn]));
     const file = `${mkdtempSync('/tmp/pgconvey-test-')}/cascade.yaml`;
     writeFileSync(file, yaml(dsn, 'b1'));
@@ -68,41 +60,7 @@ describe('pgconvey: moving a leaf from a branch to the root (~ change_provider) 
       (await clients.get(n)!.query<{ t: string }>("SELECT c.last_tick::text AS t FROM pgconvey.consumer c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = 'shop' AND c.consumer_name = $1", [consumer])).rows[0]?.t ?? null;
     const caughtUp = (what: string, nodes: readonly string[] = NODES) => caughtUpAll(what, root, clients, nodes, { logs: () => [...runs].map(([n, p]) => `--- ${n}:\n${p.lines.slice(-12).join('\n')}`).join('\n') });
 
-    let writing = true;
-    let written = 0;
-    const writer = (async () => {
-      const w = await dbs.root.connect();
-      try {
-        let next = 10_000;
-        while (writing) {
-          await w.query('BEGIN');
-          for (let i = rng.int(1, 5); i > 0; i--) {
-            const id = rng.int(1, 2500);
-            switch (rng.int(0, 4)) {
-              case 0:
-                await w.query('INSERT INTO public.accounts VALUES ($1, $2, $3)', [next++, rng.int(0, 1000), `n${rng.int(0, 99)}`]);
-                break;
-              case 1:
-                await w.query('UPDATE public.accounts SET balance = balance + $2, note = $3 WHERE id = $1', [id, rng.int(-50, 50), rng.chance(0.2) ? null : `u${rng.int(0, 99)}`]);
-                break;
-              case 2:
-                await w.query('DELETE FROM public.accounts WHERE id = $1', [id]);
-                break;
-              case 3:
-                await w.query('UPDATE public.accounts SET id = $2 WHERE id = $1', [id, next++]);
-                break;
-              default:
-                await w.query("INSERT INTO public.items (account, payload) SELECT $1, jsonb_build_object('w', g) FROM generate_series(1, $2) g", [id, rng.int(1, 10)]);
-            }
-          }
-          await w.query(rng.chance(0.05) ? 'ROLLBACK' : 'COMMIT');
-          written++;
-          await new Promise((r) => setTimeout(r, rng.int(0, 15)));
-        }
-      } finally {
-        await w.end();
-      }
-    })();
+    const writer = accountsWriter(dbs.root, rng);
 
     try {
       for (const n of ['root', ...NODES]) startRun(n);
@@ -131,17 +89,9 @@ describe('pgconvey: moving a leaf from a branch to the root (~ change_provider) 
       expect(await consumerAt('b1', 'l1')).toBeNull();
       startRun('l1');
       await new Promise((r) => setTimeout(r, rng.int(1000, 3000)));
-      writing = false;
-      await writer;
-      expect(written).toBeGreaterThan(20);
+      expect(await writer.stop()).toBeGreaterThan(20);
       await caughtUp('after the move and the writer');
-      const differing: string[] = [];
-      for (const n of NODES) {
-        for (const t of ['accounts', 'items']) {
-          const d = await compareTable(root, clients.get(n)!, 'public', t);
-          if (d.missing.length || d.extra.length || d.providerRows !== d.subscriberRows) differing.push(`${n} public.${t}: ${JSON.stringify(d).slice(0, 500)}`);
-        }
-      }
+      const differing = await differingFromRoot(root, clients, NODES, ['accounts', 'items']);
       expect(differing).toEqual([]);
       // No table of l1 was copied again: they stayed ok through the move.
       const again = await runCli(['plan', file], { timeoutMs: 120_000 });
@@ -157,8 +107,7 @@ describe('pgconvey: moving a leaf from a branch to the root (~ change_provider) 
       expect(refused.code, refused.stdout + refused.stderr).not.toBe(0);
       expect(refused.stdout + refused.stderr).toMatch(/change_provider_tick_gone/);
     } finally {
-      writing = false;
-      await writer.catch(() => undefined);
+      await writer.stop().catch(() => undefined);
       await Promise.all([...runs.values()].map((p) => p.kill('SIGTERM')));
       await Promise.all([...clients.values()].map((c) => c.end().catch(() => undefined)));
     }
