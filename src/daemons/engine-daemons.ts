@@ -24,8 +24,9 @@ import {
   recordPieceRunning,
   recordWorkerError,
   ScriptApplyError,
+  type StepGuards,
 } from '../engine/index.js';
-import { EngineMismatchError, checkEngine, engineMismatch, withEngine } from './engine-guard.js';
+import { EngineMismatchError, checkEngine, engineMismatch, stepGuard, withEngine } from './engine-guard.js';
 import type { Logger } from './log.js';
 import { errorText, runLoop, sleep } from './loop.js';
 import type { DaemonEvents } from './metrics.js';
@@ -177,7 +178,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
 async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: number, providerDb: string, subscriberDb: string, setLock: (held: boolean) => void): Promise<void> {
   // Cascades: when a branch last published its watermark to its provider (engine/watermark.ts).
   let watermarkAt = 0;
-  await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker }>({
+  await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker; guards: StepGuards }>({
     log,
     signal: options.signal,
     isFatal: options.waitForSetup ? isFatalWhileWaiting : isFatalWorkerError,
@@ -202,23 +203,19 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
         setLock(true);
         await recordPieceRunning(subscriber, workerPiece(options)).catch(() => undefined);
         log.info('applying', { queue: options.queue, consumer: options.consumer });
-        return { provider, subscriber, worker };
+        // The subscriber is outside any transaction between batches; the provider's session is READ COMMITTED (ApplyWorker.start).
+        const guards = { provider: stepGuard(provider, providerDb, 'read-committed'), subscriber: stepGuard(subscriber, subscriberDb, 'idle') };
+        return { provider, subscriber, worker, guards };
       } catch (err) {
         await provider.end().catch(() => undefined);
         await subscriber?.end().catch(() => undefined);
         throw err;
       }
     },
-    async step({ provider, subscriber, worker }) {
-      // The provider's session is READ COMMITTED (ApplyWorker.start) and may be inside the read-ahead's
-      // transaction; the subscriber is outside any transaction between steps.
-      const r = await withEngine(
-        [
-          [provider, providerDb, 'read-committed'],
-          [subscriber, subscriberDb, 'idle'],
-        ],
-        () => worker.step(),
-      );
+    async step({ provider, subscriber, worker, guards }) {
+      // The install lock in the step's own first messages (the poll, the batch's opening), and for the session
+      // only around work outside their transactions (engine/worker.ts).
+      const r = await worker.step(guards);
       // Cascades: a branch's watermark goes up to its provider about once a second (a leaf has none).
       // Best effort: a watermark that lags only keeps more events; its failure (say a lock_timeout behind the
       // provider's own batch) must not stop the apply.

@@ -7,10 +7,34 @@
  * the next step sees the new engine and stops that daemon with a coded
  * error — a supervisor then starts the pgconvey that installed it — instead
  * of running this code against other SQL.
+ *
+ * What the lock must cover: every statement this code sends that runs the
+ * engine's SQL (its functions, its tables) — an upgrade replaces them. A
+ * step's connection needs it from the step's first engine statement to its
+ * last, not between steps. The apply worker's step (stepGuard) takes it in
+ * the step's first message, for that message's transaction, with the
+ * engine check in the same message: on the subscriber the batch's opening
+ * (the lock ends with the batch's COMMIT or ROLLBACK), on the provider the
+ * poll; only work outside those transactions (a batch read by cursor,
+ * copies merging, pins, a branch's re-queue, a table held after a rollback)
+ * takes the session lock as well, around it.
  */
 import type pg from 'pg';
 import { PgconveyError } from '../kernel/index.js';
-import { ENGINE_CONTENT, ENGINE_VERSION, INSTALL_LOCK_KEY, installedEngine, lockSharedAndReadEngine, shortContent, type EngineLockForm, type InstalledEngine } from '../engine/index.js';
+import {
+  ENGINE_CONTENT,
+  ENGINE_VERSION,
+  INSTALL_LOCK_KEY,
+  LOCK_XACT_SHARED_SQL,
+  UNLOCK_SHARED_SQL,
+  engineCheckSql,
+  installedEngine,
+  lockSharedAndReadEngine,
+  shortContent,
+  type EngineLockForm,
+  type InstalledEngine,
+  type StepGuard,
+} from '../engine/index.js';
 
 export type EngineMismatchCode = 'engine_changed' | 'engine_not_upgraded';
 
@@ -80,4 +104,30 @@ export async function withEngine<T>(databases: ReadonlyArray<readonly [pg.Client
     for (const client of locked) await client.query('SELECT pg_catalog.pg_advisory_unlock_shared($1)', [INSTALL_LOCK_KEY]).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The guard of one connection as the apply worker's step holds it
+ * (engine/engine-lock.ts StepGuard): `form` is the connection's, for its
+ * session lock ('idle' for the subscriber between batches, 'read-committed'
+ * for the provider).
+ */
+export function stepGuard(client: pg.Client, database: string, form: EngineLockForm): StepGuard {
+  return {
+    xactSql: `${LOCK_XACT_SHARED_SQL}; ${engineCheckSql(ENGINE_VERSION, ENGINE_CONTENT)}`,
+    async lockSession() {
+      const problem = engineMismatch(await lockSharedAndReadEngine(client, form), database);
+      if (problem) throw problem;
+    },
+    async unlockSession() {
+      await client.query(UNLOCK_SHARED_SQL);
+    },
+    async explain() {
+      try {
+        return engineMismatch(await installedEngine(client), database);
+      } catch {
+        return null; // the connection (or the database) is what failed: the step's own error says so
+      }
+    },
+  };
 }

@@ -11,6 +11,15 @@
  *    read-ahead on the provider): no BEGIN/COMMIT, two plain statements.
  * A server without pgconvey.engine answers 42P01: the lock is held (session
  * lock) and the engine is read the long way (installedEngine: null).
+ *
+ * The apply worker's form (StepGuard) takes the lock for the TRANSACTION
+ * instead, at the head of a message that goes on with the step's own work:
+ * the lock (pg_advisory_xact_lock_shared), then a statement that fails
+ * unless this pgconvey's engine is installed (engineCheckSql), then the
+ * work — in a READ COMMITTED transaction, so the check's snapshot is taken
+ * once the lock is granted. No round trip of its own, and no unlock: the
+ * transaction's end releases it. A failed message is explained afterwards
+ * (StepGuard.explain: the engine read again, a mismatch thrown).
  */
 import type pg from 'pg';
 import { installedEngine, type InstalledEngine } from './install.js';
@@ -26,6 +35,35 @@ export const ENGINE_ROW_SQL =
 export function engineIsSql(version: number, content: string): string {
   const literal = `'${content.replace(/'/g, "''")}'`;
   return `EXISTS (SELECT FROM pgconvey.engine e WHERE e.version = ${Math.trunc(version)} AND (pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'content') = ${literal})`;
+}
+
+/**
+ * A statement failing (SQLSTATE 22P02, its text in the message) unless the
+ * installed engine is this version and content: the rest of its message's
+ * transaction does not run. The text is cast at run time (the CASE's
+ * condition is a subquery: nothing to fold at plan time).
+ */
+export function engineCheckSql(version: number, content: string): string {
+  return `SELECT (CASE WHEN ${engineIsSql(version, content)} THEN '0' ELSE 'pgconvey: the installed engine is not the one this pgconvey runs' END)::int AS engine_ok`;
+}
+
+/** The install lock, shared, until the end of the transaction. */
+export const LOCK_XACT_SHARED_SQL = `SELECT pg_catalog.pg_advisory_xact_lock_shared(${INSTALL_LOCK_KEY})`;
+
+/**
+ * The engine guard of one connection as the apply worker's step holds it
+ * (made by daemons/engine-guard.ts stepGuard, which knows what a mismatch
+ * is): in the step's first message of a transaction (xactSql, two
+ * statements), or for the session around work that spans transactions.
+ */
+export interface StepGuard {
+  /** The lock for the transaction and the engine check, as the head of a message (READ COMMITTED); two results. */
+  readonly xactSql: string;
+  /** Takes the lock for the session and checks the engine, in one round trip (lockSharedAndReadEngine); throws the mismatch (the lock is then held: unlock). */
+  lockSession(): Promise<void>;
+  unlockSession(): Promise<void>;
+  /** After a message headed by xactSql failed (its transaction over): the mismatch, when the engine installed now is not this pgconvey's; else null. */
+  explain(): Promise<Error | null>;
 }
 
 export const LOCK_SHARED_SQL = `SELECT pg_catalog.pg_advisory_lock_shared(${INSTALL_LOCK_KEY})`;

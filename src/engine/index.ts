@@ -38,4 +38,4 @@ export * from './process-state.js';
 export * from './table-state.js';
 export { LOCK_CLASS, tryPieceLockSql, pieceLockHeld, pieceRunning } from './locks.js';
 export * from './engine-version.js';
-export { lockSharedAndReadEngine, type EngineLockForm } from './engine-lock.js';
+export { LOCK_XACT_SHARED_SQL, UNLOCK_SHARED_SQL, engineCheckSql, lockSharedAndReadEngine, type EngineLockForm, type StepGuard } from './engine-lock.js';

@@ -6,6 +6,15 @@
  * (skip it and finish it), it follows the position (apply it), or neither
  * (the position is lost: stop and say so). Exactly once, whatever is killed
  * when.
+ *
+ * Under the engine guard (daemons/engine-guard.ts; step(guards)), the
+ * install lock costs no round trip of its own: the subscriber's opening
+ * takes it for the batch's transaction, the provider's poll for its own;
+ * provider work beyond the poll (a batch read by cursor, copies merging,
+ * new shapes or tables, pins, a branch's re-queue, a skipped batch's
+ * finish) takes the provider's session lock first (lockedProvider), once
+ * per step, and subscriber work outside the batch's transaction takes the
+ * subscriber's around it.
  */
 import type pg from 'pg';
 import { PgconveyError, sqlFormat as format } from '../kernel/index.js';
@@ -15,6 +24,7 @@ import { batchFromRow, closeHeld, finishBatch, readBatch, type BatchInfo, type H
 import { EXACT_SESSION_SQL } from './session.js';
 import { sqlStates, type TableState } from './table-state.js';
 import { tryPieceLockSql } from './locks.js';
+import type { StepGuard } from './engine-lock.js';
 import { dropStalePins } from './copier.js';
 import { parseSnapshot, snapshotSees } from './snapshot.js';
 import { SCRIPT_EVENT_TABLE } from './ddl.js';
@@ -32,6 +42,15 @@ interface AppliedTable {
   /** The copy (or resync) the table's state belongs to, as read (and locked) by this batch. */
   copyGeneration: string;
 }
+
+/** The engine guards of a step's two connections (daemons/engine-guard.ts stepGuard). */
+export interface StepGuards {
+  provider: StepGuard;
+  subscriber: StepGuard;
+}
+
+/** Results at the head of a guarded message (engine-lock.ts StepGuard.xactSql: the lock, the check). */
+const GUARD_RESULTS = 2;
 
 export interface WorkerOptions {
   queue: string;
@@ -175,6 +194,10 @@ export class ApplyWorker {
   private heldNext: Promise<HeldBatch | undefined> | undefined;
   /** Batches computed ahead on the provider, and how many of them the next step read (the others were closed unread). */
   readonly readAhead = { held: 0, read: 0 };
+  /** The engine guards of the step in progress; none: unguarded (a test driving the worker alone). */
+  private guards: StepGuards | undefined;
+  /** The step in progress holds the provider's session lock (work beyond the poll's transaction). */
+  private providerLocked = false;
 
   constructor(
     private readonly provider: pg.Client,
@@ -247,8 +270,55 @@ export class ApplyWorker {
     return next ? await next : undefined;
   }
 
-  /** Processes at most one batch. */
-  async step(): Promise<StepOutcome> {
+  /**
+   * Processes at most one batch; under `guards`, with the install lock held
+   * shared wherever it touches engine SQL (see the module's header).
+   */
+  async step(guards?: StepGuards): Promise<StepOutcome> {
+    this.guards = guards;
+    let done = false;
+    try {
+      const outcome = await this.stepOnce();
+      done = true;
+      return outcome;
+    } finally {
+      this.guards = undefined;
+      if (this.providerLocked) {
+        this.providerLocked = false;
+        // Queued behind a read-ahead in flight, as any use of the connection; a broken one is closed by the caller anyway.
+        const unlock = guards!.provider.unlockSession();
+        if (done) await unlock;
+        else await unlock.catch(() => undefined);
+      }
+    }
+  }
+
+  /** The provider for work beyond the poll's transaction: its session lock taken first, once per step. Not while a read-ahead is in flight (providerFree). */
+  private async lockedProvider(): Promise<pg.Client> {
+    const g = this.guards?.provider;
+    if (g && !this.providerLocked) {
+      this.providerLocked = true; // held even when the check throws: the step's end unlocks
+      await g.lockSession();
+    }
+    return this.provider;
+  }
+
+  /** Runs subscriber work outside the batch's transaction under the subscriber's session lock (the connection is idle). */
+  private async underSubscriberLock<T>(body: () => Promise<T>): Promise<T> {
+    const g = this.guards?.subscriber;
+    if (!g) return body();
+    try {
+      await g.lockSession();
+      const r = await body();
+      await g.unlockSession();
+      return r;
+    } catch (err) {
+      await g.unlockSession().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async stepOnce(): Promise<StepOutcome> {
     const { queue, consumer } = this.options;
     const ph = this.phases;
     ph.reset();
@@ -272,7 +342,8 @@ export class ApplyWorker {
     } catch (err) {
       if (early) await early.then(() => this.subscriber.query('ROLLBACK'), () => undefined).catch(() => undefined);
       await dropHeld();
-      throw err;
+      // Its transaction is over: an engine changed under the worker is what the poll's guard failed on.
+      throw (await this.guards?.provider.explain()) ?? err;
     }
     const batch = polled.batch;
     if (!batch || batch.startTick !== expected) {
@@ -287,10 +358,11 @@ export class ApplyWorker {
     }
     const started = Date.now();
     const opened = await ph.time('open', () => (early && batch.startTick === expected ? early : this.open(batch.startTick)));
-    const position = opened[3]!.rows[0] as { completed_tick: string | null } | undefined;
-    let states = opened[4]!.rows as SubscriberTableRow[];
+    const at = this.guards ? GUARD_RESULTS : 0;
+    const position = opened[at + 3]!.rows[0] as { completed_tick: string | null } | undefined;
+    let states = opened[at + 4]!.rows as SubscriberTableRow[];
     let applied: Map<number, AppliedTable> | undefined; // #17 part 3: the tables a mismatch may hold
-    const isBranch = ((opened[5]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
+    const isBranch = ((opened[at + 5]!.rows[0] as { t: string | null } | undefined)?.t ?? null) !== null;
     /** Stops the applier's statements still in flight (a chunk's flush overlaps the next chunk's decoding). */
     let abandon: (() => Promise<void>) | undefined;
     try {
@@ -298,13 +370,13 @@ export class ApplyWorker {
       if (position.completed_tick === batch.endTick) {
         await dropHeld();
         await this.subscriber.query('ROLLBACK');
-        await finishBatch(this.provider, queue, consumer, batch.endTick);
+        await finishBatch(await this.lockedProvider(), queue, consumer, batch.endTick);
         return { kind: 'skipped', batch };
       }
       if (position.completed_tick !== batch.startTick) throw new LostPositionError(position.completed_tick, batch);
 
       // #17 part 3: held tables keep their pins and are left out; those the subscriber now can take replay from their held tick.
-      const prepared = await this.holds.prepare(this.provider, this.subscriber, states, batch.startTick);
+      const prepared = states.some((r) => r.state === 'held') ? await this.holds.prepare(await this.lockedProvider(), this.subscriber, states, batch.startTick) : { rows: states, resumed: false };
       if (prepared.resumed) this.statements.clear();
       states = prepared.rows as SubscriberTableRow[];
       const tables = await ph.time('tables', () => this.appliedTables(batch.queueId, polled.capturedVersion, states));
@@ -317,6 +389,7 @@ export class ApplyWorker {
         consumer,
         startTick: batch.startTick,
         endTick: batch.endTick,
+        // Only the provider's catalog (a missing column's type, when a shape does not fit): no engine SQL.
         provider: this.provider,
         statements: (id) => tables.get(id)?.statements,
         shapes: (id) => this.shapes.get(id),
@@ -337,7 +410,7 @@ export class ApplyWorker {
       for (const t of merging) {
         if (BigInt(t.copyTick!) >= BigInt(batch.startTick)) continue;
         const skipped = await this.tickRange(batch.queueId, t.copyTick!, batch.startTick);
-        await readBatch(this.provider, skipped, new Set([t.statements.table.tableId]), apply, {
+        await readBatch(await this.lockedProvider(), skipped, new Set([t.statements.table.tableId]), apply, {
           phases: ph,
           skipVisibleIn: new Map([[t.statements.table.tableId, t.copySnapshot!]]),
         });
@@ -368,7 +441,7 @@ export class ApplyWorker {
             : undefined;
         const given = held;
         held = undefined; // readBatch reads or closes it
-        await readBatch(this.provider, batch, read, apply, { skipVisibleIn, phases: ph, held: given, readAhead, onHeldRead: () => {
+        await readBatch(await this.lockedProvider(), batch, read, apply, { skipVisibleIn, phases: ph, held: given, readAhead, onHeldRead: () => {
             this.readAhead.read++;
             ph.add('ahead_read', 1);
           } });
@@ -389,7 +462,7 @@ export class ApplyWorker {
       // batch's end tick existed, so never behind it), the position, and the commit.
       const sequences = this.changedSequences(polled.sequences);
       // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
-      if (isBranch) await this.branch.requeue(this.provider, this.subscriber, queue, batch);
+      if (isBranch) await this.branch.requeue(await this.lockedProvider(), this.subscriber, queue, batch);
       // From here on the provider connection may be computing the next batch: wait for it before using it.
       await ph.time('commit', () =>
         this.subscriber.query(
@@ -406,7 +479,8 @@ export class ApplyWorker {
         // The read-ahead's transaction must be over first; the batch it held stays for the next step.
         const next = await this.providerFree();
         this.heldNext = next ? Promise.resolve(next) : undefined;
-        await ph.time('pins', () => dropStalePins(this.provider, this.subscriber, queue, consumer));
+        const provider = await this.lockedProvider();
+        await ph.time('pins', () => this.underSubscriberLock(() => dropStalePins(provider, this.subscriber, queue, consumer)));
       }
       const stats = applier.takeStats();
       ph.flush({ events: stats.events, total: Date.now() - started, lag: Date.now() - batch.endTime.getTime() });
@@ -426,9 +500,9 @@ export class ApplyWorker {
       this.holds.forget();
       // #17 part 3: rows one table cannot take hold that table alone, when exact; the batch is taken again without it.
       const candidates = [...(applied?.values() ?? [])].map((t) => ({ schema: t.statements.table.schema, name: t.statements.table.name, copySnapshot: t.copySnapshot, copyTick: t.copyTick, copyGeneration: t.copyGeneration }));
-      if (err instanceof SchemaMismatchError && (await this.holds.hold(this.subscriber, err, candidates, batch.startTick))) {
+      if (err instanceof SchemaMismatchError && (await this.underSubscriberLock(() => this.holds.hold(this.subscriber, err, candidates, batch.startTick)))) {
         this.statements.clear();
-        return this.step();
+        return this.stepOnce();
       }
       throw err;
     }
@@ -446,10 +520,15 @@ export class ApplyWorker {
    */
   private async open(startTick: string): Promise<pg.QueryResult[]> {
     const { queue, consumer } = this.options;
+    // Guarded: the install lock for the batch's transaction and the engine check first (READ COMMITTED:
+    // the check's snapshot is taken once the lock is granted, whatever the session's default).
+    const guard = this.guards?.subscriber;
+    const begin = guard ? `BEGIN ISOLATION LEVEL READ COMMITTED; ${guard.xactSql}; ` : 'BEGIN; ';
     try {
       return (await this.subscriber.query(
+        begin +
         format(
-          `BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL work_mem = '${APPLY_SORT_MEMORY}'; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ` +
+          `SET LOCAL session_replication_role = replica; SET LOCAL work_mem = '${APPLY_SORT_MEMORY}'; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ` +
             `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
               WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE; ` +
             'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
@@ -464,6 +543,8 @@ export class ApplyWorker {
       )) as unknown as pg.QueryResult[];
     } catch (err) {
       await this.subscriber.query('ROLLBACK').catch(() => undefined);
+      const mismatch = guard ? await guard.explain() : null;
+      if (mismatch) throw mismatch;
       const e = err as { code?: string; message?: string };
       throw e?.code === 'PCB01' ? new BranchOutOfStepError(e.message ?? 'branch out of step') : err;
     }
@@ -485,6 +566,8 @@ export class ApplyWorker {
     );
     const finishing = this.pendingFinish;
     const statements = [
+      // Guarded: the install lock for the poll's transaction (the session's default is READ COMMITTED) and the engine check.
+      ...(this.guards ? [this.guards.provider.xactSql] : []),
       // A subscriber that keeps up ticks the events written since its last batch itself (keep_up_tick), in this
       // round trip: its next batch does not wait for the ticker's next call, its commit and its NOTIFY.
       format('SELECT pgconvey.keep_up_tick(%L, %L, %s)', queue, consumer, finishing === undefined ? 'NULL' : String(BigInt(finishing))),
@@ -506,7 +589,7 @@ export class ApplyWorker {
     const results = (await this.provider.query(statements.join('; '))) as unknown as pg.QueryResult[];
     // Finished (or found finished already): a failure above leaves it to the next worker's skip path.
     this.pendingFinish = undefined;
-    const at = finishing !== undefined ? 2 : 1;
+    const at = (this.guards ? GUARD_RESULTS : 0) + (finishing !== undefined ? 2 : 1);
     return {
       batch: batchFromRow(results[at]!.rows[0]),
       capturedVersion: (results[at + 1]!.rows[0]?.v as string | undefined) ?? '',
@@ -530,7 +613,8 @@ export class ApplyWorker {
     const wanted = new Set<number>();
     for (const e of events) if (e.shape !== null && !this.shapes.has(e.shape)) wanted.add(e.shape);
     if (!wanted.size) return;
-    const { rows } = await this.provider.query<ShapeRow>('SELECT shape_id, table_id, columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = ANY ($1::int[])', [[...wanted]]);
+    const provider = await this.lockedProvider();
+    const { rows } = await provider.query<ShapeRow>('SELECT shape_id, table_id, columns, key_columns, generated FROM pgconvey.table_shape WHERE shape_id = ANY ($1::int[])', [[...wanted]]);
     this.keepShapes(rows);
   }
 
@@ -556,7 +640,8 @@ export class ApplyWorker {
 
   /** The events between two ticks, as a batch. */
   private async tickRange(queueId: number, startTick: string, endTick: string): Promise<BatchInfo> {
-    const { rows } = await this.provider.query<{ tick_id: string; snap: string; tick_time: Date; seq: string }>(
+    const provider = await this.lockedProvider();
+    const { rows } = await provider.query<{ tick_id: string; snap: string; tick_time: Date; seq: string }>(
       'SELECT tick_id, tick_snapshot::text AS snap, tick_time, tick_event_seq AS seq FROM pgconvey.tick WHERE queue_id = $1 AND tick_id IN ($2, $3)',
       [queueId, startTick, endTick],
     );
@@ -583,7 +668,8 @@ export class ApplyWorker {
       // never older rows under a newer version.
       // The row shapes of those tables come in the same round trip (immutable: kept; loadShapes fetches newer
       // ones): a batch's first chunk then never waits for them behind the cursor's read-ahead FETCH.
-      const read = (await this.provider.query(
+      const provider = await this.lockedProvider();
+      const read = (await provider.query(
         `${format(CAPTURED_VERSION_SQL, this.options.queue)}; SELECT table_id, table_schema, table_name, key_columns, columns FROM pgconvey.captured_table WHERE queue_id = ${Number(queueId)}; ` +
           `SELECT s.shape_id, s.table_id, s.columns, s.key_columns, s.generated FROM pgconvey.table_shape s WHERE s.table_id IN (SELECT c.table_id FROM pgconvey.captured_table c WHERE c.queue_id = ${Number(queueId)})`,
       )) as unknown as pg.QueryResult[];

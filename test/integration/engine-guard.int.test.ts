@@ -136,5 +136,61 @@ describe('daemons stop when the engine under them changes', () => {
       }
     }, 60_000);
   }
+
+  // The apply worker's guard (stepGuard): the lock for the transaction and the engine check at the head of
+  // the step's own message — the subscriber's batch opening (BEGIN ISOLATION LEVEL READ COMMITTED, in a
+  // session whose default is REPEATABLE READ) and the provider's poll (an implicit transaction of a READ
+  // COMMITTED session). A message that waited behind an upgrade fails before its work; explain() says why.
+  for (const form of ['opening', 'poll'] as const) {
+    it(`the worker's guard in the ${form}'s message holds the lock for its transaction and sees an upgrade that committed while it waited`, async () => {
+      const db = await freshDatabase(targetServer(), `guard_${form}`);
+      const [holder, admin, daemon] = [await db.connect(), await db.connect(), await db.connect()];
+      const locks = async (mode: string, granted: boolean) =>
+        (await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = $1 AND granted = $2", [mode, granted])).rows[0].n as number;
+      try {
+        await engine.installEngine(admin);
+        await admin.query('CREATE TABLE public.work (n int)');
+        const { stepGuard } = await import('../../src/daemons/engine-guard.js');
+        const guard = stepGuard(daemon, db.name, form === 'opening' ? 'idle' : 'read-committed');
+        await daemon.query(form === 'opening' ? "SET default_transaction_isolation = 'repeatable read'" : "SET default_transaction_isolation = 'read committed'");
+        const message = form === 'opening' ? `BEGIN ISOLATION LEVEL READ COMMITTED; ${guard.xactSql}; INSERT INTO public.work VALUES (1)` : `${guard.xactSql}; INSERT INTO public.work VALUES (1)`;
+        const end = form === 'opening' ? 'COMMIT' : undefined;
+
+        // This pgconvey's engine: the work runs, and the lock is held until the transaction ends (an upgrade waits).
+        if (form === 'opening') {
+          await daemon.query(message);
+          expect(await locks('ShareLock', true)).toBe(1);
+          const upgrade = engine.installEngine(admin, { sources: otherContent });
+          await waitFor('the install to wait', async () => (await locks('ExclusiveLock', false)) === 1);
+          await daemon.query(end!);
+          expect(await upgrade).toMatchObject({ action: 'upgraded' });
+          await engine.installEngine(admin); // back to this pgconvey's
+        } else {
+          await daemon.query(message);
+        }
+        expect(await locks('ShareLock', true)).toBe(0);
+        expect((await admin.query('SELECT count(*)::int AS n FROM public.work')).rows[0].n).toBe(1);
+        expect(await guard.explain()).toBeNull();
+
+        // A step in progress holds the lock; the upgrade waits for it; the message waits behind the upgrade,
+        // then fails before its work, and explain() names the change.
+        await holder.query('SELECT pg_advisory_lock_shared($1)', [engine.INSTALL_LOCK_KEY]);
+        const upgrade = engine.installEngine(admin, { sources: otherContent });
+        await waitFor('the install to wait', async () => (await locks('ExclusiveLock', false)) === 1);
+        const step = daemon.query(message);
+        step.catch(() => undefined);
+        await waitFor('the message to wait behind it', async () => (await locks('ShareLock', false)) === 1);
+        await holder.query('SELECT pg_advisory_unlock_shared($1)', [engine.INSTALL_LOCK_KEY]);
+        expect(await upgrade).toMatchObject({ action: 'upgraded' });
+        await expect(step).rejects.toMatchObject({ code: '22P02' });
+        if (form === 'opening') await daemon.query('ROLLBACK');
+        expect((await admin.query('SELECT count(*)::int AS n FROM public.work')).rows[0].n).toBe(1);
+        expect(await guard.explain()).toMatchObject({ code: 'engine_changed', message: expect.stringContaining(`database "${db.name}"`) });
+        expect(await locks('ShareLock', true)).toBe(0);
+      } finally {
+        for (const c of [holder, admin, daemon]) await c.end();
+      }
+    }, 60_000);
+  }
 });
 
