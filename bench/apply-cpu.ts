@@ -12,7 +12,7 @@
  * Rounds interleave the two modes (each replication alone, the other off).
  * A developer's probe: prints, writes nothing to docs/.
  *
- * Usage: npm run build && tsx bench/apply-cpu.ts [-- --scale 5 --rate 500 --seconds 12 --rounds 2]
+ * Usage: npm run build && tsx bench/apply-cpu.ts [-- --scale 5 --rate 500 --seconds 12 --rounds 2 --ticker-min-interval 20ms]
  */
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -41,6 +41,7 @@ import { runMain } from './report.js';
 
 const { values: args } = parseArgs({
   options: {
+    'ticker-min-interval': { type: 'string' },
     scale: { type: 'string', default: '5' },
     rate: { type: 'string', default: '500' },
     seconds: { type: 'string', default: '12' },
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
     await createSubscription(source, SRC, target, NAT, SUB, 'bench_pub');
     await waitUntil('native initial sync', () => nativeAllSynced(target, NAT), 1_800_000, 100);
     await setSubscription(source, SRC, target, NAT, SUB, false);
-    const file = writeDesiredState(source, SRC, target, PGC, {});
+    const file = writeDesiredState(source, SRC, target, PGC, { tickerMinInterval: args['ticker-min-interval'] });
     await planAndApply(file);
     const setup = await startRun(file);
     await waitUntil('pgconvey to copy every table', () => pgconveyAllCopied(target, PGC), 1_800_000, 100);

@@ -18,7 +18,7 @@
  *  3. lag p50/p95 at each --rates, probe row every 100 ms, interleaved rounds.
  *  4. peak RSS of the `run` processes in each phase.
  *
- * Usage: npm run bench:engine [-- --scale 20 --rounds 3 --seconds 15 --backlog 100000 --rates 500,2000 --lag-seconds 15]
+ * Usage: npm run bench:engine [-- --scale 20 --rounds 3 --seconds 15 --backlog 100000 --rates 500,2000 --lag-seconds 15 --ticker-min-interval 20ms]
  *        npm run bench:engine -- --quick      (a smoke run of a minute or two; printed, not written to docs/)
  *        npm run bench:engine -- --phases lag (only some of the measurements: tps, catchup, lag; while developing —
  *                                              with BENCH_REPORT=/tmp/x.md, so docs/benchmarks.md gets no partial table)
@@ -55,6 +55,7 @@ import { commandLine, header, mdTable, publish, requireTool, runMain } from './r
 
 const { values: args } = parseArgs({
   options: {
+    'ticker-min-interval': { type: 'string' },
     scale: { type: 'string', default: '20' },
     rounds: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '15' },
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
     await setSubscription(source, SRC, target, NAT, SUB, false);
 
     // ---- pgconvey: apply the file (schema copied with pg_dump), run until copied ----
-    const file = writeDesiredState(source, SRC, target, PGC, {});
+    const file = writeDesiredState(source, SRC, target, PGC, { tickerMinInterval: args['ticker-min-interval'] });
     t0 = Date.now();
     const { planMs, applyMs } = await planAndApply(file);
     await sql(target, PGC, 'ALTER TABLE lag_probe ADD COLUMN received_at timestamptz NOT NULL DEFAULT clock_timestamp()');

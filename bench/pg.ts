@@ -141,6 +141,8 @@ export interface FileOptions {
   copyParallel?: number;
   /** prepare.schema: copy (default) or check (the tables exist on the target). */
   schema?: 'copy' | 'check';
+  /** daemons.ticker.min_interval (e.g. `20ms`); default: the file's default. */
+  tickerMinInterval?: string;
 }
 
 /** Writes a two-node desired-state file (old_root → new_leaf) and returns its path. */
@@ -155,7 +157,7 @@ databases:
   old: "host=${source.host} port=${source.port} user=postgres dbname=${srcDb}"
   new: "host=${target.host} port=${target.port} user=postgres dbname=${dstDb}"
 prepare: { schema: ${o.schema ?? 'copy'} }
-${o.copyParallel ? `daemons: { copy: { parallel: ${o.copyParallel} } }\n` : ''}queues:
+${daemonsLine(o)}queues:
   ${o.queue ?? 'bench'}:
     nodes:
       old_root: { database: old, type: root }
@@ -164,6 +166,12 @@ ${o.copyParallel ? `daemons: { copy: { parallel: ${o.copyParallel} } }\n` : ''}q
 `,
   );
   return file;
+}
+
+/** The file's top-level `daemons` line (empty when it sets nothing). */
+function daemonsLine(o: FileOptions): string {
+  const parts = [o.copyParallel ? `copy: { parallel: ${o.copyParallel} }` : '', o.tickerMinInterval ? `ticker: { min_interval: ${o.tickerMinInterval} }` : ''].filter(Boolean);
+  return parts.length ? `daemons: { ${parts.join(', ')} }\n` : '';
 }
 
 /** Plans `file` against the live databases and applies it, as `pgconvey apply` does; the two times in ms. */

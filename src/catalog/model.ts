@@ -124,6 +124,7 @@ export interface EngineQueueSettings {
   tickerMaxCount: number;
   tickerMaxLagMs: number;
   tickerIdlePeriodMs: number;
+  tickerMinIntervalMs: number;
   rotationTxids: number;
   tickRetentionMs: number;
 }

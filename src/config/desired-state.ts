@@ -43,7 +43,7 @@ export interface Selection<O> {
 }
 
 export interface DaemonSettings {
-  ticker: { maxEvents: number; maxLagMs: number; idlePeriodMs: number };
+  ticker: { maxEvents: number; maxLagMs: number; idlePeriodMs: number; minIntervalMs: number };
   worker: { pollIntervalMs: number; retryDelayMs: number };
   copy: { parallel: number };
   maintenance: { intervalMs: number; rotationTransactions: number; tickRetentionMs: number };
@@ -70,7 +70,7 @@ export interface DesiredState {
 }
 
 export const DEFAULT_DAEMON_SETTINGS: DaemonSettings = {
-  ticker: { maxEvents: 500, maxLagMs: 100, idlePeriodMs: 30_000 },
+  ticker: { maxEvents: 500, maxLagMs: 100, idlePeriodMs: 30_000, minIntervalMs: 20 },
   worker: { pollIntervalMs: 50, retryDelayMs: 1000 },
   copy: { parallel: 2 },
   maintenance: { intervalMs: 5000, rotationTransactions: 100_000, tickRetentionMs: 60 * 60_000 },

@@ -25,7 +25,7 @@ interface RawSelection {
   entries?: Record<string, Record<string, unknown> | null>;
 }
 interface RawDaemons {
-  ticker?: { max_events?: number; max_lag?: string; idle_period?: string };
+  ticker?: { max_events?: number; max_lag?: string; idle_period?: string; min_interval?: string };
   worker?: { poll_interval?: string; retry_delay?: string };
   copy?: { parallel?: number };
   maintenance?: { interval?: string; rotation_transactions?: number; tick_retention?: string };
@@ -103,6 +103,7 @@ function mergeDaemons(base: DaemonSettings, raw: RawDaemons | undefined): Daemon
       maxEvents: raw?.ticker?.max_events ?? base.ticker.maxEvents,
       maxLagMs: ms(raw?.ticker?.max_lag, base.ticker.maxLagMs),
       idlePeriodMs: ms(raw?.ticker?.idle_period, base.ticker.idlePeriodMs),
+      minIntervalMs: ms(raw?.ticker?.min_interval, base.ticker.minIntervalMs),
     },
     worker: {
       pollIntervalMs: ms(raw?.worker?.poll_interval, base.worker.pollIntervalMs),

@@ -80,7 +80,10 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
       if (r.tick) options.events?.ticked?.(options.queue);
       if (r.maintenance?.tablesEmptied) log.info('emptied event tables', { queue: options.queue, tables: r.maintenance.tablesEmptied });
       if (r.maintenance?.ticksDeleted) log.debug('deleted old ticks', { queue: options.queue, count: r.maintenance.ticksDeleted });
-      return pollMs;
+      // Just ticked: the next tick is due no sooner than the queue's min interval (a subscriber that keeps
+      // up) or max lag, so there is nothing to ask before (only the max_count rule could come sooner: such a
+      // burst waits at most that long, its batch merging the rest).
+      return r.tick ? Math.max(pollMs, ticker.quietAfterTickMs) : pollMs;
     },
     close: async ({ client }) => client.end(),
   });

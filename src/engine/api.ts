@@ -11,6 +11,8 @@ export interface QueueSettings {
   tickerMaxCount: number;
   tickerMaxLagMs: number;
   tickerIdlePeriodMs: number;
+  /** The least time between two ticks taken for a subscriber that keeps up (engine 13; 0: at once). */
+  tickerMinIntervalMs: number;
   /** Event tables take turns every this many transaction ids. */
   rotationTxids: number;
   tickRetentionMs: number;
@@ -20,6 +22,7 @@ const SETTING_COLUMNS: Record<keyof QueueSettings, string> = {
   tickerMaxCount: 'ticker_max_count',
   tickerMaxLagMs: 'ticker_max_lag',
   tickerIdlePeriodMs: 'ticker_idle_period',
+  tickerMinIntervalMs: 'ticker_min_interval',
   rotationTxids: 'rotation_txids',
   tickRetentionMs: 'tick_retention',
 };

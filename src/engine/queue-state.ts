@@ -11,6 +11,9 @@ import type pg from 'pg';
 import { qualifiedName, type QualifiedName } from '../kernel/index.js';
 import type { QueueSettings } from './api.js';
 
+/** pgconvey.queue.ticker_min_interval's default (migration 0013), in ms. */
+export const DEFAULT_TICKER_MIN_INTERVAL_MS = 20;
+
 export interface QueueRow {
   /** pgconvey.queue.queue_id: the capture triggers are named after it. */
   queueId: number;
@@ -48,6 +51,7 @@ export async function readQueues(client: pg.Client): Promise<QueueRow[]> {
   SELECT q.queue_id, q.queue_name AS name, (SELECT max(t.tick_id) FROM pgconvey.tick t WHERE t.queue_id = q.queue_id)::text AS last_tick,
          q.ticker_max_count, (extract(epoch FROM q.ticker_max_lag) * 1000)::bigint AS ticker_max_lag_ms,
          (extract(epoch FROM q.ticker_idle_period) * 1000)::bigint AS ticker_idle_period_ms, q.rotation_txids,
+         (extract(epoch FROM (to_jsonb(q) ->> 'ticker_min_interval')::interval) * 1000)::bigint AS ticker_min_interval_ms,
          (extract(epoch FROM q.tick_retention) * 1000)::bigint AS tick_retention_ms,
          to_jsonb(q) ->> 'branch_provider' AS branch_provider
     FROM pgconvey.queue q ORDER BY 2`);
@@ -59,6 +63,8 @@ export async function readQueues(client: pg.Client): Promise<QueueRow[]> {
       tickerMaxCount: Number(q.ticker_max_count),
       tickerMaxLagMs: Number(q.ticker_max_lag_ms),
       tickerIdlePeriodMs: Number(q.ticker_idle_period_ms),
+      // Before engine 13 the column is missing: its default, the value the migration gives it.
+      tickerMinIntervalMs: q.ticker_min_interval_ms === null ? DEFAULT_TICKER_MIN_INTERVAL_MS : Number(q.ticker_min_interval_ms),
       rotationTxids: Number(q.rotation_txids),
       tickRetentionMs: Number(q.tick_retention_ms),
     },

@@ -27,6 +27,12 @@ export interface TickerStep {
 
 export class Ticker {
   private lastMaintenance = 0;
+  /**
+   * How long after a tick no other can be due but by ticker_max_count: the queue's ticker_min_interval
+   * (a subscriber that keeps up waits that long), at most its ticker_max_lag; in ms, read at start and
+   * with each maintenance. The daemon need not ask sooner.
+   */
+  quietAfterTickMs = 0;
 
   constructor(
     private readonly client: pg.Client,
@@ -38,6 +44,15 @@ export class Ticker {
   async start(): Promise<void> {
     const { rows } = await this.client.query<{ ok: boolean }>(tryPieceLockSql("'ticker:' || $1"), [this.queue]);
     if (!rows[0]!.ok) throw new TickerBusyError(this.queue);
+    await this.readMinInterval();
+  }
+
+  private async readMinInterval(): Promise<void> {
+    const { rows } = await this.client.query<{ ms: number | null }>(
+      "SELECT (extract(epoch FROM least((to_jsonb(q) ->> 'ticker_min_interval')::interval, q.ticker_max_lag)) * 1000)::float8 AS ms FROM pgconvey.queue q WHERE q.queue_name = $1",
+      [this.queue],
+    );
+    this.quietAfterTickMs = Number(rows[0]?.ms ?? 0);
   }
 
   /** Whether the next step runs the queue's maintenance (step) rather than only asking for a tick (guardedTick). */
@@ -82,6 +97,7 @@ export class Ticker {
     if (now - this.lastMaintenance >= this.maintenanceEveryMs) {
       this.lastMaintenance = now;
       result.maintenance = await maintainQueue(this.client, this.queue);
+      await this.readMinInterval();
     }
     return result;
   }

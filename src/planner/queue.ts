@@ -11,6 +11,7 @@ export function queueSettings(queue: QueueSpec): EngineQueueSettings {
     tickerMaxCount: d.ticker.maxEvents,
     tickerMaxLagMs: d.ticker.maxLagMs,
     tickerIdlePeriodMs: d.ticker.idlePeriodMs,
+    tickerMinIntervalMs: d.ticker.minIntervalMs,
     rotationTxids: d.maintenance.rotationTransactions,
     tickRetentionMs: d.maintenance.tickRetentionMs,
   };

@@ -6,7 +6,8 @@
  * that finds no tick due writes nothing (no transaction id). The worker's
  * own tick (keep_up_tick, asked in its poll before it finishes its batch)
  * ticks only when the consumer's position, once that batch is finished, is
- * the queue's last tick and events were written since.
+ * the queue's last tick and events were written since; both wait until the
+ * last tick is ticker_min_interval old (keep_up_tick by sleeping in the poll).
  */
 import { describe, expect, it } from 'vitest';
 import * as engine from '../../src/engine/index.js';
@@ -20,8 +21,8 @@ for (const server of [sourceServer(), targetServer()]) {
       const admin = await db.connect();
       try {
         await engine.installEngine(admin);
-        // max_lag an hour: any tick below comes from the adaptive rule (or the count, kept out of reach).
-        await engine.createQueue(admin, 'q', { tickerMaxLagMs: 3_600_000, tickerIdlePeriodMs: 3_600_000, tickerMaxCount: 1_000_000 });
+        // max_lag an hour: any tick below comes from the adaptive rule (or the count, kept out of reach); no min interval.
+        await engine.createQueue(admin, 'q', { tickerMaxLagMs: 3_600_000, tickerIdlePeriodMs: 3_600_000, tickerMaxCount: 1_000_000, tickerMinIntervalMs: 0 });
         await admin.query('CREATE TABLE public.t (id int PRIMARY KEY)');
         await engine.addTable(admin, 'q', 'public', 't');
         const write = (id: number) => admin.query('INSERT INTO public.t VALUES ($1)', [id]);
@@ -58,6 +59,65 @@ for (const server of [sourceServer(), targetServer()]) {
         expect((await admin.query('SELECT pg_catalog.txid_current_if_assigned() AS x')).rows[0].x).toBeNull();
         await admin.query('ROLLBACK');
       } finally {
+        await admin.end();
+      }
+    });
+
+    it('waits out ticker_min_interval for a subscriber that keeps up: ticker() until then, keep_up_tick in the poll', async () => {
+      const db = await freshDatabase(server, 'tickmin');
+      const admin = await db.connect();
+      const other = await db.connect();
+      try {
+        await engine.installEngine(admin);
+        await engine.createQueue(admin, 'q', { tickerMaxLagMs: 3_600_000, tickerIdlePeriodMs: 3_600_000, tickerMaxCount: 1_000_000 });
+        const settings = async () => (await engine.readQueues(admin)).find((q) => q.name === 'q')!.settings;
+        expect((await settings()).tickerMinIntervalMs).toBe(20); // the migration's default
+        await engine.configureQueue(admin, 'q', { tickerMinIntervalMs: 3_600_000 });
+        expect((await settings()).tickerMinIntervalMs).toBe(3_600_000);
+        await admin.query('CREATE TABLE public.t (id int PRIMARY KEY)');
+        await engine.addTable(admin, 'q', 'public', 't');
+        await engine.registerConsumer(admin, 'q', 'c');
+        const keepUp = async () => (await admin.query<{ t: string | null }>("SELECT pgconvey.keep_up_tick('q', 'c', NULL) AS t")).rows[0]!.t;
+        await admin.query('INSERT INTO public.t VALUES (1)');
+
+        // The last tick younger than the min interval: no tick for the consumer that keeps up.
+        expect(await engine.tick(admin, 'q')).toBeNull();
+
+        // keep_up_tick waits until the last tick is min interval old (here 400 ms), then ticks.
+        const takeBatch = async () => {
+          await admin.query("SELECT * FROM pgconvey.next_batch('q', 'c', 50000)");
+          await admin.query("SELECT pgconvey.finish_batch('q', 'c', (SELECT batch_end_tick FROM pgconvey.consumer WHERE consumer_name = 'c'))");
+        };
+        await engine.configureQueue(admin, 'q', { tickerMinIntervalMs: 400 });
+        await engine.forceTick(admin, 'q');
+        await takeBatch(); // the consumer at the last tick, just taken
+        await admin.query('INSERT INTO public.t VALUES (2)');
+        const t0 = Date.now();
+        expect(await keepUp()).not.toBeNull();
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+        await takeBatch();
+
+        // Nothing written: NULL at once, no wait.
+        const t1 = Date.now();
+        expect(await keepUp()).toBeNull();
+        expect(Date.now() - t1).toBeLessThan(300);
+
+        // ticker() ticks for it once the last tick is that old.
+        await admin.query('INSERT INTO public.t VALUES (3)');
+        expect(await engine.tick(admin, 'q')).toBeNull();
+        await admin.query('SELECT pg_sleep(0.45)');
+        expect(await engine.tick(admin, 'q')).not.toBeNull();
+        await takeBatch();
+
+        // The queue row locked by another session (a removal, a new setting): no tick, and no wait for it.
+        await engine.configureQueue(admin, 'q', { tickerMinIntervalMs: 0 });
+        await admin.query('INSERT INTO public.t VALUES (4)');
+        await other.query("BEGIN; SELECT 1 FROM pgconvey.queue WHERE queue_name = 'q' FOR UPDATE");
+        expect(await keepUp()).toBeNull();
+        await other.query('ROLLBACK');
+        expect(await keepUp()).not.toBeNull();
+      } finally {
+        await other.end();
         await admin.end();
       }
     });

@@ -12,21 +12,84 @@ $$;
 ------------------------------------------------------------------------------
 -- Function: pgconvey.event_seq_value(queue_id) → the last event id handed out
 -- (without consuming one). The ticker compares it with the last tick's value.
+-- Asked by every ticker call and worker poll: pg_sequence_last_value (PG 10+)
+-- has no statement to parse and plan; it is NULL only before the sequence's
+-- first value is taken, when the sequence row itself is read.
 CREATE OR REPLACE FUNCTION pgconvey.event_seq_value(p_queue_id integer)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+  v_seq text := format('pgconvey.%I', 'event_' || p_queue_id || '_seq');
   v bigint;
 BEGIN
-  EXECUTE format('SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM pgconvey.%I',
-                 'event_' || p_queue_id || '_seq') INTO v;
+  v := pg_sequence_last_value(v_seq::regclass);
+  IF v IS NULL THEN
+    EXECUTE 'SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ' || v_seq INTO v;
+  END IF;
   RETURN v;
+END $$;
+
+------------------------------------------------------------------------------
+-- Function: pgconvey.queue_readers(queue_id). (Re)creates the queue's own
+-- reading functions, whose statements name its event tables so that plpgsql
+-- keeps their plans for the session: a statement built per call (EXECUTE)
+-- was parsed and planned at every call — its 3 or 6 scans of event tables
+-- ~0.5 ms of the ~2 ms a small batch cost the provider, ~10 times what
+-- running it took. From PG 12 the plans are generic (plan_cache_mode): they
+-- look ranges of ev_txid up in its index whatever the values.
+--   pgconvey.queue_<id>_events(lo, hi, end, late, tables, limit): the events
+--     of the tables with these ids whose transaction is from lo to hi
+--     (exclusive) and visible in the end snapshot, or in late, in event
+--     order, at most `limit` (small_batch_events); late is also bounded by
+--     its least and greatest id, so that the generic plan's estimate is a
+--     range's (an index scan), not a whole array's;
+--   pgconvey.queue_<id>_unseen(snapshot) → whether an event exists that the
+--     snapshot does not see (ticker): one whose transaction is at or after
+--     its xmax (the largest ev_txid, from the index's end), or running in
+--     it (xip) — what `ev_txid >= xmin AND NOT txid_visible_in_snapshot()`
+--     asks, in terms a generic plan looks up in the index (a generic range
+--     from a parameter's xmin is a sequential scan).
+-- create_queue makes them, drop_queue drops them, and every install or
+-- upgrade makes them again for every queue (the end of this file).
+CREATE OR REPLACE FUNCTION pgconvey.queue_readers(p_queue_id integer)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_generic text := CASE WHEN current_setting('server_version_num')::integer >= 120000 THEN ' SET plan_cache_mode = force_generic_plan' ELSE '' END;
+  v_events text;
+  v_unseen text;
+  v_running text;
+BEGIN
+  SELECT string_agg(format('SELECT ev_id, ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data FROM %1$s'
+                           ' WHERE ev_txid >= p_lo AND ev_txid < p_hi AND txid_visible_in_snapshot(ev_txid, p_end) AND ev_table = ANY (p_tables)'
+                           ' UNION ALL SELECT ev_id, ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data FROM %1$s'
+                           ' WHERE ev_txid >= v_late_min AND ev_txid <= v_late_max AND ev_txid = ANY (p_late) AND ev_table = ANY (p_tables)',
+                           pgconvey.event_table(p_queue_id, n)), ' UNION ALL '),
+         string_agg(format('(SELECT max(e.ev_txid) FROM %s e) >= txid_snapshot_xmax(p_snapshot)', pgconvey.event_table(p_queue_id, n)), ' OR '),
+         string_agg(format('EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid = v_txid)', pgconvey.event_table(p_queue_id, n)), ' OR ')
+    INTO v_events, v_unseen, v_running FROM generate_series(0, 2) n;
+  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I(p_lo bigint, p_hi bigint, p_end txid_snapshot, p_late bigint[], p_tables integer[], p_limit bigint) '
+                 'RETURNS TABLE (ev_txid bigint, ev_table integer, ev_op "char", ev_shape integer, ev_key text, ev_data text) '
+                 'LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp%s AS %L',
+                 'queue_' || p_queue_id || '_events', v_generic,
+                 E'#variable_conflict use_column\nDECLARE\n  v_late_min bigint := (SELECT min(x) FROM unnest(p_late) x);\n  v_late_max bigint := (SELECT max(x) FROM unnest(p_late) x);\n'
+                 || E'BEGIN\n  RETURN QUERY SELECT e.ev_txid, e.ev_table, e.ev_op, '
+                 || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).shape ELSE e.ev_shape END, '
+                 || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).key ELSE e.ev_key END, '
+                 || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).data ELSE e.ev_data END '
+                 || 'FROM (' || v_events || E') e ORDER BY e.ev_id LIMIT p_limit;\nEND');
+  EXECUTE format('CREATE OR REPLACE FUNCTION pgconvey.%I(p_snapshot txid_snapshot) RETURNS boolean '
+                 'LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp%s AS %L',
+                 'queue_' || p_queue_id || '_unseen', v_generic,
+                 E'DECLARE\n  v_txid bigint;\nBEGIN\n  IF ' || v_unseen || E' THEN\n    RETURN true;\n  END IF;\n'
+                 || E'  FOR v_txid IN SELECT txid_snapshot_xip(p_snapshot) LOOP\n    IF ' || v_running || E' THEN\n      RETURN true;\n    END IF;\n  END LOOP;\n'
+                 || E'  RETURN false;\nEND');
 END $$;
 
 ------------------------------------------------------------------------------
 -- Function: pgconvey.create_queue(name) → queue_id. Idempotent: an existing
 -- queue's id is returned unchanged. Creates the event sequence, three event
 -- tables (insert-only, emptied by TRUNCATE, indexed on the transaction id) and
--- the first tick, and grants the capture role INSERT on the event tables.
+-- the first tick and its reading functions (queue_readers), and grants the
+-- capture role INSERT on the event tables.
 CREATE OR REPLACE FUNCTION pgconvey.create_queue(p_queue text)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -54,13 +117,15 @@ BEGIN
     EXECUTE format('CREATE INDEX %I ON %s (ev_txid)', 'event_' || v_id || '_' || i || '_txid', pgconvey.event_table(v_id, i));
   END LOOP;
   INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq) VALUES (v_id, 1, 0);
+  PERFORM pgconvey.queue_readers(v_id);
   PERFORM pgconvey.ensure_capture_role();  -- its INSERT on the new event tables
   RETURN v_id;
 END $$;
 
 ------------------------------------------------------------------------------
 -- Function: pgconvey.drop_queue(name) → true if it existed. Removes capture
--- triggers of its tables, its event tables and sequence, ticks and consumers.
+-- triggers of its tables, its event tables, sequence and reading functions,
+-- ticks and consumers.
 CREATE OR REPLACE FUNCTION pgconvey.drop_queue(p_queue text)
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -79,23 +144,26 @@ BEGIN
     EXECUTE 'DROP TABLE IF EXISTS ' || pgconvey.event_table(v_id, i);
   END LOOP;
   EXECUTE format('DROP SEQUENCE IF EXISTS pgconvey.%I', 'event_' || v_id || '_seq');
+  EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I(bigint, bigint, txid_snapshot, bigint[], integer[], bigint)', 'queue_' || v_id || '_events');
+  EXECUTE format('DROP FUNCTION IF EXISTS pgconvey.%I(txid_snapshot)', 'queue_' || v_id || '_unseen');
   DELETE FROM pgconvey.queue WHERE queue_id = v_id;
   RETURN true;
 END $$;
 
 ------------------------------------------------------------------------------
 -- Function: pgconvey.set_queue_config(name, param, value). Params:
--- ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_txids,
--- tick_retention. A new rotation_txids regenerates the queue's capture functions.
+-- ticker_max_count, ticker_max_lag, ticker_idle_period, ticker_min_interval,
+-- rotation_txids, tick_retention. A new rotation_txids regenerates the queue's
+-- capture functions.
 CREATE OR REPLACE FUNCTION pgconvey.set_queue_config(p_queue text, p_param text, p_value text)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_count integer;
   t record;
 BEGIN
-  IF p_param NOT IN ('ticker_max_count', 'ticker_max_lag', 'ticker_idle_period', 'rotation_txids', 'tick_retention') THEN
+  IF p_param NOT IN ('ticker_max_count', 'ticker_max_lag', 'ticker_idle_period', 'ticker_min_interval', 'rotation_txids', 'tick_retention') THEN
     RAISE EXCEPTION 'unknown queue setting "%"', p_param
-      USING HINT = 'settable: ticker_max_count, ticker_max_lag, ticker_idle_period, rotation_txids, tick_retention';
+      USING HINT = 'settable: ticker_max_count, ticker_max_lag, ticker_idle_period, ticker_min_interval, rotation_txids, tick_retention';
   END IF;
   EXECUTE format('UPDATE pgconvey.queue SET %I = $1::%s WHERE queue_name = $2 AND %I IS DISTINCT FROM $1::%s',
                  p_param, CASE WHEN p_param IN ('ticker_max_count', 'rotation_txids') THEN 'bigint' ELSE 'interval' END,
@@ -132,8 +200,10 @@ BEGIN
   IF EXISTS (SELECT 1 FROM pgconvey.queue WHERE queue_id = p_queue_id AND branch_provider IS NOT NULL) THEN
     RAISE EXCEPTION 'a branch''s queue takes the ticks of its provider; it is not ticked here';
   END IF;
-  INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq)
-  SELECT p_queue_id, max(tick_id) + 1, pgconvey.event_seq_value(p_queue_id)
+  -- The tick's time is when it is taken (its snapshot's statement), not when its transaction began: the
+  -- worker's poll transaction may have waited in keep_up_tick before it (ticker_min_interval).
+  INSERT INTO pgconvey.tick (queue_id, tick_id, tick_event_seq, tick_time)
+  SELECT p_queue_id, max(tick_id) + 1, pgconvey.event_seq_value(p_queue_id), clock_timestamp()
     FROM pgconvey.tick WHERE queue_id = p_queue_id
   RETURNING tick_id INTO v_tick;
   PERFORM pg_notify('pgconvey_tick', p_queue_id::text);
@@ -146,8 +216,11 @@ END $$;
 -- ticker_max_lag has passed since the last tick, or after ticker_idle_period;
 -- and, to keep the lag low, as soon as events wait while a subscriber keeps up
 -- (a consumer active within the last second has no open batch: it has applied
--- everything ticked so far). A consumer that is behind (batch open) or gone
--- (inactive) gets the max_lag rhythm, so its batches merge many events.
+-- everything ticked so far) and the last tick is ticker_min_interval old (a
+-- tick is a batch, whose costs do not depend on its size: a subscriber that
+-- keeps up would otherwise take a batch of a few events as fast as it loops).
+-- A consumer that is behind (batch open) or gone (inactive) gets the max_lag
+-- rhythm, so its batches merge many events.
 -- Whether a tick is due is asked first without a lock, so the ticker's frequent
 -- calls that find none take no transaction id and write nothing (no WAL flush
 -- at their commit); a tick due is asked again under the queue row lock.
@@ -179,7 +252,7 @@ BEGIN
     v_found := v_new >= q.ticker_max_count
                OR (v_new > 0 AND v_age >= q.ticker_max_lag)
                OR v_age >= q.ticker_idle_period
-               OR (v_new > 0 AND EXISTS (SELECT 1 FROM pgconvey.consumer c
+               OR (v_new > 0 AND v_age >= q.ticker_min_interval AND EXISTS (SELECT 1 FROM pgconvey.consumer c
                                           WHERE c.queue_id = q.queue_id AND c.batch_end_tick IS NULL
                                             AND left(c.consumer_name, 5) <> 'copy:'  -- copy pins (copier.ts) consume nothing
                                             AND left(c.consumer_name, 10) <> 'watermark:'  -- nor do subscriber watermarks (cascades)
@@ -187,12 +260,9 @@ BEGIN
     -- An event id taken before the last tick, by a transaction that committed after it, was counted by that
     -- tick but is not in its batch: no new id comes for it. So a tick is also due, after max_lag, when an event
     -- the last tick's snapshot does not see is visible now (committed). The event tables are indexed on
-    -- ev_txid; only ids from the snapshot's xmin on are looked at.
+    -- ev_txid; only ids from the snapshot's xmin on are looked at (queue_<id>_unseen, see queue_readers).
     IF NOT v_found AND v_age >= q.ticker_max_lag THEN
-      EXECUTE (SELECT 'SELECT ' || string_agg(format('EXISTS (SELECT 1 FROM %s e WHERE e.ev_txid >= txid_snapshot_xmin($1) AND NOT txid_visible_in_snapshot(e.ev_txid, $1))',
-                                                     pgconvey.event_table(q.queue_id, n)), ' OR ')
-                 FROM generate_series(0, 2) n)
-        INTO v_found USING v_last.tick_snapshot;
+      EXECUTE format('SELECT pgconvey.%I($1)', 'queue_' || q.queue_id || '_unseen') INTO v_found USING v_last.tick_snapshot;
     END IF;
     IF NOT v_found THEN
       RETURN NULL;
@@ -213,11 +283,17 @@ END $$;
 -- that tick is the consumer's position once `finishing` is finished — the
 -- consumer has applied everything ticked, so the events written meanwhile
 -- are its next batch at once, without waiting for the ticker's next call.
--- A consumer with an other batch open, or behind (ticks after its position
--- wait), gets no tick; nor does a branch's queue (it takes its provider's
--- ticks). The queue row is locked only when a tick is due (as ticker()), in
--- an earlier statement than insert_tick's, so ticks stay ordered; the queue
--- row before the consumer row, as every function locking both.
+-- No sooner than ticker_min_interval after the last tick: a younger one is
+-- waited out here (pg_sleep, at most that interval, only when events wait),
+-- so that a subscriber that keeps up takes a batch every min interval with
+-- one round trip each. A consumer with an other batch open, or behind (ticks
+-- after its position wait), gets no tick; nor does a branch's queue (it takes
+-- its provider's ticks). The queue row is locked only when a tick is due (as
+-- ticker()), in an earlier statement than insert_tick's, so ticks stay
+-- ordered; the queue row before the consumer row, as every function locking
+-- both; and never waited for (SKIP LOCKED: no tick then), so that a removal
+-- of the queue holding it and waiting for the locks of this transaction does
+-- not deadlock with it.
 CREATE OR REPLACE FUNCTION pgconvey.keep_up_tick(p_queue text, p_consumer text, p_finishing bigint)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -225,13 +301,17 @@ DECLARE
   c pgconvey.consumer%ROWTYPE;
   v_last pgconvey.tick%ROWTYPE;
   v_locked boolean := false;
+  v_wait interval;
+  v_waited boolean := false;
 BEGIN
   IF current_setting('transaction_isolation') <> 'read committed' THEN
     RETURN NULL;  -- ticks are taken in READ COMMITTED only (insert_tick); the ticker ticks instead
   END IF;
   LOOP
     IF v_locked THEN
-      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE;
+      -- Not waited for: a queue row another session has locked (the ticker ticking, a removal, a new
+      -- setting) means no tick here; the ticker's, or the next poll's, comes instead.
+      SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue FOR UPDATE SKIP LOCKED;
     ELSE
       SELECT * INTO q FROM pgconvey.queue WHERE queue_name = p_queue;
     END IF;
@@ -247,6 +327,20 @@ BEGIN
                                              WHEN c.batch_end_tick = p_finishing THEN p_finishing END)
        OR pgconvey.event_seq_value(q.queue_id) <= v_last.tick_event_seq THEN
       RETURN NULL;
+    END IF;
+    v_wait := q.ticker_min_interval - (clock_timestamp() - v_last.tick_time);
+    IF v_wait > interval '0' THEN
+      IF v_waited THEN
+        RETURN NULL;  -- waited once already (a clock set back): the ticker ticks
+      END IF;
+      -- Too soon after the last tick: wait out the min interval here, then ask again (a tick may have come
+      -- meanwhile). The worker's next batch then still comes in this round trip; returning NULL instead
+      -- cost it an empty poll, a wait for the ticker's NOTIFY and a second poll per batch. No row or lock
+      -- is held but the shared locks of the tables read so far (queue, consumer, tick, the sequence).
+      PERFORM pg_sleep(extract(epoch FROM v_wait));
+      v_waited := true;
+      v_locked := false;
+      CONTINUE;
     END IF;
     IF v_locked THEN
       RETURN pgconvey.insert_tick(q.queue_id);
@@ -367,7 +461,6 @@ DECLARE
   c pgconvey.consumer%ROWTYPE;
   v_start pgconvey.tick%ROWTYPE;
   v_end pgconvey.tick%ROWTYPE;
-  v_parts text;
 BEGIN
   SELECT co.* INTO c FROM pgconvey.consumer co JOIN pgconvey.queue q USING (queue_id)
    WHERE q.queue_name = p_queue AND co.consumer_name = p_consumer;
@@ -380,22 +473,13 @@ BEGIN
     RETURN;
   END IF;
   -- Per event table: the transactions from the start's xmax to the end's xmax visible at the end, and the
-  -- ones running at the start that had finished by the end ($4).
-  SELECT string_agg(format('SELECT ev_id, ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data FROM %1$s'
-                           ' WHERE ev_txid >= $1 AND ev_txid < $2 AND txid_visible_in_snapshot(ev_txid, $3) AND ev_table = ANY ($5)'
-                           ' UNION ALL SELECT ev_id, ev_txid, ev_table, ev_op, ev_shape, ev_key, ev_data FROM %1$s'
-                           ' WHERE ev_txid = ANY ($4) AND ev_table = ANY ($5)', pgconvey.event_table(c.queue_id, n)), ' UNION ALL ')
-    INTO v_parts FROM generate_series(0, 2) n;
-  RETURN QUERY EXECUTE
-    'SELECT e.ev_txid, e.ev_table, e.ev_op, '
-    || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).shape ELSE e.ev_shape END, '
-    || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).key ELSE e.ev_key END, '
-    || 'CASE WHEN e.ev_shape IS NULL AND e.ev_op <> ''T'' THEN (pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).data ELSE e.ev_data END '
-    || 'FROM (' || v_parts || ') e ORDER BY e.ev_id LIMIT $6'
+  -- ones running at the start that had finished by the end ($4); read by the queue's own function, whose
+  -- plan the session keeps (queue_readers).
+  RETURN QUERY EXECUTE format('SELECT * FROM pgconvey.%I($1, $2, $3, $4, $5, $6)', 'queue_' || c.queue_id || '_events')
     USING txid_snapshot_xmax(v_start.tick_snapshot), txid_snapshot_xmax(v_end.tick_snapshot), v_end.tick_snapshot,
           ARRAY(SELECT x FROM txid_snapshot_xip(v_start.tick_snapshot) x
                  WHERE x NOT IN (SELECT y FROM txid_snapshot_xip(v_end.tick_snapshot) y)),
-          p_tables, p_limit + 1;
+          p_tables, p_limit + 1::bigint;
 END $$;
 
 ------------------------------------------------------------------------------
@@ -2475,4 +2559,15 @@ BEGIN
   IF current_setting('server_version_num')::integer >= 120000 THEN
     ALTER FUNCTION pgconvey.add_table_unowned(text, text, text, text[]) SET plan_cache_mode = force_generic_plan;
   END IF;
+END $$;
+
+-- Every queue's reading functions, made again by every install or upgrade (queue_readers): queues made by
+-- an engine before them get theirs, and a change of the statements reaches every queue.
+DO $$
+DECLARE
+  v_id integer;
+BEGIN
+  FOR v_id IN SELECT queue_id FROM pgconvey.queue LOOP
+    PERFORM pgconvey.queue_readers(v_id);
+  END LOOP;
 END $$;

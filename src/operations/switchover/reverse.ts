@@ -37,6 +37,7 @@ async function reverseReplication(run: SwitchoverRun, old: pg.Client, neu: pg.Cl
       tickerMaxCount: d.ticker.maxEvents,
       tickerMaxLagMs: d.ticker.maxLagMs,
       tickerIdlePeriodMs: d.ticker.idlePeriodMs,
+      tickerMinIntervalMs: d.ticker.minIntervalMs,
       rotationTxids: d.maintenance.rotationTransactions,
       tickRetentionMs: d.maintenance.tickRetentionMs,
     },

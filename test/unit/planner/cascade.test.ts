@@ -43,7 +43,7 @@ describe('planner: cascades', () => {
     expect(errors[0]!.message).toContain('public.orders_id_seq (SELECT)');
   });
 
-  const settings = { tickerMaxCount: 500, tickerMaxLagMs: 100, tickerIdlePeriodMs: 30000, rotationTxids: 100000, tickRetentionMs: 3600000 };
+  const settings = { tickerMaxCount: 500, tickerMaxLagMs: 100, tickerIdlePeriodMs: 30000, tickerMinIntervalMs: 20, rotationTxids: 100000, tickRetentionMs: 3600000 };
   const subscribed = (consumer: string, tick: string, queues: EngineQueueInfo[] = []): EngineInfo => ({ version: 3, content: null, queues, subscriptions: [{ queue: 'shop', consumer, completedTick: tick, tables: [] }] });
 
   it('refuses to move a node under a branch that has no queue yet (change_provider_no_queue)', () => {

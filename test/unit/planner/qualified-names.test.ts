@@ -43,7 +43,7 @@ describe('planner: qualified names', () => {
   it('a captured table no longer selected is removed with its exact name (no split on the first dot)', () => {
     const tables = [table('c', ['id'], ['id'], { schema: 'a.b' })];
     const captured = [{ schema: 'a.b', name: 'c', keyColumns: ['id'], columns: ['id'] }];
-    const settings = { tickerMaxCount: 0, tickerMaxLagMs: 0, tickerIdlePeriodMs: 0, rotationTxids: 0, tickRetentionMs: 0 };
+    const settings = { tickerMaxCount: 0, tickerMaxLagMs: 0, tickerIdlePeriodMs: 0, tickerMinIntervalMs: 0, rotationTxids: 0, tickRetentionMs: 0 };
     const old = catalog(12, tables, { sequences: [], engine: { version: 3, content: null, queues: [{ name: 'shop', lastTick: '9', settings, consumers: [{ name: 'new_leaf', lastTick: '9' }], tables: captured, sequences: [] }], subscriptions: [] } });
     const neu = catalog(17, tables, {
       sequences: [],
