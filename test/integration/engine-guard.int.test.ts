@@ -91,10 +91,10 @@ describe('daemons stop when the engine under them changes', () => {
       let release!: () => void;
       const held = new Promise<void>((r) => (release = r));
       const step = withEngine([[daemon, db.name]], () => held);
-      await waitFor('the shared lock', async () => (await admin.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted")).rows[0].n === 1);
+      await waitFor('the shared lock', async () => (await admin.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND mode = 'ShareLock' AND granted")).rows[0].n === 1);
       let upgraded = false;
       const upgrade = engine.installEngine(admin, { sources: otherContent }).then((r) => ((upgraded = true), r));
-      await waitFor('the install to wait', async () => (await daemon.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' AND NOT granted")).rows[0].n === 1);
+      await waitFor('the install to wait', async () => (await daemon.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND mode = 'ExclusiveLock' AND NOT granted")).rows[0].n === 1);
       expect(upgraded).toBe(false);
       release();
       await step;
@@ -115,7 +115,7 @@ describe('daemons stop when the engine under them changes', () => {
       const db = await freshDatabase(targetServer(), `guard_${form.replace('-', '_')}`);
       const [holder, admin, daemon] = [await db.connect(), await db.connect(), await db.connect()];
       const locks = async (mode: string, granted: boolean) =>
-        (await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = $1 AND granted = $2", [mode, granted])).rows[0].n as number;
+        (await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND mode = $1 AND granted = $2", [mode, granted])).rows[0].n as number;
       try {
         await engine.installEngine(admin);
         const { withEngine } = await import('../../src/daemons/engine-guard.js');
@@ -146,7 +146,7 @@ describe('daemons stop when the engine under them changes', () => {
       const db = await freshDatabase(targetServer(), `guard_${form}`);
       const [holder, admin, daemon] = [await db.connect(), await db.connect(), await db.connect()];
       const locks = async (mode: string, granted: boolean) =>
-        (await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND mode = $1 AND granted = $2", [mode, granted])).rows[0].n as number;
+        (await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND mode = $1 AND granted = $2", [mode, granted])).rows[0].n as number;
       try {
         await engine.installEngine(admin);
         await admin.query('CREATE TABLE public.work (n int)');
