@@ -34,7 +34,7 @@ import type { DaemonEvents } from './metrics.js';
 export interface TickerDaemonOptions {
   provider: ConnectionSpec;
   queue: string;
-  /** How often the ticker asks whether a tick is due. */
+  /** The shortest wait between two of the ticker's calls (Ticker.waitAfter). */
   pollMs?: number;
   /** How often event tables are emptied and old ticks removed. */
   maintenanceEveryMs?: number;
@@ -45,7 +45,8 @@ export interface TickerDaemonOptions {
 
 export async function runTickerDaemon(options: TickerDaemonOptions): Promise<void> {
   const log = options.log.child('ticker');
-  // Asking costs a read (no transaction id, nothing written) unless a tick is due: ask often, tick soon.
+  // Asking costs a read (no transaction id, nothing written) unless a tick is due; the shortest wait between
+  // two calls (Ticker.waitAfter says how long each wait is).
   const pollMs = options.pollMs ?? 10;
   const database = options.provider.dbname ?? 'provider';
   await runLoop<{ client: pg.Client; ticker: Ticker }>({
@@ -80,10 +81,9 @@ export async function runTickerDaemon(options: TickerDaemonOptions): Promise<voi
       if (r.tick) options.events?.ticked?.(options.queue);
       if (r.maintenance?.tablesEmptied) log.info('emptied event tables', { queue: options.queue, tables: r.maintenance.tablesEmptied });
       if (r.maintenance?.ticksDeleted) log.debug('deleted old ticks', { queue: options.queue, count: r.maintenance.ticksDeleted });
-      // Just ticked: the next tick is due no sooner than the queue's min interval (a subscriber that keeps
-      // up) or max lag, so there is nothing to ask before (only the max_count rule could come sooner: such a
-      // burst waits at most that long, its batch merging the rest).
-      return r.tick ? Math.max(pollMs, ticker.quietAfterTickMs) : pollMs;
+      // Just ticked: nothing is due before the queue's min interval; else until the last tick is max_lag old
+      // (Ticker.waitAfter: a subscriber that keeps up ticks for itself).
+      return ticker.waitAfter(r, pollMs);
     },
     close: async ({ client }) => client.end(),
   });

@@ -23,7 +23,12 @@ export class TickerBusyError extends PgconveyError {
 export interface TickerStep {
   tick: string | null;
   maintenance?: MaintenanceResult;
+  /** How long ago the queue's last tick was made (by this ticker or a worker's keep_up_tick), when read. */
+  lastTickAgeMs?: number;
 }
+
+/** The longest the ticker waits between two calls that ticked nothing, whatever the queue's max lag. */
+export const TICKER_MAX_WAIT_MS = 100;
 
 export class Ticker {
   private lastMaintenance = 0;
@@ -33,6 +38,8 @@ export class Ticker {
    * with each maintenance. The daemon need not ask sooner.
    */
   quietAfterTickMs = 0;
+  /** The queue's ticker_max_lag in ms (read with quietAfterTickMs). */
+  maxLagMs = 0;
 
   constructor(
     private readonly client: pg.Client,
@@ -48,11 +55,32 @@ export class Ticker {
   }
 
   private async readMinInterval(): Promise<void> {
-    const { rows } = await this.client.query<{ ms: number | null }>(
-      "SELECT (extract(epoch FROM least((to_jsonb(q) ->> 'ticker_min_interval')::interval, q.ticker_max_lag)) * 1000)::float8 AS ms FROM pgconvey.queue q WHERE q.queue_name = $1",
+    const { rows } = await this.client.query<{ ms: number | null; lag: number | null }>(
+      "SELECT (extract(epoch FROM least((to_jsonb(q) ->> 'ticker_min_interval')::interval, q.ticker_max_lag)) * 1000)::float8 AS ms," +
+        ' (extract(epoch FROM q.ticker_max_lag) * 1000)::float8 AS lag FROM pgconvey.queue q WHERE q.queue_name = $1',
       [this.queue],
     );
     this.quietAfterTickMs = Number(rows[0]?.ms ?? 0);
+    this.maxLagMs = Number(rows[0]?.lag ?? 0);
+  }
+
+  /**
+   * How long to wait before the next call, after `step`. After a tick: the
+   * queue's min interval (no tick but by max_count can be due sooner). After
+   * a call that ticked nothing while the last tick is younger than max_lag —
+   * ticks come regularly, from this ticker or from a subscriber that keeps
+   * up and ticks for itself in its poll (keep_up_tick): until that tick is
+   * max_lag old, when events waiting since are due anyway; a keeping-up
+   * subscriber's next tick comes sooner, so the ticker does not race it
+   * every few ms. An older last tick (an idle queue, the first events after
+   * it due at once): `pollMs`. Never less than `pollMs`, never more than
+   * TICKER_MAX_WAIT_MS; the max_count rule waits at most that long, its
+   * batch merging the rest.
+   */
+  waitAfter(step: TickerStep, pollMs: number): number {
+    if (step.tick) return Math.max(pollMs, this.quietAfterTickMs);
+    if (step.lastTickAgeMs === undefined || step.lastTickAgeMs >= this.maxLagMs) return pollMs;
+    return Math.min(TICKER_MAX_WAIT_MS, Math.max(pollMs, this.maxLagMs - step.lastTickAgeMs));
   }
 
   /** Whether the next step runs the queue's maintenance (step) rather than only asking for a tick (guardedTick). */
@@ -76,10 +104,15 @@ export class Ticker {
   async guardedTick(version: number, content: string, check: (installed: InstalledEngine | null) => void): Promise<TickerStep | null> {
     let results: pg.QueryResult[];
     const call = format('SELECT pgconvey.ticker(%L) AS id', this.queue);
+    const age = format(
+      'SELECT (extract(epoch FROM clock_timestamp() - t.tick_time) * 1000)::float8 AS age FROM pgconvey.tick t' +
+        ' WHERE t.queue_id = (SELECT q.queue_id FROM pgconvey.queue q WHERE q.queue_name = %L) ORDER BY t.tick_id DESC LIMIT 1',
+      this.queue,
+    );
     try {
       results = (await this.client.query(
         `BEGIN ISOLATION LEVEL READ COMMITTED; ${LOCK_SHARED_SQL}; ${ENGINE_ROW_SQL}; ` +
-          `${call} WHERE ${engineIsSql(version, content)}; COMMIT; ${UNLOCK_SHARED_SQL}`,
+          `${call} WHERE ${engineIsSql(version, content)}; ${age}; COMMIT; ${UNLOCK_SHARED_SQL}`,
       )) as unknown as pg.QueryResult[];
     } catch {
       // The long way says what is wrong (an engine without pgconvey.engine: an older one,
@@ -89,7 +122,8 @@ export class Ticker {
       return null;
     }
     check(engineFromRow(results[2]!.rows[0]));
-    return { tick: (results[3]!.rows[0]?.id as string | null | undefined) ?? null };
+    const ageMs = results[4]!.rows[0]?.age as number | undefined;
+    return { tick: (results[3]!.rows[0]?.id as string | null | undefined) ?? null, ...(ageMs === undefined ? {} : { lastTickAgeMs: Number(ageMs) }) };
   }
 
   async step(now = Date.now()): Promise<TickerStep> {
