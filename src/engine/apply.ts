@@ -35,6 +35,7 @@ import type pg from 'pg';
 import { PgconveyError, quoteIdent, quoteQualified } from '../kernel/index.js';
 import type { QueueEvent } from './batch-reader.js';
 import { keyIdentity, parseRowText } from './row-text.js';
+import { pipelineReady, runPipeline } from './pipeline.js';
 import { NO_PHASES, type Phases } from './worker-profile.js';
 
 /** A captured table as registered on the provider. */
@@ -427,6 +428,8 @@ function sameColumns(a: readonly string[], b: readonly string[]): boolean {
 }
 
 const UNIQUE_VIOLATION = '23505';
+/** Rows held in statements not yet sent (EventApplier.run) before they are sent without waiting for another. */
+const HELD_ROWS = 5_000;
 const EXCLUSION_VIOLATION = '23P01';
 
 /**
@@ -450,6 +453,13 @@ export class EventApplier {
   private inflight: Promise<void> | null = null;
   /** The batch was given up: no statement is sent any more. */
   private abandoned = false;
+  /**
+   * Statements whose results nothing waits for (row counts only), held to go
+   * out with the next statement that is sent (engine/pipeline.ts: one round
+   * trip), in the order they were made.
+   */
+  private held: Array<{ statement: { name: string; text: string; values: string[] }; counter: 'rowsDeleted' | 'rowsWritten'; rows: number }> = [];
+  private heldRows = 0;
 
   constructor(
     private readonly subscriber: pg.Client,
@@ -499,6 +509,8 @@ export class EventApplier {
   /** Gives the batch up: sends no further statement and waits until none is in flight. Call before a ROLLBACK. */
   async abandon(): Promise<void> {
     this.abandoned = true;
+    this.held = [];
+    this.heldRows = 0;
     const p = this.inflight;
     this.inflight = null;
     if (p) await p.catch(() => undefined);
@@ -563,8 +575,27 @@ export class EventApplier {
     }
   }
 
-  /** Waits for the last chunk's flush and runs what waits for the end of the batch (a TRUNCATE). Call after the last chunk. */
+  /**
+   * Waits for the last chunk's flush and runs what waits for the end of the
+   * batch (a TRUNCATE); every statement has reached the subscriber when it
+   * returns. Call after the last chunk.
+   */
   async finish(): Promise<void> {
+    await this.finishHolding();
+    try {
+      await this.sendHeld();
+    } catch (err) {
+      await this.abandon();
+      throw err;
+    }
+  }
+
+  /**
+   * As finish(), but the last statements nothing waits for stay held, to
+   * go out with `commit()`'s statements; the caller sends nothing else
+   * before commit() (or abandon()).
+   */
+  async finishHolding(): Promise<void> {
     try {
       await this.settle();
       if (this.truncating) await this.runTruncate();
@@ -573,6 +604,39 @@ export class EventApplier {
       await this.abandon();
       throw err;
     }
+  }
+
+  /**
+   * Sends the held statements and then `statements` (texts without
+   * parameters: the position, COMMIT) in one round trip. A failure leaves
+   * the transaction aborted: the caller rolls back.
+   */
+  async commit(statements: readonly string[]): Promise<void> {
+    const held = this.takeHeld();
+    if (!held.length) {
+      await this.subscriber.query(statements.join('; '));
+      return;
+    }
+    if (this.abandoned) throw new Error('internal: a statement of a batch given up');
+    const counts = await runPipeline(this.subscriber, [...held.map((h) => h.statement), ...statements.map((text) => ({ text }))]);
+    held.forEach((h, i) => (this.stats[h.counter] += counts[i] ?? 0));
+  }
+
+  /** The held statements, taken. */
+  private takeHeld(): EventApplier['held'] {
+    const held = this.held;
+    this.held = [];
+    this.heldRows = 0;
+    return held;
+  }
+
+  /** Sends the held statements (one round trip), when there are any. */
+  private async sendHeld(): Promise<void> {
+    const held = this.takeHeld();
+    if (!held.length) return;
+    if (this.abandoned) throw new Error('internal: a statement of a batch given up');
+    const counts = await this.phases.time('statements', () => runPipeline(this.subscriber, held.map((h) => h.statement)));
+    held.forEach((h, i) => (this.stats[h.counter] += counts[i] ?? 0));
   }
 
   private async flush(): Promise<void> {
@@ -585,6 +649,7 @@ export class EventApplier {
       const oid = async () =>
         (await this.subscriber.query<{ oid: number }>('SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typname = $1 AND t.typnamespace = $2::pg_catalog.regnamespace', [name, 'pgconvey'])).rows[0]
           ?.oid;
+      await this.sendHeld();
       let found = await oid();
       if (found === undefined) {
         // Another worker may create the same type at the same moment: its name is its definition.
@@ -635,15 +700,21 @@ export class EventApplier {
       const savepoint = st.otherConstraints;
       // Only the row counts: the next chunk's decoding counts events meanwhile.
       const before = { rowsDeleted: this.stats.rowsDeleted, rowsWritten: this.stats.rowsWritten };
-      if (savepoint) await this.subscriber.query('SAVEPOINT pgconvey_flush');
+      // Under a savepoint every statement is sent at once (its error is caught here); else those whose
+      // row count nothing waits for are held to go out with the next statement sent.
+      const hold = !savepoint;
+      if (savepoint) {
+        await this.sendHeld();
+        await this.subscriber.query('SAVEPOINT pgconvey_flush');
+      }
       try {
-        await this.run(keys.deleteKeys, gone, 'rowsDeleted');
+        await this.run(keys.deleteKeys, gone, 'rowsDeleted', hold);
         for (const g of shapes) {
-          const changed = g.st.update ? await this.run(g.st.update, g.updated, 'rowsWritten') : 0;
+          const changed = g.st.update ? await this.run(g.st.update, g.updated, 'rowsWritten', false) : 0;
           // Rows that should have been there but were not (e.g. deleted on the subscriber by hand); with
           // nothing to update (every column a key column) the missing ones are inserted the same way.
-          if (changed < g.updated.length) await this.run(g.st.insertMissing!, g.updated, 'rowsWritten');
-          await this.run(g.st.insert, g.fresh, 'rowsWritten');
+          if (changed < g.updated.length) await this.run(g.st.insertMissing!, g.updated, 'rowsWritten', hold);
+          await this.run(g.st.insert, g.fresh, 'rowsWritten', hold);
         }
         if (savepoint) await this.subscriber.query('RELEASE SAVEPOINT pgconvey_flush');
         return;
@@ -659,18 +730,43 @@ export class EventApplier {
     // Every key that existed before (made only here: the unique-key path above does not need it).
     const existed: string[] = [];
     for (const state of perTable.keys.values()) if (state.existed) existed.push(rowText(state.fields));
-    await this.run(keys.deleteKeys, existed, 'rowsDeleted');
-    for (const g of shapes) await this.run(g.st.insert, [...g.updated, ...g.fresh], 'rowsWritten');
+    await this.run(keys.deleteKeys, existed, 'rowsDeleted', true);
+    for (const g of shapes) await this.run(g.st.insert, [...g.updated, ...g.fresh], 'rowsWritten', true);
   }
 
-  /** Runs a statement on an array of row texts; returns the rows it touched. */
-  private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten'): Promise<number> {
+  /**
+   * Runs a statement on an array of row texts; returns the rows it touched.
+   * `hold`: nothing waits for its row count, so once the statement is
+   * prepared on the connection it is held (returns 0) and goes out with the
+   * next statement sent — up to HELD_ROWS rows held, so memory still
+   * follows the chunk. A statement sent takes the held ones with it, in one
+   * round trip.
+   */
+  private async run(st: Statement, items: string[], counter: 'rowsDeleted' | 'rowsWritten', hold: boolean): Promise<number> {
     if (!items.length) return 0;
     if (this.abandoned) throw new Error('internal: a statement of a batch given up');
     const values = [arrayLiteral(items)];
     const oid = this.createdTypes.get(st.type);
     const name = oid === undefined ? st.name : `${st.name}_${oid}`;
-    const r = await this.phases.time(this.phases.on ? `sql_${st.name.slice(4, 5)}` : 'statements', () => this.subscriber.query({ name, text: st.text, values }));
+    const statement = { name, text: st.text, values };
+    const prepared = pipelineReady(this.subscriber, name, st.text);
+    if (hold && prepared) {
+      this.held.push({ statement, counter, rows: items.length });
+      this.heldRows += items.length;
+      if (this.heldRows >= HELD_ROWS) await this.sendHeld();
+      return 0;
+    }
+    const phase = this.phases.on ? `sql_${st.name.slice(4, 5)}` : 'statements';
+    if (prepared && this.held.length) {
+      const held = this.takeHeld();
+      const counts = await this.phases.time(phase, () => runPipeline(this.subscriber, [...held.map((h) => h.statement), statement]));
+      held.forEach((h, i) => (this.stats[h.counter] += counts[i] ?? 0));
+      const n = counts[held.length] ?? 0;
+      this.stats[counter] += n;
+      return n;
+    }
+    await this.sendHeld();
+    const r = await this.phases.time(phase, () => this.subscriber.query({ name, text: st.text, values }));
     this.stats[counter] += r.rowCount ?? 0;
     return r.rowCount ?? 0;
   }
@@ -681,6 +777,7 @@ export class EventApplier {
     this.stats.events += group.events;
     const targets = [...group.tables].map((id) => this.statements(id)).filter((s): s is TableStatements => !!s);
     if (!targets.length) return;
+    await this.sendHeld();
     await this.phases.time('statements', () => this.subscriber.query(`TRUNCATE ${targets.map((t) => `${t.only}${t.qualified}`).join(', ')}`));
     this.stats.truncates += targets.length;
   }

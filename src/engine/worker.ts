@@ -155,7 +155,7 @@ const sequenceValue = (v: SequenceValue) => `${v.last_value}:${v.is_called}`;
 function advanceSequencesSql(values: readonly SequenceValue[]): string {
   const array = (items: readonly string[]) => `{${items.map((i) => `"${i.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
   return format(
-    'SELECT pgconvey.advance_sequence(s, n, v, c, 0) FROM ROWS FROM (pg_catalog.unnest(%L::text[]), pg_catalog.unnest(%L::text[]), pg_catalog.unnest(%L::bigint[]), pg_catalog.unnest(%L::boolean[])) AS x(s, n, v, c); ',
+    'SELECT pgconvey.advance_sequence(s, n, v, c, 0) FROM ROWS FROM (pg_catalog.unnest(%L::text[]), pg_catalog.unnest(%L::text[]), pg_catalog.unnest(%L::bigint[]), pg_catalog.unnest(%L::boolean[])) AS x(s, n, v, c)',
     array(values.map((v) => v.seq_schema)),
     array(values.map((v) => v.seq_name)),
     array(values.map((v) => v.last_value)),
@@ -448,7 +448,10 @@ export class ApplyWorker {
       }
       await dropHeld();
       this.smallTables = readKey;
-      await ph.time('apply', () => applier.finish());
+      // With nothing to do on the subscriber between the last statement and the commit (no table merging
+      // a copy, not a branch), the last statements go out with the position and COMMIT (one round trip).
+      const foldCommit = !merging.length && !isBranch;
+      await ph.time('apply', () => (foldCommit ? applier.finishHolding() : applier.finish()));
       // A copied table is merged once no later batch can hold a transaction its copy already has:
       // later batches start at this end tick, so it is enough that its snapshot sees all the copy saw.
       const end = parseSnapshot(batch.endSnapshot);
@@ -459,18 +462,18 @@ export class ApplyWorker {
         await this.setTableState(t, done ? 'ok' : 'catching-up', batch.endTick);
       }
       // One round trip: the subscriber's sequences moved to the provider's values (read after the
-      // batch's end tick existed, so never behind it), the position, and the commit.
+      // batch's end tick existed, so never behind it), the position, and the commit — after the batch's
+      // last held apply statements when foldCommit.
       const sequences = this.changedSequences(polled.sequences);
       // Cascades: on a branch, the batch's events and its tick go into the branch's queue in this transaction.
       if (isBranch) await this.branch.requeue(await this.lockedProvider(), this.subscriber, queue, batch);
       // From here on the provider connection may be computing the next batch: wait for it before using it.
-      await ph.time('commit', () =>
-        this.subscriber.query(
-          format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L; ', batch.endTick, queue, consumer) +
-            (sequences.length ? advanceSequencesSql(sequences) : '') +
-            'COMMIT',
-        ),
-      );
+      const storePosition = format('UPDATE pgconvey.subscription SET completed_tick = %L, applied_at = now() WHERE queue_name = %L AND consumer_name = %L', batch.endTick, queue, consumer);
+      const closing = [storePosition, ...(sequences.length ? [advanceSequencesSql(sequences)] : []), 'COMMIT'];
+      await ph.time('commit', async () => {
+        if (foldCommit) await applier.commit(closing);
+        else await this.subscriber.query(closing.join('; '));
+      });
       for (const v of sequences) this.sequencesSent.set(sequenceKey(v), sequenceValue(v));
       // Finished on the provider by the next poll (in its round trip), or by finishPending().
       this.pendingFinish = batch.endTick;
