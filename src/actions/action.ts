@@ -5,7 +5,7 @@
  * destroys something, and its kind's typed parameters — everything the
  * executor needs, so apply reads the plan and nothing else. Also the shape of
  * an action kind's module (its failure hint, the databases it needs, how it
- * runs). Pure.
+ * runs, whether it may share a transaction or run in the background). Pure.
  */
 import type { ActionContext } from './context.js';
 
@@ -49,6 +49,12 @@ export interface ActionModule<K extends string, P> {
    * ctx.db(action.database) only, opens and ends no transaction itself, and is correct rolled back.
    */
   groupable?: boolean;
+  /**
+   * It runs beside the actions after it (src/executor/schedule.ts) once what it depends on is done: execute
+   * uses none of the apply's connections but its own database's (the schema copy opens its own), and what
+   * needs what it makes lists it in dependsOn or runs on its database — those wait for it.
+   */
+  background?: boolean;
   /**
    * Runs several actions of this kind (groupable, consecutive in a group, on one database) in as few engine
    * calls as it can, with the effect of running each with execute; all or nothing (the group runs them one

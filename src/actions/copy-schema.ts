@@ -2,7 +2,8 @@
  * copy_schema (prepare.schema: copy): creates the selected tables missing on
  * a subscriber (and what they need, or every missing object) from the
  * provider's definitions with pg_dump — run by the executor's schema copy,
- * with the pg_dump found in this process (no path to it is in the plan).
+ * with the pg_dump found in this process (no path to it is in the plan), in
+ * the background beside the actions after it (src/executor/schedule.ts).
  */
 import { defineAction, makeAction, type ActionRecord } from './action.js';
 import type { TableParams } from './names.js';
@@ -48,6 +49,8 @@ export const copySchema = defineAction<'copy_schema', CopySchemaParams>({
   kind: 'copy_schema',
   hint: 'fix the cause on the subscriber or the provider',
   databases: (a) => [a.database, a.params.providerDatabase],
+  // Its own connections (pg_dump, the script's transaction on the subscriber): the provider's captures go on meanwhile.
+  background: true,
   execute: (a, ctx) =>
     ctx.copySchema({ actionId: a.id, node: a.node, providerDatabase: a.params.providerDatabase, database: a.database, tables: a.params.tables, mode: a.params.mode ?? 'tables' }),
 });

@@ -3,12 +3,13 @@
  * goes on only when the fresh plan equals it; refused when tampered, made for
  * other databases or stale), shows the plan, asks (unless
  * --auto-approve or a saved plan, which was reviewed already), and runs the
- * actions in order with progress. Every action is idempotent: an apply that
+ * actions in order with progress (a copy_schema in the background, beside
+ * the ones after it). Every action is idempotent: an apply that
  * died half way is finished by running it again.
  */
 import { Args, Flags } from '@oclif/core';
 import { PgconveyError } from '../kernel/index.js';
-import { renderPlanHuman } from '../render/index.js';
+import { ApplyProgress, renderPlanHuman } from '../render/index.js';
 import { ApplyFailedError, applyPlan, planFile, planFromSaved, readSavedPlan } from '../workflow/index.js';
 import { PgconveyCommand } from './shared/command.js';
 import { askYes, requireTerminal } from './shared/confirm.js';
@@ -52,10 +53,12 @@ export default class Apply extends PgconveyCommand {
       throw new PgconveyError('destructive_not_allowed', `the plan has ${destructive} destructive action(s)`, 'review them, then run again with --allow-destructive');
     }
     this.print('');
+    // A copy_schema runs beside the actions after it: the progress lines never mix (render/apply-progress.ts).
+    const progress = new ApplyProgress();
     await applyPlan(planned, {
-      onStart: (a) => process.stdout.write(`  ${a.change === 'delete' ? '-' : a.change === 'update' ? '~' : '+'} ${a.id} … `),
-      onDone: (_a, ms) => process.stdout.write(`done (${ms} ms)\n`),
-      onFailed: () => this.print('failed'),
+      onStart: (a) => process.stdout.write(progress.start(a)),
+      onDone: (a, ms) => process.stdout.write(progress.done(a, ms)),
+      onFailed: (a) => process.stdout.write(progress.failed(a)),
     });
     this.print(`\nApply complete: ${plan.actions.length} action(s).`);
   }

@@ -1,19 +1,23 @@
 /**
- * Runs a plan's actions in order against the databases, reading nothing but
- * the plan and a connection spec per database name: each action names the
- * databases it needs (its own, its provider's) and carries its settings, so
- * the desired state is not consulted. Each database gets one connection
- * holding pgconvey's apply lock (a session advisory lock), so two applies
- * never interleave; a busy lock is reported with who holds it. Every action
- * calls an idempotent engine function (its module in src/actions/ runs it),
- * so an apply that died half way is finished by running it again.
- * Consecutive groupable actions on one database (capture_table,
- * add_subscriber_table) run many to a transaction (groups.ts), in batches of
- * one engine call where the kind has one (capture_table); the others each in
- * their own. Progress
- * goes through hooks. Nothing executable comes from the plan: `copy_schema`
- * runs the pg_dump the caller found (the one the plan was made with, in this
- * process).
+ * Runs a plan's actions against the databases, reading nothing but the plan
+ * and a connection spec per database name: each action names the databases
+ * it needs (its own, its provider's) and carries its settings, so the desired
+ * state is not consulted. Each database gets one connection holding
+ * pgconvey's apply lock (a session advisory lock), taken for every database
+ * before the first action runs, so two applies never interleave; a busy lock
+ * is reported with who holds it. Every action calls an idempotent engine
+ * function (its module in src/actions/ runs it), so an apply that died half
+ * way is finished by running it again. The actions run in the plan's order
+ * (schedule.ts), one at a time, except that a `copy_schema` runs in the
+ * background on its own connections — the provider's captures go on
+ * meanwhile — and what depends on it or runs on its subscriber's database
+ * waits for it; the apply ends when every action has, and after a failure no
+ * other action starts. Consecutive groupable actions on one database
+ * (capture_table, add_subscriber_table) run many to a transaction
+ * (groups.ts), in batches of one engine call where the kind has one
+ * (capture_table); the others each in their own. Progress goes through hooks.
+ * Nothing executable comes from the plan: `copy_schema` runs the pg_dump the
+ * caller found (the one the plan was made with, in this process).
  */
 import type pg from 'pg';
 import { moduleOf, type Action, type ActionContext, type SchemaCopyRequest } from '../actions/index.js';
@@ -21,8 +25,9 @@ import type { ConnectionSpec } from '../config/index.js';
 import { connect } from '../db/index.js';
 import * as engine from '../engine/index.js';
 import type { PgDumpTool, Plan } from '../planner/index.js';
-import { ApplyActionError, ApplyLockedError } from './errors.js';
-import { GROUP, runGroup } from './groups.js';
+import { ApplyLockedError } from './errors.js';
+import { runGroup } from './groups.js';
+import { runSchedule } from './schedule.js';
 import { dumpArchive, prepareSchemaCopy, releaseArchive, runSchemaCopy, SchemaCopyError, type PreparedSchemaCopy } from './schema-copy.js';
 
 export interface ExecutorHooks {
@@ -86,53 +91,18 @@ export async function executePlan(plan: Plan, connections: DatabaseConnections, 
         copiedInto.add(request.database);
       },
     };
-    const actions = plan.actions;
-    for (let i = 0; i < actions.length; ) {
+    await runSchedule(plan.actions, {
+      execute: (a) => moduleOf(a).execute(a, ctx),
       // Consecutive groupable actions on one database share a transaction (groups.ts).
-      const run = groupableRun(actions, i);
-      if (run.length > 1) {
-        const first = run[0]!;
-        let committed: number;
-        try {
-          committed = await runGroup(ctx.db(first.database), run, (a) => moduleOf(a).execute(a, ctx), hooks, (a) => {
-            const m = moduleOf(a);
-            return m.executeBatch ? (as) => m.executeBatch!(as as (typeof a)[], ctx) : undefined;
-          });
-        } catch (err) {
-          const failure = new ApplyActionError(first, err);
-          hooks.onFailed?.(first, failure);
-          throw failure;
-        }
-        i += committed;
-        if (committed === run.length) continue;
-      }
-      const action = actions[i]!;
-      hooks.onStart?.(action);
-      const t0 = Date.now();
-      try {
-        await moduleOf(action).execute(action, ctx);
-      } catch (err) {
-        const failure = err instanceof ApplyActionError ? err : new ApplyActionError(action, err);
-        hooks.onFailed?.(action, failure);
-        throw failure;
-      }
-      hooks.onDone?.(action, Date.now() - t0);
-      i++;
-    }
+      group: (run) =>
+        runGroup(ctx.db(run[0]!.database), run, (a) => moduleOf(a).execute(a, ctx), hooks, (a) => {
+          const m = moduleOf(a);
+          return m.executeBatch ? (as) => m.executeBatch!(as as (typeof a)[], ctx) : undefined;
+        }),
+    }, hooks);
   } finally {
     await Promise.all([...clients.values()].map((c) => c.end().catch(() => undefined)));
   }
-}
-
-/** The groupable actions from `at` on, consecutive and on the database of the first (empty when that one is not groupable). */
-function groupableRun(actions: readonly Action[], at: number): Action[] {
-  const run: Action[] = [];
-  for (let i = at; i < actions.length && run.length < GROUP.maxActions; i++) {
-    const a = actions[i]!;
-    if (!moduleOf(a).groupable || a.database !== actions[at]!.database) break;
-    run.push(a);
-  }
-  return run;
 }
 
 /** Runs a copy_schema: the script its dry run prepared in this process, or one prepared now from a fresh dump of the provider. */

@@ -74,6 +74,10 @@ describe('prepare: copy', () => {
 
     const applied = await runCli(['apply', file, '--auto-approve'], { env, timeoutMs: 60_000 });
     expect(applied.code, applied.stdout).toBe(0);
+    // The copy runs beside the provider's actions: every progress line is whole, the copy's end among them.
+    const progress = applied.stdout.split('\n').filter((l) => / … /.test(l));
+    expect(progress.filter((l) => !/^ {2}[+~-] \S+ … (done \(\d+ ms\)|running)$/.test(l)), applied.stdout).toEqual([]);
+    expect(progress.some((l) => /^ {2}\+ copy_schema:new_leaf:sales … done \(\d+ ms\)$/.test(l)), applied.stdout).toBe(true);
     const again = await runCli(['plan', file, '--detailed-exitcode'], { env });
     expect(again.code, again.stdout).toBe(0);
 
