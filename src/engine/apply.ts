@@ -430,6 +430,8 @@ function sameColumns(a: readonly string[], b: readonly string[]): boolean {
 const UNIQUE_VIOLATION = '23505';
 /** Rows held in statements not yet sent (EventApplier.run) before they are sent without waiting for another. */
 const HELD_ROWS = 5_000;
+/** Updated rows of a table up to which its UPDATE is held as well, with the insert of rows it misses run unconditionally. */
+const HELD_UPDATE_ROWS = 500;
 const EXCLUSION_VIOLATION = '23P01';
 
 /**
@@ -710,10 +712,18 @@ export class EventApplier {
       try {
         await this.run(keys.deleteKeys, gone, 'rowsDeleted', hold);
         for (const g of shapes) {
-          const changed = g.st.update ? await this.run(g.st.update, g.updated, 'rowsWritten', false) : 0;
-          // Rows that should have been there but were not (e.g. deleted on the subscriber by hand); with
-          // nothing to update (every column a key column) the missing ones are inserted the same way.
-          if (changed < g.updated.length) await this.run(g.st.insertMissing!, g.updated, 'rowsWritten', hold);
+          if (hold && g.st.update && g.updated.length <= HELD_UPDATE_ROWS) {
+            // Few rows: the UPDATE is held too, and the insert of rows it did not find runs whatever its count
+            // (it sees the UPDATE's rows, so it inserts the same rows the count would have asked for) — an
+            // index probe per row instead of a round trip.
+            await this.run(g.st.update, g.updated, 'rowsWritten', true);
+            await this.run(g.st.insertMissing!, g.updated, 'rowsWritten', true);
+          } else {
+            const changed = g.st.update ? await this.run(g.st.update, g.updated, 'rowsWritten', false) : 0;
+            // Rows that should have been there but were not (e.g. deleted on the subscriber by hand); with
+            // nothing to update (every column a key column) the missing ones are inserted the same way.
+            if (changed < g.updated.length) await this.run(g.st.insertMissing!, g.updated, 'rowsWritten', hold);
+          }
           await this.run(g.st.insert, g.fresh, 'rowsWritten', hold);
         }
         if (savepoint) await this.subscriber.query('RELEASE SAVEPOINT pgconvey_flush');

@@ -68,6 +68,24 @@ describe('engine: capture → queue → apply', () => {
     expect(Number((await subscriber.query('SELECT count(*) FROM public.items')).rows[0].count)).toBe(90);
   });
 
+  it('an update of rows deleted on the subscriber by hand writes them again, in a small batch and in a large one', async () => {
+    // notes has no unique constraint but its key: a small batch's UPDATE is held and the insert of the rows
+    // it misses runs unconditionally (apply.ts HELD_UPDATE_ROWS); a large one decides by the UPDATE's count.
+    for (const rows of [3, 800]) {
+      await provider.query("INSERT INTO notes SELECT g, 'm' || $1::int, 'before' FROM generate_series(1, $1::int) g", [rows]);
+      await sync();
+      await subscriber.query("DELETE FROM public.notes WHERE b = 'm' || $1::int AND a % 2 = 1", [rows]);
+      await provider.query("UPDATE notes SET body = 'after' WHERE b = 'm' || $1::int", [rows]);
+      await sync();
+      await expectEqual();
+      const r = await subscriber.query("SELECT count(*)::int AS n FROM public.notes WHERE b = 'm' || $1::int AND body = 'after'", [rows]);
+      expect(r.rows[0].n).toBe(rows);
+    }
+    await provider.query("DELETE FROM notes WHERE b LIKE 'm%'");
+    await sync();
+    await expectEqual();
+  });
+
   it('replicates key changes, including a swap of unique values inside one transaction', async () => {
     await provider.query('BEGIN');
     await provider.query('UPDATE items SET id = id + 1000 WHERE id <= 10');
