@@ -27,7 +27,7 @@ import {
   type StepGuards,
 } from '../engine/index.js';
 import { EngineMismatchError, checkEngine, engineMismatch, stepGuard, withEngine } from './engine-guard.js';
-import type { Logger } from './log.js';
+import type { LogFields, Logger } from './log.js';
 import { errorText, runLoop, sleep } from './loop.js';
 import type { DaemonEvents } from './metrics.js';
 
@@ -181,6 +181,7 @@ export async function runWorkerDaemon(options: WorkerDaemonOptions): Promise<voi
 async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: number, providerDb: string, subscriberDb: string, setLock: (held: boolean) => void): Promise<void> {
   // Cascades: when a branch last published its watermark to its provider (engine/watermark.ts).
   let watermarkAt = 0;
+  const applied = new AppliedSummary();
   await runLoop<{ provider: pg.Client; subscriber: pg.Client; worker: ApplyWorker; guards: StepGuards }>({
     log,
     signal: options.signal,
@@ -245,7 +246,7 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
       }
       for (const x of r.scripts ?? []) log.info(x.outcome === 'applied' ? 'applied script' : 'script recorded as applied here already; skipped it', { script: x.name, end_tick: r.batch.endTick });
       if (r.stats.events > 0) {
-        log.info('applied batch', {
+        log.debug('applied batch', {
           start_tick: r.batch.startTick,
           end_tick: r.batch.endTick,
           events: r.stats.events,
@@ -255,6 +256,8 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
           ms: r.durationMs,
           lag_ms: r.lagMs,
         });
+        const summary = applied.add(r.batch.endTick, r.stats, r.lagMs);
+        if (summary) log.info('applied batches', summary);
       }
       return 0;
     },
@@ -270,6 +273,50 @@ async function runWorker(options: WorkerDaemonOptions, log: Logger, pollMs: numb
 
 /** How often a branch's worker publishes its watermark to its provider. */
 const WATERMARK_EVERY_MS = 1_000;
+
+/** How often the worker logs what it applied (at info; each batch at debug). */
+export const APPLIED_SUMMARY_EVERY_MS = 10_000;
+
+/**
+ * The worker's info line about what it applied: the first batch with rows
+ * at once (a `run` just started shows it works), then at most one line per
+ * APPLIED_SUMMARY_EVERY_MS for the batches since — a subscriber keeping up
+ * applies ~50 batches a second, and a line each was millions of lines a day.
+ */
+export class AppliedSummary {
+  private batches = 0;
+  private events = 0;
+  private deleted = 0;
+  private written = 0;
+  private truncated = 0;
+  private maxLagMs = 0;
+  private loggedAt: number | null = null;
+
+  /** Counts a batch; returns the fields of the line to log now, or null. */
+  add(endTick: string, stats: { events: number; rowsDeleted: number; rowsWritten: number; truncates: number }, lagMs: number, now = Date.now()): LogFields | null {
+    this.batches++;
+    this.events += stats.events;
+    this.deleted += stats.rowsDeleted;
+    this.written += stats.rowsWritten;
+    this.truncated += stats.truncates;
+    this.maxLagMs = Math.max(this.maxLagMs, lagMs);
+    if (this.loggedAt !== null && now - this.loggedAt < APPLIED_SUMMARY_EVERY_MS) return null;
+    const fields: LogFields = {
+      batches: this.batches,
+      events: this.events,
+      deleted: this.deleted,
+      written: this.written,
+      truncated: this.truncated,
+      end_tick: endTick,
+      lag_ms: lagMs,
+      max_lag_ms: this.maxLagMs,
+      ...(this.loggedAt === null ? {} : { seconds: Math.round((now - this.loggedAt) / 100) / 10 }),
+    };
+    this.batches = this.events = this.deleted = this.written = this.truncated = this.maxLagMs = 0;
+    this.loggedAt = now;
+    return fields;
+  }
+}
 
 /** The worker's piece: its advisory lock key. */
 const workerPiece = (o: Pick<WorkerDaemonOptions, 'queue' | 'consumer'>) => `worker:${o.queue}:${o.consumer}`;
