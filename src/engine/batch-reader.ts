@@ -95,7 +95,14 @@ export function batchEventsSql(batch: BatchInfo, tables: TableIds, skipVisibleIn
     if (late.length) parts.push(sqlFormat(`SELECT ${columns} FROM %s WHERE ev_txid IN (%s)%s`, table, late, tableFilter));
   }
   // A copied table still merging: its copy already has the transactions visible in the copy's snapshot.
-  const skip = [...skipVisibleIn].map(([id, snap]) => sqlFormat('NOT (ev_table = %s AND pg_catalog.txid_visible_in_snapshot(ev_txid, %L))', id, snap));
+  // One condition per distinct snapshot (the tables of one copy batch share theirs), not one per table.
+  const bySnapshot = new Map<string, number[]>();
+  for (const [id, snap] of skipVisibleIn) bySnapshot.set(snap, [...(bySnapshot.get(snap) ?? []), id]);
+  const skip = [...bySnapshot].map(([snap, ids]) =>
+    ids.length === 1
+      ? sqlFormat('NOT (ev_table = %s AND pg_catalog.txid_visible_in_snapshot(ev_txid, %L))', ids[0]!, snap)
+      : sqlFormat('NOT (ev_table IN (%s) AND pg_catalog.txid_visible_in_snapshot(ev_txid, %L))', ids.map(String), snap),
+  );
   const where = skip.length ? ` WHERE ${skip.join(' AND ')}` : '';
   const legacy = (field: string) => `(pgconvey.legacy_event(e.ev_table, e.ev_op, e.ev_key, e.ev_data)).${field}`;
   const isLegacy = "e.ev_shape IS NULL AND e.ev_op <> 'T'";

@@ -4,7 +4,7 @@
  * and marks the table `copying` under it; the rows stream (a large table's:
  * copy-stream.ts forwards the provider's CopyData frames as they come, in
  * COPY's binary format when every column allows it — copy-binary.ts; a
- * small batch's: forwarded the same way, in text; never buffered whole) into the subscriber
+ * small batch's: forwarded the same way, in text, a chunk of tables in one statement each way; never buffered whole) into the subscriber
  * in ONE transaction that first
  * checks that the table's subscriber_table row is still this attempt's, then
  * sets aside secondary indexes and empties the table — steps that may wait
@@ -46,7 +46,7 @@ import { branchTablesNotReady, ProviderTableNotReadyError } from './branch.js';
 import { EXACT_SESSION_SQL, NO_TIMEOUTS_SQL } from './session.js';
 import { openGroupLoads, recordGroupCopied, type LoadedTable, type OpenedLoad } from './copy-batch-load.js';
 import { binaryCopySafe, readColumnTypes, typesSignature } from './copy-binary.js';
-import { forwardCopy, type CopyTally } from './copy-stream.js';
+import { forwardCopies, forwardCopy, ForwardCopiesError, type CopyItem, type CopyTally } from './copy-stream.js';
 import { dropSetAside, indexesToSetAside, rebuildSetAside, type SetAsideIndex } from './set-aside-indexes.js';
 import { holdsEvents, sqlStates, tableStateOf, type TableState } from './table-state.js';
 
@@ -657,8 +657,8 @@ export const BATCH_MAX_TABLE_BYTES = 8 * 2 ** 20;
 /** A batch's loads commit together, at most this many tables or this long after the group's first. */
 const GROUP_MAX_TABLES = 25;
 const GROUP_MAX_MS = 1000;
-/** A group's tables are checked, locked and emptied this many at a time (copy-batch-load.ts), before their loads. */
-const CHUNK_TABLES = 5;
+/** A group's tables are checked, locked and emptied this many at a time (copy-batch-load.ts), then loaded together (forwardCopies). */
+const CHUNK_TABLES = 25;
 /** At most this many tables, and this many bytes, per batch. */
 const BATCH_MAX_TABLES = 200;
 const BATCH_MAX_BYTES = 64 * 2 ** 20;
@@ -757,7 +757,8 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
 
     // Loads share a subscriber transaction, committed every few tables: a commit (a WAL flush) per 200-row
     // table cost more than its load. The checks, locks and emptying of a chunk of tables go in two round
-    // trips, their records in one at the group's commit (copy-batch-load.ts); only the COPY is per table. A
+    // trips, their COPYs in one statement each way (copy-stream.ts forwardCopies), their records in one at
+    // the group's commit (copy-batch-load.ts). A
     // table is reported copied once its group has committed; a failure rolls the whole group back (its
     // tables wait again, without an error of theirs).
     let open = false;
@@ -791,26 +792,32 @@ export async function copyTableBatch(openProvider: OpenClient, openSubscriber: O
       } catch (err) {
         throw Object.assign(new BatchTableError(err), { table: chunk[0]![1] });
       }
-      for (const [q, t] of chunk) {
-        const o = opened.get(q);
-        // Superseded (resynced or removed since it was marked): its row was only read; the group goes on.
-        if (!o) {
-          left.delete(q);
-          continue;
-        }
-        const c = info.get(q)!;
-        const columns = c.columns.map(quoteIdent).join(', ');
-        const rowsExpected = Number(c.expected) > 0 ? Number(c.expected) : null;
-        const only = c.kind === 'p' ? '' : 'ONLY ';
+      // Superseded (resynced or removed since it was marked): its row was only read; the group goes on.
+      for (const [q] of chunk) if (!opened.has(q)) left.delete(q);
+      const loads = chunk
+        .filter(([q]) => opened.has(q))
+        .map(([q, t]) => {
+          const c = info.get(q)!;
+          const columns = c.columns.map(quoteIdent).join(', ');
+          const only = c.kind === 'p' ? '' : 'ONLY ';
+          const item: CopyItem = { copyOut: `COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`, copyIn: `COPY ${q} (${columns}) FROM STDIN`, tally: { rows: 0, bytes: 0 } };
+          return { q, t, o: opened.get(q)!, item, rowsExpected: Number(c.expected) > 0 ? Number(c.expected) : null };
+        });
+      try {
+        // The chunk's tables in one statement each way, their rows forwarded as they come (copy-stream.ts:
+        // each table's three row counts must agree): two round trips for the chunk, not three per table.
+        await forwardCopies(source, target, loads.map((l) => l.item));
+      } catch (err) {
+        const at = err instanceof ForwardCopiesError ? err.index : 0;
+        throw Object.assign(new BatchTableError(err instanceof ForwardCopiesError ? err.inner : err), { table: loads[Math.min(at, loads.length - 1)]!.t });
+      }
+      for (const { q, t, o, item, rowsExpected } of loads) {
         try {
-          // The provider's rows forwarded as they come (copy-stream.ts; its three row counts must agree).
-          const tally = { rows: 0, bytes: 0 };
-          await forwardCopy(source, target, `COPY (SELECT ${columns} FROM ${only}${q}) TO STDOUT`, `COPY ${q} (${columns}) FROM STDIN`, tally);
           await rebuildSetAside([target], o.indexes);
-          loaded.push({ t, q, schema: t.schema, table: t.table, rows: tally.rows, bytes: tally.bytes, rowsExpected });
         } catch (err) {
           throw Object.assign(new BatchTableError(err), { table: t });
         }
+        loaded.push({ t, q, schema: t.schema, table: t.table, rows: item.tally.rows, bytes: item.tally.bytes, rowsExpected });
       }
       if (loaded.length >= GROUP_MAX_TABLES || Date.now() - groupStarted >= GROUP_MAX_MS) await commitGroup();
     }

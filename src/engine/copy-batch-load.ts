@@ -7,7 +7,8 @@
  * one query naming those that hold rows, which are then emptied (TRUNCATE, or
  * DELETE when foreign keys point at them); and after the loads one UPDATE
  * recording S, T and `catching-up` for every table loaded, only where the row
- * is still this attempt's. Only the COPY itself stays per table.
+ * is still this attempt's. The COPYs themselves go in one statement each way
+ * for the chunk (copy-stream.ts forwardCopies).
  */
 import type pg from 'pg';
 import { quoteQualified } from '../kernel/index.js';

@@ -19,6 +19,11 @@
  * subscriber's socket is written only while it accepts: when its buffer is
  * full the provider's socket pauses (the provider's backend then waits), so
  * memory stays flat whatever the table's size.
+ *
+ * forwardCopies does the same for several tables (a copy batch's chunk) in
+ * one statement each way: one simple query of COPY … TO STDOUT statements on
+ * the provider, one of COPY … FROM STDIN on the subscriber, each table's rows
+ * and CopyDone forwarded in order; the counts are checked per table.
  */
 import type pg from 'pg';
 
@@ -48,6 +53,7 @@ interface Connection {
 
 const COPY_DATA = 0x64; // 'd'
 const COPY_DONE = 0x63; // 'c'
+const COMMAND_COMPLETE = 0x43; // 'C'
 const ERROR_RESPONSE = 0x45; // 'E'
 /** Messages a backend may send in the middle of a COPY out: skipped (CopyOutResponse, NoticeResponse, ParameterStatus, NotificationResponse). */
 const SKIPPED = new Set([0x48, 0x4e, 0x53, 0x41]);
@@ -64,6 +70,8 @@ const rowsOf = (msg: { text?: string } | undefined) => {
 class CopyIn {
   connection: Connection | undefined;
   rows: number | null = null;
+  /** Every statement's `COPY n`, in order (a multi-table forward's text has one statement per table). */
+  readonly done: Array<number | null> = [];
   readonly ready: Promise<void>;
   readonly finished: Promise<void>;
   failed: unknown;
@@ -94,6 +102,7 @@ class CopyIn {
   }
   handleCommandComplete(msg: { text?: string }): void {
     this.rows = rowsOf(msg);
+    this.done.push(this.rows);
   }
   handleReadyForQuery(): void {
     this.callback();
@@ -113,7 +122,12 @@ class CopyIn {
   handleCopyData(): void {}
 }
 
-/** A query object for the provider's `COPY … TO STDOUT`: takes the socket's reads over until CopyDone and forwards the CopyData runs. */
+/**
+ * A query object for the provider's `COPY … TO STDOUT`: takes the socket's reads over until CopyDone and
+ * forwards the CopyData runs. With several statements (one COPY per table, `tallies` one per table), each
+ * CopyDone but the last is forwarded too and the stream goes on: the CommandComplete after it is read
+ * here (its `COPY n`), the next CopyOutResponse skipped; the last CopyDone hands the socket back to pg.
+ */
 class CopyOut {
   private connection: Connection | undefined;
   private pgData: ((b: Buffer) => void) | undefined;
@@ -125,6 +139,11 @@ class CopyOut {
   private partial: Buffer | undefined;
   private detached = false;
   rows: number | null = null;
+  /** Every statement's `COPY n` so far, in order. */
+  readonly done: Array<number | null> = [];
+  /** The statement (table) whose rows come now. */
+  index = 0;
+  private tally: CopyTally;
   readonly finished: Promise<void>;
   failed: unknown;
   private onFinished!: () => void;
@@ -133,9 +152,10 @@ class CopyOut {
   constructor(
     readonly text: string,
     private readonly sink: Socket,
-    private readonly tally: CopyTally,
+    private readonly tallies: readonly CopyTally[],
     private readonly sinkOk: () => boolean,
   ) {
+    this.tally = tallies[0]!;
     this.finished = new Promise<void>((res, rej) => ((this.onFinished = res), (this.onFailed = rej)));
     this.finished.catch(() => undefined);
   }
@@ -196,6 +216,27 @@ class CopyOut {
         this.queue(chunk.subarray(runStart, p));
         runStart = -1;
       }
+      if (code === COPY_DONE && this.index < this.tallies.length - 1) {
+        // A table's end, more to come: its CopyDone forwarded, its CommandComplete next.
+        this.queue(COPY_DONE_MESSAGE);
+        this.index++;
+        this.tally = this.tallies[this.index]!;
+        this.expectComplete = true;
+        p += 5;
+        continue;
+      }
+      if (code === COMMAND_COMPLETE && this.expectComplete) {
+        // Read here, whole (kept for the next read when it is split): the table's `COPY n`.
+        if (n - p < 1 + length) {
+          this.partial = Buffer.from(chunk.subarray(p));
+          p = n;
+          break;
+        }
+        this.done.push(rowsOf({ text: chunk.toString('utf8', p + 5, p + length) }));
+        this.expectComplete = false;
+        p += 1 + length;
+        continue;
+      }
       if (code === COPY_DONE || code === ERROR_RESPONSE) {
         // The end, or an error: pg reads the rest — CommandComplete and ReadyForQuery, or the error.
         this.detach(code === COPY_DONE ? chunk.subarray(p + 1 + length) : chunk.subarray(p), code === COPY_DONE);
@@ -220,6 +261,8 @@ class CopyOut {
     }
   };
 
+  /** A CopyDone of a table but the last was read: its CommandComplete comes next. */
+  private expectComplete = false;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private flushScheduled = false;
@@ -285,18 +328,20 @@ class CopyOut {
 
   /** Hands the provider's socket back to pg with what is left of this read (after writing what is queued: whole messages). */
   private detach(rest: Buffer, done: boolean): void {
+    // The last rows and CopyDone in one write (a small table's rows are often all in this read).
+    if (done && !this.stopped) this.queue(COPY_DONE_MESSAGE);
     this.flush();
     this.detached = true;
     const stream = this.connection!.stream;
     stream.removeListener('data', this.onData);
     stream.addListener('data', this.pgData!);
-    if (done && !this.stopped) this.sink.write(COPY_DONE_MESSAGE);
     if (rest.length) this.pgData!(rest);
     process.nextTick(() => stream.resume());
   }
 
   handleCommandComplete(msg: { text?: string }): void {
     this.rows = rowsOf(msg);
+    this.done.push(this.rows);
   }
   handleReadyForQuery(): void {
     this.onFinished();
@@ -331,7 +376,7 @@ export async function forwardCopy(source: pg.Client, target: pg.Client, copyOut:
   await into.ready;
   const targetConnection = into.connection!;
   const sink = targetConnection.stream;
-  const from = new CopyOut(copyOut, sink, tally, () => into.failed === undefined);
+  const from = new CopyOut(copyOut, sink, [tally], () => into.failed === undefined);
   // The subscriber failed mid-stream: stop reading the provider (the caller closes it), end the subscriber's message.
   into.onError = () => from.stop();
   // The provider failed mid-stream: cancel the subscriber's COPY (it rolls back its statement).
@@ -347,4 +392,75 @@ export async function forwardCopy(source: pg.Client, target: pg.Client, copyOut:
     throw new Error(`copy: row counts disagree (provider sent ${from.rows ?? '?'}, forwarded ${tally.rows - extra}, subscriber loaded ${into.rows ?? '?'})`);
   }
   tally.rows -= extra;
+}
+
+/** One table of forwardCopies: its two statements (text format) and its counts. */
+export interface CopyItem {
+  copyOut: string;
+  copyIn: string;
+  tally: CopyTally;
+}
+
+/** A failure of forwardCopies, with the table (its index in the items) whose copy failed. */
+export class ForwardCopiesError extends Error {
+  constructor(
+    readonly index: number,
+    readonly inner: unknown,
+  ) {
+    super((inner as Error)?.message ?? String(inner));
+    this.name = 'ForwardCopiesError';
+  }
+}
+
+/**
+ * Several tables forwarded as forwardCopy does one, in ONE round trip each way: the provider gets all the
+ * `COPY … TO STDOUT` statements in one simple query and sends the tables one after the other; the
+ * subscriber gets all the `COPY … FROM STDIN` ones in one simple query, followed by each table's rows and
+ * CopyDone as they come — its backend reads them in order, each COPY taking the messages up to its
+ * CopyDone (sent before its CopyInResponse: a byte stream, read in order). Text format only. Exactness as
+ * forwardCopy, per table: the rows counted, the provider's and the subscriber's `COPY n` agree for every
+ * table, and each side completed every statement. A failure (either side, any table) rejects with a
+ * ForwardCopiesError naming the table; after an error a backend skips the rest of its statements and
+ * ignores the copy messages still coming. The caller closes both sessions on a failure, as for forwardCopy.
+ */
+export async function forwardCopies(source: pg.Client, target: pg.Client, items: readonly CopyItem[]): Promise<void> {
+  if (!items.length) return;
+  const into = new CopyIn(items.map((i) => i.copyIn).join('; '));
+  (target as unknown as { query(q: unknown): unknown }).query(into);
+  // Not sent at once (the session busy: never, the caller awaits each statement): the rows wait for its start.
+  if (into.connection === undefined) await into.ready.catch(() => undefined);
+  const targetConnection = (target as unknown as { connection: Connection }).connection;
+  const from = new CopyOut(
+    items.map((i) => i.copyOut).join('; '),
+    targetConnection.stream,
+    items.map((i) => i.tally),
+    () => into.failed === undefined,
+  );
+  let failedAt: number | undefined;
+  into.onError = () => {
+    failedAt ??= into.done.length;
+    from.stop();
+  };
+  from.onError = (err) => {
+    failedAt ??= from.index;
+    from.endMessage();
+    if (into.failed === undefined) targetConnection.sendCopyFail(`the provider's COPY failed: ${(err as Error)?.message ?? String(err)}`);
+  };
+  if (into.failed === undefined) (source as unknown as { query(q: unknown): unknown }).query(from);
+  try {
+    await Promise.all([from.finished, into.finished]);
+  } catch (err) {
+    throw new ForwardCopiesError(failedAt ?? Math.min(into.done.length, from.index), err);
+  }
+  for (let i = 0; i < items.length; i++) {
+    const sent = from.done[i] ?? null;
+    const loaded = into.done[i] ?? null;
+    const counted = items[i]!.tally.rows;
+    if (sent === null || loaded === null || sent !== loaded || sent !== counted) {
+      throw new ForwardCopiesError(i, new Error(`copy: row counts disagree (provider sent ${sent ?? '?'}, forwarded ${counted}, subscriber loaded ${loaded ?? '?'})`));
+    }
+  }
+  if (from.done.length !== items.length || into.done.length !== items.length) {
+    throw new ForwardCopiesError(Math.min(from.done.length, into.done.length), new Error(`copy: ${from.done.length} of ${items.length} tables sent, ${into.done.length} loaded`));
+  }
 }

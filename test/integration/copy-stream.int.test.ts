@@ -5,12 +5,14 @@
  * many reads) — with tabs, newlines, backslashes, non-ASCII text, NULLs and
  * bytea, checked row by row (test/harness/exact.ts); notices in the middle of
  * the stream are dropped, not loaded; an error on either side fails the copy
- * and leaves both sessions usable after a rollback. Replay a failure with
+ * and leaves both sessions usable after a rollback. forwardCopies: several
+ * tables' COPYs in one statement each way (a copy batch's chunk), every
+ * table's counts checked, a failure naming its table. Replay a failure with
  * PGCONVEY_SEED=<seed>.
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forwardCopy } from '../../src/engine/copy-stream.js';
+import { forwardCopies, forwardCopy, ForwardCopiesError, type CopyItem } from '../../src/engine/copy-stream.js';
 import { freshDatabase } from '../harness/databases.js';
 import { compareTable, equalDiff } from '../harness/exact.js';
 import { createRng, testSeed } from '../harness/random.js';
@@ -106,6 +108,58 @@ describe(`copy stream: frames forwarded from provider to subscriber (seed ${SEED
       rows: 0,
       bytes: 0,
     }).catch((e: Error) => e);
+    expect(String(err)).toMatch(/r_small/);
+    await target.query('ROLLBACK');
+    expect((await target.query<{ n: number }>('SELECT count(*)::int AS n FROM public.r')).rows[0]!.n).toBe(0);
+    (reader as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await reader.end().catch(() => undefined);
+  });
+
+  const item = (where: string, select = 'id, v, b, n'): CopyItem => ({
+    copyOut: `COPY (SELECT ${select} FROM public.r WHERE ${where} ORDER BY id) TO STDOUT`,
+    copyIn: 'COPY public.r (id, v, b, n) FROM STDIN',
+    tally: { rows: 0, bytes: 0 },
+  });
+
+  it('forwardCopies: several tables in one round trip each way, every count per table', async () => {
+    await target.query('ROLLBACK').catch(() => undefined);
+    await target.query('TRUNCATE public.r');
+    // An empty one first, one in the middle, and at the end (CopyDone and CommandComplete straddle reads).
+    const items = [item('false'), item('id <= 1000', 'public.noisy(id), v, b, n'), item('false'), item('id > 1000 AND id <= 1001'), item('id > 1001'), item('false')];
+    await target.query('BEGIN');
+    await forwardCopies(source, target, items);
+    await target.query('COMMIT');
+    expect(items.map((i) => i.tally.rows)).toEqual([0, 1000, 0, 1, rows - 1001, 0]);
+    const d = await compareTable(source, target, 'public', 'r');
+    expect(d).toEqual(equalDiff(d));
+    expect((await source.query('SELECT 1 AS x')).rows[0].x).toBe(1);
+    expect((await target.query('SELECT 1 AS x')).rows[0].x).toBe(1);
+  });
+
+  it("forwardCopies: a provider error names its table, cancels the subscriber's COPY, and loads nothing", async () => {
+    await target.query('TRUNCATE public.r');
+    for (const [items, at, message] of [
+      [[item('id <= 1000'), item('id > 1000', 'CASE WHEN id = 2500 THEN 1 / (id - 2500) ELSE id END, v, b, n'), item('false')], 1, /division by zero/],
+      [[item('id <= 10'), { ...item('true'), copyOut: 'COPY (SELECT * FROM public.no_such_table) TO STDOUT' }, item('id > 10')], 1, /no_such_table/],
+    ] as const) {
+      await target.query('BEGIN');
+      const err = await forwardCopies(source, target, items as unknown as CopyItem[]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ForwardCopiesError);
+      expect((err as ForwardCopiesError).index).toBe(at);
+      expect(String(err)).toMatch(message);
+      await target.query('ROLLBACK');
+      expect((await target.query<{ n: number }>('SELECT count(*)::int AS n FROM public.r')).rows[0]!.n).toBe(0);
+      expect((await source.query('SELECT 1 AS x')).rows[0].x).toBe(1);
+    }
+  });
+
+  it('forwardCopies: a subscriber error names its table', async () => {
+    const reader = await sourceDb.connect();
+    await target.query('BEGIN');
+    const items = [item('id <= 100'), item('id > 100 AND id <= 200'), item('id > 200', 'CASE WHEN id = 2000 THEN 1000000 ELSE id END, v, b, n'), item('false')];
+    const err = await forwardCopies(reader, target, items).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ForwardCopiesError);
+    expect((err as ForwardCopiesError).index).toBe(2);
     expect(String(err)).toMatch(/r_small/);
     await target.query('ROLLBACK');
     expect((await target.query<{ n: number }>('SELECT count(*)::int AS n FROM public.r')).rows[0]!.n).toBe(0);

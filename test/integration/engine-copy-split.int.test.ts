@@ -11,6 +11,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as engine from '../../src/engine/index.js';
+import { waitFor } from '../harness/compare.js';
 import { makePair, type Pair } from '../harness/exact.js';
 import { createRng, testSeed, type Rng } from '../harness/random.js';
 import { sourceServer, targetServer, type ServerInfo } from '../harness/servers.js';
@@ -265,6 +266,42 @@ describe(`small tables batched under one snapshot (seed ${SEED})`, () => {
     // Every copy pin is gone once all have merged.
     await pair.sync();
     expect((await pair.prov.query("SELECT count(*)::int AS n FROM pgconvey.consumer WHERE consumer_name LIKE 'copy:%'")).rows[0].n).toBe(0);
+  });
+
+  it('a batch whose copy the worker overtook: its tables replay their skipped range together and end equal', { timeout: 180_000 }, async () => {
+    for (const t of names) await engine.resyncTable(pair.sub, 'q', 's', 'public', t);
+    // A writer session on the subscriber's tables: the copy's first load waits for it after its pin (T) and snapshot (S) are fixed.
+    const reader = await pair.sdb.connect();
+    await reader.query('BEGIN');
+    await reader.query(`LOCK TABLE ${names.map((n) => `public.${n}`).join(', ')} IN ROW EXCLUSIVE MODE`);
+    const [p, s] = openers(pair);
+    const copy = engine.copyPendingTables(p, s, 'q', 's', { parallel: 1 });
+    const w = await pair.session();
+    const rng = createRng(SEED + 5);
+    const write = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const t = rng.pick(names);
+        const id = rng.int(1, 260);
+        if (rng.int(0, 2) === 0) await w.query(`DELETE FROM public.${t} WHERE id = $1`, [id]);
+        else await w.query(`INSERT INTO public.${t} VALUES ($1, 'r') ON CONFLICT (id) DO UPDATE SET v = excluded.v || 'r'`, [id]);
+      }
+    };
+    await waitFor('the copy pinned', async () => (await pair.prov.query("SELECT count(*)::int AS n FROM pgconvey.consumer WHERE consumer_name LIKE 'copy:%'")).rows[0].n > 0, 30_000);
+    // Writes after T, and the worker past them (the tables are copying: not applied) before the copy records T.
+    for (let round = 0; round < 3; round++) {
+      await write(40);
+      await pair.sync();
+    }
+    await reader.query('COMMIT');
+    await reader.end();
+    expect(await copy).toBe(SMALL);
+    const behind = await pair.sub.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pgconvey.subscriber_table t JOIN pgconvey.subscription s USING (queue_name, consumer_name) WHERE t.state = 'catching-up' AND t.copy_tick < s.completed_tick",
+    );
+    expect(behind.rows[0]!.n).toBe(SMALL);
+    await write(40);
+    await pair.syncUntilOk();
+    for (const t of names) await pair.expectEqual('public', t);
   });
 
   it('a table failing inside a batch gets its error, the tables of its uncommitted group wait again without one, and all end equal after the fix', { timeout: 180_000 }, async () => {
