@@ -97,12 +97,28 @@ for (const server of [sourceServer(), targetServer()]) {
         expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
         await takeBatch();
 
-        // Nothing written: NULL at once, no wait.
+        // Nothing written yet right after a tick: the rest of the min interval is waited out, then NULL
+        // when nothing came; events written meanwhile are ticked at its end (the worker is back right after
+        // its batch, before its writers' next events).
         const t1 = Date.now();
         expect(await keepUp()).toBeNull();
-        expect(Date.now() - t1).toBeLessThan(300);
+        expect(Date.now() - t1).toBeGreaterThanOrEqual(300);
+        await engine.forceTick(admin, 'q');
+        await takeBatch();
+        const waiting = keepUp();
+        await other.query('INSERT INTO public.t VALUES (30)');
+        expect(await waiting).not.toBeNull();
+        await takeBatch();
+
+        // Nothing written and the last tick older than the min interval: NULL at once, no wait.
+        await admin.query('SELECT pg_sleep(0.45)');
+        const t2 = Date.now();
+        expect(await keepUp()).toBeNull();
+        expect(Date.now() - t2).toBeLessThan(300);
 
         // ticker() ticks for it once the last tick is that old.
+        await engine.forceTick(admin, 'q');
+        await takeBatch();
         await admin.query('INSERT INTO public.t VALUES (3)');
         expect(await engine.tick(admin, 'q')).toBeNull();
         await admin.query('SELECT pg_sleep(0.45)');

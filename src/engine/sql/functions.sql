@@ -324,11 +324,23 @@ BEGIN
     END IF;
     SELECT * INTO v_last FROM pgconvey.tick WHERE queue_id = q.queue_id ORDER BY tick_id DESC LIMIT 1;
     IF v_last.tick_id IS DISTINCT FROM (CASE WHEN c.batch_end_tick IS NULL THEN c.last_tick
-                                             WHEN c.batch_end_tick = p_finishing THEN p_finishing END)
-       OR pgconvey.event_seq_value(q.queue_id) <= v_last.tick_event_seq THEN
+                                             WHEN c.batch_end_tick = p_finishing THEN p_finishing END) THEN
       RETURN NULL;
     END IF;
     v_wait := q.ticker_min_interval - (clock_timestamp() - v_last.tick_time);
+    IF pgconvey.event_seq_value(q.queue_id) <= v_last.tick_event_seq THEN
+      -- Nothing written since the last tick yet. When that tick is younger than the min interval (the
+      -- worker is back right after its batch), the rest of the interval is waited out here too and the
+      -- events written by then ticked: returning at once left a busy writer's next events to the
+      -- worker's idle wait (up to its 50 ms poll), now that the ticker no longer asks every 10 ms.
+      IF v_waited OR v_wait <= interval '0' THEN
+        RETURN NULL;
+      END IF;
+      PERFORM pg_sleep(extract(epoch FROM v_wait));
+      v_waited := true;
+      v_locked := false;
+      CONTINUE;
+    END IF;
     IF v_wait > interval '0' THEN
       IF v_waited THEN
         RETURN NULL;  -- waited once already (a clock set back): the ticker ticks
