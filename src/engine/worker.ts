@@ -116,9 +116,19 @@ const GENERIC_PLANS_SQL = `DO $$ BEGIN IF pg_catalog.current_setting('server_ver
  * every row, so any committed change (add_table, remove_table, a new capture
  * with other columns or key) gives another value and the rows are read again.
  */
-const CAPTURED_VERSION_SQL =
+export const CAPTURED_VERSION_SQL =
   'SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(ROW(c.table_id, c.table_schema, c.table_name, c.key_columns, c.columns)::text, \',\' ORDER BY c.table_id), \'\')) AS v ' +
   'FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L';
+
+/** A pgconvey.poll_state row (the poll's, while a batch is open). */
+interface PollState {
+  v: string;
+  pins: boolean;
+  seq_schema: string[];
+  seq_name: string[];
+  seq_value: string[];
+  seq_called: boolean[];
+}
 
 interface CapturedRow {
   table_id: number;
@@ -567,11 +577,6 @@ export class ApplyWorker {
    */
   private async poll(): Promise<{ batch: BatchInfo | null; capturedVersion: string; copyPins: boolean; sequences: SequenceValue[]; small?: { tables: string; events: QueueEvent[] } }> {
     const { queue, consumer } = this.options;
-    const open = format(
-      'EXISTS (SELECT FROM pgconvey.consumer co JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L AND co.consumer_name = %L AND co.batch_end_tick IS NOT NULL)',
-      queue,
-      consumer,
-    );
     const finishing = this.pendingFinish;
     const statements = [
       // Guarded: the install lock for the poll's transaction (the session's default is READ COMMITTED) and the engine check.
@@ -581,15 +586,8 @@ export class ApplyWorker {
       format('SELECT pgconvey.keep_up_tick(%L, %L, %s)', queue, consumer, finishing === undefined ? 'NULL' : String(BigInt(finishing))),
       ...(finishing !== undefined ? [format('SELECT pgconvey.finish_batch(%L, %L, %L)', queue, consumer, finishing)] : []),
       format('SELECT * FROM pgconvey.next_batch(%L, %L, %s)', queue, consumer, String(this.maxBatchEvents)),
-      `${format(CAPTURED_VERSION_SQL, queue)} AND ${open}`,
-      format(
-        "SELECT EXISTS (SELECT FROM pgconvey.consumer c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L AND left(c.consumer_name, length(%L)) = %L AND %s) AS pins",
-        queue,
-        `copy:${consumer}:`,
-        `copy:${consumer}:`,
-        open,
-      ),
-      `${format('SELECT seq_schema, seq_name, last_value::text AS last_value, is_called FROM pgconvey.sequence_values(%L)', queue)} WHERE ${open}`,
+      // Only with a batch open: the captured tables' version, whether copy pins exist, the sequence values.
+      format('SELECT * FROM pgconvey.poll_state(%L, %L)', queue, consumer),
     ];
     // The tables the last batch read (none merging a copy): a small next batch of them is read in this round trip.
     const smallTables = this.smallTables;
@@ -598,12 +596,13 @@ export class ApplyWorker {
     // Finished (or found finished already): a failure above leaves it to the next worker's skip path.
     this.pendingFinish = undefined;
     const at = (this.guards ? GUARD_RESULTS : 0) + (finishing !== undefined ? 2 : 1);
+    const state = results[at + 1]!.rows[0] as PollState | undefined;
     return {
       batch: batchFromRow(results[at]!.rows[0]),
-      capturedVersion: (results[at + 1]!.rows[0]?.v as string | undefined) ?? '',
-      copyPins: results[at + 2]!.rows[0]?.pins === true,
-      sequences: results[at + 3]!.rows as SequenceValue[],
-      small: smallBatch(smallTables, results[at + 4], results[at]!.rows[0]?.event_estimate),
+      capturedVersion: state?.v ?? '',
+      copyPins: state?.pins === true,
+      sequences: state ? state.seq_schema.map((schema, i) => ({ seq_schema: schema, seq_name: state.seq_name[i]!, last_value: state.seq_value[i]!, is_called: state.seq_called[i]! })) : [],
+      small: smallBatch(smallTables, results[at + 2], results[at]!.rows[0]?.event_estimate),
     };
   }
 

@@ -1814,6 +1814,38 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.poll_state(queue, consumer) → one row while the consumer
+-- has a batch open (none otherwise): the version of the queue's captured
+-- tables (the md5 of what the apply worker uses of every row, the same text
+-- as the worker's CAPTURED_VERSION_SQL), whether copy pins of the consumer
+-- exist (`copy:<consumer>:…`), and the queue's sequence values, as arrays in
+-- (schema, name) order. The apply worker's poll asks it in its round trip; in
+-- a function its statements are planned once per session, not every batch.
+CREATE OR REPLACE FUNCTION pgconvey.poll_state(p_queue text, p_consumer text)
+RETURNS TABLE (v text, pins boolean, seq_schema text[], seq_name text[], seq_value text[], seq_called boolean[])
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_queue integer;
+BEGIN
+  SELECT q.queue_id INTO v_queue FROM pgconvey.queue q WHERE q.queue_name = p_queue;
+  IF NOT FOUND OR NOT EXISTS (SELECT FROM pgconvey.consumer co
+                               WHERE co.queue_id = v_queue AND co.consumer_name = p_consumer AND co.batch_end_tick IS NOT NULL) THEN
+    RETURN;
+  END IF;
+  SELECT md5(coalesce(string_agg(ROW(c.table_id, c.table_schema, c.table_name, c.key_columns, c.columns)::text, ',' ORDER BY c.table_id), ''))
+    INTO v FROM pgconvey.captured_table c WHERE c.queue_id = v_queue;
+  pins := EXISTS (SELECT FROM pgconvey.consumer c
+                   WHERE c.queue_id = v_queue AND left(c.consumer_name, length('copy:' || p_consumer || ':')) = 'copy:' || p_consumer || ':');
+  SELECT coalesce(array_agg(x.seq_schema ORDER BY x.seq_schema, x.seq_name), '{}'),
+         coalesce(array_agg(x.seq_name ORDER BY x.seq_schema, x.seq_name), '{}'),
+         coalesce(array_agg(x.last_value::text ORDER BY x.seq_schema, x.seq_name), '{}'),
+         coalesce(array_agg(x.is_called ORDER BY x.seq_schema, x.seq_name), '{}')
+    INTO seq_schema, seq_name, seq_value, seq_called
+    FROM pgconvey.sequence_values(p_queue) x;
+  RETURN NEXT;
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.advance_sequence(schema, name, value, is_called, margin)
 -- → the sequence's value afterwards. Moves a subscriber's sequence forward
 -- (in the direction of its increment) to the provider's value plus `margin`
