@@ -35,7 +35,7 @@ import type pg from 'pg';
 import { PgconveyError, quoteIdent, quoteQualified } from '../kernel/index.js';
 import type { QueueEvent } from './batch-reader.js';
 import { keyIdentity, parseRowText } from './row-text.js';
-import { pipelineReady, runPipeline } from './pipeline.js';
+import { pipelineReady, runPipeline, type PipelinedStatement } from './pipeline.js';
 import { NO_PHASES, type Phases } from './worker-profile.js';
 
 /** A captured table as registered on the provider. */
@@ -434,11 +434,11 @@ function sameColumns(a: readonly string[], b: readonly string[]): boolean {
 }
 
 const UNIQUE_VIOLATION = '23505';
+const EXCLUSION_VIOLATION = '23P01';
 /** Rows held in statements not yet sent (EventApplier.run) before they are sent without waiting for another. */
 const HELD_ROWS = 5_000;
 /** Updated rows of a table up to which its UPDATE is held as well, with the insert of rows it misses run unconditionally. */
 const HELD_UPDATE_ROWS = 500;
-const EXCLUSION_VIOLATION = '23P01';
 
 /**
  * Applies events to the subscriber, set-based. Pending net effects are kept
@@ -466,7 +466,7 @@ export class EventApplier {
    * out with the next statement that is sent (engine/pipeline.ts: one round
    * trip), in the order they were made.
    */
-  private held: Array<{ statement: { name: string; text: string; values: string[] }; counter: 'rowsDeleted' | 'rowsWritten'; rows: number }> = [];
+  private held: Array<{ statement: { name: string; text: string; values: string[] }; counter: 'rowsDeleted' | 'rowsWritten' }> = [];
   private heldRows = 0;
 
   constructor(
@@ -620,31 +620,27 @@ export class EventApplier {
    * the transaction aborted: the caller rolls back.
    */
   async commit(statements: readonly string[]): Promise<void> {
-    const held = this.takeHeld();
-    if (!held.length) {
-      await this.subscriber.query(statements.join('; '));
-      return;
-    }
-    if (this.abandoned) throw new Error('internal: a statement of a batch given up');
-    const counts = await runPipeline(this.subscriber, [...held.map((h) => h.statement), ...statements.map((text) => ({ text }))]);
-    held.forEach((h, i) => (this.stats[h.counter] += counts[i] ?? 0));
-  }
-
-  /** The held statements, taken. */
-  private takeHeld(): EventApplier['held'] {
-    const held = this.held;
-    this.held = [];
-    this.heldRows = 0;
-    return held;
+    if (!this.held.length) await this.subscriber.query(statements.join('; '));
+    else await this.sendWithHeld(statements.map((text) => ({ text })), 'statements');
   }
 
   /** Sends the held statements (one round trip), when there are any. */
   private async sendHeld(): Promise<void> {
-    const held = this.takeHeld();
-    if (!held.length) return;
+    if (this.held.length) await this.sendWithHeld([], 'statements');
+  }
+
+  /**
+   * The held statements, then `then`, in one round trip (engine/pipeline.ts);
+   * the held ones' row counts counted, `then`'s returned.
+   */
+  private async sendWithHeld(then: PipelinedStatement[], phase: string): Promise<number[]> {
     if (this.abandoned) throw new Error('internal: a statement of a batch given up');
-    const counts = await this.phases.time('statements', () => runPipeline(this.subscriber, held.map((h) => h.statement)));
+    const held = this.held;
+    this.held = [];
+    this.heldRows = 0;
+    const counts = await this.phases.time(phase, () => runPipeline(this.subscriber, [...held.map((h) => h.statement), ...then]));
     held.forEach((h, i) => (this.stats[h.counter] += counts[i] ?? 0));
+    return counts.slice(held.length);
   }
 
   private async flush(): Promise<void> {
@@ -767,24 +763,21 @@ export class EventApplier {
     const statement = { name, text: st.text, values };
     const prepared = pipelineReady(this.subscriber, name, st.text);
     if (hold && prepared) {
-      this.held.push({ statement, counter, rows: items.length });
+      this.held.push({ statement, counter });
       this.heldRows += items.length;
       if (this.heldRows >= HELD_ROWS) await this.sendHeld();
       return 0;
     }
     const phase = this.phases.on ? `sql_${st.name.slice(4, 5)}` : 'statements';
+    let n: number;
     if (prepared && this.held.length) {
-      const held = this.takeHeld();
-      const counts = await this.phases.time(phase, () => runPipeline(this.subscriber, [...held.map((h) => h.statement), statement]));
-      held.forEach((h, i) => (this.stats[h.counter] += counts[i] ?? 0));
-      const n = counts[held.length] ?? 0;
-      this.stats[counter] += n;
-      return n;
+      n = (await this.sendWithHeld([statement], phase))[0] ?? 0;
+    } else {
+      await this.sendHeld();
+      n = (await this.phases.time(phase, () => this.subscriber.query({ name, text: st.text, values }))).rowCount ?? 0;
     }
-    await this.sendHeld();
-    const r = await this.phases.time(phase, () => this.subscriber.query({ name, text: st.text, values }));
-    this.stats[counter] += r.rowCount ?? 0;
-    return r.rowCount ?? 0;
+    this.stats[counter] += n;
+    return n;
   }
 
   private async runTruncate(): Promise<void> {

@@ -112,13 +112,12 @@ const SESSION_SQL = EXACT_SESSION_SQL;
 const GENERIC_PLANS_SQL = `DO $$ BEGIN IF pg_catalog.current_setting('server_version_num')::int >= 120000 THEN PERFORM pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false); END IF; END $$`;
 
 /**
- * The version of a queue's captured tables: a hash of what the worker uses of
- * every row, so any committed change (add_table, remove_table, a new capture
- * with other columns or key) gives another value and the rows are read again.
+ * The version of a queue's captured tables (pgconvey.captured_version, the
+ * same the poll gets from pgconvey.poll_state): a hash of what the worker
+ * uses of every row, so any committed change gives another value and the
+ * rows are read again.
  */
-export const CAPTURED_VERSION_SQL =
-  'SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(ROW(c.table_id, c.table_schema, c.table_name, c.key_columns, c.columns)::text, \',\' ORDER BY c.table_id), \'\')) AS v ' +
-  'FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = %L';
+export const CAPTURED_VERSION_SQL = 'SELECT pgconvey.captured_version(%L) AS v';
 
 /** A pgconvey.poll_state row (the poll's, while a batch is open). */
 interface PollState {
@@ -472,9 +471,8 @@ export class ApplyWorker {
       // replays exactly the range it skipped while the table was being copied, and nothing twice.
       // One statement for all of them (a round trip per table was most of a batch's time while thousands merged).
       if (merging.length) {
-        const sees = new Map<string, boolean>();
-        const done = (snapshot: string) => sees.get(snapshot) ?? sees.set(snapshot, snapshotSees(end, parseSnapshot(snapshot))).get(snapshot)!;
-        await ph.time('states', () => this.setTableStates(merging.map((t) => ({ t, state: done(t.copySnapshot!) ? 'ok' : 'catching-up' })), batch.endTick));
+        const states = merging.map((t) => ({ t, state: snapshotSees(end, parseSnapshot(t.copySnapshot!)) ? ('ok' as const) : ('catching-up' as const) }));
+        await ph.time('states', () => this.setTableStates(states, batch.endTick));
       }
       // One round trip: the subscriber's sequences moved to the provider's values (read after the
       // batch's end tick existed, so never behind it), the position, and the commit — after the batch's

@@ -328,31 +328,22 @@ BEGIN
       RETURN NULL;
     END IF;
     v_wait := q.ticker_min_interval - (clock_timestamp() - v_last.tick_time);
-    IF pgconvey.event_seq_value(q.queue_id) <= v_last.tick_event_seq THEN
-      -- Nothing written since the last tick yet. When that tick is younger than the min interval (the
-      -- worker is back right after its batch), the rest of the interval is waited out here too and the
-      -- events written by then ticked: returning at once left a busy writer's next events to the
-      -- worker's idle wait (up to its 50 ms poll), now that the ticker no longer asks every 10 ms.
-      IF v_waited OR v_wait <= interval '0' THEN
-        RETURN NULL;
-      END IF;
-      PERFORM pg_sleep(extract(epoch FROM v_wait));
-      v_waited := true;
-      v_locked := false;
-      CONTINUE;
-    END IF;
     IF v_wait > interval '0' THEN
       IF v_waited THEN
         RETURN NULL;  -- waited once already (a clock set back): the ticker ticks
       END IF;
       -- Too soon after the last tick: wait out the min interval here, then ask again (a tick may have come
-      -- meanwhile). The worker's next batch then still comes in this round trip; returning NULL instead
-      -- cost it an empty poll, a wait for the ticker's NOTIFY and a second poll per batch. No row or lock
-      -- is held but the shared locks of the tables read so far (queue, consumer, tick, the sequence).
+      -- meanwhile), whether or not anything was written yet — the worker is back right after its batch,
+      -- before its writers' next events. Its next batch then still comes in this round trip; returning NULL
+      -- instead cost it an empty poll and a wait for the ticker's NOTIFY or its own idle poll (up to 50 ms).
+      -- No row or lock is held but the shared locks of the tables read so far (queue, consumer, tick).
       PERFORM pg_sleep(extract(epoch FROM v_wait));
       v_waited := true;
       v_locked := false;
       CONTINUE;
+    END IF;
+    IF pgconvey.event_seq_value(q.queue_id) <= v_last.tick_event_seq THEN
+      RETURN NULL;  -- nothing written since the last tick
     END IF;
     IF v_locked THEN
       RETURN pgconvey.insert_tick(q.queue_id);
@@ -1814,10 +1805,21 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
+-- Function: pgconvey.captured_version(queue) → the version of the queue's
+-- captured tables: the md5 of what the apply worker uses of every row, so
+-- any committed change (add_table, remove_table, a new capture with other
+-- columns or key) gives another value and the worker reads the rows again.
+CREATE OR REPLACE FUNCTION pgconvey.captured_version(p_queue text)
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT md5(coalesce(string_agg(ROW(c.table_id, c.table_schema, c.table_name, c.key_columns, c.columns)::text, ',' ORDER BY c.table_id), ''))
+            FROM pgconvey.captured_table c JOIN pgconvey.queue q USING (queue_id) WHERE q.queue_name = p_queue);
+END $$;
+
+------------------------------------------------------------------------------
 -- Function: pgconvey.poll_state(queue, consumer) → one row while the consumer
 -- has a batch open (none otherwise): the version of the queue's captured
--- tables (the md5 of what the apply worker uses of every row, the same text
--- as the worker's CAPTURED_VERSION_SQL), whether copy pins of the consumer
+-- tables (pgconvey.captured_version), whether copy pins of the consumer
 -- exist (`copy:<consumer>:…`), and the queue's sequence values, as arrays in
 -- (schema, name) order. The apply worker's poll asks it in its round trip; in
 -- a function its statements are planned once per session, not every batch.
@@ -1832,8 +1834,7 @@ BEGIN
                                WHERE co.queue_id = v_queue AND co.consumer_name = p_consumer AND co.batch_end_tick IS NOT NULL) THEN
     RETURN;
   END IF;
-  SELECT md5(coalesce(string_agg(ROW(c.table_id, c.table_schema, c.table_name, c.key_columns, c.columns)::text, ',' ORDER BY c.table_id), ''))
-    INTO v FROM pgconvey.captured_table c WHERE c.queue_id = v_queue;
+  v := pgconvey.captured_version(p_queue);
   pins := EXISTS (SELECT FROM pgconvey.consumer c
                    WHERE c.queue_id = v_queue AND left(c.consumer_name, length('copy:' || p_consumer || ':')) = 'copy:' || p_consumer || ':');
   SELECT coalesce(array_agg(x.seq_schema ORDER BY x.seq_schema, x.seq_name), '{}'),
