@@ -8,7 +8,11 @@
  *              the worker's provider backend, its subscriber backend (and the
  *              copy daemon's idle backend), found by application_name;
  *   native   — the walsender on the source and the logical replication
- *              worker(s) on the target.
+ *              worker(s) on the target;
+ * and the whole machine's busy CPU per row change (/proc/stat: pgbench, its
+ * backends with their capture triggers, every server process), beside a
+ * plain round (no replication), so the capture's cost is the difference
+ * less the apply side's.
  * Rounds interleave the two modes (each replication alone, the other off).
  * A developer's probe: prints, writes nothing to docs/.
  *
@@ -65,6 +69,13 @@ function cpuMs(pid: number): number {
   }
 }
 
+/** The whole machine's busy CPU in ms (every process: /proc/stat's first line less idle and iowait). */
+function machineMs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const busy = f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!;
+  return busy * TICK_MS;
+}
+
 /** Backend pids of a server by label (application_name or backend_type), read before the round. */
 async function backends(s: RunningServer, db: string, where: string): Promise<Array<{ label: string; pid: number }>> {
   return sql(s, db, `SELECT coalesce(nullif(application_name, ''), backend_type) || ' (' || coalesce(datname, '-') || ')' AS label, pid FROM pg_stat_activity WHERE ${where} AND pid <> pg_backend_pid()`);
@@ -104,12 +115,15 @@ async function main(): Promise<void> {
         for (const t of triggers) await c.query(`ALTER TABLE ${t.rel} ${on ? 'ENABLE' : 'DISABLE'} TRIGGER ${JSON.stringify(t.name)}`);
       });
 
-    const results: Record<string, Record<string, number[]>> = { pgconvey: {}, native: {} };
-    const tps: Record<string, number[]> = { pgconvey: [], native: [] };
+    const results: Record<string, Record<string, number[]>> = { plain: {}, pgconvey: {}, native: {} };
+    const tps: Record<string, number[]> = { plain: [], pgconvey: [], native: [] };
     for (let round = 0; round < Number(args.rounds); round++) {
-      for (const mode of ['pgconvey', 'native'] as const) {
+      for (const mode of ['plain', 'pgconvey', 'native'] as const) {
         let procs: Array<{ label: string; pid: number }>;
-        if (mode === 'pgconvey') {
+        if (mode === 'plain') {
+          await setTriggers(false);
+          procs = [];
+        } else if (mode === 'pgconvey') {
           await setTriggers(true);
           ticker = await startRun(file, ['--node', 'old_root']);
           worker = await startRun(file, ['--node', 'new_leaf']);
@@ -134,8 +148,10 @@ async function main(): Promise<void> {
         const ticks = async () => (mode === 'pgconvey' ? Number((await sql(source, SRC, 'SELECT max(tick_id) AS t FROM pgconvey.tick'))[0].t) : 0);
         const ticks0 = await ticks();
         const before = procs.map((p) => cpuMs(p.pid));
+        const machine0 = machineMs();
         const r = await pgbench(source, SRC, ['-N', '-c', '4', '-j', '2', '-R', args.rate!, '-T', args.seconds!]);
         const after = procs.map((p) => cpuMs(p.pid));
+        const machine = machineMs() - machine0;
         if (mode === 'pgconvey') (results[mode]!['ticks/s'] ??= []).push(((await ticks()) - ticks0) / Number(args.seconds));
         const rows = r.tps * Number(args.seconds) * 2;
         tps[mode]!.push(r.tps);
@@ -150,17 +166,19 @@ async function main(): Promise<void> {
           line.push(`${p.label} ${us.toFixed(1)}`);
         });
         (results[mode]!['TOTAL'] ??= []).push(total);
-        log(`round ${round + 1} ${mode}: ${r.tps.toFixed(0)} tps, load ${loadavg()[0]!.toFixed(2)}; µs CPU per row change: ${line.join(', ')}; total ${total.toFixed(1)}`);
+        const machineUs = (machine * 1000) / rows;
+        (results[mode]!['MACHINE (every process, pgbench and writers included)'] ??= []).push(machineUs);
+        log(`round ${round + 1} ${mode}: ${r.tps.toFixed(0)} tps, load ${loadavg()[0]!.toFixed(2)}; µs CPU per row change: ${line.join(', ')}; total ${total.toFixed(1)}; machine ${machineUs.toFixed(1)}`);
         if (mode === 'pgconvey') {
           await worker!.stop();
           await ticker!.stop();
           worker = ticker = undefined;
-        } else {
+        } else if (mode === 'native') {
           await setSubscription(source, SRC, target, NAT, SUB, false);
         }
       }
     }
-    for (const mode of ['pgconvey', 'native'] as const) {
+    for (const mode of ['plain', 'pgconvey', 'native'] as const) {
       log(`${mode}: median ${median(tps[mode]!).toFixed(0)} tps; µs CPU per row change (median of ${args.rounds}):`);
       for (const [label, xs] of Object.entries(results[mode]!)) log(`    ${label.padEnd(40)} ${median(xs).toFixed(1)}  (${xs.map((x) => x.toFixed(1)).join(', ')})`);
     }
