@@ -13,7 +13,7 @@
  * backends with their capture triggers, every server process), beside a
  * plain round (no replication), so the capture's cost is the difference
  * less the apply side's.
- * Rounds interleave the two modes (each replication alone, the other off).
+ * Rounds interleave the three modes (each replication alone, the other off).
  * A developer's probe: prints, writes nothing to docs/.
  *
  * Usage: npm run build && tsx bench/apply-cpu.ts [-- --scale 5 --rate 500 --seconds 12 --rounds 2 --ticker-min-interval 20ms]

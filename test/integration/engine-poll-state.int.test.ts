@@ -3,7 +3,8 @@
  * version, the copy pins and the sequence values through it): nothing while
  * no batch is open; with one open, the same version as the worker's own
  * CAPTURED_VERSION_SQL (so a table read once is not read again every batch),
- * pins only of this consumer, and every carried sequence's value in order.
+ * another one once a captured table is removed, pins only of this consumer,
+ * and every carried sequence's value in order.
  */
 import { describe, expect, it } from 'vitest';
 import * as engine from '../../src/engine/index.js';
@@ -37,6 +38,9 @@ describe('poll_state', () => {
       expect(row).toEqual({ v: version, pins: true, seq_schema: ['public', 'public'], seq_name: ['s1', 's2'], seq_value: ['2', '1'], seq_called: [true, false] });
       await c.query("SELECT pgconvey.unregister_consumer('q', 'copy:c:1')");
       expect((await state())[0].pins).toBe(false);
+      // A committed change of the captured tables gives another version (the worker then reads them again).
+      await c.query("SELECT pgconvey.remove_table('q', 'public', 'B')");
+      expect((await state())[0].v).not.toBe(version);
     } finally {
       await c.end();
     }
