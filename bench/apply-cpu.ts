@@ -13,12 +13,17 @@
  * backends with their capture triggers, every server process), beside a
  * plain round (no replication), so the capture's cost is the difference
  * less the apply side's.
+ * Every other process of both servers is counted too, by kind (the
+ * writers' backends with their capture triggers, checkpointer, walwriter,
+ * autovacuum workers, …; the postmaster's children that exited in the round
+ * through its cutime + cstime), so the machine's CPU splits into the servers'
+ * parts and the rest (pgbench, Node).
  * Rounds interleave the three modes (each replication alone, the other off).
  * A developer's probe: prints, writes nothing to docs/.
  *
  * Usage: npm run build && tsx bench/apply-cpu.ts [-- --scale 5 --rate 500 --seconds 12 --rounds 2 --ticker-min-interval 20ms]
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { RunningServer } from '../src/embedded/index.js';
@@ -74,6 +79,38 @@ function machineMs(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const busy = f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!;
   return busy * TICK_MS;
+}
+
+/** Every child of a server's postmaster: pid → [kind from its process title, CPU ms]; 'exited' is the children gone. */
+function serverProcs(postmaster: number): Map<number, [string, number]> {
+  const out = new Map<number, [string, number]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(f[1]) !== postmaster) continue;
+      const title = readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ').replace(/^postgres: /, '').trim();
+      const known = ['checkpointer', 'background writer', 'walwriter', 'autovacuum launcher', 'autovacuum worker', 'stats collector', 'logical replication launcher', 'archiver'];
+      const kind = known.find((k) => title.startsWith(k)) ?? (title.startsWith('walsender') ? 'walsender' : title.startsWith('logical replication') ? 'logical replication worker' : 'client backends');
+      out.set(Number(d), [kind, (Number(f[11]) + Number(f[12])) * TICK_MS]);
+    } catch {
+      /* gone */
+    }
+  }
+  const f = readFileSync(`/proc/${postmaster}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  out.set(-1, ['exited children', (Number(f[13]) + Number(f[14])) * TICK_MS]);
+  out.set(postmaster, ['postmaster', (Number(f[11]) + Number(f[12])) * TICK_MS]);
+  return out;
+}
+
+/** CPU ms by kind between two serverProcs snapshots, less the pids measured on their own. */
+function byKind(a: Map<number, [string, number]>, b: Map<number, [string, number]>, skip: Set<number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [pid, [kind, ms]] of b) {
+    if (skip.has(pid)) continue;
+    out.set(kind, (out.get(kind) ?? 0) + ms - (a.get(pid)?.[1] ?? 0));
+  }
+  return out;
 }
 
 /** Backend pids of a server by label (application_name or backend_type), read before the round. */
@@ -148,10 +185,12 @@ async function main(): Promise<void> {
         const ticks = async () => (mode === 'pgconvey' ? Number((await sql(source, SRC, 'SELECT max(tick_id) AS t FROM pgconvey.tick'))[0].t) : 0);
         const ticks0 = await ticks();
         const before = procs.map((p) => cpuMs(p.pid));
+        const servers0 = [serverProcs(source.pid), serverProcs(target.pid)];
         const machine0 = machineMs();
         const r = await pgbench(source, SRC, ['-N', '-c', '4', '-j', '2', '-R', args.rate!, '-T', args.seconds!]);
         const after = procs.map((p) => cpuMs(p.pid));
         const machine = machineMs() - machine0;
+        const servers1 = [serverProcs(source.pid), serverProcs(target.pid)];
         if (mode === 'pgconvey') (results[mode]!['ticks/s'] ??= []).push(((await ticks()) - ticks0) / Number(args.seconds));
         const rows = r.tps * Number(args.seconds) * 2;
         tps[mode]!.push(r.tps);
@@ -166,8 +205,18 @@ async function main(): Promise<void> {
           line.push(`${p.label} ${us.toFixed(1)}`);
         });
         (results[mode]!['TOTAL'] ??= []).push(total);
+        const skip = new Set(procs.map((p) => p.pid));
+        let counted = total;
+        ['source', 'target'].forEach((side, i) => {
+          for (const [kind, ms] of byKind(servers0[i]!, servers1[i]!, skip)) {
+            const us = (ms * 1000) / rows;
+            counted += us;
+            (results[mode]![`${side} ${kind}`] ??= []).push(us);
+          }
+        });
         const machineUs = (machine * 1000) / rows;
         (results[mode]!['MACHINE (every process, pgbench and writers included)'] ??= []).push(machineUs);
+        (results[mode]!['rest of the machine (pgbench, Node, the OS)'] ??= []).push(machineUs - counted);
         log(`round ${round + 1} ${mode}: ${r.tps.toFixed(0)} tps, load ${loadavg()[0]!.toFixed(2)}; µs CPU per row change: ${line.join(', ')}; total ${total.toFixed(1)}; machine ${machineUs.toFixed(1)}`);
         if (mode === 'pgconvey') {
           await worker!.stop();
