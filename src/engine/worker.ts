@@ -547,7 +547,9 @@ export class ApplyWorker {
           `SET LOCAL session_replication_role = replica; SET LOCAL work_mem = '${APPLY_SORT_MEMORY}'; SELECT completed_tick FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L FOR UPDATE; ` +
             `SELECT table_schema, table_name, state, copy_snapshot, copy_tick, copy_generation::text AS copy_generation, copy_pin FROM pgconvey.subscriber_table
               WHERE queue_name = %L AND consumer_name = %L AND state IN (${sqlStates('ok', 'catching-up', 'held')}) FOR SHARE; ` +
-            'SELECT pgconvey.branch_requeue_target(queue_name, completed_tick) AS t FROM pgconvey.subscription WHERE queue_name = %L AND consumer_name = %L AND completed_tick = %L',
+            // A leaf (no branch queue here) skips the function call: no row, the same answer as its NULL.
+            'SELECT pgconvey.branch_requeue_target(s.queue_name, s.completed_tick) AS t FROM pgconvey.subscription s WHERE s.queue_name = %L AND s.consumer_name = %L AND s.completed_tick = %L ' +
+            'AND EXISTS (SELECT FROM pgconvey.queue q WHERE q.queue_name = s.queue_name AND q.branch_provider IS NOT NULL)',
           queue,
           consumer,
           queue,
