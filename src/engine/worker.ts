@@ -531,8 +531,8 @@ export class ApplyWorker {
    * for this batch, and this batch never applies to a table being copied.
    * Cascades: the same round trip asks whether this subscriber is a branch
    * (its re-queue target, see engine/branch.ts), only when the position is
-   * the batch's start (the batch is to be applied): a leaf then makes no
-   * further round trip for it. A failed round trip is rolled back.
+   * the batch's start (the batch is to be applied) and a branch queue exists
+   * here: a leaf then calls no function and makes no further round trip. A failed round trip is rolled back.
    */
   private async open(startTick: string): Promise<pg.QueryResult[]> {
     const { queue, consumer } = this.options;
