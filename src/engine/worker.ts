@@ -532,7 +532,8 @@ export class ApplyWorker {
    * Cascades: the same round trip asks whether this subscriber is a branch
    * (its re-queue target, see engine/branch.ts), only when the position is
    * the batch's start (the batch is to be applied) and a branch queue exists
-   * here: a leaf then calls no function and makes no further round trip. A failed round trip is rolled back.
+   * here: a leaf then calls no function and makes no further round trip. A
+   * failed round trip is rolled back.
    */
   private async open(startTick: string): Promise<pg.QueryResult[]> {
     const { queue, consumer } = this.options;

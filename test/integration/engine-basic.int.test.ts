@@ -181,4 +181,19 @@ describe('engine: capture → queue → apply', () => {
       { id: 7002, flag: true },
     ]);
   });
+
+  it('a leaf applies its batches without calling the branch re-queue function', async () => {
+    // A leaf's batch opening asks for a branch queue first (worker.ts open()); the function, made to fail
+    // here, must not run. Restored afterwards from its own definition.
+    const def = (await subscriber.query("SELECT pg_catalog.pg_get_functiondef('pgconvey.branch_requeue_target(text, bigint)'::regprocedure) AS d")).rows[0].d as string;
+    await subscriber.query(`CREATE OR REPLACE FUNCTION pgconvey.branch_requeue_target(p_queue text, p_start_tick bigint) RETURNS text LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'branch_requeue_target called on a leaf'; END $$`);
+    try {
+      await provider.query("INSERT INTO items (id, name, qty) VALUES (7101, 'leaf batch', 1)");
+      await sync();
+      await expectEqual();
+    } finally {
+      await subscriber.query(def);
+    }
+  });
 });
